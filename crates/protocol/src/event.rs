@@ -199,14 +199,14 @@ impl Event {
 }
 
 /// Builds a response frame's JSON text.
-pub fn response_json<T: Serialize>(
+pub fn response_json<T: Serialize + ?Sized>(
     request_id: Option<&RequestId>,
     operation_id: &str,
     result: Result<&T, &WireError>,
 ) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
-    struct Frame<'a, T> {
+    struct Frame<'a, T: ?Sized> {
         #[serde(rename = "type")]
         ty: &'static str,
         #[serde(rename = "requestID")]
@@ -270,8 +270,9 @@ struct RawServerFrame<'a> {
 impl ServerFrame {
     /// Parses a frame a server sent.
     pub fn parse(text: &str) -> Result<ServerFrame, WireError> {
-        let raw: RawServerFrame<'_> = serde_json::from_str(text)
-            .map_err(|e| WireError::new(ErrCode::MalformedFrame, format!("bad server frame: {e}")))?;
+        let raw: RawServerFrame<'_> = serde_json::from_str(text).map_err(|e| {
+            WireError::new(ErrCode::MalformedFrame, format!("bad server frame: {e}"))
+        })?;
         let data = raw.data.map(RawValue::get).unwrap_or("null");
         match raw.ty {
             "response" => {

@@ -198,8 +198,14 @@ mod tests {
     fn ids_refuse_empty_long_and_odd_characters() {
         assert!(UserId::new("alice").is_ok());
         assert_eq!(UserId::new(""), Err(IdError::Empty { kind: "userID" }));
-        assert!(matches!(UserId::new("a".repeat(65)), Err(IdError::TooLong { .. })));
-        assert!(matches!(UserId::new("a b"), Err(IdError::BadChar { found: ' ', .. })));
+        assert!(matches!(
+            UserId::new("a".repeat(65)),
+            Err(IdError::TooLong { .. })
+        ));
+        assert!(matches!(
+            UserId::new("a b"),
+            Err(IdError::BadChar { found: ' ', .. })
+        ));
         assert_eq!(RoomId::optional("").unwrap(), None);
     }
 

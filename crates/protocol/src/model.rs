@@ -80,7 +80,11 @@ pub struct Invitation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initiate_time: Option<i64>,
     /// Invitees that were already in a call and were not rung.
-    #[serde(rename = "busyLineUserIDList", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "busyLineUserIDList",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub busy_line_user_id_list: Vec<UserId>,
 }
 
@@ -97,7 +101,11 @@ pub struct OfflinePushInfo {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ex: String,
     /// iOS sound name.
-    #[serde(rename = "iOSPushSound", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "iOSPushSound",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub ios_push_sound: String,
     /// iOS badge.
     #[serde(rename = "iOSBadgeCount", default, skip_serializing_if = "is_false")]
@@ -134,7 +142,11 @@ pub struct GroupInfo {
     #[serde(default)]
     pub group_name: String,
     /// Member user ids.
-    #[serde(rename = "memberUserIDList", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "memberUserIDList",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub member_user_id_list: Vec<UserId>,
 }
 
@@ -265,4 +277,3 @@ pub struct CallRecord {
     /// Why it ended.
     pub end_reason: EndReason,
 }
-

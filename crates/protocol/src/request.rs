@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::{ErrCode, WireError};
+use crate::event::SignalingInfo;
 use crate::ids::{DeviceId, GroupId, PlatformId, RoomId, UserId};
 use crate::model::{
     CallRecord, CurrentCall, GroupInfo, IceServer, Invitation, OfflinePushInfo, ParticipantInfo,
     PublicUserInfo,
 };
-use crate::event::SignalingInfo;
 
 /// A request's correlation id, echoed back as given (string or number).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

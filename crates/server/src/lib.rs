@@ -1,1 +1,195 @@
-//! stub
+//! # tincan-server
+//!
+//! Tincan's signaling server: accounts and groups, devices, invitations, rooms, server
+//! timeouts, relay of media negotiation, and call records, behind OpenIM's signaling API
+//! on one WebSocket (`/ws`) plus two HTTP endpoints (`/api/register`, `/api/login`).
+//!
+//! Shape (see ARCHITECTURE.md): [`run`] serves HTTP with axum; each WebSocket gets one
+//! task (`conn`) that parses frames and forwards requests to the hub's task (`driver`),
+//! which owns the call state machine (`hub`, no IO) and the clock. The [`store`] keeps
+//! users, groups and call records in SQLite by default.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tincan_server::{run, ServerConfig, store::SqliteStore};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let store = Arc::new(SqliteStore::open_in_memory()?);
+//! run(listener, ServerConfig::default(), store, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod config;
+pub mod conn;
+pub mod driver;
+pub mod http;
+pub mod hub;
+pub mod store;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tracing::info;
+
+use tincan_protocol::UserId;
+
+pub use auth::{IceConfig, TokenSigner};
+pub use conn::ConnLimits;
+pub use http::TokenInfo;
+pub use hub::HubConfig;
+use store::Store;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding or serving failed.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+/// Everything [`run`] needs besides the listener and the store.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Call rules.
+    pub hub: HubConfig,
+    /// Per-connection limits.
+    pub limits: ConnLimits,
+    /// Concurrent WebSocket connections.
+    pub max_connections: usize,
+    /// Token secret; when `None`, a random one is made once and kept in the store.
+    pub secret: Option<String>,
+    /// Lifetime of login tokens.
+    pub login_token_ttl: Duration,
+    /// Whether `POST /api/register` is open.
+    pub allow_registration: bool,
+    /// Public base URL (`ws://host:port`) clients reach this server at; `liveURL` is
+    /// derived from it. Defaults to the listener's address.
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            hub: HubConfig::default(),
+            limits: ConnLimits::default(),
+            max_connections: 20_000,
+            secret: None,
+            login_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            allow_registration: true,
+            public_url: None,
+        }
+    }
+}
+
+/// State shared by the HTTP handlers and connection tasks.
+pub(crate) struct AppState {
+    pub store: Arc<dyn Store>,
+    pub signer: TokenSigner,
+    pub driver: mpsc::Sender<driver::DriverMsg>,
+    pub limits: ConnLimits,
+    pub conn_slots: Arc<Semaphore>,
+    pub max_connections: usize,
+    pub allow_registration: bool,
+    pub login_token_ttl: Duration,
+    /// Each connection task holds a clone; [`run`] waits until all are dropped.
+    pub done_tx: mpsc::Sender<()>,
+    next_conn: AtomicU64,
+}
+
+impl AppState {
+    pub(crate) fn next_conn(&self) -> hub::ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn issue_token(&self, user: UserId) -> TokenInfo {
+        let expires_at = driver::wall_ms() + self.login_token_ttl.as_millis() as i64;
+        TokenInfo {
+            token: self.signer.login_token(&user, expires_at),
+            user_id: user,
+            expires_at,
+        }
+    }
+}
+
+/// The token signer for a store: the configured secret, or the one kept in the store
+/// (made on first start), so tokens survive restarts.
+pub fn signer_for(store: &dyn Store, secret: Option<&str>) -> Result<TokenSigner, ServerError> {
+    if let Some(s) = secret {
+        return Ok(TokenSigner::new(s.as_bytes()));
+    }
+    let key = match store.setting("token_secret")? {
+        Some(k) => k,
+        None => {
+            let mut bytes = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            let k = base64::engine::general_purpose::STANDARD.encode(bytes);
+            store.set_setting("token_secret", &k)?;
+            k
+        }
+    };
+    Ok(TokenSigner::new(key.as_bytes()))
+}
+
+/// Serves Tincan on `listener` until `shutdown` completes, then ends every call
+/// (recording it), closes every connection with code 1001 and returns.
+pub async fn run(
+    listener: TcpListener,
+    mut config: ServerConfig,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let addr = listener.local_addr()?;
+    let signer = signer_for(store.as_ref(), config.secret.as_deref())?;
+    let base = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("ws://{addr}"));
+    if config.hub.live_url.is_empty() {
+        config.hub.live_url = format!("{}{}", base.trim_end_matches('/'), tincan_protocol::WS_PATH);
+    }
+    let (driver_tx, driver_rx) = mpsc::channel(driver::HUB_INPUT_CAPACITY);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let hub = hub::Hub::new(config.hub.clone(), store.clone(), signer.clone());
+    let driver_task = tokio::spawn(driver::run(hub, driver_rx));
+    let state = Arc::new(AppState {
+        store,
+        signer,
+        driver: driver_tx.clone(),
+        limits: config.limits.clone(),
+        conn_slots: Arc::new(Semaphore::new(config.max_connections)),
+        max_connections: config.max_connections,
+        allow_registration: config.allow_registration,
+        login_token_ttl: config.login_token_ttl,
+        done_tx,
+        next_conn: AtomicU64::new(1),
+    });
+    info!(%addr, live_url = %config.hub.live_url, "tincan-server listening");
+    let app = http::router(state.clone());
+    let stop_tx = driver_tx.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            info!("shutting down");
+            let _ = stop_tx
+                .send(driver::DriverMsg::Hub(hub::Input::Shutdown))
+                .await;
+        })
+        .await?;
+    drop(state);
+    drop(driver_tx);
+    let _ = driver_task.await;
+    // Connection tasks got a close frame from the driver; give them a moment to send it.
+    let _ = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await;
+    info!("stopped");
+    Ok(())
+}

@@ -1,1 +1,209 @@
-fn main() {}
+//! `tincan-server`: parses configuration, then serves — or runs an operator command
+//! against the database.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tincan_protocol::{GroupId, UserId};
+use tincan_server::config::Settings;
+use tincan_server::store::{SqliteStore, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "tincan-server",
+    version,
+    about = "Tincan's call signaling server"
+)]
+struct Cli {
+    /// TOML file with settings (flags and environment override it).
+    #[arg(long, env = "TINCAN_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage groups.
+    #[command(subcommand)]
+    Group(GroupCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user with a password.
+    Add {
+        user: String,
+        #[arg(long, env = "TINCAN_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long)]
+        nickname: Option<String>,
+    },
+    /// Set a user's password.
+    Passwd {
+        user: String,
+        #[arg(long, env = "TINCAN_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// Create a group, optionally with members.
+    Create {
+        group: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Comma-separated user ids.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Add members (comma-separated).
+    AddMember {
+        group: String,
+        #[arg(value_delimiter = ',')]
+        users: Vec<String>,
+    },
+    /// Remove members (comma-separated).
+    RemoveMember {
+        group: String,
+        #[arg(value_delimiter = ',')]
+        users: Vec<String>,
+    },
+    /// List groups and members.
+    List,
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match main_inner(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tincan-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main_inner(cli: Cli) -> Result<(), Failure> {
+    let file = match &cli.config {
+        Some(p) => Settings::from_file(p)?,
+        None => Settings::default(),
+    };
+    let settings = cli.settings.or(file);
+    let store = SqliteStore::open(&settings.db_path())
+        .map_err(|e| format!("cannot open database {}: {e}", settings.db_path().display()))?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings, Arc::new(store)),
+        Command::User(cmd) => user_cmd(&store, cmd),
+        Command::Group(cmd) => group_cmd(&store, cmd),
+    }
+}
+
+fn serve(settings: Settings, store: Arc<dyn Store>) -> Result<(), Failure> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let addr = settings.listen_addr();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        tincan_server::run(listener, settings.server_config(), store, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn user_cmd(store: &SqliteStore, cmd: UserCmd) -> Result<(), Failure> {
+    match cmd {
+        UserCmd::Add {
+            user,
+            password,
+            nickname,
+        } => {
+            let id = UserId::new(user)?;
+            let hash = tincan_server::auth::hash_password(&password);
+            store.add_user(&id, nickname.as_deref().unwrap_or(id.as_str()), Some(&hash))?;
+            println!("added user {id}");
+        }
+        UserCmd::Passwd { user, password } => {
+            let id = UserId::new(user)?;
+            store.set_password(&id, &tincan_server::auth::hash_password(&password))?;
+            println!("password of {id} changed");
+        }
+        UserCmd::List => {
+            for u in store.users()? {
+                println!("{}\t{}", u.user_id, u.nickname);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn group_cmd(store: &SqliteStore, cmd: GroupCmd) -> Result<(), Failure> {
+    match cmd {
+        GroupCmd::Create {
+            group,
+            name,
+            members,
+        } => {
+            let id = GroupId::new(group)?;
+            store.create_group(&id, name.as_deref().unwrap_or(id.as_str()))?;
+            for m in members {
+                store.add_member(&id, &UserId::new(m)?)?;
+            }
+            println!("created group {id}");
+        }
+        GroupCmd::AddMember { group, users } => {
+            let id = GroupId::new(group)?;
+            for u in users {
+                store.add_member(&id, &UserId::new(u)?)?;
+            }
+        }
+        GroupCmd::RemoveMember { group, users } => {
+            let id = GroupId::new(group)?;
+            for u in users {
+                store.remove_member(&id, &UserId::new(u)?)?;
+            }
+        }
+        GroupCmd::List => {
+            for g in store.groups()? {
+                let members: Vec<&str> = g.members.iter().map(|m| m.as_str()).collect();
+                println!("{}\t{}\t{}", g.group_id, g.name, members.join(","));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Configuration from flags, environment and a TOML file (in that order of precedence),
+//! with defaults for everything, so `tincan-server` runs with no setup at all.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use crate::{ConnLimits, HubConfig, IceConfig, ServerConfig};
+
+/// Server settings. Every flag also reads `TINCAN_<NAME>` from the environment and
+/// `<name>` (snake_case) from the `--config` file.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "TINCAN_LISTEN")]
+    pub listen: Option<String>,
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "TINCAN_DB")]
+    pub db: Option<PathBuf>,
+    /// Base URL clients reach this server at (e.g. ws://calls.example.org:7070).
+    #[arg(long, env = "TINCAN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Token-signing secret (default: generated once and kept in the database).
+    #[arg(long, env = "TINCAN_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// STUN URL to hand to clients (repeatable).
+    #[arg(long = "stun", env = "TINCAN_STUN", value_delimiter = ',')]
+    pub stun: Option<Vec<String>>,
+    /// TURN URL to hand to clients (repeatable).
+    #[arg(long = "turn", env = "TINCAN_TURN", value_delimiter = ',')]
+    pub turn: Option<Vec<String>>,
+    /// TURN REST secret (coturn's static-auth-secret).
+    #[arg(long, env = "TINCAN_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// Lifetime of TURN credentials, seconds.
+    #[arg(long, env = "TINCAN_TURN_TTL")]
+    pub turn_ttl: Option<u64>,
+    /// Ring time when an invitation says 0, seconds.
+    #[arg(long, env = "TINCAN_DEFAULT_TIMEOUT")]
+    pub default_timeout: Option<u64>,
+    /// Longest ring time, seconds.
+    #[arg(long, env = "TINCAN_MAX_TIMEOUT")]
+    pub max_timeout: Option<u64>,
+    /// Seconds an unanswered call waits for its caller's device to reconnect.
+    #[arg(long, env = "TINCAN_INVITER_GRACE")]
+    pub inviter_grace: Option<u64>,
+    /// Seconds a call waits for a participant's device to reconnect.
+    #[arg(long, env = "TINCAN_PARTICIPANT_GRACE")]
+    pub participant_grace: Option<u64>,
+    /// Most WebSocket connections at once.
+    #[arg(long, env = "TINCAN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most connected devices per user.
+    #[arg(long, env = "TINCAN_MAX_DEVICES")]
+    pub max_devices: Option<usize>,
+    /// Most people in one call.
+    #[arg(long, env = "TINCAN_MAX_ROOM_SIZE")]
+    pub max_room_size: Option<usize>,
+    /// Largest request frame, bytes.
+    #[arg(long, env = "TINCAN_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Sustained requests per second per connection.
+    #[arg(long, env = "TINCAN_RATE")]
+    pub rate: Option<f64>,
+    /// Request burst per connection.
+    #[arg(long, env = "TINCAN_BURST")]
+    pub burst: Option<f64>,
+    /// Close `POST /api/register` (accounts then come from `tincan-server user add`).
+    #[arg(long, env = "TINCAN_NO_REGISTRATION")]
+    pub no_registration: Option<bool>,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("{path}: {source}")]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &std::path::Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Fills every setting `self` leaves open from `file`.
+    pub fn or(self, file: Settings) -> Settings {
+        macro_rules! pick {
+            ($($f:ident),*) => { Settings { $($f: self.$f.or(file.$f)),* } };
+        }
+        pick!(
+            listen,
+            db,
+            public_url,
+            secret,
+            stun,
+            turn,
+            turn_secret,
+            turn_ttl,
+            default_timeout,
+            max_timeout,
+            inviter_grace,
+            participant_grace,
+            max_connections,
+            max_devices,
+            max_room_size,
+            max_frame_bytes,
+            rate,
+            burst,
+            no_registration
+        )
+    }
+
+    /// The listen address (default 127.0.0.1:7070).
+    pub fn listen_addr(&self) -> String {
+        self.listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:7070".into())
+    }
+
+    /// The database path (default ./tincan.db).
+    pub fn db_path(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("tincan.db"))
+    }
+
+    /// The server configuration these settings describe.
+    pub fn server_config(&self) -> ServerConfig {
+        let d = ServerConfig::default();
+        let secs =
+            |v: Option<u64>, default: Duration| v.map(Duration::from_secs).unwrap_or(default);
+        let hub_d = HubConfig::default();
+        let lim_d = ConnLimits::default();
+        ServerConfig {
+            hub: HubConfig {
+                default_timeout: secs(self.default_timeout, hub_d.default_timeout),
+                max_timeout: secs(self.max_timeout, hub_d.max_timeout),
+                inviter_grace: secs(self.inviter_grace, hub_d.inviter_grace),
+                participant_grace: secs(self.participant_grace, hub_d.participant_grace),
+                max_devices_per_user: self.max_devices.unwrap_or(hub_d.max_devices_per_user),
+                max_room_size: self.max_room_size.unwrap_or(hub_d.max_room_size).max(2),
+                ice: IceConfig {
+                    stun_urls: self.stun.clone().unwrap_or_default(),
+                    turn_urls: self.turn.clone().unwrap_or_default(),
+                    turn_secret: self.turn_secret.clone(),
+                    turn_ttl_secs: self.turn_ttl.unwrap_or(3600) as i64,
+                },
+                ..hub_d
+            },
+            limits: ConnLimits {
+                max_frame_bytes: self.max_frame_bytes.unwrap_or(lim_d.max_frame_bytes),
+                rate_per_sec: self.rate.unwrap_or(lim_d.rate_per_sec),
+                rate_burst: self.burst.unwrap_or(lim_d.rate_burst),
+                ..lim_d
+            },
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            secret: self.secret.clone(),
+            allow_registration: !self.no_registration.unwrap_or(false),
+            public_url: self.public_url.clone(),
+            ..d
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let file: Settings =
+            toml::from_str("listen = \"0.0.0.0:9\"\ndefault_timeout = 45\nrate = 5.0").unwrap();
+        let flags = Settings {
+            listen: Some("127.0.0.1:1".into()),
+            ..Settings::default()
+        };
+        let s = flags.or(file);
+        assert_eq!(s.listen_addr(), "127.0.0.1:1");
+        let c = s.server_config();
+        assert_eq!(c.hub.default_timeout, Duration::from_secs(45));
+        assert_eq!(c.limits.rate_per_sec, 5.0);
+        assert_eq!(c.hub.max_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("lisen = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! One task per WebSocket connection: reads frames, checks size and rate, parses them
+//! and hands requests to the hub; writes what the driver queues for it.
+//!
+//! A single task does both directions (a `select!` over the socket and the outbound
+//! queue), which keeps an idle connection to one small future, one queue and
+//! tungstenite's buffers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::time::{sleep, Instant};
+use tracing::debug;
+
+use tincan_protocol::{response_json, ClientFrame, Empty, ErrCode, Request, WireError};
+
+use crate::driver::{DriverMsg, Outbound, OUTBOUND_CAPACITY};
+use crate::hub::Input;
+use crate::AppState;
+
+/// Per-connection limits.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Largest frame answered normally; larger ones get `FrameTooLarge` (the connection
+    /// stays). Frames over [`HARD_FRAME_LIMIT`] close the connection.
+    pub max_frame_bytes: usize,
+    /// Sustained requests per second.
+    pub rate_per_sec: f64,
+    /// Burst of requests allowed above the sustained rate.
+    pub rate_burst: f64,
+    /// Time to send `login` after connecting.
+    pub login_timeout: Duration,
+    /// A connection that sends nothing (not even a ping) for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            rate_per_sec: 20.0,
+            rate_burst: 40.0,
+            login_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Frames above this are refused by tungstenite itself, which closes the connection
+/// (code 1009): reading them at all would let one client make the server buffer them.
+pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
+
+/// A token bucket: `burst` requests at once, refilled at `rate` per second.
+#[derive(Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            rate,
+            burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serves one upgraded socket until it closes.
+pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: OwnedSemaphorePermit) {
+    let _permit = permit;
+    let _done = state.done_tx.clone();
+    let conn = state.next_conn();
+    let (tx, mut rx) = mpsc::channel(OUTBOUND_CAPACITY);
+    if state
+        .driver
+        .send(DriverMsg::Open { conn, tx })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let limits = &state.limits;
+    let (mut sink, mut stream) = socket.split();
+    let mut bucket = TokenBucket::new(limits.rate_per_sec, limits.rate_burst, Instant::now());
+    let login_deadline = sleep(limits.login_timeout);
+    tokio::pin!(login_deadline);
+    let idle = sleep(limits.idle_timeout);
+    tokio::pin!(idle);
+    let mut login_sent = false;
+
+    let close = |code: u16, reason: &'static str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
+
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(Outbound::Text(text)) => {
+                    if sink.feed(Message::Text(text)).await.is_err() { break; }
+                    // Coalesce whatever else is queued into one flush.
+                    let mut closing = None;
+                    while let Ok(more) = rx.try_recv() {
+                        match more {
+                            Outbound::Text(t) => if sink.feed(Message::Text(t)).await.is_err() { break },
+                            Outbound::Close(code, reason) => { closing = Some((code, reason)); break }
+                        }
+                    }
+                    if sink.flush().await.is_err() { break; }
+                    if let Some((code, reason)) = closing {
+                        let _ = sink.send(close(code, reason)).await;
+                        break;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    let _ = sink.send(close(code, reason)).await;
+                    break;
+                }
+                // The driver dropped us: too slow, replaced, or the server stopped.
+                None => {
+                    let _ = sink.send(close(1008, "connection too slow to keep up")).await;
+                    break;
+                }
+            },
+            msg = stream.next() => {
+                idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                let text = match msg {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = WireError::new(ErrCode::MalformedFrame, "binary frames are not supported; send JSON text frames");
+                        if sink.send(Message::Text(error_reply(None, "", &e).into())).await.is_err() { break; }
+                        continue;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                };
+                match check_frame(&text, limits, &mut bucket) {
+                    Ok(frame) => {
+                        login_sent |= matches!(frame.request, Request::Login(_));
+                        if state.driver.send(DriverMsg::Hub(Input::Request { conn, frame })).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(reply) => {
+                        if sink.send(Message::Text(reply.into())).await.is_err() { break; }
+                    }
+                }
+            }
+            _ = &mut login_deadline, if !login_sent => {
+                let _ = sink.send(close(1008, "sign in (send \"login\") within 10 seconds of connecting")).await;
+                break;
+            }
+            _ = &mut idle => {
+                let _ = sink.send(close(1001, "no frames for too long")).await;
+                break;
+            }
+        }
+    }
+    debug!(conn, "connection task ends");
+    let _ = state
+        .driver
+        .send(DriverMsg::Hub(Input::Closed { conn }))
+        .await;
+}
+
+fn error_reply(request_id: Option<&tincan_protocol::RequestId>, op: &str, e: &WireError) -> String {
+    response_json::<Empty>(request_id, op, Err(e))
+}
+
+/// Size, parse and rate checks. `Err` is the reply to send instead of forwarding.
+fn check_frame(
+    text: &str,
+    limits: &ConnLimits,
+    bucket: &mut TokenBucket,
+) -> Result<ClientFrame, String> {
+    if text.len() > limits.max_frame_bytes {
+        let e = WireError::new(
+            ErrCode::FrameTooLarge,
+            format!(
+                "frame of {} bytes exceeds this server's limit of {} bytes",
+                text.len(),
+                limits.max_frame_bytes
+            ),
+        );
+        return Err(error_reply(None, "", &e));
+    }
+    let parsed = ClientFrame::parse(text);
+    if !bucket.take(Instant::now()) {
+        let (id, op) = match &parsed {
+            Ok(f) => (Some(&f.request_id), f.operation_id.as_str()),
+            Err(fe) => (fe.request_id.as_ref(), fe.operation_id.as_str()),
+        };
+        let e = WireError::new(
+            ErrCode::RateLimited,
+            format!(
+                "too many requests: at most {} per second on one connection; slow down and retry",
+                limits.rate_per_sec
+            ),
+        );
+        return Err(error_reply(id, op, &e));
+    }
+    parsed.map_err(|fe| error_reply(fe.request_id.as_ref(), &fe.operation_id, &fe.error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_refills_at_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 3.0, t0);
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        assert!(!b.take(t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_with_a_code() {
+        let limits = ConnLimits {
+            max_frame_bytes: 10,
+            ..ConnLimits::default()
+        };
+        let mut b = TokenBucket::new(1.0, 1.0, Instant::now());
+        let reply = check_frame(&"x".repeat(11), &limits, &mut b).unwrap_err();
+        assert!(reply.contains("\"errCode\":1005"), "{reply}");
+    }
+}

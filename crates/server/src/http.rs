@@ -1,0 +1,249 @@
+//! The HTTP side: the WebSocket upgrade, and JSON endpoints to register and sign in.
+//!
+//! Every endpoint answers `{"errCode", "errMsg", "data"}` like the WebSocket API, with
+//! an HTTP status that matches (400 bad input, 401 wrong password, 403 not allowed,
+//! 409 taken, 503 full).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use tincan_protocol::{ErrCode, UserId, WireError, WS_PATH};
+
+use crate::auth::{hash_password, verify_password};
+use crate::conn::HARD_FRAME_LIMIT;
+use crate::store::StoreError;
+use crate::AppState;
+
+/// tungstenite reads into a buffer of this size; it is allocated for every connection,
+/// so it is the main cost of an idle one (tungstenite's default is 128 KiB).
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+/// Writes are flushed once this much is buffered.
+pub const WS_WRITE_BUFFER: usize = 0;
+/// A connection whose unsent output exceeds this fails instead of growing without bound.
+pub const WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(WS_PATH, get(ws_upgrade))
+        .route("/api/register", post(register))
+        .route("/api/login", post(login))
+        .route("/healthz", get(health))
+        .with_state(state)
+}
+
+fn reply<T: Serialize>(status: StatusCode, result: Result<T, WireError>) -> Response {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body<T> {
+        err_code: u32,
+        err_msg: String,
+        data: Option<T>,
+    }
+    let body = match result {
+        Ok(data) => Body {
+            err_code: 0,
+            err_msg: String::new(),
+            data: Some(data),
+        },
+        Err(e) => Body {
+            err_code: e.code.code(),
+            err_msg: e.message,
+            data: None,
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn fail(status: StatusCode, code: ErrCode, msg: impl Into<String>) -> Response {
+    reply::<()>(status, Err(WireError::new(code, msg)))
+}
+
+async fn ws_upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+    let Ok(permit) = state.conn_slots.clone().try_acquire_owned() else {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrCode::Internal,
+            "the server is at its connection limit; try again later",
+        );
+    };
+    ws.read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
+        .max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| crate::conn::serve(socket, state, permit))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterBody {
+    #[serde(rename = "userID")]
+    user_id: UserId,
+    password: String,
+    #[serde(default)]
+    nickname: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginBody {
+    #[serde(rename = "userID")]
+    user_id: String,
+    password: String,
+}
+
+/// What register and sign-in return.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// Who.
+    #[serde(rename = "userID")]
+    pub user_id: UserId,
+    /// The login token for the WebSocket `login` request.
+    pub token: String,
+    /// When it expires, Unix ms.
+    pub expires_at: i64,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = if path == "." {
+            format!("request body: {}", e.into_inner())
+        } else {
+            format!("{path}: {}", e.into_inner())
+        };
+        fail(StatusCode::BAD_REQUEST, ErrCode::Args, msg)
+    })
+}
+
+const MIN_PASSWORD: usize = 6;
+const MAX_PASSWORD: usize = 256;
+
+async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    if !state.allow_registration {
+        return fail(
+            StatusCode::FORBIDDEN,
+            ErrCode::NoPermission,
+            "registration is closed on this server; ask its operator for an account",
+        );
+    }
+    let b: RegisterBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&b.password.chars().count()) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            ErrCode::Args,
+            format!("password: use {MIN_PASSWORD} to {MAX_PASSWORD} characters"),
+        );
+    }
+    let nickname = b.nickname.unwrap_or_else(|| b.user_id.to_string());
+    let store = state.store.clone();
+    let user = b.user_id.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let hash = hash_password(&b.password);
+        store.add_user(&user, &nickname, Some(&hash))
+    })
+    .await
+    .expect("hashing does not panic");
+    match result {
+        Ok(()) => {
+            info!(user = %b.user_id, "registered");
+            reply(StatusCode::OK, Ok(state.issue_token(b.user_id)))
+        }
+        Err(StoreError::Conflict(_)) => fail(
+            StatusCode::CONFLICT,
+            ErrCode::Args,
+            format!("user ID {} is taken; choose another", b.user_id),
+        ),
+        Err(e) => {
+            warn!(error = %e, "register failed");
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrCode::Internal,
+                "the server's storage failed; try again",
+            )
+        }
+    }
+}
+
+async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let b: LoginBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let wrong = || {
+        fail(
+            StatusCode::UNAUTHORIZED,
+            ErrCode::NoPermission,
+            "wrong user ID or password",
+        )
+    };
+    let Ok(user) = UserId::new(b.user_id) else {
+        return wrong();
+    };
+    let store = state.store.clone();
+    let u = user.clone();
+    let ok = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
+        Ok(match store.user(&u)? {
+            Some(row) => row
+                .password_hash
+                .is_some_and(|h| verify_password(&b.password, &h)),
+            None => {
+                // Spend the same time as a real check, so timing does not reveal who exists.
+                let _ = verify_password(&b.password, dummy_hash());
+                false
+            }
+        })
+    })
+    .await
+    .expect("verifying does not panic");
+    match ok {
+        Ok(true) => {
+            info!(user = %user, "signed in over HTTP");
+            reply(StatusCode::OK, Ok(state.issue_token(user)))
+        }
+        Ok(false) => wrong(),
+        Err(e) => {
+            warn!(error = %e, "sign-in failed");
+            fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrCode::Internal,
+                "the server's storage failed; try again",
+            )
+        }
+    }
+}
+
+/// A hash to check unknown users' passwords against, made once.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("no such user"))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    #[derive(Serialize)]
+    struct Health {
+        status: &'static str,
+        connections: usize,
+    }
+    reply(
+        StatusCode::OK,
+        Ok(Health {
+            status: "ok",
+            connections: state.max_connections - state.conn_slots.available_permits(),
+        }),
+    )
+}

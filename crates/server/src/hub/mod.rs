@@ -1,0 +1,654 @@
+//! The call hub: every device, invitation and room, as a state machine without IO.
+//!
+//! The hub takes [`Input`]s (a parsed request from a connection, a closed connection, a
+//! timer firing, shutdown) with the current time, and queues [`Output`]s (text frames for
+//! connections, connections to close). It never touches a socket or a clock: the driver
+//! task in `driver.rs` feeds it and carries out what it asks, so races such as accept vs
+//! cancel vs timeout are plain unit tests (see `tests.rs`).
+//!
+//! Timers are lazy: the hub records a deadline in the state it belongs to (an invitee's
+//! ring deadline, a participant's grace deadline) and in a queue; when the queue says a
+//! deadline passed, the hub checks that the state still holds that deadline before
+//! acting. Nothing needs to be cancelled.
+//!
+//! State changes go through few choke points that log `old -> new (reason)`:
+//! [`Hub::set_invitee`] (ringing, answered, …), [`Hub::join`] / [`Hub::leave`]
+//! (participants) and [`Hub::end_call`].
+
+mod call;
+mod ops;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::{to_raw_value, RawValue};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use tincan_protocol::{
+    response_json, ClientFrame, CurrentCall, DeviceId, ErrCode, Event, GroupInfo, KickedInfo,
+    LoginParams, LoginReply, ParticipantInfo, PublicUserInfo, Request, RoomId, SignalingInfo,
+    UserId, WireError, PROTOCOL_VERSION,
+};
+
+use crate::auth::{IceConfig, TokenError, TokenSigner};
+use crate::store::{Store, StoreError};
+use call::{Call, InviteeState};
+
+/// A connection's id, unique for the server's lifetime.
+pub type ConnId = u64;
+
+/// The current time, as the driver reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// Monotonic time, for deadlines (tokio's, so tests can pause it).
+    pub mono: Instant,
+    /// Wall clock, Unix ms, for timestamps and token expiry.
+    pub wall_ms: i64,
+}
+
+/// What the hub reacts to.
+#[derive(Debug)]
+pub enum Input {
+    /// A parsed request from a connection.
+    Request {
+        /// From.
+        conn: ConnId,
+        /// The request.
+        frame: ClientFrame,
+    },
+    /// A connection closed.
+    Closed {
+        /// Which.
+        conn: ConnId,
+    },
+    /// The server is stopping: end every call.
+    Shutdown,
+}
+
+/// What the hub asks the driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send `text` to each connection in `to`.
+    Send {
+        /// Recipients.
+        to: Vec<ConnId>,
+        /// One JSON text frame.
+        text: String,
+    },
+    /// Send `text` to `conn`, then close it.
+    Close {
+        /// Which.
+        conn: ConnId,
+        /// A last frame.
+        text: String,
+    },
+}
+
+/// The hub's rules, from the server configuration.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Ring time when an invitation says `timeout: 0`.
+    pub default_timeout: Duration,
+    /// Longest ring time; larger requests are cut to this.
+    pub max_timeout: Duration,
+    /// How long an unanswered call waits for its inviter's device to come back.
+    pub inviter_grace: Duration,
+    /// How long a call waits for a participant's device to come back.
+    pub participant_grace: Duration,
+    /// Connected devices per user.
+    pub max_devices_per_user: usize,
+    /// Invitees per invitation, and participants per room.
+    pub max_room_size: usize,
+    /// Room token lifetime.
+    pub room_token_ttl: Duration,
+    /// `liveURL` handed out with room tokens.
+    pub live_url: String,
+    /// STUN/TURN servers.
+    pub ice: IceConfig,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            default_timeout: Duration::from_secs(30),
+            max_timeout: Duration::from_secs(120),
+            inviter_grace: Duration::from_secs(10),
+            participant_grace: Duration::from_secs(30),
+            max_devices_per_user: 5,
+            max_room_size: 16,
+            room_token_ttl: Duration::from_secs(3600),
+            live_url: String::new(),
+            ice: IceConfig::default(),
+        }
+    }
+}
+
+/// A signed-in connection.
+#[derive(Debug, Clone)]
+struct ConnInfo {
+    user: UserId,
+    device: DeviceId,
+    platform: u8,
+}
+
+/// One user's devices and calls.
+#[derive(Debug, Default)]
+struct Presence {
+    nickname: String,
+    /// Connected devices, oldest first.
+    devices: Vec<(DeviceId, ConnId)>,
+    /// The room this user is a participant of (busy while set).
+    room: Option<RoomId>,
+    /// Rooms whose invitation rings for this user, oldest first.
+    ringing: Vec<RoomId>,
+}
+
+impl Presence {
+    fn is_idle(&self) -> bool {
+        self.devices.is_empty() && self.room.is_none() && self.ringing.is_empty()
+    }
+}
+
+/// What a timer is for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Ring { room: RoomId, user: UserId },
+    Grace { room: RoomId, user: UserId },
+}
+
+/// The call hub. See the module docs.
+pub struct Hub {
+    cfg: HubConfig,
+    store: Arc<dyn Store>,
+    signer: TokenSigner,
+    conns: HashMap<ConnId, ConnInfo>,
+    users: HashMap<UserId, Presence>,
+    calls: HashMap<RoomId, Call>,
+    group_calls: HashMap<tincan_protocol::GroupId, RoomId>,
+    timers: BTreeSet<(Instant, Timer)>,
+    out: Vec<Output>,
+    /// Wall time of the input being handled; stamped on every event it causes.
+    wall_ms: i64,
+    /// Recently ended rooms, so a late answer hears "ended" rather than "unknown".
+    ended: HashMap<RoomId, tincan_protocol::EndReason>,
+    ended_order: std::collections::VecDeque<RoomId>,
+}
+
+type Handled = Result<Box<RawValue>, WireError>;
+
+fn raw<T: Serialize>(v: &T) -> Handled {
+    Ok(to_raw_value(v).expect("reply types serialize"))
+}
+
+fn store_failed(e: StoreError) -> WireError {
+    warn!(error = %e, "store failed");
+    WireError::new(ErrCode::Internal, "the server's storage failed; try again")
+}
+
+impl Hub {
+    /// A hub with no connections and no calls.
+    pub fn new(cfg: HubConfig, store: Arc<dyn Store>, signer: TokenSigner) -> Self {
+        Self {
+            cfg,
+            store,
+            signer,
+            conns: HashMap::new(),
+            users: HashMap::new(),
+            calls: HashMap::new(),
+            group_calls: HashMap::new(),
+            timers: BTreeSet::new(),
+            out: Vec::new(),
+            wall_ms: 0,
+            ended: HashMap::new(),
+            ended_order: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Takes the outputs queued so far.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// When [`Hub::handle_timeout`] should be called next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Number of calls in progress.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Number of signed-in connections.
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Reacts to one input.
+    pub fn handle(&mut self, now: Now, input: Input) {
+        self.wall_ms = now.wall_ms;
+        match input {
+            Input::Request { conn, frame } => self.handle_request(now, conn, frame),
+            Input::Closed { conn } => self.handle_closed(now, conn),
+            Input::Shutdown => self.handle_shutdown(now),
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.wall_ms = now.wall_ms;
+        while let Some((at, _)) = self.timers.first() {
+            if *at > now.mono {
+                break;
+            }
+            let (_, timer) = self.timers.pop_first().expect("first exists");
+            match timer {
+                Timer::Ring { room, user } => self.ring_expired(now, room, user),
+                Timer::Grace { room, user } => self.grace_expired(now, room, user),
+            }
+        }
+    }
+
+    fn arm(&mut self, at: Instant, timer: Timer) {
+        self.timers.insert((at, timer));
+    }
+
+    fn handle_request(&mut self, now: Now, conn: ConnId, frame: ClientFrame) {
+        let span = tracing::info_span!("req", op = %frame.operation_id, conn, method = frame.request.method());
+        let _enter = span.enter();
+        let result = match (&frame.request, self.conns.get(&conn).cloned()) {
+            (Request::Login(p), None) => {
+                let p = p.clone();
+                return self.login(now, conn, &frame, p);
+            }
+            (Request::Login(_), Some(_)) => Err(WireError::new(
+                ErrCode::AlreadyLoggedIn,
+                "this connection is already signed in; open a new connection to sign in again",
+            )),
+            (_, None) => Err(WireError::new(
+                ErrCode::NotLoggedIn,
+                "sign in first: the first request on a connection must be \"login\"",
+            )),
+            (_, Some(me)) => self.dispatch(now, conn, &me, frame.request.clone()),
+        };
+        if let Err(e) = &result {
+            info!(code = e.code.code(), error = %e.message, "refused");
+        }
+        self.reply(conn, &frame, result);
+    }
+
+    fn dispatch(&mut self, now: Now, conn: ConnId, me: &ConnInfo, request: Request) -> Handled {
+        match request {
+            Request::Invite(p) => self.invite(now, conn, me, p, false),
+            Request::InviteInGroup(p) => self.invite(now, conn, me, p, true),
+            Request::Accept(p) => self.accept(now, conn, me, p),
+            Request::Reject(p) => self.reject(now, conn, me, p),
+            Request::Cancel(p) => self.cancel(now, me, p),
+            Request::HungUp(p) => self.hang_up(now, me, p),
+            Request::GetRoomByGroupId(p) => self.room_by_group(me, p),
+            Request::GetTokenByRoomId(p) => self.token_by_room(now, conn, me, p),
+            Request::GetInvitationInfoStartApp => self.start_app(me),
+            Request::SendCustomSignal(p) => self.custom_signal(now, me, p),
+            Request::SendMediaSignal(p) => self.media_signal(now, me, p),
+            Request::GetCallHistory(p) => self.history(me, p),
+            Request::GetContacts => self.contacts(me),
+            Request::Ping => raw(&tincan_protocol::PongReply {
+                server_time: now.wall_ms,
+            }),
+            Request::Login(_) => unreachable!("login is handled before dispatch"),
+            #[allow(unreachable_patterns)]
+            other => Err(WireError::new(
+                ErrCode::UnknownMethod,
+                format!("{} is not supported by this server", other.method()),
+            )),
+        }
+    }
+
+    fn reply(&mut self, conn: ConnId, frame: &ClientFrame, result: Handled) {
+        let text = response_json(
+            Some(&frame.request_id),
+            &frame.operation_id,
+            result.as_ref().map(|b| &**b),
+        );
+        self.out.push(Output::Send {
+            to: vec![conn],
+            text,
+        });
+    }
+
+    // ---- sign-in, devices, disconnects -------------------------------------------------
+
+    fn login(&mut self, now: Now, conn: ConnId, frame: &ClientFrame, p: LoginParams) {
+        let result = self.try_login(now, conn, p);
+        let (reply, pending) = match result {
+            Ok((reply, pending)) => (raw(&reply), pending),
+            Err(e) => {
+                info!(code = e.code.code(), error = %e.message, "login refused");
+                (Err(e), Vec::new())
+            }
+        };
+        self.reply(conn, frame, reply);
+        for info in pending {
+            self.send(vec![conn], &Event::ReceiveNewInvitation(info));
+        }
+    }
+
+    fn try_login(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        p: LoginParams,
+    ) -> Result<(LoginReply, Vec<SignalingInfo>), WireError> {
+        if p.protocol_version != PROTOCOL_VERSION {
+            return Err(WireError::new(
+                ErrCode::UnsupportedVersion,
+                format!(
+                    "this server speaks protocol version {PROTOCOL_VERSION}, the client {}",
+                    p.protocol_version
+                ),
+            ));
+        }
+        let user = self
+            .signer
+            .verify_login(&p.token, now.wall_ms)
+            .map_err(|e| match e {
+                TokenError::Expired => WireError::new(
+                    ErrCode::TokenExpired,
+                    "your sign-in has expired; sign in again",
+                ),
+                _ => WireError::new(
+                    ErrCode::TokenInvalid,
+                    "the login token is not valid on this server; sign in again",
+                ),
+            })?;
+        let row = self
+            .store
+            .user(&user)
+            .map_err(store_failed)?
+            .ok_or_else(|| {
+                WireError::new(
+                    ErrCode::TokenInvalid,
+                    format!("user {user} no longer exists"),
+                )
+            })?;
+        let presence = self.users.entry(user.clone()).or_default();
+        presence.nickname = row.nickname;
+        let replaced = presence
+            .devices
+            .iter()
+            .position(|(d, _)| *d == p.device_id)
+            .map(|i| presence.devices.remove(i).1);
+        if replaced.is_none() && presence.devices.len() >= self.cfg.max_devices_per_user {
+            return Err(WireError::new(
+                ErrCode::TooManyDevices,
+                format!(
+                    "{user} is already signed in on {} devices, the most this server allows; sign out on one first",
+                    presence.devices.len()
+                ),
+            ));
+        }
+        presence.devices.push((p.device_id.clone(), conn));
+        if let Some(old) = replaced {
+            info!(
+                old_conn = old,
+                "device signed in again; closing its old connection"
+            );
+            self.conns.remove(&old);
+            let text = Event::KickedOffline(KickedInfo {
+                reason: "this device signed in again on another connection".into(),
+            })
+            .to_frame_json();
+            self.out.push(Output::Close { conn: old, text });
+        }
+        let me = ConnInfo {
+            user: user.clone(),
+            device: p.device_id.clone(),
+            platform: p.platform_id.get(),
+        };
+        self.conns.insert(conn, me.clone());
+        info!(user = %user, device = %p.device_id, platform = me.platform, "signed in");
+
+        let current_call = self.resume(now, conn, &me);
+        let pending = self.pending_for(&user);
+        Ok((
+            LoginReply {
+                user_id: user,
+                device_id: p.device_id,
+                protocol_version: PROTOCOL_VERSION,
+                server_time: now.wall_ms,
+                current_call,
+                pending_invitations: pending.clone(),
+            },
+            pending,
+        ))
+    }
+
+    /// Re-attaches a reconnecting device to the call it was in.
+    fn resume(&mut self, now: Now, conn: ConnId, me: &ConnInfo) -> Option<CurrentCall> {
+        let room = self.users.get(&me.user)?.room.clone()?;
+        let call = self
+            .calls
+            .get_mut(&room)
+            .expect("a user's room is a live call");
+        let p = call
+            .participant_mut(&me.user)
+            .expect("a user's room lists them");
+        if p.device != me.device {
+            return None;
+        }
+        info!(room = %room, "device resumed its call");
+        p.conn = Some(conn);
+        p.grace_deadline = None;
+        p.platform = me.platform;
+        Some(self.current_call(now, &room, &me.user))
+    }
+
+    fn current_call(&self, now: Now, room: &RoomId, user: &UserId) -> CurrentCall {
+        let call = &self.calls[room];
+        CurrentCall {
+            invitation: call.invitation.clone(),
+            room_id: room.clone(),
+            token: self.room_token(now, room, user),
+            live_url: self.cfg.live_url.clone(),
+            ice_servers: self.cfg.ice.servers_for(user, now.wall_ms),
+            participant: self.participant_list(call),
+        }
+    }
+
+    /// The invitations ringing for `user`, as onReceiveNewInvitation payloads.
+    fn pending_for(&self, user: &UserId) -> Vec<SignalingInfo> {
+        let Some(presence) = self.users.get(user) else {
+            return Vec::new();
+        };
+        presence
+            .ringing
+            .iter()
+            .filter_map(|room| {
+                let call = self.calls.get(room)?;
+                let inv = call.invitee(user)?;
+                Some(self.info_as(call, &inv.invited_by, None))
+            })
+            .collect()
+    }
+
+    fn handle_closed(&mut self, now: Now, conn: ConnId) {
+        let Some(me) = self.conns.remove(&conn) else {
+            return;
+        };
+        let _span = tracing::info_span!("closed", conn, user = %me.user).entered();
+        let presence = self
+            .users
+            .get_mut(&me.user)
+            .expect("signed-in users have presence");
+        presence.devices.retain(|(_, c)| *c != conn);
+        if let Some(room) = presence.room.clone() {
+            let call = self
+                .calls
+                .get_mut(&room)
+                .expect("a user's room is a live call");
+            let answered = call.was_connected;
+            let p = call
+                .participant_mut(&me.user)
+                .expect("a user's room lists them");
+            if p.conn == Some(conn) {
+                let grace = if answered {
+                    self.cfg.participant_grace
+                } else {
+                    self.cfg.inviter_grace
+                };
+                let deadline = now.mono + grace;
+                p.conn = None;
+                p.grace_deadline = Some(deadline);
+                info!(room = %room, grace_ms = grace.as_millis() as u64, "call device disconnected; waiting for it to come back");
+                self.arm(
+                    deadline,
+                    Timer::Grace {
+                        room,
+                        user: me.user.clone(),
+                    },
+                );
+            }
+        }
+        self.forget_if_idle(&me.user);
+        debug!("connection closed");
+    }
+
+    fn forget_if_idle(&mut self, user: &UserId) {
+        if self.users.get(user).is_some_and(Presence::is_idle) {
+            self.users.remove(user);
+        }
+    }
+
+    fn handle_shutdown(&mut self, now: Now) {
+        let rooms: Vec<RoomId> = self.calls.keys().cloned().collect();
+        for room in rooms {
+            self.end_call(now, &room, tincan_protocol::EndReason::ServerShutdown);
+        }
+    }
+
+    // ---- delivery helpers -----------------------------------------------------------
+
+    fn send(&mut self, to: Vec<ConnId>, event: &Event) {
+        if !to.is_empty() {
+            self.out.push(Output::Send {
+                to,
+                text: event.to_frame_json(),
+            });
+        }
+    }
+
+    /// Every connected device of `user`.
+    fn user_conns(&self, user: &UserId) -> Vec<ConnId> {
+        self.users
+            .get(user)
+            .map(|p| p.devices.iter().map(|(_, c)| *c).collect())
+            .unwrap_or_default()
+    }
+
+    /// The connection of one device, if connected.
+    fn device_conn(&self, user: &UserId, device: &DeviceId) -> Option<ConnId> {
+        self.users
+            .get(user)?
+            .devices
+            .iter()
+            .find(|(d, _)| d == device)
+            .map(|(_, c)| *c)
+    }
+
+    fn user_info(&self, user: &UserId) -> PublicUserInfo {
+        let nickname = match self.users.get(user) {
+            Some(p) if !p.nickname.is_empty() => p.nickname.clone(),
+            _ => self
+                .store
+                .user(user)
+                .ok()
+                .flatten()
+                .map(|r| r.nickname)
+                .unwrap_or_default(),
+        };
+        PublicUserInfo {
+            user_id: user.clone(),
+            nickname,
+            face_url: String::new(),
+        }
+    }
+
+    fn participant_info(&self, call: &Call, user: &UserId) -> ParticipantInfo {
+        ParticipantInfo {
+            user_info: self.user_info(user),
+            group_info: call.group.as_ref().map(|g| GroupInfo {
+                group_id: g.clone(),
+                group_name: self
+                    .store
+                    .group(g)
+                    .ok()
+                    .flatten()
+                    .map(|r| r.name)
+                    .unwrap_or_default(),
+                member_user_id_list: Vec::new(),
+            }),
+        }
+    }
+
+    fn participant_list(&self, call: &Call) -> Vec<ParticipantInfo> {
+        call.participants
+            .iter()
+            .map(|p| self.participant_info(call, &p.user))
+            .collect()
+    }
+
+    /// A SignalingInfo for `call` with `op` as the operator.
+    fn info_as(&self, call: &Call, op: &UserId, platform: Option<u8>) -> SignalingInfo {
+        let platform = platform
+            .or_else(|| call.participant(op).map(|p| p.platform))
+            .unwrap_or(0);
+        SignalingInfo {
+            invitation: call.invitation.clone(),
+            op_user_id: op.clone(),
+            user_id: op.clone(),
+            op_user_platform_id: platform,
+            participant: Some(self.participant_info(call, op)),
+            offline_push_info: call.offline_push.clone(),
+            event_time: self.wall_ms,
+        }
+    }
+
+    fn room_token(&self, now: Now, room: &RoomId, user: &UserId) -> String {
+        self.signer.room_token(
+            room,
+            user,
+            now.wall_ms + self.cfg.room_token_ttl.as_millis() as i64,
+        )
+    }
+}
+
+impl Hub {
+    /// The choke point for invitee state: logs, and keeps the invitee's ringing list
+    /// in step.
+    fn set_invitee(&mut self, room: &RoomId, user: &UserId, new: InviteeState, reason: &str) {
+        let call = self
+            .calls
+            .get_mut(room)
+            .expect("set_invitee on a live call");
+        let inv = call.invitee_mut(user).expect("set_invitee on an invitee");
+        let old = inv.state;
+        inv.state = new;
+        info!(room = %room, invitee = %user, ?old, ?new, reason, "invitee state");
+        let was = matches!(old, InviteeState::Ringing { .. });
+        let is = matches!(new, InviteeState::Ringing { .. });
+        let presence = self.users.entry(user.clone()).or_default();
+        if is && !was {
+            presence.ringing.push(room.clone());
+        } else if was && !is {
+            presence.ringing.retain(|r| r != room);
+        }
+        if !is {
+            self.forget_if_idle(user);
+        }
+    }
+}
