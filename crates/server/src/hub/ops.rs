@@ -426,7 +426,6 @@ impl Hub {
         let inv = call.invitee_mut(&me.user).expect("answering an invitee");
         inv.answer_time = Some(now.wall_ms);
         let (by, by_device) = (inv.invited_by.clone(), inv.invited_by_device.clone());
-        self.join(now, room, me, conn, reason);
         let info = self.info_as(&self.calls[room], &me.user, Some(me.platform));
         let inviter = self.device_conn(&by, &by_device).into_iter().collect();
         self.send(inviter, &Event::InviteeAccepted(info.clone()));
@@ -436,6 +435,7 @@ impl Hub {
             .filter(|c| *c != conn)
             .collect();
         self.send(others, &Event::InviteeAcceptedByOtherDevice(info));
+        self.join(now, room, me, conn, reason);
     }
 
     pub(super) fn reject(

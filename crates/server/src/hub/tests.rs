@@ -1,1 +1,355 @@
+//! The hub's rules as plain tests: no runtime, no sockets, time moved by hand.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use tincan_protocol::{ClientFrame, GroupId, UserId};
+
+use super::{ConnId, Hub, HubConfig, Input, Now, Output};
+use crate::auth::TokenSigner;
+use crate::store::{SqliteStore, Store};
+
+struct H {
+    hub: Hub,
+    now: Now,
+    signer: TokenSigner,
+    next_req: u64,
+    /// Frames each connection got, oldest first.
+    inbox: std::collections::HashMap<ConnId, Vec<Value>>,
+}
+
+impl H {
+    fn new() -> H {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        for u in ["alice", "bob", "carol", "dave"] {
+            store.add_user(&uid(u), u, None).unwrap();
+        }
+        let g = GroupId::new("team").unwrap();
+        store.create_group(&g, "Team").unwrap();
+        for u in ["alice", "bob", "carol"] {
+            store.add_member(&g, &uid(u)).unwrap();
+        }
+        let signer = TokenSigner::new(b"test");
+        let hub = Hub::new(
+            HubConfig::default(),
+            store as Arc<dyn Store>,
+            signer.clone(),
+        );
+        H {
+            hub,
+            now: Now {
+                mono: Instant::now(),
+                wall_ms: 1_000_000,
+            },
+            signer,
+            next_req: 1,
+            inbox: Default::default(),
+        }
+    }
+
+    fn collect(&mut self) {
+        for out in self.hub.take_outputs() {
+            match out {
+                Output::Send { to, text } => {
+                    for c in to {
+                        self.inbox
+                            .entry(c)
+                            .or_default()
+                            .push(serde_json::from_str(&text).unwrap());
+                    }
+                }
+                Output::Close { conn, text } => {
+                    self.inbox
+                        .entry(conn)
+                        .or_default()
+                        .push(serde_json::from_str(&text).unwrap());
+                }
+            }
+        }
+    }
+
+    /// Sends a request and returns its response frame.
+    fn req(&mut self, conn: ConnId, method: &str, data: Value) -> Value {
+        let id = self.next_req;
+        self.next_req += 1;
+        let text = json!({"requestID": id, "operationID": format!("op{id}"), "method": method, "data": data});
+        let frame = ClientFrame::parse(&text.to_string()).unwrap();
+        self.hub.handle(self.now, Input::Request { conn, frame });
+        self.collect();
+        let inbox = self.inbox.get_mut(&conn).unwrap();
+        let i = inbox
+            .iter()
+            .position(|f| f["type"] == "response" && f["requestID"] == id)
+            .expect("a response");
+        inbox.remove(i)
+    }
+
+    fn login(&mut self, conn: ConnId, user: &str, device: &str) -> Value {
+        let token = self.signer.login_token(&uid(user), i64::MAX);
+        let r = self.req(
+            conn,
+            "login",
+            json!({"token": token, "deviceID": device, "platformID": 7}),
+        );
+        assert_eq!(r["errCode"], 0, "{r}");
+        r
+    }
+
+    /// Names of the events `conn` got since last asked.
+    fn events(&mut self, conn: ConnId) -> Vec<String> {
+        self.take_events(conn)
+            .into_iter()
+            .map(|e| e["event"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn take_events(&mut self, conn: ConnId) -> Vec<Value> {
+        let inbox = self.inbox.entry(conn).or_default();
+        let (events, rest): (Vec<Value>, Vec<Value>) =
+            inbox.drain(..).partition(|f| f["type"] == "event");
+        *inbox = rest;
+        events
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now.mono += d;
+        self.now.wall_ms += d.as_millis() as i64;
+        self.hub.handle_timeout(self.now);
+        self.collect();
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.hub.handle(self.now, Input::Closed { conn });
+        self.collect();
+    }
+
+    fn invite(&mut self, conn: ConnId, to: &str) -> String {
+        let r = self.req(conn, "signalingInvite", json!({"invitation": {"inviteeUserIDList": [to], "mediaType": "video", "sessionType": 1, "timeout": 30}}));
+        assert_eq!(r["errCode"], 0, "{r}");
+        r["data"]["roomID"].as_str().unwrap().to_owned()
+    }
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+fn action(room: &str) -> Value {
+    json!({"invitation": {"roomID": room}})
+}
+
+#[test]
+fn cancel_then_accept_is_refused_as_not_ringing() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    let room = h.invite(1, "bob");
+    assert_eq!(h.events(2), ["onReceiveNewInvitation"]);
+    assert_eq!(h.req(1, "signalingCancel", action(&room))["errCode"], 0);
+    assert_eq!(h.events(2), ["onInvitationCancelled"]);
+    let r = h.req(2, "signalingAccept", action(&room));
+    assert_eq!(r["errCode"], 1602, "{r}");
+    assert_eq!(h.hub.call_count(), 0);
+}
+
+#[test]
+fn accept_then_late_timeout_does_nothing() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    let room = h.invite(1, "bob");
+    assert_eq!(h.req(2, "signalingAccept", action(&room))["errCode"], 0);
+    assert_eq!(h.events(1), ["onInviteeAccepted"]);
+    h.advance(Duration::from_secs(31));
+    assert!(h.events(1).is_empty());
+    assert!(h.events(2).iter().all(|e| e == "onReceiveNewInvitation"));
+    assert_eq!(h.hub.call_count(), 1);
+}
+
+#[test]
+fn timeout_tells_inviter_and_stops_every_ringing_device() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    h.login(3, "bob", "b2");
+    let room = h.invite(1, "bob");
+    h.advance(Duration::from_secs(29));
+    assert!(h.events(1).is_empty());
+    h.advance(Duration::from_secs(1));
+    let ev = h.take_events(1);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0]["event"], "onInvitationTimeout");
+    assert_eq!(ev[0]["data"]["opUserID"], "bob");
+    assert_eq!(
+        h.events(2),
+        ["onReceiveNewInvitation", "onInvitationTimeout"]
+    );
+    assert_eq!(
+        h.events(3),
+        ["onReceiveNewInvitation", "onInvitationTimeout"]
+    );
+    assert_eq!(h.req(2, "signalingAccept", action(&room))["errCode"], 1602);
+}
+
+#[test]
+fn second_device_accept_is_refused_and_first_wins() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    h.login(3, "bob", "b2");
+    let room = h.invite(1, "bob");
+    assert_eq!(h.req(2, "signalingAccept", action(&room))["errCode"], 0);
+    assert_eq!(
+        h.events(3),
+        ["onReceiveNewInvitation", "onInviteeAcceptedByOtherDevice"]
+    );
+    let r = h.req(3, "signalingAccept", action(&room));
+    assert_eq!(r["errCode"], 1601, "{r}");
+    let r = h.req(3, "signalingReject", action(&room));
+    assert_eq!(r["errCode"], 1601, "{r}");
+    assert_eq!(h.events(1), ["onInviteeAccepted"]);
+}
+
+#[test]
+fn crossing_invitations_become_one_call() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    let room = h.invite(1, "bob");
+    let r = h.req(
+        2,
+        "signalingInvite",
+        json!({"invitation": {"inviteeUserIDList": ["alice"], "sessionType": 1}}),
+    );
+    assert_eq!(r["errCode"], 0, "{r}");
+    assert_eq!(r["data"]["roomID"], room.as_str());
+    assert_eq!(h.events(1), ["onInviteeAccepted"]);
+    assert_eq!(h.hub.call_count(), 1);
+}
+
+#[test]
+fn busy_invitee_is_listed_not_rung() {
+    let mut h = H::new();
+    for (c, u) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+        h.login(c, u, &format!("{u}-d"));
+    }
+    let room = h.invite(1, "bob");
+    h.req(2, "signalingAccept", action(&room));
+    h.events(2);
+    let r = h.req(
+        3,
+        "signalingInvite",
+        json!({"invitation": {"inviteeUserIDList": ["bob"], "sessionType": 1}}),
+    );
+    assert_eq!(r["data"]["busyLineUserIDList"], json!(["bob"]));
+    assert!(h.events(2).is_empty());
+    assert_eq!(h.hub.call_count(), 1, "the all-busy call ended at once");
+}
+
+#[test]
+fn group_call_ends_below_two_and_cancels_whoever_still_rings() {
+    let mut h = H::new();
+    for (c, u) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+        h.login(c, u, &format!("{u}-d"));
+    }
+    let r = h.req(1, "signalingInviteInGroup", json!({"invitation": {"inviteeUserIDList": ["bob", "carol"], "groupID": "team", "sessionType": 2}}));
+    let room = r["data"]["roomID"].as_str().unwrap().to_owned();
+    h.req(2, "signalingAccept", action(&room));
+    assert_eq!(
+        h.events(1),
+        ["onInviteeAccepted", "onRoomParticipantConnected"]
+    );
+    assert_eq!(h.req(2, "signalingHungUp", action(&room))["errCode"], 0);
+    assert_eq!(h.events(1), ["onHangUp", "onRoomParticipantDisconnected"]);
+    assert_eq!(
+        h.events(3),
+        ["onReceiveNewInvitation", "onInvitationCancelled"]
+    );
+    assert_eq!(h.hub.call_count(), 0);
+}
+
+#[test]
+fn inviter_lost_before_answer_cancels_after_grace() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    h.invite(1, "bob");
+    h.close(1);
+    h.advance(Duration::from_secs(9));
+    assert_eq!(h.events(2), ["onReceiveNewInvitation"]);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.events(2), ["onInvitationCancelled"]);
+    assert_eq!(h.hub.call_count(), 0);
+}
+
+#[test]
+fn participant_resumes_within_grace() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    let room = h.invite(1, "bob");
+    h.req(2, "signalingAccept", action(&room));
+    h.close(2);
+    h.advance(Duration::from_secs(20));
+    let r = h.login(3, "bob", "b1");
+    assert_eq!(r["data"]["currentCall"]["roomID"], room.as_str());
+    h.advance(Duration::from_secs(20));
+    assert_eq!(h.hub.call_count(), 1);
+    assert_eq!(h.req(3, "signalingHungUp", action(&room))["errCode"], 0);
+    assert!(h.events(1).contains(&"onHangUp".to_owned()));
+}
+
+#[test]
+fn participant_lost_is_hung_up_after_grace() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    let room = h.invite(1, "bob");
+    h.req(2, "signalingAccept", action(&room));
+    h.events(1);
+    h.close(2);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.events(1), ["onHangUp"]);
+    assert_eq!(h.hub.call_count(), 0);
+}
+
+#[test]
+fn acting_as_someone_else_is_refused() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    let r = h.req(1, "signalingInvite", json!({"invitation": {"inviterUserID": "bob", "inviteeUserIDList": ["carol"], "sessionType": 1}}));
+    assert_eq!(r["errCode"], 1002);
+    let room = h.invite(1, "bob");
+    let r = h.req(
+        2,
+        "signalingAccept",
+        json!({"opUserID": "alice", "invitation": {"roomID": room}}),
+    );
+    assert_eq!(r["errCode"], 1002);
+    let r = h.req(2, "signalingCancel", action(&room));
+    assert_eq!(r["errCode"], 1002, "only the caller cancels");
+}
+
+#[test]
+fn requests_before_login_are_refused() {
+    let mut h = H::new();
+    let r = h.req(
+        9,
+        "signalingInvite",
+        json!({"invitation": {"inviteeUserIDList": ["bob"]}}),
+    );
+    assert_eq!(r["errCode"], 1007);
+}
+
+#[test]
+fn same_device_signing_in_again_replaces_the_old_connection() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "alice", "a1");
+    assert_eq!(h.events(1), ["onKickedOffline"]);
+    assert_eq!(h.hub.conn_count(), 1);
+}
