@@ -176,6 +176,11 @@ pub async fn run(
     info!(%addr, live_url = %config.hub.live_url, "tincan-server listening");
     let app = http::router(state.clone());
     let stop_tx = driver_tx.clone();
+    // Signaling frames are small and latency-bound: Nagle's algorithm would hold each
+    // one back until the previous one is acknowledged (~40 ms with delayed ACKs).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
