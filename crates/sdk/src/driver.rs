@@ -1,0 +1,693 @@
+//! The driver task: the only code that touches the WebSocket and the clock.
+//!
+//! One task per [`crate::Client`] owns the connection. It takes requests from the
+//! client handles over a bounded channel, writes them through a writer task, matches
+//! replies to waiting callers by request id, passes events through the ringing
+//! bookkeeping to the app's channel, sends keepalive pings, and reconnects with
+//! backoff when the connection drops.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
+use tincan_protocol::{
+    ClientFrame, Event, LoginParams, LoginReply, Request, RequestId, ServerFrame, WireError,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Duration, Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{debug, info, warn};
+
+use crate::backoff::{random_jitter, Backoff};
+use crate::endpoint::Endpoint;
+use crate::error::SdkError;
+use crate::event::{CloseReason, ConnectionState, SdkEvent};
+use crate::keepalive::{Liveness, TickAction};
+use crate::options::ConnectOptions;
+use crate::ringing::Ringing;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Requests from client handles to the driver. Backpressure: a caller waits in `send`
+/// (its request timeout keeps running) while the driver is busy or its writer is full.
+pub(crate) const COMMAND_CAPACITY: usize = 64;
+
+/// Frames queued for the socket writer. Backpressure: when full, the driver waits,
+/// which stops it taking new requests, which makes callers wait (see above). Nothing
+/// is dropped.
+const OUTBOUND_CAPACITY: usize = 64;
+
+/// Unanswered keepalive pings after which the connection counts as lost.
+const MAX_MISSED_PONGS: u32 = 2;
+
+/// How long a graceful close waits for the server to answer the close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The request id of `login`; ordinary requests count up from 1.
+const LOGIN_REQUEST_ID: u64 = 0;
+
+/// Past this many waiting requests, sweep out those whose callers gave up.
+const SWEEP_THRESHOLD: usize = 256;
+
+/// Tincan frames are small (the largest are history and contact lists); these keep a
+/// connection's memory modest while leaving room for those.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(8 << 20))
+        .max_frame_size(Some(8 << 20))
+}
+
+/// A request's answer as the driver hands it to the caller.
+pub(crate) type Reply = Result<Box<RawValue>, SdkError>;
+
+/// What client handles ask of the driver.
+pub(crate) enum Command {
+    /// Send a request and answer `reply` with its result.
+    Request {
+        operation_id: String,
+        // Boxed: requests are large and the channel's slots are sized for them.
+        request: Box<Request>,
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Close gracefully; `done` is dropped once the driver has stopped.
+    Close { done: oneshot::Sender<()> },
+}
+
+/// What client handles may read without asking the driver.
+#[derive(Debug)]
+pub(crate) struct View {
+    /// The latest login reply.
+    pub(crate) session: LoginReply,
+    /// Assigned only in [`Driver::set_state`] (and at construction).
+    pub(crate) state: ConnectionState,
+    /// Invitations ringing on this device.
+    pub(crate) ringing: Ringing,
+}
+
+/// Locks the view. No code panics or awaits while holding it.
+pub(crate) fn lock(view: &Mutex<View>) -> MutexGuard<'_, View> {
+    view.lock()
+        .expect("the view lock is never held across a panic")
+}
+
+/// One open, signed-in WebSocket.
+pub(crate) struct Connection {
+    reader: SplitStream<Ws>,
+    writer: mpsc::Sender<Message>,
+    writer_task: JoinHandle<()>,
+}
+
+impl Connection {
+    /// Drops a broken connection at once (no close handshake).
+    fn abort(self) {
+        self.writer_task.abort();
+    }
+}
+
+/// Owns the sink: writes queued frames, flushing once per batch.
+fn spawn_writer(mut sink: SplitSink<Ws, Message>) -> (mpsc::Sender<Message>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOUND_CAPACITY);
+    let task = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if let Err(e) = sink.feed(msg).await {
+                debug!(error = %e, "websocket write failed");
+                return;
+            }
+            while let Ok(msg) = rx.try_recv() {
+                if let Err(e) = sink.feed(msg).await {
+                    debug!(error = %e, "websocket write failed");
+                    return;
+                }
+            }
+            if let Err(e) = sink.flush().await {
+                debug!(error = %e, "websocket flush failed");
+                return;
+            }
+        }
+        // The driver let go of this connection: finish the close handshake.
+        let _ = sink.close().await;
+    });
+    (tx, task)
+}
+
+/// Opens the WebSocket and signs in. Used for the first connection and every
+/// reconnect; bounded by `options.connect_timeout`.
+pub(crate) async fn establish(
+    endpoint: &Endpoint,
+    login: &LoginParams,
+    options: &ConnectOptions,
+) -> Result<(Connection, LoginReply), SdkError> {
+    let url = endpoint.ws_url();
+    let attempt = async {
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
+                .await
+                .map_err(|e| SdkError::Connect(format!("{url}: {e}")))?;
+        let (sink, reader) = ws.split();
+        let (writer, writer_task) = spawn_writer(sink);
+        let mut conn = Connection {
+            reader,
+            writer,
+            writer_task,
+        };
+        let operation_id = format!("login-{}", uuid::Uuid::new_v4().simple());
+        let frame = ClientFrame {
+            request_id: RequestId::Num(LOGIN_REQUEST_ID),
+            operation_id: operation_id.clone(),
+            request: Request::Login(login.clone()),
+        };
+        conn.writer
+            .send(Message::text(frame.to_json()))
+            .await
+            .map_err(|_| SdkError::Connect("the connection broke before login".into()))?;
+        let reply = read_login_reply(&mut conn.reader).await?;
+        debug!(%operation_id, user = %reply.user_id, device = %reply.device_id, "signed in");
+        Ok((conn, reply))
+    };
+    tokio::time::timeout(options.connect_timeout, attempt)
+        .await
+        .map_err(|_| SdkError::Connect(format!("{url}: no login reply in time")))?
+}
+
+async fn read_login_reply(reader: &mut SplitStream<Ws>) -> Result<LoginReply, SdkError> {
+    loop {
+        let text = match reader.next().await {
+            None => return Err(SdkError::Connect("the server closed during login".into())),
+            Some(Err(e)) => return Err(SdkError::Connect(format!("during login: {e}"))),
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                return Err(SdkError::Connect(format!(
+                    "during login: {}",
+                    describe_close(frame.as_ref())
+                )))
+            }
+            Some(Ok(_)) => continue,
+        };
+        match ServerFrame::parse(&text) {
+            Ok(ServerFrame::Response {
+                request_id, result, ..
+            }) => match request_id {
+                // No id: the server could not read our frame, so this is about login.
+                Some(RequestId::Num(LOGIN_REQUEST_ID)) | None => {
+                    let raw = result?;
+                    return serde_json::from_str(raw.get())
+                        .map_err(|e| SdkError::Protocol(format!("login reply: {e}")));
+                }
+                Some(other) => warn!(?other, "a reply to no request before login; ignored"),
+            },
+            // The server sends events only after the login reply; pending invitations
+            // are resynced from that reply anyway.
+            Ok(ServerFrame::Event(e)) => debug!(event = e.name(), "event before login; ignored"),
+            Err(e) => return Err(SdkError::Protocol(format!("during login: {e}"))),
+        }
+    }
+}
+
+fn describe_close(frame: Option<&CloseFrame>) -> String {
+    match frame {
+        Some(f) if !f.reason.is_empty() => {
+            format!(
+                "the server closed the connection ({}: {})",
+                f.code, f.reason
+            )
+        }
+        Some(f) => format!("the server closed the connection ({})", f.code),
+        None => "the server closed the connection".to_owned(),
+    }
+}
+
+/// A request written to the socket, waiting for its reply.
+struct Pending {
+    reply: oneshot::Sender<Reply>,
+    method: &'static str,
+    operation_id: String,
+    /// For accept and reject: the room whose ringing the reply may settle.
+    answers_room: Option<String>,
+}
+
+/// Why [`Driver::serve`] stopped using a connection.
+enum ConnEnd {
+    /// The app closed the client (or dropped every handle).
+    Close,
+    /// `onKickedOffline`: another connection took this device's place.
+    Kicked(String),
+    /// The connection broke; the reason is for logs and `Reconnecting`.
+    Lost(String),
+}
+
+/// How a reconnect ended.
+enum Reconnect {
+    Connected(Connection, Box<LoginReply>),
+    Stop(CloseReason),
+}
+
+/// The task behind a [`crate::Client`].
+pub(crate) struct Driver {
+    endpoint: Endpoint,
+    login: LoginParams,
+    options: ConnectOptions,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<SdkEvent>,
+    view: Arc<Mutex<View>>,
+    pending: HashMap<u64, Pending>,
+    next_id: u64,
+    /// Callers of `close()` to release once the driver has stopped.
+    close_acks: Vec<oneshot::Sender<()>>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        login: LoginParams,
+        options: ConnectOptions,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<SdkEvent>,
+        view: Arc<Mutex<View>>,
+    ) -> Self {
+        Driver {
+            endpoint,
+            login,
+            options,
+            commands,
+            events,
+            view,
+            pending: HashMap::new(),
+            next_id: LOGIN_REQUEST_ID + 1,
+            close_acks: Vec::new(),
+        }
+    }
+
+    /// Runs until the client closes, is kicked, or gives up. `initial` are the events
+    /// of the first login's resync (computed by `connect` so that the view is current
+    /// when it returns).
+    pub(crate) async fn run(mut self, mut conn: Connection, initial: Vec<Event>) {
+        // The view starts out Connected; this is the app's copy of that state.
+        self.emit(SdkEvent::Connection(ConnectionState::Connected))
+            .await;
+        for event in initial {
+            self.emit(SdkEvent::Signaling(event)).await;
+        }
+        loop {
+            match self.serve(&mut conn).await {
+                ConnEnd::Close => {
+                    self.close_gracefully(conn).await;
+                    return self.finish(CloseReason::ClientClosed).await;
+                }
+                ConnEnd::Kicked(why) => {
+                    conn.abort();
+                    return self.finish(CloseReason::KickedOffline(why)).await;
+                }
+                ConnEnd::Lost(why) => {
+                    info!(reason = %why, "connection lost");
+                    conn.abort();
+                    self.fail_pending(&SdkError::Disconnected);
+                    if !self.options.reconnect {
+                        return self.finish(CloseReason::ConnectionLost(why)).await;
+                    }
+                    match self.reconnect(why).await {
+                        Reconnect::Connected(new_conn, login) => {
+                            conn = new_conn;
+                            self.resync(*login).await;
+                        }
+                        Reconnect::Stop(reason) => return self.finish(reason).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves one connection until it ends.
+    async fn serve(&mut self, conn: &mut Connection) -> ConnEnd {
+        let mut keepalive = self.options.keepalive_interval.map(|period| {
+            let mut i = tokio::time::interval_at(Instant::now() + period, period);
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        });
+        let mut liveness = Liveness::new(MAX_MISSED_PONGS);
+        loop {
+            // Biased: a frame that is already readable counts before a keepalive tick
+            // that fires at the same moment.
+            tokio::select! {
+                biased;
+                msg = conn.reader.next() => {
+                    liveness.on_frame();
+                    if let Some(end) = self.on_message(msg).await {
+                        return end;
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    None => return ConnEnd::Close,
+                    Some(Command::Close { done }) => {
+                        self.close_acks.push(done);
+                        return ConnEnd::Close;
+                    }
+                    Some(Command::Request { operation_id, request, reply }) => {
+                        if let Err(why) = self.send_request(conn, operation_id, request, reply).await {
+                            return ConnEnd::Lost(why);
+                        }
+                    }
+                },
+                _ = &mut conn.writer_task => return ConnEnd::Lost("write failed".into()),
+                _ = tick(&mut keepalive) => {
+                    self.sweep_abandoned();
+                    match liveness.on_tick() {
+                        TickAction::Alive => {}
+                        TickAction::Ping => {
+                            if conn.writer.send(Message::Ping(Default::default())).await.is_err() {
+                                return ConnEnd::Lost("write failed".into());
+                            }
+                        }
+                        TickAction::Dead => {
+                            return ConnEnd::Lost(format!(
+                                "no answer to {MAX_MISSED_PONGS} keepalive pings"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one item from the socket.
+    async fn on_message(&mut self, msg: Option<Result<Message, WsError>>) -> Option<ConnEnd> {
+        match msg {
+            None => Some(ConnEnd::Lost("the connection closed".into())),
+            Some(Err(e)) => Some(ConnEnd::Lost(format!("read failed: {e}"))),
+            Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+            Some(Ok(Message::Close(frame))) => Some(ConnEnd::Lost(describe_close(frame.as_ref()))),
+            // tungstenite answers pings itself; pongs only prove liveness.
+            Some(Ok(_)) => None,
+        }
+    }
+
+    async fn send_request(
+        &mut self,
+        conn: &Connection,
+        operation_id: String,
+        request: Box<Request>,
+        reply: oneshot::Sender<Reply>,
+    ) -> Result<(), String> {
+        if reply.is_closed() {
+            return Ok(()); // The caller timed out while the request was queued.
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let method = request.method();
+        let answers_room = match &*request {
+            Request::Accept(p) | Request::Reject(p) => Some(p.invitation.room_id.clone()),
+            _ => None,
+        };
+        let text = ClientFrame {
+            request_id: RequestId::Num(id),
+            operation_id: operation_id.clone(),
+            request: *request,
+        }
+        .to_json();
+        debug!(%operation_id, method, id, "request");
+        self.pending.insert(
+            id,
+            Pending {
+                reply,
+                method,
+                operation_id,
+                answers_room,
+            },
+        );
+        if self.pending.len() > SWEEP_THRESHOLD {
+            self.sweep_abandoned();
+        }
+        // On failure the request stays pending and fails with the connection.
+        conn.writer
+            .send(Message::text(text))
+            .await
+            .map_err(|_| "write failed".to_owned())
+    }
+
+    async fn on_text(&mut self, text: &str) -> Option<ConnEnd> {
+        match ServerFrame::parse(text) {
+            Ok(ServerFrame::Response {
+                request_id,
+                operation_id,
+                result,
+            }) => {
+                self.on_response(request_id, &operation_id, result);
+                None
+            }
+            Ok(ServerFrame::Event(event)) => self.on_event(event).await,
+            Err(e) => {
+                // One unreadable frame (a newer server's event, say) must not cost the
+                // connection.
+                warn!(error = %e, "ignoring a frame this SDK cannot read");
+                None
+            }
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        request_id: Option<RequestId>,
+        operation_id: &str,
+        result: Result<Box<RawValue>, WireError>,
+    ) {
+        let pending = match &request_id {
+            Some(RequestId::Num(id)) => self.pending.remove(id),
+            _ => None,
+        };
+        let Some(p) = pending else {
+            match result {
+                Err(e) => {
+                    warn!(?request_id, %operation_id, error = %e, "error reply to no waiting request")
+                }
+                Ok(_) => debug!(?request_id, %operation_id, "reply to no waiting request"),
+            }
+            return;
+        };
+        if let Some(room) = &p.answers_room {
+            let outcome = result.as_ref().map(|_| ()).map_err(|e| e.code);
+            lock(&self.view).ringing.on_answer_reply(room, outcome);
+        }
+        match &result {
+            Ok(_) => debug!(operation_id = %p.operation_id, method = p.method, "reply ok"),
+            Err(e) => {
+                debug!(operation_id = %p.operation_id, method = p.method, error = %e, "reply error")
+            }
+        }
+        // The caller may have timed out meanwhile; the bookkeeping above still counts.
+        let _ = p.reply.send(result.map_err(SdkError::Server));
+    }
+
+    async fn on_event(&mut self, event: Event) -> Option<ConnEnd> {
+        if let Event::KickedOffline(info) = &event {
+            let why = info.reason.clone();
+            warn!(reason = %why, "kicked offline: another connection took this deviceID");
+            self.emit(SdkEvent::Signaling(event)).await;
+            return Some(ConnEnd::Kicked(why));
+        }
+        let deliver = lock(&self.view).ringing.on_event(&event);
+        if deliver {
+            self.emit(SdkEvent::Signaling(event)).await;
+        } else {
+            debug!(event = event.name(), "dropping a repeated invitation");
+        }
+        None
+    }
+
+    /// Tries again until signed in, told to stop, or out of attempts.
+    async fn reconnect(&mut self, mut reason: String) -> Reconnect {
+        let mut backoff = Backoff::new(self.options.backoff_initial, self.options.backoff_max);
+        loop {
+            let attempt = backoff.attempt() + 1;
+            if let Some(max) = self.options.max_reconnect_attempts {
+                if attempt > max {
+                    return Reconnect::Stop(CloseReason::ConnectionLost(format!(
+                        "gave up after {max} reconnect attempts: {reason}"
+                    )));
+                }
+            }
+            self.set_state(ConnectionState::Reconnecting {
+                attempt,
+                reason: reason.clone(),
+            })
+            .await;
+            let delay = backoff.next_delay(random_jitter());
+            let waited = while_offline(
+                &mut self.commands,
+                &mut self.close_acks,
+                tokio::time::sleep(delay),
+            )
+            .await;
+            if waited.is_none() {
+                return Reconnect::Stop(CloseReason::ClientClosed);
+            }
+            let result = while_offline(
+                &mut self.commands,
+                &mut self.close_acks,
+                establish(&self.endpoint, &self.login, &self.options),
+            )
+            .await;
+            match result {
+                None => return Reconnect::Stop(CloseReason::ClientClosed),
+                Some(Ok((conn, login))) => return Reconnect::Connected(conn, Box::new(login)),
+                Some(Err(e)) if e.is_fatal_for_login() => {
+                    let refusal = e
+                        .server_error()
+                        .cloned()
+                        .expect("only server errors are fatal for login");
+                    return Reconnect::Stop(CloseReason::LoginRefused(refusal));
+                }
+                Some(Err(e)) => {
+                    debug!(attempt, error = %e, "reconnect attempt failed");
+                    reason = e.to_string();
+                }
+            }
+        }
+    }
+
+    /// Adopts a reconnect's login reply and tells the app what changed meanwhile.
+    async fn resync(&mut self, login: LoginReply) {
+        let catch_up = {
+            let mut view = lock(&self.view);
+            view.session = login.clone();
+            view.ringing
+                .resync(&login.pending_invitations, login.server_time)
+        };
+        self.set_state(ConnectionState::Resynced {
+            login: Box::new(login),
+        })
+        .await;
+        for event in catch_up {
+            self.emit(SdkEvent::Signaling(event)).await;
+        }
+    }
+
+    /// Sends a close frame and waits briefly for the server's answer, so the server
+    /// sees a sign-off rather than a drop.
+    async fn close_gracefully(&mut self, conn: Connection) {
+        self.fail_pending(&SdkError::Closed);
+        let Connection {
+            mut reader,
+            writer,
+            writer_task,
+        } = conn;
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "client closed".into(),
+        };
+        let _ = writer.send(Message::Close(Some(frame))).await;
+        drop(writer); // The writer finishes the handshake and exits.
+        let abort = writer_task.abort_handle();
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async move {
+            let _ = writer_task.await;
+            while let Some(Ok(msg)) = reader.next().await {
+                if msg.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+        abort.abort();
+    }
+
+    /// The end: fails everything still waiting, reports `Closed`, releases `close()`.
+    async fn finish(&mut self, reason: CloseReason) {
+        self.fail_pending(&SdkError::Closed);
+        self.set_state(ConnectionState::Closed { reason }).await;
+        self.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Request { reply, .. } => {
+                    let _ = reply.send(Err(SdkError::Closed));
+                }
+                Command::Close { done } => self.close_acks.push(done),
+            }
+        }
+        for done in self.close_acks.drain(..) {
+            let _ = done.send(());
+        }
+    }
+
+    /// The one place the connection state changes.
+    async fn set_state(&mut self, new: ConnectionState) {
+        let old = std::mem::replace(&mut lock(&self.view).state, new.clone());
+        info!(
+            "connection {} -> {}",
+            describe_state(&old),
+            describe_state(&new)
+        );
+        self.emit(SdkEvent::Connection(new)).await;
+    }
+
+    async fn emit(&mut self, event: SdkEvent) {
+        // Waits when the app is behind (see EVENT_CAPACITY); an error only means the
+        // app dropped its receiver and does not want events.
+        let _ = self.events.send(event).await;
+    }
+
+    fn fail_pending(&mut self, error: &SdkError) {
+        for (_, p) in self.pending.drain() {
+            debug!(operation_id = %p.operation_id, method = p.method, %error, "request failed");
+            let _ = p.reply.send(Err(error.clone()));
+        }
+    }
+
+    /// Forgets requests whose callers stopped waiting (timed out or dropped).
+    fn sweep_abandoned(&mut self) {
+        self.pending.retain(|_, p| !p.reply.is_closed());
+    }
+}
+
+/// Runs `fut` while there is no connection, refusing requests with `Disconnected`.
+/// `None` when the app closed the client meanwhile.
+async fn while_offline<F: Future>(
+    commands: &mut mpsc::Receiver<Command>,
+    close_acks: &mut Vec<oneshot::Sender<()>>,
+    fut: F,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            command = commands.recv() => match command {
+                None => return None,
+                Some(Command::Close { done }) => {
+                    close_acks.push(done);
+                    return None;
+                }
+                Some(Command::Request { reply, .. }) => {
+                    let _ = reply.send(Err(SdkError::Disconnected));
+                }
+            },
+        }
+    }
+}
+
+async fn tick(keepalive: &mut Option<Interval>) {
+    match keepalive {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn describe_state(state: &ConnectionState) -> String {
+    match state {
+        ConnectionState::Connected => "connected".into(),
+        ConnectionState::Reconnecting { attempt, reason } => {
+            format!("reconnecting (attempt {attempt}: {reason})")
+        }
+        ConnectionState::Resynced { .. } => "resynced".into(),
+        ConnectionState::Closed { reason } => format!("closed ({reason})"),
+    }
+}
