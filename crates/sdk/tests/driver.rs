@@ -180,12 +180,21 @@ async fn next_n(events: &mut mpsc::Receiver<SdkEvent>, n: usize) -> Vec<String> 
     out
 }
 
+/// Driver logs in test output, filtered by RUST_LOG (e.g. `RUST_LOG=tincan_sdk=debug`).
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// Connects a client to `server`, answering the login with `pending`.
 async fn connected(
     server: &mut MockServer,
     pending: Vec<Value>,
     options: ConnectOptions,
 ) -> (tincan_sdk::Client, mpsc::Receiver<SdkEvent>, MockConn) {
+    init_tracing();
     let url = server.url.clone();
     let client = tokio::spawn(async move { connect_with(&url, "tok", device(), options).await });
     let conn = server.accept_login(pending).await;
