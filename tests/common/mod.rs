@@ -1,1 +1,440 @@
-//! Test harness.
+//! Test harness: the real server on `127.0.0.1:0` in the test's runtime, real SDK
+//! clients, a raw WebSocket client for bad input, and a TCP proxy that can cut
+//! connections (to exercise reconnects).
+//!
+//! Waiting is always on an event or a reply, never on a sleep. [`Peer::quiet`] proves
+//! that nothing more arrived: it round-trips a `ping`, and since the server writes each
+//! connection's frames in order, any event sent before the pong is already here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use tincan_protocol::{
+    ActionParams, CallRecord, DeviceId, Event, GroupId, Invitation, InviteParams, InviteReply,
+    MediaType, PlatformId, SignalingInfo, UserId,
+};
+use tincan_sdk::{Client, ConnectOptions, ConnectionState, DeviceInfo, SdkError, SdkEvent};
+use tincan_server::store::{SqliteStore, Store};
+use tincan_server::{ServerConfig, TokenSigner};
+
+/// The secret test servers sign tokens with.
+pub const SECRET: &str = "integration-test-secret";
+
+/// Users every test server has (each is their own nickname).
+pub const USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
+
+/// A running server.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The server's address.
+    pub addr: std::net::SocketAddr,
+    /// Its store.
+    pub store: Arc<SqliteStore>,
+    /// Signs tokens the server accepts.
+    pub signer: TokenSigner,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A server with default rules, the users in [`USERS`] and group `team`
+    /// (alice, bob, carol, dave).
+    pub async fn start() -> TestServer {
+        Self::start_with(ServerConfig::default()).await
+    }
+
+    /// A server with `config`.
+    pub async fn start_with(mut config: ServerConfig) -> TestServer {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
+        for u in USERS {
+            store.add_user(&uid(u), u, None).expect("user");
+        }
+        let team = GroupId::new("team").unwrap();
+        store.create_group(&team, "Team").unwrap();
+        for u in ["alice", "bob", "carol", "dave"] {
+            store.add_member(&team, &uid(u)).unwrap();
+        }
+        config.secret = Some(SECRET.into());
+        let signer = tincan_server::signer_for(store.as_ref(), Some(SECRET)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let s = store.clone();
+        let task = tokio::spawn(async move {
+            tincan_server::run(listener, config, s, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            url: format!("http://{addr}"),
+            addr,
+            store,
+            signer,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A login token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        self.signer.login_token(&uid(user), i64::MAX)
+    }
+
+    /// Signs `user` in on device `device` (Linux) without automatic reconnects.
+    pub async fn peer(&self, user: &str, device: &str) -> Peer {
+        self.peer_with(&self.url, user, device, PlatformId::LINUX, no_reconnect())
+            .await
+    }
+
+    /// Signs in with every option chosen.
+    pub async fn peer_with(
+        &self,
+        url: &str,
+        user: &str,
+        device: &str,
+        platform: PlatformId,
+        options: ConnectOptions,
+    ) -> Peer {
+        let dev = DeviceInfo::new(DeviceId::new(device).unwrap(), platform);
+        let (client, events) = tincan_sdk::connect_with(url, &self.token(user), dev, options)
+            .await
+            .unwrap_or_else(|e| panic!("{user}/{device} signs in: {e}"));
+        Peer {
+            client,
+            events,
+            user: user.to_owned(),
+        }
+    }
+
+    /// Stops the server (ending every call) and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task");
+        }
+    }
+
+    /// The call records of `user`, newest first.
+    pub fn history(&self, user: &str) -> Vec<CallRecord> {
+        self.store.call_history(&uid(user), 100, None).unwrap()
+    }
+}
+
+/// Connect options for tests: no automatic reconnect (tests reconnect by hand).
+pub fn no_reconnect() -> ConnectOptions {
+    let mut o = ConnectOptions::default();
+    o.reconnect = false;
+    o
+}
+
+/// A user id.
+pub fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+/// One signed-in device.
+pub struct Peer {
+    /// The SDK client.
+    pub client: Client,
+    /// Its events.
+    pub events: mpsc::Receiver<SdkEvent>,
+    /// Who.
+    pub user: String,
+}
+
+/// An operation id that says which test step it came from.
+pub fn op(step: &str) -> String {
+    format!("it-{step}")
+}
+
+impl Peer {
+    /// The next signaling event (connection-state events are skipped).
+    pub async fn next(&mut self) -> Event {
+        loop {
+            match self.events.recv().await {
+                Some(SdkEvent::Signaling(e)) => return e,
+                Some(SdkEvent::Connection(_)) => continue,
+                Some(other) => panic!("{}: unexpected {other:?}", self.user),
+                None => panic!("{}: event channel closed", self.user),
+            }
+        }
+    }
+
+    /// The next connection-state event (signaling events before it are returned too).
+    pub async fn next_state(&mut self) -> (ConnectionState, Vec<Event>) {
+        let mut seen = Vec::new();
+        loop {
+            match self.events.recv().await {
+                Some(SdkEvent::Signaling(e)) => seen.push(e),
+                Some(SdkEvent::Connection(s)) => return (s, seen),
+                Some(other) => panic!("{}: unexpected {other:?}", self.user),
+                None => panic!("{}: event channel closed", self.user),
+            }
+        }
+    }
+
+    /// Asserts the next event is `name` and returns its payload as JSON.
+    pub async fn expect(&mut self, name: &str) -> Value {
+        let e = self.next().await;
+        assert_eq!(e.name(), name, "{}: expected {name}, got {e:?}", self.user);
+        tincan_sdk::event_data(&e)
+    }
+
+    /// Asserts the next event is an invitation event `name` and returns its payload.
+    pub async fn expect_info(&mut self, name: &str) -> SignalingInfo {
+        let v = self.expect(name).await;
+        serde_json::from_value(v).expect("a SignalingInfo payload")
+    }
+
+    /// Asserts that no signaling event arrived (see the module docs).
+    pub async fn quiet(&mut self) {
+        self.client.ping(&op("quiet")).await.expect("ping");
+        while let Ok(e) = self.events.try_recv() {
+            if let SdkEvent::Signaling(e) = e {
+                panic!("{}: unexpected event {e:?}", self.user);
+            }
+        }
+    }
+
+    /// Invites `to` one-to-one (video, 30 s).
+    pub async fn invite(&self, to: &str) -> Result<InviteReply, SdkError> {
+        self.client
+            .signaling_invite(&op("invite"), invite_params(&[to], "", 1))
+            .await
+    }
+
+    /// Invites members of `group`.
+    pub async fn invite_group(&self, group: &str, to: &[&str]) -> Result<InviteReply, SdkError> {
+        self.client
+            .signaling_invite_in_group(&op("invite-group"), invite_params(to, group, 2))
+            .await
+    }
+
+    /// signalingAccept for `room`.
+    pub async fn accept(&self, room: &str) -> Result<tincan_protocol::AcceptReply, SdkError> {
+        self.client
+            .signaling_accept(&op("accept"), action(room))
+            .await
+    }
+
+    /// signalingReject for `room`.
+    pub async fn reject(&self, room: &str) -> Result<(), SdkError> {
+        self.client
+            .signaling_reject(&op("reject"), action(room))
+            .await
+            .map(drop)
+    }
+
+    /// signalingCancel for `room`.
+    pub async fn cancel(&self, room: &str) -> Result<(), SdkError> {
+        self.client
+            .signaling_cancel(&op("cancel"), action(room))
+            .await
+            .map(drop)
+    }
+
+    /// signalingHungUp for `room`.
+    pub async fn hang_up(&self, room: &str) -> Result<(), SdkError> {
+        self.client
+            .signaling_hung_up(&op("hangup"), action(room))
+            .await
+            .map(drop)
+    }
+}
+
+/// Invite params as the seed's example builds them.
+pub fn invite_params(to: &[&str], group: &str, session_type: u8) -> InviteParams {
+    InviteParams {
+        invitation: Invitation {
+            invitee_user_id_list: to.iter().map(|u| uid(u)).collect(),
+            group_id: group.into(),
+            timeout: 30,
+            media_type: MediaType::Video,
+            session_type,
+            platform_id: 7,
+            ..Invitation::default()
+        },
+        offline_push_info: None,
+    }
+}
+
+/// Action params naming a room.
+pub fn action(room: &str) -> ActionParams {
+    ActionParams {
+        op_user_id: String::new(),
+        invitation: Invitation {
+            room_id: room.into(),
+            ..Invitation::default()
+        },
+    }
+}
+
+/// The server's error code of a failed call.
+pub fn code<T: std::fmt::Debug>(r: Result<T, SdkError>) -> u32 {
+    match r {
+        Err(e) => e
+            .code()
+            .unwrap_or_else(|| panic!("a server error, got {e:?}")),
+        Ok(v) => panic!("expected a refusal, got {v:?}"),
+    }
+}
+
+/// A raw WebSocket client, for frames the SDK would never send.
+pub struct RawClient {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+}
+
+impl RawClient {
+    /// Connects to `/ws` and, when `login_as` is given, signs in.
+    pub async fn connect(server: &TestServer, login_as: Option<(&str, &str)>) -> RawClient {
+        let url = format!("ws://{}/ws", server.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        let mut c = RawClient { ws };
+        if let Some((user, device)) = login_as {
+            let r = c
+                .request(json!({"requestID": "login", "method": "login", "data": {
+                    "token": server.token(user), "deviceID": device, "platformID": 7}}))
+                .await;
+            assert_eq!(r["errCode"], 0, "{r}");
+        }
+        c
+    }
+
+    /// Sends a text frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.expect("send");
+    }
+
+    /// The next text frame as JSON; `None` when the server closed the connection.
+    pub async fn recv(&mut self) -> Option<Value> {
+        loop {
+            match self.ws.next().await? {
+                Ok(Message::Text(t)) => {
+                    return Some(serde_json::from_str(&t).expect("server JSON"))
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next response frame (events are skipped).
+    pub async fn response(&mut self) -> Value {
+        loop {
+            let v = self.recv().await.expect("connection open");
+            if v["type"] == "response" {
+                return v;
+            }
+        }
+    }
+
+    /// Sends a JSON request and returns its response.
+    pub async fn request(&mut self, frame: Value) -> Value {
+        self.send_text(frame.to_string()).await;
+        self.response().await
+    }
+}
+
+/// A TCP proxy in front of a server whose connections can be cut, to make clients
+/// lose their connection without telling the server first.
+pub struct Proxy {
+    /// `http://127.0.0.1:PORT` of the proxy.
+    pub url: String,
+    cut: tokio::sync::broadcast::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Proxies to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (cut, _) = tokio::sync::broadcast::channel(4);
+        let cut2 = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut on_cut = cut2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = on_cut.recv() => {}
+                    }
+                });
+            }
+        });
+        Proxy { url, cut, task }
+    }
+
+    /// Drops every connection through the proxy (new ones are still accepted).
+    pub fn cut(&self) {
+        let _ = self.cut.send(());
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Holds tokio's paused clock still until [`FrozenClock::advance`] moves it.
+///
+/// With a paused clock tokio jumps time to the next timer whenever the runtime parks,
+/// and waiting for a frame on a real socket parks it: a 10 s request timeout could then
+/// fire while a reply is in flight. A running `spawn_blocking` task turns that
+/// auto-advance off (tokio documents this), so the test moves time only on purpose.
+pub struct FrozenClock {
+    _release: std::sync::mpsc::Sender<()>,
+}
+
+impl FrozenClock {
+    /// Freezes the clock of the current (paused, current-thread) runtime.
+    pub fn hold() -> FrozenClock {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            // Returns when the sender is dropped with the FrozenClock.
+            let _ = rx.recv();
+        });
+        FrozenClock { _release: tx }
+    }
+
+    /// Moves time forward by `d`, firing every timer due.
+    pub async fn advance(&self, d: Duration) {
+        tokio::time::advance(d).await;
+    }
+}

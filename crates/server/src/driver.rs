@@ -108,13 +108,9 @@ fn apply(hub: &mut Hub, conns: &mut HashMap<ConnId, mpsc::Sender<Outbound>>) {
                     deliver(conns, conn, Outbound::Text(text.clone()));
                 }
             }
-            Output::Close { conn, text } => {
+            Output::Close { conn, text, reason } => {
                 deliver(conns, conn, Outbound::Text(text.into()));
-                deliver(
-                    conns,
-                    conn,
-                    Outbound::Close(1000, "replaced by a newer connection"),
-                );
+                deliver(conns, conn, Outbound::Close(1008, reason));
                 conns.remove(&conn);
             }
         }

@@ -86,6 +86,8 @@ pub enum Output {
         conn: ConnId,
         /// A last frame.
         text: String,
+        /// The close frame's reason.
+        reason: &'static str,
     },
 }
 
@@ -328,8 +330,21 @@ impl Hub {
         let (reply, pending) = match result {
             Ok((reply, pending)) => (raw(&reply), pending),
             Err(e) => {
+                // A connection that failed to sign in is closed: its client has to get
+                // a new token over HTTP anyway, and an unauthenticated socket should
+                // not linger.
                 info!(code = e.code.code(), error = %e.message, "login refused");
-                (Err(e), Vec::new())
+                let text = response_json::<RawValue>(
+                    Some(&frame.request_id),
+                    &frame.operation_id,
+                    Err(&e),
+                );
+                self.out.push(Output::Close {
+                    conn,
+                    text,
+                    reason: "sign-in refused",
+                });
+                return;
             }
         };
         self.reply(conn, frame, reply);
@@ -403,7 +418,11 @@ impl Hub {
                 reason: "this device signed in again on another connection".into(),
             })
             .to_frame_json();
-            self.out.push(Output::Close { conn: old, text });
+            self.out.push(Output::Close {
+                conn: old,
+                text,
+                reason: "replaced by a newer connection of this device",
+            });
         }
         let me = ConnInfo {
             user: user.clone(),

@@ -61,7 +61,7 @@ impl H {
                             .push(serde_json::from_str(&text).unwrap());
                     }
                 }
-                Output::Close { conn, text } => {
+                Output::Close { conn, text, .. } => {
                     self.inbox
                         .entry(conn)
                         .or_default()

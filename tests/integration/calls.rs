@@ -1,0 +1,219 @@
+//! One-to-one calls: accept and hang up, reject, cancel, busy, glare, custom signals,
+//! media relay, and the records each leaves.
+
+use tincan_protocol::{EndReason, InviteeOutcome, MediaSignalParams, UserId};
+use tincan_tests::*;
+
+#[tokio::test]
+async fn invite_accept_hang_up_tells_each_side_and_records_the_call() {
+    let s = TestServer::start().await;
+    let mut alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+
+    let reply = alice.invite("bob").await.unwrap();
+    assert!(!reply.room_id.as_str().is_empty());
+    assert!(!reply.token.is_empty());
+    assert!(reply.live_url.ends_with("/ws"), "{}", reply.live_url);
+    assert!(reply.busy_line_user_id_list.is_empty());
+    let room = reply.room_id.to_string();
+
+    let inv = bob.expect_info("onReceiveNewInvitation").await;
+    assert_eq!(inv.invitation.room_id, room);
+    assert_eq!(inv.invitation.inviter_user_id, "alice");
+    assert_eq!(inv.op_user_id, "alice");
+    assert_eq!(inv.user_id, "alice");
+    assert_eq!(inv.invitation.platform_id, 7);
+    assert!(inv.invitation.initiate_time.is_some());
+
+    let acc = bob.accept(&room).await.unwrap();
+    assert_eq!(acc.room_id.as_str(), room);
+    let accepted = alice.expect_info("onInviteeAccepted").await;
+    assert_eq!(accepted.op_user_id, "bob");
+    assert_eq!(accepted.op_user_platform_id, 7);
+
+    bob.hang_up(&room).await.unwrap();
+    let hung = alice.expect_info("onHangUp").await;
+    assert_eq!(hung.op_user_id, "bob");
+    alice.quiet().await;
+    bob.quiet().await;
+    assert_eq!(code(alice.hang_up(&room).await), 1602, "the call is over");
+
+    let rec = &s.history("alice")[0];
+    assert_eq!(rec.room_id.as_str(), room);
+    assert_eq!(rec.end_reason, EndReason::HungUp);
+    assert_eq!(rec.invitees[0].outcome, InviteeOutcome::Accepted);
+    assert!(rec.answer_time.is_some());
+    assert!(rec.end_time >= rec.answer_time.unwrap());
+    assert_eq!(s.history("bob")[0], *rec);
+}
+
+#[tokio::test]
+async fn reject_ends_a_one_to_one_call() {
+    let s = TestServer::start().await;
+    let alice = s.peer("alice", "a1").await;
+    let mut alice = alice;
+    let mut bob = s.peer("bob", "b1").await;
+    let room = alice.invite("bob").await.unwrap().room_id.to_string();
+    bob.expect("onReceiveNewInvitation").await;
+    bob.reject(&room).await.unwrap();
+    let r = alice.expect_info("onInviteeRejected").await;
+    assert_eq!(r.op_user_id, "bob");
+    assert_eq!(code(bob.accept(&room).await), 1602);
+    let rec = &s.history("alice")[0];
+    assert_eq!(rec.end_reason, EndReason::Rejected);
+    assert_eq!(rec.invitees[0].outcome, InviteeOutcome::Rejected);
+    assert_eq!(rec.answer_time, None);
+}
+
+#[tokio::test]
+async fn cancel_stops_the_ringing_and_refuses_a_late_accept() {
+    let s = TestServer::start().await;
+    let alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let room = alice.invite("bob").await.unwrap().room_id.to_string();
+    bob.expect("onReceiveNewInvitation").await;
+    alice.cancel(&room).await.unwrap();
+    let c = bob.expect_info("onInvitationCancelled").await;
+    assert_eq!(c.op_user_id, "alice");
+    assert_eq!(code(bob.accept(&room).await), 1602);
+    assert_eq!(code(alice.cancel(&room).await), 1602);
+    let rec = &s.history("bob")[0];
+    assert_eq!(rec.end_reason, EndReason::Cancelled);
+    assert_eq!(rec.invitees[0].outcome, InviteeOutcome::Cancelled);
+}
+
+#[tokio::test]
+async fn busy_invitee_is_returned_and_not_rung() {
+    let s = TestServer::start().await;
+    let alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let carol = s.peer("carol", "c1").await;
+    let room = alice.invite("bob").await.unwrap().room_id.to_string();
+    bob.expect("onReceiveNewInvitation").await;
+    bob.accept(&room).await.unwrap();
+
+    let r = carol.invite("bob").await.unwrap();
+    assert_eq!(r.busy_line_user_id_list, vec![uid("bob")]);
+    bob.quiet().await;
+    // Alice is in a call too: she may not start another.
+    assert_eq!(code(alice.invite("carol").await), 1603);
+    let rec = &s.history("carol")[0];
+    assert_eq!(rec.end_reason, EndReason::Busy);
+    assert_eq!(rec.invitees[0].outcome, InviteeOutcome::Busy);
+}
+
+#[tokio::test]
+async fn crossing_invitations_become_one_call_and_nobody_is_left_ringing() {
+    let s = TestServer::start().await;
+    let mut alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let room = alice.invite("bob").await.unwrap().room_id;
+    bob.expect("onReceiveNewInvitation").await;
+    // Bob calls Alice back before answering: the two calls merge into Alice's.
+    let r = bob.invite("alice").await.unwrap();
+    assert_eq!(r.room_id, room);
+    assert!(!r.token.is_empty());
+    let a = alice.expect_info("onInviteeAccepted").await;
+    assert_eq!(a.op_user_id, "bob");
+    alice.quiet().await;
+    bob.quiet().await;
+    bob.hang_up(room.as_str()).await.unwrap();
+    alice.expect("onHangUp").await;
+    assert_eq!(s.history("bob").len(), 1, "one call, one record");
+}
+
+#[tokio::test]
+async fn custom_signal_reaches_the_other_participants_only() {
+    let s = TestServer::start().await;
+    let mut alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let mut carol = s.peer("carol", "c1").await;
+    let room = alice.invite("bob").await.unwrap().room_id;
+    bob.expect("onReceiveNewInvitation").await;
+    bob.accept(room.as_str()).await.unwrap();
+    alice.expect("onInviteeAccepted").await;
+
+    let p = tincan_protocol::CustomSignalParams {
+        room_id: room.clone(),
+        custom_info: "{\"raiseHand\":true}".into(),
+    };
+    alice
+        .client
+        .signaling_send_custom_signal(&op("custom"), p.clone())
+        .await
+        .unwrap();
+    let got = bob.expect("onReceiveCustomSignal").await;
+    assert_eq!(got["customInfo"], "{\"raiseHand\":true}");
+    assert_eq!(got["opUserID"], "alice");
+    alice.quiet().await;
+    // Carol is not in the call.
+    assert_eq!(
+        code(carol.client.signaling_send_custom_signal(&op("c"), p).await),
+        1002
+    );
+    carol.quiet().await;
+}
+
+#[tokio::test]
+async fn media_negotiation_is_relayed_between_participants_only() {
+    let s = TestServer::start().await;
+    let alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let mut carol = s.peer("carol", "c1").await;
+    let invite = alice.invite("bob").await.unwrap();
+    let room = invite.room_id.clone();
+    bob.expect("onReceiveNewInvitation").await;
+    let bob_token = bob.accept(room.as_str()).await.unwrap().token;
+
+    let offer = |token: &str, to: &str| MediaSignalParams {
+        room_id: room.clone(),
+        token: token.into(),
+        to_user_id: UserId::new(to).unwrap(),
+        payload: serde_json::value::RawValue::from_string(r#"{"type":"offer","sdp":"v=0"}"#.into())
+            .unwrap(),
+    };
+    alice
+        .client
+        .signaling_send_media_signal(&op("offer"), offer(&invite.token, "bob"))
+        .await
+        .unwrap();
+    let got = bob.expect("onReceiveMediaSignal").await;
+    assert_eq!(got["fromUserID"], "alice");
+    assert_eq!(got["payload"]["type"], "offer");
+    bob.client
+        .signaling_send_media_signal(&op("answer"), offer(&bob_token, "alice"))
+        .await
+        .unwrap();
+
+    // Carol has no token for the room, and a participant's token does not make her one.
+    assert_eq!(
+        code(
+            carol
+                .client
+                .signaling_send_media_signal(&op("x"), offer(&invite.token, "bob"))
+                .await
+        ),
+        1604
+    );
+    assert_eq!(
+        code(
+            carol
+                .client
+                .signaling_send_media_signal(&op("x"), offer("forged.token", "bob"))
+                .await
+        ),
+        1604
+    );
+    // A participant cannot address someone outside the room.
+    assert_eq!(
+        code(
+            alice
+                .client
+                .signaling_send_media_signal(&op("x"), offer(&invite.token, "carol"))
+                .await
+        ),
+        1004
+    );
+    carol.quiet().await;
+    bob.quiet().await;
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on a free port, real SDK clients over real
+//! WebSockets. One test binary, so the whole suite links once.
+
+mod bad_input;
+mod calls;
+mod devices;
+mod group;
+mod identity;
+mod timers;
