@@ -86,9 +86,15 @@ async fn group_call_with_mixed_answers_and_a_late_joiner() {
     };
     assert_eq!(outcome("bob"), InviteeOutcome::Accepted);
     assert_eq!(outcome("carol"), InviteeOutcome::Rejected);
-    assert!(
-        s.history("dave").is_empty(),
-        "dave joined uninvited; records list the invited"
+    assert_eq!(
+        rec.participant_user_id_list,
+        vec![uid("alice"), uid("bob"), uid("dave")],
+        "everyone who was in the call, in joining order"
+    );
+    assert_eq!(
+        s.history("dave")[0],
+        *rec,
+        "a member who joined uninvited has the call too"
     );
 }
 

@@ -210,7 +210,7 @@ pub enum InviteeOutcome {
     Cancelled,
     /// Already in another call; not rung.
     Busy,
-    /// Joined the call another way (their own crossing invitation, or joining by room).
+    /// Joined the call by room id (`signalingGetTokenByRoomID`) while it rang.
     AnsweredElsewhere,
 }
 
@@ -267,6 +267,10 @@ pub struct CallRecord {
     pub session_type: u8,
     /// Per-invitee outcome.
     pub invitees: Vec<InviteeRecord>,
+    /// Everyone who was in the call at some point (the inviter, invitees who answered,
+    /// members who joined a group call by room id), in joining order.
+    #[serde(rename = "participantUserIDList", default)]
+    pub participant_user_id_list: Vec<UserId>,
     /// When the call was placed (Unix ms).
     pub initiate_time: i64,
     /// When the first invitee answered (Unix ms).

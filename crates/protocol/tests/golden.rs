@@ -217,6 +217,7 @@ fn every_reply_matches_its_snapshot() {
                     outcome: InviteeOutcome::Accepted,
                     answer_time: Some(1_795_660_004_000),
                 }],
+                participant_user_id_list: vec![uid("alice"), uid("bob")],
                 initiate_time: 1_795_660_000_000,
                 answer_time: Some(1_795_660_004_000),
                 end_time: 1_795_660_300_000,

@@ -150,17 +150,34 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                 let text = match msg {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
-                        let e = WireError::new(ErrCode::MalformedFrame, "binary frames are not supported; send JSON text frames");
+                        let e = if bucket.take(Instant::now()) {
+                            WireError::new(ErrCode::MalformedFrame, "binary frames are not supported; send JSON text frames")
+                        } else {
+                            rate_limited(limits)
+                        };
                         if sink.send(Message::Text(error_reply(None, "", &e).into())).await.is_err() { break; }
                         continue;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Err(e)) => {
+                        // tungstenite refuses frames over the hard limit; say so before
+                        // closing (after other read errors the socket is gone anyway).
+                        let text = e.to_string();
+                        if text.contains("too long") || text.contains("Space limit") {
+                            let _ = sink.send(close(1009, "frame larger than 1 MiB")).await;
+                        }
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
                 };
                 match check_frame(&text, limits, &mut bucket) {
                     Ok(frame) => {
                         login_sent |= matches!(frame.request, Request::Login(_));
+                        let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
                         if state.driver.send(DriverMsg::Hub(Input::Request { conn, frame })).await.is_err() {
+                            let e = WireError::new(ErrCode::ShuttingDown, "the server is shutting down; reconnect in a moment");
+                            let _ = sink.send(Message::Text(error_reply(Some(&id), &op, &e).into())).await;
+                            let _ = sink.send(close(1001, "the server is shutting down")).await;
                             break;
                         }
                     }
@@ -190,37 +207,46 @@ fn error_reply(request_id: Option<&tincan_protocol::RequestId>, op: &str, e: &Wi
     response_json::<Empty>(request_id, op, Err(e))
 }
 
-/// Size, parse and rate checks. `Err` is the reply to send instead of forwarding.
+fn rate_limited(limits: &ConnLimits) -> WireError {
+    WireError::new(
+        ErrCode::RateLimited,
+        format!(
+            "too many requests: at most {} per second on one connection; slow down and retry",
+            limits.rate_per_sec
+        ),
+    )
+}
+
+/// Rate, size and parse checks. `Err` is the reply to send instead of forwarding.
+/// Every frame, good or bad, takes a token from the bucket.
 fn check_frame(
     text: &str,
     limits: &ConnLimits,
     bucket: &mut TokenBucket,
 ) -> Result<ClientFrame, String> {
+    let allowed = bucket.take(Instant::now());
     if text.len() > limits.max_frame_bytes {
-        let e = WireError::new(
-            ErrCode::FrameTooLarge,
-            format!(
-                "frame of {} bytes exceeds this server's limit of {} bytes",
-                text.len(),
-                limits.max_frame_bytes
-            ),
-        );
+        let e = if allowed {
+            WireError::new(
+                ErrCode::FrameTooLarge,
+                format!(
+                    "frame of {} bytes exceeds this server's limit of {} bytes",
+                    text.len(),
+                    limits.max_frame_bytes
+                ),
+            )
+        } else {
+            rate_limited(limits)
+        };
         return Err(error_reply(None, "", &e));
     }
     let parsed = ClientFrame::parse(text);
-    if !bucket.take(Instant::now()) {
+    if !allowed {
         let (id, op) = match &parsed {
             Ok(f) => (Some(&f.request_id), f.operation_id.as_str()),
             Err(fe) => (fe.request_id.as_ref(), fe.operation_id.as_str()),
         };
-        let e = WireError::new(
-            ErrCode::RateLimited,
-            format!(
-                "too many requests: at most {} per second on one connection; slow down and retry",
-                limits.rate_per_sec
-            ),
-        );
-        return Err(error_reply(id, op, &e));
+        return Err(error_reply(id, op, &rate_limited(limits)));
     }
     parsed.map_err(|fe| error_reply(fe.request_id.as_ref(), &fe.operation_id, &fe.error))
 }

@@ -113,16 +113,19 @@ CREATE TABLE IF NOT EXISTS group_members (
     PRIMARY KEY (group_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS group_members_by_user ON group_members(user_id);
+-- One row per call. Room ids may repeat (clients may choose them, OpenIM's examples
+-- reuse the group id), so calls are keyed by their own row id.
 CREATE TABLE IF NOT EXISTS calls (
-    room_id TEXT PRIMARY KEY,
+    call_id INTEGER PRIMARY KEY,
+    room_id TEXT NOT NULL,
     end_ms INTEGER NOT NULL,
     record TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS call_users (
-    room_id TEXT NOT NULL REFERENCES calls(room_id) ON DELETE CASCADE,
+    call_id INTEGER NOT NULL REFERENCES calls(call_id) ON DELETE CASCADE,
     user_id TEXT NOT NULL,
     end_ms INTEGER NOT NULL,
-    PRIMARY KEY (user_id, end_ms, room_id)
+    PRIMARY KEY (user_id, end_ms, call_id)
 );
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
@@ -370,17 +373,19 @@ impl Store for SqliteStore {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
             tx.execute(
-                "INSERT OR REPLACE INTO calls (room_id, end_ms, record) VALUES (?1, ?2, ?3)",
+                "INSERT INTO calls (room_id, end_ms, record) VALUES (?1, ?2, ?3)",
                 params![record.room_id.as_str(), record.end_time, json],
             )?;
+            let call_id = tx.last_insert_rowid();
             let mut users: Vec<&UserId> = record.invitees.iter().map(|i| &i.user_id).collect();
+            users.extend(&record.participant_user_id_list);
             users.push(&record.inviter_user_id);
             users.sort();
             users.dedup();
             for u in users {
                 tx.execute(
-                    "INSERT OR REPLACE INTO call_users (room_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
-                    params![record.room_id.as_str(), u.as_str(), record.end_time],
+                    "INSERT INTO call_users (call_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
+                    params![call_id, u.as_str(), record.end_time],
                 )?;
             }
             tx.commit()?;
@@ -396,8 +401,8 @@ impl Store for SqliteStore {
     ) -> Result<Vec<CallRecord>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT c.record FROM call_users u JOIN calls c ON c.room_id = u.room_id
-                 WHERE u.user_id = ?1 AND u.end_ms < ?2 ORDER BY u.end_ms DESC, u.room_id DESC LIMIT ?3",
+                "SELECT c.record FROM call_users u JOIN calls c ON c.call_id = u.call_id
+                 WHERE u.user_id = ?1 AND u.end_ms < ?2 ORDER BY u.end_ms DESC, u.call_id DESC LIMIT ?3",
             )?;
             let rows = stmt.query_map(
                 params![user.as_str(), before.unwrap_or(i64::MAX), limit],
@@ -480,6 +485,7 @@ mod tests {
                 outcome: InviteeOutcome::Rejected,
                 answer_time: None,
             }],
+            participant_user_id_list: vec![uid("alice")],
             initiate_time: end - 10,
             answer_time: None,
             end_time: end,
@@ -487,10 +493,16 @@ mod tests {
         };
         s.save_call(&rec("r1", 100)).unwrap();
         s.save_call(&rec("r2", 200)).unwrap();
+        s.save_call(&rec("r2", 300)).unwrap();
+        assert_eq!(
+            s.call_history(&uid("bob"), 10, None).unwrap().len(),
+            3,
+            "a reused room id keeps both calls"
+        );
         let h = s.call_history(&uid("bob"), 10, None).unwrap();
         assert_eq!(
-            h.iter().map(|r| r.room_id.as_str()).collect::<Vec<_>>(),
-            ["r2", "r1"]
+            h.iter().map(|r| r.end_time).collect::<Vec<_>>(),
+            [300, 200, 100]
         );
         assert_eq!(s.call_history(&uid("bob"), 10, Some(200)).unwrap().len(), 1);
         assert!(s.call_history(&uid("carol"), 10, None).unwrap().is_empty());

@@ -67,6 +67,8 @@ pub(crate) struct Call {
     pub was_connected: bool,
     pub participants: Vec<Participant>,
     pub invitees: Vec<Invitee>,
+    /// Everyone who joined at some point, for the record.
+    pub joined: Vec<UserId>,
 }
 
 impl Call {
@@ -125,6 +127,7 @@ impl Call {
                     answer_time: i.answer_time,
                 })
                 .collect(),
+            participant_user_id_list: self.joined.clone(),
             initiate_time: self.initiate_time,
             answer_time: self.answer_time,
             end_time,

@@ -143,16 +143,18 @@ impl Hub {
                 )));
             }
         }
-        if !group {
-            if let Some(room) = self.crossing_invitation(&me.user, &invitees[0]) {
-                return self.merge_crossing(now, conn, me, room);
-            }
-        }
         if let Some(r) = self.users.get(&me.user).and_then(|p| p.room.as_ref()) {
             return Err(WireError::new(
                 ErrCode::Busy,
                 format!("you are already in a call (room {r}); hang up first"),
             ));
+        }
+        // Glare: the one we call is calling us. Checked after "busy", so that nobody
+        // ends up in two calls.
+        if !group {
+            if let Some(room) = self.crossing_invitation(&me.user, &invitees[0]) {
+                return self.merge_crossing(now, conn, me, room);
+            }
         }
         if let Some(r) = group_id.as_ref().and_then(|g| self.group_calls.get(g)) {
             return Err(WireError::new(
@@ -189,6 +191,7 @@ impl Hub {
             was_connected: false,
             participants: Vec::new(),
             invitees: Vec::new(),
+            joined: Vec::new(),
         };
         info!(room = %room, invitees = ?invitees, busy = ?busy, "call placed");
         self.calls.insert(room.clone(), call);
@@ -247,6 +250,10 @@ impl Hub {
                 continue;
             }
             if self.users.get(&u).is_some_and(|p| p.room.is_some()) {
+                let call = self.calls.get_mut(&room).expect("room checked above");
+                if !call.invitation.busy_line_user_id_list.contains(&u) {
+                    call.invitation.busy_line_user_id_list.push(u.clone());
+                }
                 self.add_invitee(&room, &u, me);
                 self.set_invitee(
                     &room,
@@ -675,8 +682,17 @@ impl Hub {
             })?;
         let room = self.live_room(p.room_id)?;
         let call = &self.calls[&room];
-        if call.participant(&me.user).is_none() {
-            return Err(denied(format!("you are not in the call in room {room}")));
+        match call.participant(&me.user) {
+            None => return Err(denied(format!("you are not in the call in room {room}"))),
+            // Media runs on the device that answered; another device of the same user
+            // has no peer connection to negotiate.
+            Some(p) if p.device != me.device => {
+                return Err(denied(format!(
+                    "the call in room {room} is on your device {}; negotiate media from there",
+                    p.device
+                )))
+            }
+            Some(_) => {}
         }
         let to = call.participant(&p.to_user_id).ok_or_else(|| {
             WireError::new(
@@ -833,6 +849,9 @@ impl Hub {
         });
         if call.participants.len() >= 2 {
             call.was_connected = true;
+        }
+        if !call.joined.contains(&me.user) {
+            call.joined.push(me.user.clone());
         }
         info!(room = %room, user = %me.user, participants = call.participants.len(), reason, "joined");
         self.users.entry(me.user.clone()).or_default().room = Some(room.clone());

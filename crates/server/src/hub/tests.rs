@@ -353,3 +353,24 @@ fn same_device_signing_in_again_replaces_the_old_connection() {
     assert_eq!(h.events(1), ["onKickedOffline"]);
     assert_eq!(h.hub.conn_count(), 1);
 }
+
+#[test]
+fn calling_back_while_in_another_call_is_busy_not_a_merge() {
+    let mut h = H::new();
+    for (c, u) in [(1, "alice"), (2, "bob"), (3, "carol")] {
+        h.login(c, u, &format!("{u}-d"));
+    }
+    // Alice's and carol's calls both ring bob; bob answers carol's.
+    h.invite(1, "bob");
+    let carols = h.invite(3, "bob");
+    assert_eq!(h.req(2, "signalingAccept", action(&carols))["errCode"], 0);
+    // Alice's call still rings him, but calling her back must not merge him into it:
+    // he would be in two calls at once.
+    let r = h.req(
+        2,
+        "signalingInvite",
+        json!({"invitation": {"inviteeUserIDList": ["alice"], "sessionType": 1}}),
+    );
+    assert_eq!(r["errCode"], 1603, "{r}");
+    assert_eq!(h.hub.call_count(), 2);
+}
