@@ -12,6 +12,7 @@ use tincan_protocol::{
     MediaSignalParams, PongReply, Request, RoomByGroupReply, RoomParams, SignalingInfo,
     StartAppReply, UserId, PROTOCOL_VERSION,
 };
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{self, lock, Command, Driver, View, COMMAND_CAPACITY};
@@ -65,7 +66,21 @@ pub async fn connect_with(
         ringing,
     }));
 
+    // `Connected` and the first login's pending invitations are on the channel before
+    // this returns (those that fit; the driver sends the rest).
     let (event_tx, event_rx) = mpsc::channel(options.event_capacity.max(1));
+    let mut backlog = Vec::new();
+    let first = std::iter::once(SdkEvent::Connection(ConnectionState::Connected))
+        .chain(initial.into_iter().map(SdkEvent::Signaling));
+    for event in first {
+        if backlog.is_empty() {
+            if let Err(TrySendError::Full(event)) = event_tx.try_send(event) {
+                backlog.push(event);
+            }
+        } else {
+            backlog.push(event);
+        }
+    }
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let request_timeout = options.request_timeout;
     let driver = Driver::new(
@@ -76,7 +91,7 @@ pub async fn connect_with(
         event_tx,
         view.clone(),
     );
-    tokio::spawn(driver.run(conn, initial));
+    tokio::spawn(driver.run(conn, backlog));
 
     let client = Client {
         inner: Arc::new(Inner {

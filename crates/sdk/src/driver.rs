@@ -288,15 +288,11 @@ impl Driver {
         }
     }
 
-    /// Runs until the client closes, is kicked, or gives up. `initial` are the events
-    /// of the first login's resync (computed by `connect` so that the view is current
-    /// when it returns).
-    pub(crate) async fn run(mut self, mut conn: Connection, initial: Vec<Event>) {
-        // The view starts out Connected; this is the app's copy of that state.
-        self.emit(SdkEvent::Connection(ConnectionState::Connected))
-            .await;
-        for event in initial {
-            self.emit(SdkEvent::Signaling(event)).await;
+    /// Runs until the client closes, is kicked, or gives up. `backlog` holds the
+    /// first events that did not fit on the channel when `connect` returned.
+    pub(crate) async fn run(mut self, mut conn: Connection, backlog: Vec<SdkEvent>) {
+        for event in backlog {
+            self.emit(event).await;
         }
         loop {
             match self.serve(&mut conn).await {

@@ -47,8 +47,8 @@
 //!   Pending invitations that are new are delivered as `onReceiveNewInvitation`.
 //! - The server re-sends every pending invitation as `onReceiveNewInvitation` after a
 //!   login; for a room that already rings these are dropped, so the app sees each
-//!   invitation once. The first login works the same way: its pending invitations
-//!   arrive right after `Connection(Connected)`.
+//!   invitation once. The first login works the same way: when [`connect`] returns,
+//!   `Connection(Connected)` and then the pending invitations are on the channel.
 //!
 //! [`Client::ringing`] shows the view. For a call in progress, `login.current_call` in
 //! `Resynced` says whether the device is still in it; if the app thought it was and

@@ -210,13 +210,31 @@ async fn connect_signs_in_and_delivers_pending_invitations_once() {
     assert_eq!(client.user_id().as_str(), "bob");
     assert_eq!(client.session().server_time, 5000);
     assert_eq!(client.ringing().len(), 1);
+    // Already on the channel when connect returned, before any other task ran.
+    assert_eq!(label(&events.try_recv().unwrap()), "conn:connected");
+    assert_eq!(
+        label(&events.try_recv().unwrap()),
+        "onReceiveNewInvitation:r1"
+    );
     // The re-sent event for r1 is dropped; the marker event after it comes next.
     conn.event("onHangUp", invitation("marker")).await;
+    assert_eq!(next(&mut events).await, "onHangUp:marker");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_small_event_channel_still_gets_every_first_event_in_order() {
+    let mut server = MockServer::start().await;
+    let mut o = options();
+    o.event_capacity = 1;
+    let (_client, mut events, mut conn) =
+        connected(&mut server, vec![invitation("r1"), invitation("r2")], o).await;
+    conn.event("onHangUp", invitation("marker")).await;
     assert_eq!(
-        next_n(&mut events, 3).await,
+        next_n(&mut events, 4).await,
         [
             "conn:connected",
             "onReceiveNewInvitation:r1",
+            "onReceiveNewInvitation:r2",
             "onHangUp:marker"
         ]
     );
@@ -548,4 +566,42 @@ async fn own_accept_stops_ringing() {
     .await;
     assert_eq!(accept.await.unwrap().unwrap().token, "rt");
     assert!(client.ringing().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_while_reconnecting_stops_for_good() {
+    let mut server = MockServer::start().await;
+    let (client, mut events, conn) = connected(&mut server, vec![], options()).await;
+    drop(conn);
+    assert_eq!(
+        next_n(&mut events, 2).await,
+        ["conn:connected", "conn:reconnecting:1"]
+    );
+    client.close().await;
+    // Attempts already under way may reach the server; none signs in.
+    while let Ok(Some(mut c)) =
+        tokio::time::timeout(Duration::from_millis(50), server.conns.recv()).await
+    {
+        let _ = tokio::time::timeout(Duration::from_millis(50), c.ws.next()).await;
+    }
+    assert_eq!(next(&mut events).await, "conn:closed:clientClosed");
+    assert!(events.recv().await.is_none());
+    assert!(within(Duration::from_secs(60), server.conns.recv())
+        .await
+        .is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn login_cannot_be_sent_through_call_raw() {
+    let mut server = MockServer::start().await;
+    let (client, _events, _conn) = connected(&mut server, vec![], options()).await;
+    let login = tincan_sdk::protocol::Request::Login(tincan_sdk::protocol::LoginParams {
+        token: "t".into(),
+        device_id: DeviceId::new("dev-1").unwrap(),
+        platform_id: PlatformId::LINUX,
+        protocol_version: 1,
+    });
+    let err = client.call_raw("op", login).await.unwrap_err();
+    assert!(matches!(err, SdkError::InvalidArgument(_)), "{err:?}");
+    assert_eq!(err.err_code(), 10002);
 }
