@@ -15,7 +15,8 @@ use tincan_protocol::{
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{self, lock, Command, Driver, View, COMMAND_CAPACITY};
+use crate::connection::establish;
+use crate::driver::{lock, Command, Driver, View, COMMAND_CAPACITY};
 use crate::endpoint::Endpoint;
 use crate::error::SdkError;
 use crate::event::{ConnectionState, SdkEvent};
@@ -53,7 +54,7 @@ pub async fn connect_with(
         platform_id: device.platform_id,
         protocol_version: PROTOCOL_VERSION,
     };
-    let (conn, reply) = driver::establish(&endpoint, &login, &options).await?;
+    let (conn, reply) = establish(&endpoint, &login, &options).await?;
 
     // The first resync runs here, not in the task, so that `ringing()` and `session()`
     // are current as soon as this returns.

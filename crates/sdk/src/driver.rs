@@ -1,32 +1,30 @@
-//! The driver task: the only code that touches the WebSocket and the clock.
+//! The driver task: with `connection`, the only code that touches the WebSocket and
+//! the clock.
 //!
 //! One task per [`crate::Client`] owns the connection. It takes requests from the
-//! client handles over a bounded channel, writes them through a writer task, matches
-//! replies to waiting callers by request id, passes events through the ringing
-//! bookkeeping to the app's channel, sends keepalive pings, and reconnects with
-//! backoff when the connection drops.
+//! client handles over a bounded channel, writes them through the connection's writer
+//! task, matches replies to waiting callers by request id, passes events through the
+//! ringing bookkeeping to the app's channel, sends keepalive pings, and reconnects
+//! with backoff when the connection drops.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use tincan_protocol::{
     ClientFrame, Event, LoginParams, LoginReply, Request, RequestId, ServerFrame, WireError,
 };
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant, Interval, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
 use crate::backoff::{random_jitter, Backoff};
+use crate::connection::{describe_close, establish, Connection, LOGIN_REQUEST_ID};
 use crate::endpoint::Endpoint;
 use crate::error::SdkError;
 use crate::event::{CloseReason, ConnectionState, SdkEvent};
@@ -34,16 +32,9 @@ use crate::keepalive::{Liveness, TickAction};
 use crate::options::ConnectOptions;
 use crate::ringing::Ringing;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 /// Requests from client handles to the driver. Backpressure: a caller waits in `send`
 /// (its request timeout keeps running) while the driver is busy or its writer is full.
 pub(crate) const COMMAND_CAPACITY: usize = 64;
-
-/// Frames queued for the socket writer. Backpressure: when full, the driver waits,
-/// which stops it taking new requests, which makes callers wait (see above). Nothing
-/// is dropped.
-const OUTBOUND_CAPACITY: usize = 64;
 
 /// Unanswered keepalive pings after which the connection counts as lost.
 const MAX_MISSED_PONGS: u32 = 2;
@@ -51,22 +42,8 @@ const MAX_MISSED_PONGS: u32 = 2;
 /// How long a graceful close waits for the server to answer the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The request id of `login`; ordinary requests count up from 1.
-const LOGIN_REQUEST_ID: u64 = 0;
-
 /// Past this many waiting requests, sweep out those whose callers gave up.
 const SWEEP_THRESHOLD: usize = 256;
-
-/// Tincan frames are small (the largest are history and contact lists); these keep a
-/// connection's memory modest while leaving room for those.
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(1024 * 1024)
-        .max_message_size(Some(8 << 20))
-        .max_frame_size(Some(8 << 20))
-}
 
 /// A request's answer as the driver hands it to the caller.
 pub(crate) type Reply = Result<Box<RawValue>, SdkError>;
@@ -99,132 +76,6 @@ pub(crate) struct View {
 pub(crate) fn lock(view: &Mutex<View>) -> MutexGuard<'_, View> {
     view.lock()
         .expect("the view lock is never held across a panic")
-}
-
-/// One open, signed-in WebSocket.
-pub(crate) struct Connection {
-    reader: SplitStream<Ws>,
-    writer: mpsc::Sender<Message>,
-    writer_task: JoinHandle<()>,
-}
-
-impl Connection {
-    /// Drops a broken connection at once (no close handshake).
-    fn abort(self) {
-        self.writer_task.abort();
-    }
-}
-
-/// Owns the sink: writes queued frames, flushing once per batch.
-fn spawn_writer(mut sink: SplitSink<Ws, Message>) -> (mpsc::Sender<Message>, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Message>(OUTBOUND_CAPACITY);
-    let task = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if let Err(e) = sink.feed(msg).await {
-                debug!(error = %e, "websocket write failed");
-                return;
-            }
-            while let Ok(msg) = rx.try_recv() {
-                if let Err(e) = sink.feed(msg).await {
-                    debug!(error = %e, "websocket write failed");
-                    return;
-                }
-            }
-            if let Err(e) = sink.flush().await {
-                debug!(error = %e, "websocket flush failed");
-                return;
-            }
-        }
-        // The driver let go of this connection: finish the close handshake.
-        let _ = sink.close().await;
-    });
-    (tx, task)
-}
-
-/// Opens the WebSocket and signs in. Used for the first connection and every
-/// reconnect; bounded by `options.connect_timeout`.
-pub(crate) async fn establish(
-    endpoint: &Endpoint,
-    login: &LoginParams,
-    options: &ConnectOptions,
-) -> Result<(Connection, LoginReply), SdkError> {
-    let url = endpoint.ws_url();
-    let attempt = async {
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
-                .await
-                .map_err(|e| SdkError::Connect(format!("{url}: {e}")))?;
-        let (sink, reader) = ws.split();
-        let (writer, writer_task) = spawn_writer(sink);
-        let mut conn = Connection {
-            reader,
-            writer,
-            writer_task,
-        };
-        let operation_id = format!("login-{}", uuid::Uuid::new_v4().simple());
-        let frame = ClientFrame {
-            request_id: RequestId::Num(LOGIN_REQUEST_ID),
-            operation_id: operation_id.clone(),
-            request: Request::Login(login.clone()),
-        };
-        conn.writer
-            .send(Message::text(frame.to_json()))
-            .await
-            .map_err(|_| SdkError::Connect("the connection broke before login".into()))?;
-        let reply = read_login_reply(&mut conn.reader).await?;
-        debug!(%operation_id, user = %reply.user_id, device = %reply.device_id, "signed in");
-        Ok((conn, reply))
-    };
-    tokio::time::timeout(options.connect_timeout, attempt)
-        .await
-        .map_err(|_| SdkError::Connect(format!("{url}: no login reply in time")))?
-}
-
-async fn read_login_reply(reader: &mut SplitStream<Ws>) -> Result<LoginReply, SdkError> {
-    loop {
-        let text = match reader.next().await {
-            None => return Err(SdkError::Connect("the server closed during login".into())),
-            Some(Err(e)) => return Err(SdkError::Connect(format!("during login: {e}"))),
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(frame))) => {
-                return Err(SdkError::Connect(format!(
-                    "during login: {}",
-                    describe_close(frame.as_ref())
-                )))
-            }
-            Some(Ok(_)) => continue,
-        };
-        match ServerFrame::parse(&text) {
-            Ok(ServerFrame::Response {
-                request_id, result, ..
-            }) => match request_id {
-                // No id: the server could not read our frame, so this is about login.
-                Some(RequestId::Num(LOGIN_REQUEST_ID)) | None => {
-                    let raw = result?;
-                    return serde_json::from_str(raw.get())
-                        .map_err(|e| SdkError::Protocol(format!("login reply: {e}")));
-                }
-                Some(other) => warn!(?other, "a reply to no request before login; ignored"),
-            },
-            // The server sends events only after the login reply; pending invitations
-            // are resynced from that reply anyway.
-            Ok(ServerFrame::Event(e)) => debug!(event = e.name(), "event before login; ignored"),
-            Err(e) => return Err(SdkError::Protocol(format!("during login: {e}"))),
-        }
-    }
-}
-
-fn describe_close(frame: Option<&CloseFrame>) -> String {
-    match frame {
-        Some(f) if !f.reason.is_empty() => {
-            format!(
-                "the server closed the connection ({}: {})",
-                f.code, f.reason
-            )
-        }
-        Some(f) => format!("the server closed the connection ({})", f.code),
-        None => "the server closed the connection".to_owned(),
-    }
 }
 
 /// A request written to the socket, waiting for its reply.

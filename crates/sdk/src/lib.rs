@@ -17,7 +17,8 @@
 //! ## IO boundary
 //!
 //! One driver task per client owns the socket, the timers and the reconnects (module
-//! `driver`); a writer task owns the socket's sending half. Everything that decides —
+//! `driver`); module `connection` opens sockets, signs in, and runs the writer task
+//! that owns a socket's sending half. Everything that decides —
 //! which invitations ring, which events to pass on, how long to wait before the next
 //! reconnect, when a silent connection counts as dead, how a URL maps to the server's
 //! endpoints — is plain code without IO (`ringing`, `backoff`, `keepalive`,
@@ -96,6 +97,7 @@
 mod accounts;
 mod backoff;
 mod client;
+mod connection;
 mod driver;
 mod endpoint;
 mod error;
