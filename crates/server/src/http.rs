@@ -25,7 +25,7 @@ use crate::AppState;
 
 /// tungstenite reads into a buffer of this size; it is allocated for every connection,
 /// so it is the main cost of an idle one (tungstenite's default is 128 KiB).
-pub const WS_READ_BUFFER: usize = 4 * 1024;
+pub const WS_READ_BUFFER: usize = 1024;
 /// Writes are flushed once this much is buffered.
 pub const WS_WRITE_BUFFER: usize = 0;
 /// A connection whose unsent output exceeds this fails instead of growing without bound.
