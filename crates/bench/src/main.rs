@@ -165,8 +165,10 @@ async fn start_tincan(users: usize) -> Tincan {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
-    let mut config = tincan_server::ServerConfig::default();
-    config.secret = Some("bench-secret".into());
+    let mut config = tincan_server::ServerConfig {
+        secret: Some("bench-secret".into()),
+        ..Default::default()
+    };
     config.limits.rate_per_sec = 1e9;
     config.limits.rate_burst = 1e9;
     config.hub.max_devices_per_user = 5;

@@ -233,6 +233,8 @@ pub fn response_json<T: Serialize + ?Sized>(
 }
 
 /// A frame from the server, as a client reads it.
+// Frames are parsed and taken apart at once; boxing the event would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ServerFrame {
     /// The answer to a request.

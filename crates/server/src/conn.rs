@@ -1,5 +1,5 @@
 //! One task per WebSocket connection: reads frames, checks size and rate, parses them
-//! and hands requests to the hub; writes what the driver queues for it.
+//! and hands requests to the hub; writes what the switchboard queues for it.
 //!
 //! A single task does both directions (a `select!` over the socket and the outbound
 //! queue), which keeps an idle connection to one small future, one queue and
@@ -16,8 +16,8 @@ use tracing::debug;
 
 use tincan_protocol::{response_json, ClientFrame, Empty, ErrCode, Request, WireError};
 
-use crate::driver::{DriverMsg, Outbound, OUTBOUND_CAPACITY};
 use crate::hub::Input;
+use crate::switchboard::{Outbound, OUTBOUND_CAPACITY};
 use crate::AppState;
 
 /// Per-connection limits.
@@ -92,12 +92,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
     let _done = state.done_tx.clone();
     let conn = state.next_conn();
     let (tx, mut rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    if state
-        .driver
-        .send(DriverMsg::Open { conn, tx })
-        .await
-        .is_err()
-    {
+    if state.board.open(conn, tx).is_err() {
         return;
     }
     let limits = &state.limits;
@@ -139,7 +134,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                     let _ = sink.send(close(code, reason)).await;
                     break;
                 }
-                // The driver dropped us: too slow, replaced, or the server stopped.
+                // Our queue was dropped: too slow, replaced, or the server stopped.
                 None => {
                     let _ = sink.send(close(1008, "connection too slow to keep up")).await;
                     break;
@@ -174,7 +169,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                     Ok(frame) => {
                         login_sent |= matches!(frame.request, Request::Login(_));
                         let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
-                        if state.driver.send(DriverMsg::Hub(Input::Request { conn, frame })).await.is_err() {
+                        if state.board.input(Input::Request { conn, frame }).is_err() {
                             let e = WireError::new(ErrCode::ShuttingDown, "the server is shutting down; reconnect in a moment");
                             let _ = sink.send(Message::Text(error_reply(Some(&id), &op, &e).into())).await;
                             let _ = sink.send(close(1001, "the server is shutting down")).await;
@@ -197,10 +192,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
         }
     }
     debug!(conn, "connection task ends");
-    let _ = state
-        .driver
-        .send(DriverMsg::Hub(Input::Closed { conn }))
-        .await;
+    let _ = state.board.input(Input::Closed { conn });
 }
 
 fn error_reply(request_id: Option<&tincan_protocol::RequestId>, op: &str, e: &WireError) -> String {

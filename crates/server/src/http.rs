@@ -114,6 +114,8 @@ pub struct TokenInfo {
     pub expires_at: i64,
 }
 
+// The error is a finished response the handler returns at once.
+#[allow(clippy::result_large_err)]
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {

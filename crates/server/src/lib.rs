@@ -5,8 +5,8 @@
 //! on one WebSocket (`/ws`) plus two HTTP endpoints (`/api/register`, `/api/login`).
 //!
 //! Shape (see ARCHITECTURE.md): [`run`] serves HTTP with axum; each WebSocket gets one
-//! task (`conn`) that parses frames and forwards requests to the hub's task (`driver`),
-//! which owns the call state machine (`hub`, no IO) and the clock. The [`store`] keeps
+//! task (`conn`) that parses frames and hands requests to the `switchboard`: the call
+//! state machine (`hub`, no IO) behind one lock, plus the task that fires its timers. The [`store`] keeps
 //! users, groups and call records in SQLite by default.
 //!
 //! ```no_run
@@ -22,10 +22,10 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
-pub mod driver;
 pub mod http;
 pub mod hub;
 pub mod store;
+pub mod switchboard;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,7 +95,7 @@ impl Default for ServerConfig {
 pub(crate) struct AppState {
     pub store: Arc<dyn Store>,
     pub signer: TokenSigner,
-    pub driver: mpsc::Sender<driver::DriverMsg>,
+    pub board: Arc<switchboard::Switchboard>,
     pub limits: ConnLimits,
     pub conn_slots: Arc<Semaphore>,
     pub max_connections: usize,
@@ -112,7 +112,7 @@ impl AppState {
     }
 
     pub(crate) fn issue_token(&self, user: UserId) -> TokenInfo {
-        let expires_at = driver::wall_ms() + self.login_token_ttl.as_millis() as i64;
+        let expires_at = switchboard::wall_ms() + self.login_token_ttl.as_millis() as i64;
         TokenInfo {
             token: self.signer.login_token(&user, expires_at),
             user_id: user,
@@ -157,14 +157,14 @@ pub async fn run(
     if config.hub.live_url.is_empty() {
         config.hub.live_url = format!("{}{}", base.trim_end_matches('/'), tincan_protocol::WS_PATH);
     }
-    let (driver_tx, driver_rx) = mpsc::channel(driver::HUB_INPUT_CAPACITY);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let hub = hub::Hub::new(config.hub.clone(), store.clone(), signer.clone());
-    let driver_task = tokio::spawn(driver::run(hub, driver_rx));
+    let board = switchboard::Switchboard::new(hub);
+    let timer_task = tokio::spawn(board.clone().run_timers());
     let state = Arc::new(AppState {
         store,
         signer,
-        driver: driver_tx.clone(),
+        board: board.clone(),
         limits: config.limits.clone(),
         conn_slots: Arc::new(Semaphore::new(config.max_connections)),
         max_connections: config.max_connections,
@@ -175,7 +175,7 @@ pub async fn run(
     });
     info!(%addr, live_url = %config.hub.live_url, "tincan-server listening");
     let app = http::router(state.clone());
-    let stop_tx = driver_tx.clone();
+    let stopper = board.clone();
     // Signaling frames are small and latency-bound: Nagle's algorithm would hold each
     // one back until the previous one is acknowledged (~40 ms with delayed ACKs).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -185,15 +185,13 @@ pub async fn run(
         .with_graceful_shutdown(async move {
             shutdown.await;
             info!("shutting down");
-            let _ = stop_tx
-                .send(driver::DriverMsg::Hub(hub::Input::Shutdown))
-                .await;
+            stopper.shutdown();
         })
         .await?;
+    board.shutdown();
     drop(state);
-    drop(driver_tx);
-    let _ = driver_task.await;
-    // Connection tasks got a close frame from the driver; give them a moment to send it.
+    let _ = timer_task.await;
+    // Connection tasks got a close frame; give them a moment to send it.
     let _ = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await;
     info!("stopped");
     Ok(())

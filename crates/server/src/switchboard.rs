@@ -1,0 +1,201 @@
+//! The hub behind one lock, with the timer task that wakes it.
+//!
+//! Connection tasks hand their input to [`Switchboard::input`], which locks the hub,
+//! lets it decide, and puts its output frames straight on the recipients' outbound
+//! queues — so an invitation goes from the caller's connection task to the callee's in
+//! one step, like a bare relay, without a hop through a separate hub task. The lock is
+//! held for the hub's decision only (microseconds, no awaits); delivery never blocks.
+//!
+//! One task, [`Switchboard::run_timers`], sleeps until the hub's next deadline and is
+//! woken early when an input sets an earlier one. It is the only code that reads the
+//! clock for timers; the hub itself never does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{sleep_until, Instant};
+use tracing::{info, warn};
+
+use crate::hub::{ConnId, Hub, Input, Now, Output};
+
+/// Frames queued for one connection's socket. A connection whose queue is full is too
+/// slow to keep up: its sender is dropped, which closes it, and the hub treats it like
+/// any other disconnect (grace period, then hang-up). The hub never waits on a client.
+pub const OUTBOUND_CAPACITY: usize = 256;
+
+/// What a connection's task is asked to write.
+#[derive(Debug)]
+pub enum Outbound {
+    /// One text frame.
+    Text(Utf8Bytes),
+    /// Close the socket with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// The server is stopping and takes no more input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopping;
+
+struct Inner {
+    hub: Hub,
+    conns: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    stopping: bool,
+}
+
+/// The shared hub. See the module docs.
+pub struct Switchboard {
+    inner: Mutex<Inner>,
+    /// Wakes the timer task when a deadline earlier than the one it sleeps for is set,
+    /// or when the server stops.
+    timers: Notify,
+}
+
+/// The wall clock in Unix ms.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn now() -> Now {
+    Now {
+        mono: Instant::now(),
+        wall_ms: wall_ms(),
+    }
+}
+
+impl Switchboard {
+    /// A switchboard around `hub`.
+    pub fn new(hub: Hub) -> Arc<Switchboard> {
+        Arc::new(Switchboard {
+            inner: Mutex::new(Inner {
+                hub,
+                conns: HashMap::new(),
+                stopping: false,
+            }),
+            timers: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .expect("the hub lock is never poisoned: the hub does not panic on input")
+    }
+
+    /// Registers a new connection's outbound queue.
+    pub fn open(&self, conn: ConnId, tx: mpsc::Sender<Outbound>) -> Result<(), Stopping> {
+        let mut inner = self.lock();
+        if inner.stopping {
+            return Err(Stopping);
+        }
+        inner.conns.insert(conn, tx);
+        Ok(())
+    }
+
+    /// Hands one input to the hub and delivers what it decides.
+    pub fn input(&self, input: Input) -> Result<(), Stopping> {
+        let mut inner = self.lock();
+        if inner.stopping {
+            return Err(Stopping);
+        }
+        if let Input::Closed { conn } = &input {
+            inner.conns.remove(conn);
+        }
+        let before = inner.hub.next_deadline();
+        inner.hub.handle(now(), input);
+        inner.apply();
+        let after = inner.hub.next_deadline();
+        drop(inner);
+        if after.is_some() && (before.is_none() || after < before) {
+            self.timers.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Fires the hub's timers until the server stops.
+    pub async fn run_timers(self: Arc<Self>) {
+        loop {
+            let (deadline, stopping) = {
+                let inner = self.lock();
+                (inner.hub.next_deadline(), inner.stopping)
+            };
+            if stopping {
+                return;
+            }
+            match deadline {
+                Some(at) => {
+                    tokio::select! {
+                        _ = sleep_until(at) => {
+                            let mut inner = self.lock();
+                            if inner.stopping {
+                                return;
+                            }
+                            inner.hub.handle_timeout(now());
+                            inner.apply();
+                        }
+                        _ = self.timers.notified() => {}
+                    }
+                }
+                None => self.timers.notified().await,
+            }
+        }
+    }
+
+    /// Ends every call (the hub records them), closes every connection with 1001 and
+    /// refuses further input.
+    pub fn shutdown(&self) {
+        let mut inner = self.lock();
+        if inner.stopping {
+            return;
+        }
+        info!(
+            calls = inner.hub.call_count(),
+            "hub stopping: ending every call"
+        );
+        inner.hub.handle(now(), Input::Shutdown);
+        inner.apply();
+        for (_, tx) in inner.conns.drain() {
+            let _ = tx.try_send(Outbound::Close(1001, "the server is shutting down"));
+        }
+        inner.stopping = true;
+        drop(inner);
+        self.timers.notify_one();
+    }
+}
+
+impl Inner {
+    fn apply(&mut self) {
+        for out in self.hub.take_outputs() {
+            match out {
+                Output::Send { to, text } => {
+                    let text = Utf8Bytes::from(text);
+                    for conn in to {
+                        self.deliver(conn, Outbound::Text(text.clone()));
+                    }
+                }
+                Output::Close { conn, text, reason } => {
+                    self.deliver(conn, Outbound::Text(text.into()));
+                    self.deliver(conn, Outbound::Close(1008, reason));
+                    self.conns.remove(&conn);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, conn: ConnId, msg: Outbound) {
+        let Some(tx) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(msg) {
+            warn!(
+                conn,
+                "connection is not reading its frames; disconnecting it"
+            );
+            self.conns.remove(&conn);
+        }
+    }
+}
