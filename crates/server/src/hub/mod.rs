@@ -2,8 +2,8 @@
 //!
 //! The hub takes [`Input`]s (a parsed request from a connection, a closed connection, a
 //! timer firing, shutdown) with the current time, and queues [`Output`]s (text frames for
-//! connections, connections to close). It never touches a socket or a clock: the driver
-//! task in `driver.rs` feeds it and carries out what it asks, so races such as accept vs
+//! connections, connections to close). It never touches a socket or a clock: `switchboard.rs`
+//! feeds it and carries out what it asks, so races such as accept vs
 //! cancel vs timeout are plain unit tests (see `tests.rs`).
 //!
 //! Timers are lazy: the hub records a deadline in the state it belongs to (an invitee's
@@ -42,7 +42,7 @@ use call::{Call, InviteeState};
 /// A connection's id, unique for the server's lifetime.
 pub type ConnId = u64;
 
-/// The current time, as the driver reads it.
+/// The current time, as the switchboard reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
     /// Monotonic time, for deadlines (tokio's, so tests can pause it).
@@ -72,7 +72,7 @@ pub enum Input {
     Shutdown,
 }
 
-/// What the hub asks the driver to do.
+/// What the hub asks the switchboard to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Send `text` to each connection in `to`.
