@@ -45,6 +45,14 @@ async fn invite_accept_hang_up_tells_each_side_and_records_the_call() {
     assert!(rec.answer_time.is_some());
     assert!(rec.end_time >= rec.answer_time.unwrap());
     assert_eq!(s.history("bob")[0], *rec);
+    // The same record through the API.
+    let h = bob
+        .client
+        .get_call_history(&op("history"), tincan_protocol::HistoryParams::default())
+        .await
+        .unwrap();
+    assert_eq!(h.records, vec![rec.clone()]);
+    assert_eq!(rec.participant_user_id_list, vec![uid("alice"), uid("bob")]);
 }
 
 #[tokio::test]
@@ -152,6 +160,15 @@ async fn custom_signal_reaches_the_other_participants_only() {
         1002
     );
     carol.quiet().await;
+    bob.hang_up(room.as_str()).await.unwrap();
+    assert!(
+        s.history("carol").is_empty(),
+        "carol was never part of the call"
+    );
+    assert_eq!(
+        s.history("alice")[0].end_reason,
+        tincan_protocol::EndReason::HungUp
+    );
 }
 
 #[tokio::test]
