@@ -32,7 +32,7 @@ pub struct ConnLimits {
     pub rate_burst: f64,
     /// Time to send `login` after connecting.
     pub login_timeout: Duration,
-    /// A connection that sends nothing (not even a ping) for this long is closed.
+    /// A connection with no frames either way (not even a ping) for this long is closed.
     pub idle_timeout: Duration,
 }
 
@@ -115,6 +115,9 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
         tokio::select! {
             out = rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
+                    // Traffic either way means the connection is in use: a client that
+                    // only listens (the SDK pings when *it* hears nothing) stays.
+                    idle.as_mut().reset(Instant::now() + limits.idle_timeout);
                     if sink.feed(Message::Text(text)).await.is_err() { break; }
                     // Coalesce whatever else is queued into one flush.
                     let mut closing = None;
