@@ -98,11 +98,11 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
     let limits = &state.limits;
     let (mut sink, mut stream) = socket.split();
     let mut bucket = TokenBucket::new(limits.rate_per_sec, limits.rate_burst, Instant::now());
-    let login_deadline = sleep(limits.login_timeout);
-    tokio::pin!(login_deadline);
+    // Boxed, and dropped once `login` is sent, so a signed-in idle connection does not
+    // carry a dead timer.
+    let mut login_deadline = Some(Box::pin(sleep(limits.login_timeout)));
     let idle = sleep(limits.idle_timeout);
     tokio::pin!(idle);
-    let mut login_sent = false;
 
     let close = |code: u16, reason: &'static str| {
         Message::Close(Some(CloseFrame {
@@ -115,6 +115,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
         tokio::select! {
             out = rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
+                    let text = *text;
                     // Traffic either way means the connection is in use: a client that
                     // only listens (the SDK pings when *it* hears nothing) stays.
                     idle.as_mut().reset(Instant::now() + limits.idle_timeout);
@@ -123,8 +124,8 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                     let mut closing = None;
                     while let Ok(more) = rx.try_recv() {
                         match more {
-                            Outbound::Text(t) => if sink.feed(Message::Text(t)).await.is_err() { break },
-                            Outbound::Close(code, reason) => { closing = Some((code, reason)); break }
+                            Outbound::Text(t) => if sink.feed(Message::Text(*t)).await.is_err() { break },
+                            Outbound::Close(c) => { closing = Some(*c); break }
                         }
                     }
                     if sink.flush().await.is_err() { break; }
@@ -133,7 +134,8 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                         break;
                     }
                 }
-                Some(Outbound::Close(code, reason)) => {
+                Some(Outbound::Close(c)) => {
+                    let (code, reason) = *c;
                     let _ = sink.send(close(code, reason)).await;
                     break;
                 }
@@ -170,7 +172,9 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                 };
                 match check_frame(&text, limits, &mut bucket) {
                     Ok(frame) => {
-                        login_sent |= matches!(frame.request, Request::Login(_));
+                        if matches!(frame.request, Request::Login(_)) {
+                            login_deadline = None;
+                        }
                         let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
                         if state.board.input(Input::Request { conn, frame }).is_err() {
                             let e = WireError::new(ErrCode::ShuttingDown, "the server is shutting down; reconnect in a moment");
@@ -184,7 +188,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                     }
                 }
             }
-            _ = &mut login_deadline, if !login_sent => {
+            _ = async { login_deadline.as_mut().expect("branch enabled only while set").await }, if login_deadline.is_some() => {
                 let _ = sink.send(close(1008, "sign in (send \"login\") within 10 seconds of connecting")).await;
                 break;
             }

@@ -25,13 +25,15 @@ use crate::hub::{ConnId, Hub, Input, Now, Output};
 /// any other disconnect (grace period, then hang-up). The hub never waits on a client.
 pub const OUTBOUND_CAPACITY: usize = 256;
 
-/// What a connection's task is asked to write.
+/// What a connection's task is asked to write. Boxed so that the queue's slots are
+/// small: tokio allocates a queue's first block of slots up front, and for an idle
+/// connection that block is a good part of its memory.
 #[derive(Debug)]
 pub enum Outbound {
     /// One text frame.
-    Text(Utf8Bytes),
+    Text(Box<Utf8Bytes>),
     /// Close the socket with this code and reason.
-    Close(u16, &'static str),
+    Close(Box<(u16, &'static str)>),
 }
 
 /// The server is stopping and takes no more input.
@@ -159,7 +161,10 @@ impl Switchboard {
         inner.hub.handle(now(), Input::Shutdown);
         inner.apply();
         for (_, tx) in inner.conns.drain() {
-            let _ = tx.try_send(Outbound::Close(1001, "the server is shutting down"));
+            let _ = tx.try_send(Outbound::Close(Box::new((
+                1001,
+                "the server is shutting down",
+            ))));
         }
         inner.stopping = true;
         drop(inner);
@@ -174,12 +179,12 @@ impl Inner {
                 Output::Send { to, text } => {
                     let text = Utf8Bytes::from(text);
                     for conn in to {
-                        self.deliver(conn, Outbound::Text(text.clone()));
+                        self.deliver(conn, Outbound::Text(Box::new(text.clone())));
                     }
                 }
                 Output::Close { conn, text, reason } => {
-                    self.deliver(conn, Outbound::Text(text.into()));
-                    self.deliver(conn, Outbound::Close(1008, reason));
+                    self.deliver(conn, Outbound::Text(Box::new(text.into())));
+                    self.deliver(conn, Outbound::Close(Box::new((1008, reason))));
                     self.conns.remove(&conn);
                 }
             }
