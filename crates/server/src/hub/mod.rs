@@ -15,8 +15,12 @@
 //! [`Hub::set_invitee`] (ringing, answered, …), [`Hub::join`] / [`Hub::leave`]
 //! (participants) and [`Hub::end_call`].
 
+mod answer;
 mod call;
-mod ops;
+mod invite;
+mod lifecycle;
+mod room;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -27,15 +31,14 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::{to_raw_value, RawValue};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use tincan_protocol::{
-    response_json, ClientFrame, CurrentCall, DeviceId, ErrCode, Event, GroupInfo, KickedInfo,
-    LoginParams, LoginReply, ParticipantInfo, PublicUserInfo, Request, RoomId, SignalingInfo,
-    UserId, WireError, PROTOCOL_VERSION,
+    response_json, ClientFrame, DeviceId, ErrCode, Event, GroupInfo, ParticipantInfo,
+    PublicUserInfo, Request, RoomId, SignalingInfo, UserId, WireError,
 };
 
-use crate::auth::{IceConfig, TokenError, TokenSigner};
+use crate::auth::{IceConfig, TokenSigner};
 use crate::store::{Store, StoreError};
 use call::{Call, InviteeState};
 
@@ -189,6 +192,25 @@ fn raw<T: Serialize>(v: &T) -> Handled {
     Ok(to_raw_value(v).expect("reply types serialize"))
 }
 
+pub(super) fn args(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrCode::Args, msg)
+}
+
+pub(super) fn denied(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrCode::NoPermission, msg)
+}
+
+/// Refuses a request that names someone other than the signed-in user as the actor.
+pub(super) fn check_self(given: &str, me: &UserId, field: &str) -> Result<(), WireError> {
+    if given.is_empty() || given == me.as_str() {
+        Ok(())
+    } else {
+        Err(denied(format!(
+            "{field} is {given:?} but you are signed in as {me}; you can only act as yourself"
+        )))
+    }
+}
+
 fn store_failed(e: StoreError) -> WireError {
     warn!(error = %e, "store failed");
     WireError::new(ErrCode::Internal, "the server's storage failed; try again")
@@ -323,233 +345,6 @@ impl Hub {
             to: vec![conn],
             text,
         });
-    }
-
-    // ---- sign-in, devices, disconnects -------------------------------------------------
-
-    fn login(&mut self, now: Now, conn: ConnId, frame: &ClientFrame, p: LoginParams) {
-        let result = self.try_login(now, conn, p);
-        let (reply, pending) = match result {
-            Ok((reply, pending)) => (raw(&reply), pending),
-            Err(e) => {
-                // A connection that failed to sign in is closed: its client has to get
-                // a new token over HTTP anyway, and an unauthenticated socket should
-                // not linger.
-                info!(code = e.code.code(), error = %e.message, "login refused");
-                let text = response_json::<RawValue>(
-                    Some(&frame.request_id),
-                    &frame.operation_id,
-                    Err(&e),
-                );
-                self.out.push(Output::Close {
-                    conn,
-                    text,
-                    reason: "sign-in refused",
-                });
-                return;
-            }
-        };
-        self.reply(conn, frame, reply);
-        for info in pending {
-            self.send(vec![conn], &Event::ReceiveNewInvitation(info));
-        }
-    }
-
-    fn try_login(
-        &mut self,
-        now: Now,
-        conn: ConnId,
-        p: LoginParams,
-    ) -> Result<(LoginReply, Vec<SignalingInfo>), WireError> {
-        if p.protocol_version != PROTOCOL_VERSION {
-            return Err(WireError::new(
-                ErrCode::UnsupportedVersion,
-                format!(
-                    "this server speaks protocol version {PROTOCOL_VERSION}, the client {}",
-                    p.protocol_version
-                ),
-            ));
-        }
-        let user = self
-            .signer
-            .verify_login(&p.token, now.wall_ms)
-            .map_err(|e| match e {
-                TokenError::Expired => WireError::new(
-                    ErrCode::TokenExpired,
-                    "your sign-in has expired; sign in again",
-                ),
-                _ => WireError::new(
-                    ErrCode::TokenInvalid,
-                    "the login token is not valid on this server; sign in again",
-                ),
-            })?;
-        let row = self
-            .store
-            .user(&user)
-            .map_err(store_failed)?
-            .ok_or_else(|| {
-                WireError::new(
-                    ErrCode::TokenInvalid,
-                    format!("user {user} no longer exists"),
-                )
-            })?;
-        let presence = self.users.entry(user.clone()).or_default();
-        presence.nickname = row.nickname;
-        let replaced = presence
-            .devices
-            .iter()
-            .position(|(d, _)| *d == p.device_id)
-            .map(|i| presence.devices.remove(i).1);
-        if replaced.is_none() && presence.devices.len() >= self.cfg.max_devices_per_user {
-            return Err(WireError::new(
-                ErrCode::TooManyDevices,
-                format!(
-                    "{user} is already signed in on {} devices, the most this server allows; sign out on one first",
-                    presence.devices.len()
-                ),
-            ));
-        }
-        presence.devices.push((p.device_id.clone(), conn));
-        if let Some(old) = replaced {
-            info!(
-                old_conn = old,
-                "device signed in again; closing its old connection"
-            );
-            self.conns.remove(&old);
-            let text = Event::KickedOffline(KickedInfo {
-                reason: "this device signed in again on another connection".into(),
-            })
-            .to_frame_json();
-            self.out.push(Output::Close {
-                conn: old,
-                text,
-                reason: "replaced by a newer connection of this device",
-            });
-        }
-        let me = ConnInfo {
-            user: user.clone(),
-            device: p.device_id.clone(),
-            platform: p.platform_id.get(),
-        };
-        self.conns.insert(conn, me.clone());
-        info!(user = %user, device = %p.device_id, platform = me.platform, "signed in");
-
-        let current_call = self.resume(now, conn, &me);
-        let pending = self.pending_for(&user);
-        Ok((
-            LoginReply {
-                user_id: user,
-                device_id: p.device_id,
-                protocol_version: PROTOCOL_VERSION,
-                server_time: now.wall_ms,
-                current_call,
-                pending_invitations: pending.clone(),
-            },
-            pending,
-        ))
-    }
-
-    /// Re-attaches a reconnecting device to the call it was in.
-    fn resume(&mut self, now: Now, conn: ConnId, me: &ConnInfo) -> Option<CurrentCall> {
-        let room = self.users.get(&me.user)?.room.clone()?;
-        let call = self
-            .calls
-            .get_mut(&room)
-            .expect("a user's room is a live call");
-        let p = call
-            .participant_mut(&me.user)
-            .expect("a user's room lists them");
-        if p.device != me.device {
-            return None;
-        }
-        info!(room = %room, "device resumed its call");
-        p.conn = Some(conn);
-        p.grace_deadline = None;
-        p.platform = me.platform;
-        Some(self.current_call(now, &room, &me.user))
-    }
-
-    fn current_call(&self, now: Now, room: &RoomId, user: &UserId) -> CurrentCall {
-        let call = &self.calls[room];
-        CurrentCall {
-            invitation: call.invitation.clone(),
-            room_id: room.clone(),
-            token: self.room_token(now, room, user),
-            live_url: self.cfg.live_url.clone(),
-            ice_servers: self.cfg.ice.servers_for(user, now.wall_ms),
-            participant: self.participant_list(call),
-        }
-    }
-
-    /// The invitations ringing for `user`, as onReceiveNewInvitation payloads.
-    fn pending_for(&self, user: &UserId) -> Vec<SignalingInfo> {
-        let Some(presence) = self.users.get(user) else {
-            return Vec::new();
-        };
-        presence
-            .ringing
-            .iter()
-            .filter_map(|room| {
-                let call = self.calls.get(room)?;
-                let inv = call.invitee(user)?;
-                Some(self.info_as(call, &inv.invited_by, None))
-            })
-            .collect()
-    }
-
-    fn handle_closed(&mut self, now: Now, conn: ConnId) {
-        let Some(me) = self.conns.remove(&conn) else {
-            return;
-        };
-        let _span = tracing::info_span!("closed", conn, user = %me.user).entered();
-        let presence = self
-            .users
-            .get_mut(&me.user)
-            .expect("signed-in users have presence");
-        presence.devices.retain(|(_, c)| *c != conn);
-        if let Some(room) = presence.room.clone() {
-            let call = self
-                .calls
-                .get_mut(&room)
-                .expect("a user's room is a live call");
-            let answered = call.was_connected;
-            let p = call
-                .participant_mut(&me.user)
-                .expect("a user's room lists them");
-            if p.conn == Some(conn) {
-                let grace = if answered {
-                    self.cfg.participant_grace
-                } else {
-                    self.cfg.inviter_grace
-                };
-                let deadline = now.mono + grace;
-                p.conn = None;
-                p.grace_deadline = Some(deadline);
-                info!(room = %room, grace_ms = grace.as_millis() as u64, "call device disconnected; waiting for it to come back");
-                self.arm(
-                    deadline,
-                    Timer::Grace {
-                        room,
-                        user: me.user.clone(),
-                    },
-                );
-            }
-        }
-        self.forget_if_idle(&me.user);
-        debug!("connection closed");
-    }
-
-    fn forget_if_idle(&mut self, user: &UserId) {
-        if self.users.get(user).is_some_and(Presence::is_idle) {
-            self.users.remove(user);
-        }
-    }
-
-    fn handle_shutdown(&mut self, now: Now) {
-        let rooms: Vec<RoomId> = self.calls.keys().cloned().collect();
-        for room in rooms {
-            self.end_call(now, &room, tincan_protocol::EndReason::ServerShutdown);
-        }
     }
 
     // ---- delivery helpers -----------------------------------------------------------

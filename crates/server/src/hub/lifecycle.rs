@@ -1,0 +1,243 @@
+//! Timers and the choke points every state change goes through: `ring`, `join`,
+//! `leave`, `maybe_end`, `end_call`.
+
+use tracing::{info, warn};
+
+use tincan_protocol::{EndReason, Event, InviteeOutcome, RoomId, RoomParticipantInfo, UserId};
+
+use super::call::{Invitee, InviteeState, Participant};
+use super::{ConnId, ConnInfo, Hub, Now, Timer};
+
+/// How many ended rooms are remembered, so a late answer hears "ended", not "unknown".
+const ENDED_MEMORY: usize = 4096;
+
+impl Hub {
+    // ---- timers ------------------------------------------------------------------------
+
+    pub(super) fn ring_expired(&mut self, now: Now, room: RoomId, user: UserId) {
+        let Some(call) = self.calls.get(&room) else {
+            return;
+        };
+        let Some(inv) = call.invitee(&user) else {
+            return;
+        };
+        match inv.state {
+            InviteeState::Ringing { deadline } if deadline <= now.mono => {}
+            _ => return,
+        }
+        let _span = tracing::info_span!("timeout", room = %room, invitee = %user).entered();
+        let mut to: Vec<ConnId> = self
+            .device_conn(&inv.invited_by, &inv.invited_by_device)
+            .into_iter()
+            .collect();
+        to.extend(self.user_conns(&user));
+        let info = self.info_as(call, &user, Some(0));
+        self.set_invitee(
+            &room,
+            &user,
+            InviteeState::Done(InviteeOutcome::TimedOut),
+            "no answer in time",
+        );
+        self.send(to, &Event::InvitationTimeout(info));
+        self.maybe_end(now, &room, EndReason::Timeout);
+    }
+
+    pub(super) fn grace_expired(&mut self, now: Now, room: RoomId, user: UserId) {
+        let Some(p) = self.calls.get(&room).and_then(|c| c.participant(&user)) else {
+            return;
+        };
+        if p.conn.is_some() || p.grace_deadline.is_none_or(|d| d > now.mono) {
+            return;
+        }
+        let _span = tracing::info_span!("grace", room = %room, user = %user).entered();
+        self.leave(&room, &user, "did not reconnect in time");
+        self.maybe_end(now, &room, EndReason::Disconnected);
+    }
+
+    // ---- choke points ------------------------------------------------------------------
+
+    pub(super) fn add_invitee(&mut self, room: &RoomId, user: &UserId, by: &ConnInfo) {
+        let call = self.calls.get_mut(room).expect("adding to a live call");
+        if call.invitee(user).is_none() {
+            call.invitees.push(Invitee {
+                user: user.clone(),
+                state: InviteeState::New,
+                invited_by: by.user.clone(),
+                invited_by_device: by.device.clone(),
+                answer_time: None,
+            });
+        } else {
+            let inv = call.invitee_mut(user).expect("checked");
+            inv.invited_by = by.user.clone();
+            inv.invited_by_device = by.device.clone();
+        }
+    }
+
+    /// Rings `user` on every device until `deadline`.
+    pub(super) fn ring(
+        &mut self,
+        room: &RoomId,
+        user: &UserId,
+        by: &ConnInfo,
+        deadline: tokio::time::Instant,
+    ) {
+        self.add_invitee(room, user, by);
+        self.set_invitee(room, user, InviteeState::Ringing { deadline }, "invited");
+        self.arm(
+            deadline,
+            Timer::Ring {
+                room: room.clone(),
+                user: user.clone(),
+            },
+        );
+        let info = self.info_as(&self.calls[room], &by.user, Some(by.platform));
+        let to = self.user_conns(user);
+        self.send(to, &Event::ReceiveNewInvitation(info));
+    }
+
+    /// Makes `me` a participant of `room` on this device.
+    pub(super) fn join(
+        &mut self,
+        now: Now,
+        room: &RoomId,
+        me: &ConnInfo,
+        conn: ConnId,
+        reason: &str,
+    ) {
+        let call = self.calls.get_mut(room).expect("joining a live call");
+        call.participants.push(Participant {
+            user: me.user.clone(),
+            device: me.device.clone(),
+            platform: me.platform,
+            conn: Some(conn),
+            grace_deadline: None,
+        });
+        if call.participants.len() >= 2 {
+            call.was_connected = true;
+        }
+        if !call.joined.contains(&me.user) {
+            call.joined.push(me.user.clone());
+        }
+        info!(room = %room, user = %me.user, participants = call.participants.len(), reason, "joined");
+        self.users.entry(me.user.clone()).or_default().room = Some(room.clone());
+        let _ = now;
+        self.notify_room_change(room, &me.user, true);
+    }
+
+    /// Removes `user` from `room` and tells the others.
+    pub(super) fn leave(&mut self, room: &RoomId, user: &UserId, reason: &str) {
+        let call = self.calls.get_mut(room).expect("leaving a live call");
+        let i = call
+            .participants
+            .iter()
+            .position(|p| &p.user == user)
+            .expect("leaving as a participant");
+        let left = call.participants.remove(i);
+        info!(room = %room, user = %user, participants = call.participants.len(), reason, "left");
+        if let Some(p) = self.users.get_mut(user) {
+            p.room = None;
+        }
+        self.forget_if_idle(user);
+        let call = &self.calls[room];
+        let info = self.info_as(call, user, Some(left.platform));
+        let to = call.other_participant_conns(user);
+        self.send(to, &Event::HangUp(info));
+        self.notify_room_change(room, user, false);
+    }
+
+    pub(super) fn notify_room_change(&mut self, room: &RoomId, user: &UserId, connected: bool) {
+        let call = &self.calls[room];
+        if !call.is_group() {
+            return;
+        }
+        let to = call.other_participant_conns(user);
+        if to.is_empty() {
+            return;
+        }
+        let info = RoomParticipantInfo {
+            invitation: call.invitation.clone(),
+            group_id: call.invitation.group_id.clone(),
+            participant: self.participant_list(call),
+            op_user_id: user.clone(),
+            user_id: user.clone(),
+            event_time: self.wall_ms,
+        };
+        let event = if connected {
+            Event::RoomParticipantConnected(info)
+        } else {
+            Event::RoomParticipantDisconnected(info)
+        };
+        self.send(to, &event);
+    }
+
+    /// Ends the call if its rules say so: once two people were connected, when fewer
+    /// than two remain; before that, when the caller is gone or nobody rings any more.
+    pub(super) fn maybe_end(&mut self, now: Now, room: &RoomId, reason: EndReason) {
+        let call = &self.calls[room];
+        let n = call.participants.len();
+        let over = if call.was_connected {
+            n < 2
+        } else {
+            n == 0 || call.ringing().next().is_none()
+        };
+        if over {
+            self.end_call(now, room, reason);
+        }
+    }
+
+    /// Ends a call: stops every device still ringing, frees the participants, keeps
+    /// the record.
+    pub(super) fn end_call(&mut self, now: Now, room: &RoomId, mut reason: EndReason) {
+        let call = &self.calls[room];
+        if reason == EndReason::HungUp && !call.was_connected {
+            reason = EndReason::Cancelled;
+        }
+        let ringing: Vec<(UserId, UserId)> = call
+            .ringing()
+            .map(|i| (i.user.clone(), i.invited_by.clone()))
+            .collect();
+        for (u, by) in ringing {
+            let info = self.info_as(&self.calls[room], &by, None);
+            self.set_invitee(
+                room,
+                &u,
+                InviteeState::Done(InviteeOutcome::Cancelled),
+                "the call ended",
+            );
+            let to = self.user_conns(&u);
+            self.send(to, &Event::InvitationCancelled(info));
+        }
+        let call = self.calls.remove(room).expect("ending a live call");
+        for p in &call.participants {
+            if let Some(presence) = self.users.get_mut(&p.user) {
+                presence.room = None;
+            }
+            self.forget_if_idle(&p.user);
+        }
+        if let Some(g) = &call.group {
+            self.group_calls.remove(g);
+        }
+        self.ended.insert(room.clone(), reason);
+        self.ended_order.push_back(room.clone());
+        if self.ended_order.len() > ENDED_MEMORY {
+            let old = self.ended_order.pop_front().expect("non-empty");
+            self.ended.remove(&old);
+        }
+        info!(room = %room, ?reason, "call ended");
+        if let Err(e) = self.store.save_call(&call.record(now.wall_ms, reason)) {
+            warn!(room = %room, error = %e, "could not save the call record");
+        }
+    }
+}
+
+pub(super) fn reason_words(r: EndReason) -> &'static str {
+    match r {
+        EndReason::HungUp => "hung up",
+        EndReason::Cancelled => "cancelled",
+        EndReason::Rejected => "declined",
+        EndReason::Timeout => "not answered in time",
+        EndReason::Busy => "busy",
+        EndReason::Disconnected => "a participant lost their connection",
+        EndReason::ServerShutdown => "the server shut down",
+    }
+}
