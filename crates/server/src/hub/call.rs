@@ -1,5 +1,5 @@
 //! One call (room): its participants, its invitees and their states. Pure data with
-//! small queries; every change goes through the hub's methods in `ops.rs`.
+//! small queries; every change goes through the hub's methods (choke points in `lifecycle.rs`).
 
 use tokio::time::Instant;
 
