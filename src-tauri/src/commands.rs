@@ -1,23 +1,454 @@
 //! Commands the page can `invoke`. Each one is an adapter: it reads its arguments,
 //! forwards to the SDK or app state, and returns a serializable value.
+//!
+//! Every account and API command returns OpenIM's `{errCode, errMsg, data}`
+//! ([`ApiResult`]) — never a Tauri error — so the page's OpenIM-style callbacks always
+//! receive that shape. Arguments that carry OpenIM objects (`options`) are taken as JSON
+//! and parsed here, so a malformed object is an `errCode` 10002 result too.
 
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tauri::{AppHandle, Manager};
+use tincan_sdk::protocol::{
+    ActionParams, CustomSignalParams, GroupId, GroupParams, HistoryParams, InviteParams, RoomId,
+    RoomParams,
+};
+use tincan_sdk::{codes, ApiResult, Client, SdkError};
+use tincan_server::store::SqliteStore;
 
-/// What the page shows in its header.
+use crate::events;
+use crate::state::{AppState, EmbeddedServer, Session, EMBEDDED_DB_FILE};
+
+/// `errCode` when an API command runs while nobody is signed in (OpenIM's `LoginOut`).
+pub const NOT_SIGNED_IN: u32 = codes::LOGGED_OUT;
+/// Preferred port of the embedded server; a random free port is used when it is taken.
+pub const EMBEDDED_PORT: u16 = 7070;
+
+/// What the page shows in its header, and how this instance was started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AppInfo {
     /// Product name from `tauri.conf.json`.
     pub name: String,
     /// App version (the package version unless the config overrides it).
     pub version: String,
+    /// `--server` / `TINCAN_SERVER`, to prefill the sign-in form.
+    pub default_server: Option<String>,
+    /// The profile directory in use.
+    pub profile_dir: String,
 }
 
-/// Returns the app's name and version.
+/// Returns the app's name, version and start options.
 #[tauri::command]
-pub fn app_info(app: tauri::AppHandle) -> AppInfo {
+pub fn app_info(app: AppHandle) -> AppInfo {
     let package = app.package_info();
+    let state = app.state::<AppState>();
     AppInfo {
         name: package.name.clone(),
         version: package.version.to_string(),
+        default_server: state.default_server.clone(),
+        profile_dir: state.profile_dir.display().to_string(),
+    }
+}
+
+fn ok(data: serde_json::Value) -> ApiResult {
+    ApiResult {
+        err_code: 0,
+        err_msg: String::new(),
+        data,
+    }
+}
+
+fn failure(err_code: u32, err_msg: impl Into<String>) -> ApiResult {
+    ApiResult {
+        err_code,
+        err_msg: err_msg.into(),
+        data: serde_json::Value::Null,
+    }
+}
+
+fn not_signed_in() -> ApiResult {
+    failure(NOT_SIGNED_IN, "not signed in: sign in first")
+}
+
+/// Starts the embedded server (once) and returns `{url}`: port 7070 on loopback when it
+/// is free, else a random port. Its database is `server.db` in the profile directory.
+#[tauri::command]
+pub async fn start_embedded_server(app: AppHandle) -> ApiResult {
+    let state = app.state::<AppState>();
+    if let Some(url) = state.embedded_url() {
+        return ok(serde_json::json!({ "url": url }));
+    }
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", EMBEDDED_PORT)).await {
+        Ok(l) => l,
+        Err(_) => match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
+            Ok(l) => l,
+            Err(e) => return failure(codes::NETWORK, format!("cannot open a local port: {e}")),
+        },
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return failure(codes::NETWORK, format!("cannot open a local port: {e}")),
+    };
+    if let Err(e) = std::fs::create_dir_all(&state.profile_dir) {
+        return failure(codes::INTERNAL, format!("cannot create the profile folder: {e}"));
+    }
+    let db = state.profile_dir.join(EMBEDDED_DB_FILE);
+    let store = match SqliteStore::open(&db) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return failure(codes::INTERNAL, format!("cannot open {}: {e}", db.display())),
+    };
+    let url = format!("http://{addr}");
+    let task = tauri::async_runtime::spawn(async move {
+        let config = tincan_server::ServerConfig::default();
+        if let Err(e) = tincan_server::run(listener, config, store, std::future::pending()).await {
+            tracing::error!("embedded server stopped: {e}");
+        }
+    });
+    state.set_embedded(EmbeddedServer {
+        url: url.clone(),
+        task,
+    });
+    ok(serde_json::json!({ "url": url }))
+}
+
+/// Creates an account on `server` and signs it in (same result as [`sign_in`]).
+#[tauri::command]
+pub async fn register(
+    app: AppHandle,
+    server: String,
+    user_id: String,
+    password: String,
+    nickname: Option<String>,
+) -> ApiResult {
+    let nickname = nickname.filter(|n| !n.trim().is_empty());
+    match tincan_sdk::register(server.trim(), user_id.trim(), &password, nickname.as_deref()).await
+    {
+        Ok(token) => connect(&app, server.trim(), &token.token).await,
+        Err(e) => ApiResult::from_error(&e),
+    }
+}
+
+/// Signs in over HTTP, connects with this installation's deviceID, and starts
+/// forwarding the session's events. Replaces any current session.
+/// Data: `{userID, server, deviceID}`.
+#[tauri::command]
+pub async fn sign_in(app: AppHandle, server: String, user_id: String, password: String) -> ApiResult {
+    match tincan_sdk::sign_in(server.trim(), user_id.trim(), &password).await {
+        Ok(token) => connect(&app, server.trim(), &token.token).await,
+        Err(e) => ApiResult::from_error(&e),
+    }
+}
+
+async fn connect(app: &AppHandle, server: &str, token: &str) -> ApiResult {
+    let state = app.state::<AppState>();
+    let device = match state.device() {
+        Ok(d) => d,
+        Err(e) => return failure(codes::INTERNAL, format!("cannot store the device id: {e}")),
+    };
+    // The same device may not be connected twice: close the old session first.
+    close_session(&state).await;
+    let generation = state.next_generation();
+    let (client, rx) = match tincan_sdk::connect(server, token, device.clone()).await {
+        Ok(c) => c,
+        Err(e) => return ApiResult::from_error(&e),
+    };
+    let user_id = client.user_id().clone();
+    let forwarder = events::spawn_forwarder(app.clone(), generation, rx);
+    if let Some(old) = state.set_session(Session {
+        client,
+        user_id: user_id.clone(),
+        server: server.to_owned(),
+        forwarder,
+    }) {
+        // A concurrent sign-in raced this one; keep the newest.
+        old.client.close().await;
+    }
+    ok(serde_json::json!({
+        "userID": user_id,
+        "server": server,
+        "deviceID": device.device_id,
+    }))
+}
+
+async fn close_session(state: &AppState) -> bool {
+    match state.take_session() {
+        Some(session) => {
+            session.client.close().await;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Signs out: closes the connection. Data: `{}`.
+#[tauri::command]
+pub async fn sign_out(app: AppHandle) -> ApiResult {
+    let state = app.state::<AppState>();
+    state.next_generation();
+    if close_session(&state).await {
+        events::emit_signed_out(&app);
+    }
+    ok(serde_json::json!({}))
+}
+
+/// The signed-in user: `{userID, server, connection}` or `null`.
+#[tauri::command]
+pub fn session(app: AppHandle) -> serde_json::Value {
+    let state = app.state::<AppState>();
+    match (state.signed_in(), state.client()) {
+        (Some((user_id, server)), Some(client)) => serde_json::json!({
+            "userID": user_id,
+            "server": server,
+            "connection": client.connection_state(),
+        }),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// Parses an OpenIM options object, answering `ArgsError` (10002) when it does not fit.
+fn parse<T: DeserializeOwned>(what: &str, value: serde_json::Value) -> Result<T, ApiResult> {
+    serde_json::from_value(value)
+        .map_err(|e| failure(codes::ARGS, format!("invalid {what}: {e}")))
+}
+
+/// OpenIM's examples pass the invitation's fields at the top level of `options`
+/// (`{inviterUserID, inviteeUserIDList, …}`); the wire wants `{invitation: {…}}`.
+/// Accepts both.
+pub fn invite_params(options: serde_json::Value) -> Result<InviteParams, ApiResult> {
+    let wrapped = match options {
+        serde_json::Value::Object(map) if !map.contains_key("invitation") => {
+            let mut map = map;
+            let push = map.remove("offlinePushInfo");
+            let mut outer = serde_json::Map::new();
+            outer.insert("invitation".into(), serde_json::Value::Object(map));
+            if let Some(push) = push {
+                outer.insert("offlinePushInfo".into(), push);
+            }
+            serde_json::Value::Object(outer)
+        }
+        other => other,
+    };
+    parse("invitation", wrapped)
+}
+
+async fn with_client<F, Fut, T>(app: &AppHandle, f: F) -> ApiResult
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError>>,
+    T: Serialize,
+{
+    match app.state::<AppState>().client() {
+        Some(client) => f(client).await.into(),
+        None => not_signed_in(),
+    }
+}
+
+macro_rules! try_args {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(result) => return result,
+        }
+    };
+}
+
+/// `signalingInvite`. `options`: `{invitation, offlinePushInfo?}` or a bare RtcInvite.
+#[tauri::command]
+pub async fn signaling_invite(
+    app: AppHandle,
+    operation_id: String,
+    options: serde_json::Value,
+) -> ApiResult {
+    let params = try_args!(invite_params(options));
+    with_client(&app, |c| async move { c.signaling_invite(&operation_id, params).await }).await
+}
+
+/// `signalingInviteInGroup`. `options` as for [`signaling_invite`].
+#[tauri::command]
+pub async fn signaling_invite_in_group(
+    app: AppHandle,
+    operation_id: String,
+    options: serde_json::Value,
+) -> ApiResult {
+    let params = try_args!(invite_params(options));
+    with_client(&app, |c| async move {
+        c.signaling_invite_in_group(&operation_id, params).await
+    })
+    .await
+}
+
+/// `signalingAccept`. `options`: `{opUserID, invitation}`.
+#[tauri::command]
+pub async fn signaling_accept(
+    app: AppHandle,
+    operation_id: String,
+    options: serde_json::Value,
+) -> ApiResult {
+    let params: ActionParams = try_args!(parse("options", options));
+    with_client(&app, |c| async move { c.signaling_accept(&operation_id, params).await }).await
+}
+
+/// `signalingReject`. `options`: `{opUserID, invitation}`.
+#[tauri::command]
+pub async fn signaling_reject(
+    app: AppHandle,
+    operation_id: String,
+    options: serde_json::Value,
+) -> ApiResult {
+    let params: ActionParams = try_args!(parse("options", options));
+    with_client(&app, |c| async move { c.signaling_reject(&operation_id, params).await }).await
+}
+
+/// `signalingCancel`. `options`: `{opUserID, invitation}`.
+#[tauri::command]
+pub async fn signaling_cancel(
+    app: AppHandle,
+    operation_id: String,
+    options: serde_json::Value,
+) -> ApiResult {
+    let params: ActionParams = try_args!(parse("options", options));
+    with_client(&app, |c| async move { c.signaling_cancel(&operation_id, params).await }).await
+}
+
+/// `signalingHungUp`. `options`: `{opUserID, invitation}`.
+#[tauri::command]
+pub async fn signaling_hung_up(
+    app: AppHandle,
+    operation_id: String,
+    options: serde_json::Value,
+) -> ApiResult {
+    let params: ActionParams = try_args!(parse("options", options));
+    with_client(&app, |c| async move { c.signaling_hung_up(&operation_id, params).await }).await
+}
+
+/// `signalingGetRoomByGroupID`.
+#[tauri::command]
+pub async fn signaling_get_room_by_group_id(
+    app: AppHandle,
+    operation_id: String,
+    group_id: String,
+) -> ApiResult {
+    let group_id = try_args!(GroupId::new(group_id)
+        .map_err(|e| failure(codes::ARGS, format!("invalid groupID: {e}"))));
+    with_client(&app, |c| async move {
+        c.signaling_get_room_by_group_id(&operation_id, GroupParams { group_id })
+            .await
+    })
+    .await
+}
+
+/// `signalingGetTokenByRoomID`: joins a group call in progress.
+#[tauri::command]
+pub async fn signaling_get_token_by_room_id(
+    app: AppHandle,
+    operation_id: String,
+    room_id: String,
+) -> ApiResult {
+    let room_id = try_args!(RoomId::new(room_id)
+        .map_err(|e| failure(codes::ARGS, format!("invalid roomID: {e}"))));
+    with_client(&app, |c| async move {
+        c.signaling_get_token_by_room_id(&operation_id, RoomParams { room_id })
+            .await
+    })
+    .await
+}
+
+/// `getSignalingInvitationInfoStartApp`.
+#[tauri::command]
+pub async fn get_signaling_invitation_info_start_app(
+    app: AppHandle,
+    operation_id: String,
+) -> ApiResult {
+    with_client(&app, |c| async move {
+        c.get_signaling_invitation_info_start_app(&operation_id).await
+    })
+    .await
+}
+
+/// `signalingSendCustomSignal`.
+#[tauri::command]
+pub async fn signaling_send_custom_signal(
+    app: AppHandle,
+    operation_id: String,
+    room_id: String,
+    custom_info: String,
+) -> ApiResult {
+    let room_id = try_args!(RoomId::new(room_id)
+        .map_err(|e| failure(codes::ARGS, format!("invalid roomID: {e}"))));
+    with_client(&app, |c| async move {
+        c.signaling_send_custom_signal(
+            &operation_id,
+            CustomSignalParams {
+                room_id,
+                custom_info,
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// `getCallHistory`. `options` (optional): `{limit?, beforeTime?}`.
+#[tauri::command]
+pub async fn get_call_history(
+    app: AppHandle,
+    operation_id: String,
+    options: Option<serde_json::Value>,
+) -> ApiResult {
+    let params: HistoryParams = match options {
+        None | Some(serde_json::Value::Null) => HistoryParams::default(),
+        Some(v) => try_args!(parse("options", v)),
+    };
+    with_client(&app, |c| async move { c.get_call_history(&operation_id, params).await }).await
+}
+
+/// `getContacts`: the other users and this user's groups.
+#[tauri::command]
+pub async fn get_contacts(app: AppHandle, operation_id: String) -> ApiResult {
+    with_client(&app, |c| async move { c.get_contacts(&operation_id).await }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bare_rtc_invite_is_wrapped() {
+        let p = invite_params(json!({
+            "inviterUserID": "alice",
+            "inviteeUserIDList": ["bob"],
+            "groupID": "",
+            "roomID": "",
+            "timeout": 30,
+            "mediaType": "video",
+            "sessionType": 1,
+            "platformID": 5,
+        }))
+        .unwrap();
+        assert_eq!(p.invitation.inviter_user_id, "alice");
+        assert_eq!(p.invitation.invitee_user_id_list[0], "bob");
+        assert_eq!(p.invitation.timeout, 30);
+    }
+
+    #[test]
+    fn wrapped_invitation_is_taken_as_is() {
+        let p = invite_params(json!({
+            "invitation": {"inviteeUserIDList": ["bob"], "mediaType": "audio", "sessionType": 1},
+            "offlinePushInfo": {"title": "hi"},
+        }))
+        .unwrap();
+        assert_eq!(p.invitation.invitee_user_id_list.len(), 1);
+        assert_eq!(p.offline_push_info.unwrap().title, "hi");
+    }
+
+    #[test]
+    fn malformed_options_are_an_args_error() {
+        let r = invite_params(json!({"inviteeUserIDList": "bob"})).unwrap_err();
+        assert_eq!(r.err_code, codes::ARGS);
+        assert_eq!(r.data, serde_json::Value::Null);
     }
 }

@@ -1,9 +1,15 @@
 //! Tincan desktop app: the Tauri shell around the Tincan SDK.
 //!
 //! This crate is deliberately thin. The page in `ui/` talks to Rust only through the
-//! commands in [`commands`]; call and signaling logic lives in `tincan-sdk`, and the
-//! commands only forward to it. The IO boundary is the webview: everything crossing it
-//! is serialized with serde.
+//! commands in [`commands`] and the events emitted by [`events`] (the only module that
+//! emits); call and signaling logic lives in `tincan-sdk`, and the commands only
+//! forward to it. [`state`] holds the signed-in session and the embedded server. The IO
+//! boundary is the webview: everything crossing it is serialized with serde.
+//!
+//! Start options (for a second instance on one machine, and for e2e tests):
+//! `--server URL` (or `TINCAN_SERVER`) prefills the sign-in form; `--profile DIR` (or
+//! `TINCAN_PROFILE`) sets where the device id and the embedded server's database live
+//! (default: the OS app data directory).
 //!
 //! The binary `tincan-app` calls [`run`]:
 //!
@@ -12,11 +18,125 @@
 //! ```
 
 pub mod commands;
+pub mod events;
+pub mod state;
+
+use std::path::PathBuf;
+
+use tauri::Manager;
+
+/// Options read from the command line and the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// `--server URL` / `TINCAN_SERVER`.
+    pub server: Option<String>,
+    /// `--profile DIR` / `TINCAN_PROFILE`.
+    pub profile: Option<PathBuf>,
+}
+
+impl StartOptions {
+    /// Reads `args` (without the program name); flags win over `env`. Unknown
+    /// arguments are skipped.
+    pub fn parse(
+        args: impl IntoIterator<Item = String>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let mut opts = StartOptions::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+                None => (arg.clone(), None),
+            };
+            match flag.as_str() {
+                "--server" | "--profile" => {
+                    let Some(value) = inline.or_else(|| args.next()) else {
+                        continue;
+                    };
+                    if flag == "--server" {
+                        opts.server = Some(value);
+                    } else {
+                        opts.profile = Some(PathBuf::from(value));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        opts.server = nonempty(opts.server).or_else(|| nonempty(env("TINCAN_SERVER")));
+        if opts.profile.is_none() {
+            opts.profile = nonempty(env("TINCAN_PROFILE")).map(PathBuf::from);
+        }
+        opts
+    }
+}
 
 /// Builds the Tauri app from `tauri.conf.json` and runs it until the last window closes.
 pub fn run() {
+    let options = StartOptions::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
     tauri::Builder::default()
-        .invoke_handler(tauri::generate_handler![commands::app_info])
+        .setup(move |app| {
+            let profile = match options.profile.clone() {
+                Some(p) => p,
+                None => app.path().app_data_dir()?,
+            };
+            std::fs::create_dir_all(&profile)?;
+            app.manage(state::AppState::new(profile, options.server.clone()));
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::app_info,
+            commands::start_embedded_server,
+            commands::register,
+            commands::sign_in,
+            commands::sign_out,
+            commands::session,
+            commands::signaling_invite,
+            commands::signaling_invite_in_group,
+            commands::signaling_accept,
+            commands::signaling_reject,
+            commands::signaling_cancel,
+            commands::signaling_hung_up,
+            commands::signaling_get_room_by_group_id,
+            commands::signaling_get_token_by_room_id,
+            commands::get_signaling_invitation_info_start_app,
+            commands::signaling_send_custom_signal,
+            commands::get_call_history,
+            commands::get_contacts,
+        ])
         .run(tauri::generate_context!())
         .expect("the Tauri runtime failed to start (is a display available?)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> StartOptions {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        StartOptions::parse(args.iter().map(|s| s.to_string()), |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn flags_are_read_in_both_forms_and_unknown_ones_skipped() {
+        let o = parse(&["--foo", "--server", "http://h:1", "--profile=/tmp/p"], &[]);
+        assert_eq!(o.server.as_deref(), Some("http://h:1"));
+        assert_eq!(o.profile, Some(PathBuf::from("/tmp/p")));
+    }
+
+    #[test]
+    fn env_fills_what_flags_leave_out() {
+        let o = parse(
+            &["--server", "http://flag"],
+            &[("TINCAN_SERVER", "http://env"), ("TINCAN_PROFILE", "/tmp/e")],
+        );
+        assert_eq!(o.server.as_deref(), Some("http://flag"));
+        assert_eq!(o.profile, Some(PathBuf::from("/tmp/e")));
+        assert_eq!(parse(&[], &[]), StartOptions::default());
+    }
 }

@@ -1,0 +1,94 @@
+//! The one module that emits to the window.
+//!
+//! Every server event is emitted under its OpenIM callback name (`onReceiveNewInvitation`,
+//! `onInviteeAccepted`, … exactly [`Event::name`]) with the OpenIM payload
+//! ([`tincan_sdk::event_data`]); connection-state changes are emitted as
+//! [`CONNECTION_STATE_CHANGED`] with the SDK's serialized [`ConnectionState`]
+//! (`{"state": "reconnecting", "attempt": 1, "reason": "…"}` …).
+
+use tauri::{AppHandle, Emitter, Manager};
+use tincan_sdk::protocol::Event;
+use tincan_sdk::{event_data, ConnectionState, SdkEvent};
+use tokio::sync::mpsc;
+
+use crate::state::AppState;
+
+/// Event name for connection-state changes.
+pub const CONNECTION_STATE_CHANGED: &str = "connectionStateChanged";
+
+/// What one SDK event becomes in the window: `(event name, payload)`, or `None` for
+/// kinds this app does not know.
+pub fn to_window_event(event: &SdkEvent) -> Option<(&'static str, serde_json::Value)> {
+    match event {
+        SdkEvent::Signaling(e) => Some((e.name(), event_data(e))),
+        SdkEvent::Connection(state) => Some((CONNECTION_STATE_CHANGED, connection_json(state))),
+        _ => None,
+    }
+}
+
+fn connection_json(state: &ConnectionState) -> serde_json::Value {
+    serde_json::to_value(state).expect("a connection state serializes")
+}
+
+/// Forwards every event of one session to the window until the SDK closes the channel.
+/// Events of a session that has been replaced (`generation` no longer current) are dropped.
+pub fn spawn_forwarder(
+    app: AppHandle,
+    generation: u64,
+    mut events: mpsc::Receiver<SdkEvent>,
+) -> tauri::async_runtime::JoinHandle<()> {
+    tauri::async_runtime::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if !app.state::<AppState>().is_current(generation) {
+                continue;
+            }
+            if let SdkEvent::Signaling(Event::ReceiveMediaSignal(_)) = event {
+                // Media negotiation belongs to the (future) media engine, not the page.
+                continue;
+            }
+            if let Some((name, payload)) = to_window_event(&event) {
+                if let Err(e) = app.emit(name, payload) {
+                    tracing::warn!("cannot emit {name}: {e}");
+                }
+            }
+        }
+    })
+}
+
+/// Tells the window the session ended because the user signed out.
+pub fn emit_signed_out(app: &AppHandle) {
+    let state = serde_json::json!({"state": "closed", "reason": {"kind": "signedOut", "message": "signed out"}});
+    if let Err(e) = app.emit(CONNECTION_STATE_CHANGED, state) {
+        tracing::warn!("cannot emit {CONNECTION_STATE_CHANGED}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tincan_sdk::protocol::KickedInfo;
+
+    #[test]
+    fn server_events_keep_their_openim_name_and_payload() {
+        let e = SdkEvent::Signaling(Event::KickedOffline(KickedInfo {
+            reason: "replaced".into(),
+        }));
+        let (name, payload) = to_window_event(&e).unwrap();
+        assert_eq!(name, "onKickedOffline");
+        assert_eq!(payload, serde_json::json!({"reason": "replaced"}));
+    }
+
+    #[test]
+    fn connection_changes_are_connection_state_changed() {
+        let e = SdkEvent::Connection(ConnectionState::Reconnecting {
+            attempt: 1,
+            reason: "reset".into(),
+        });
+        let (name, payload) = to_window_event(&e).unwrap();
+        assert_eq!(name, "connectionStateChanged");
+        assert_eq!(
+            payload,
+            serde_json::json!({"state": "reconnecting", "attempt": 1, "reason": "reset"})
+        );
+    }
+}

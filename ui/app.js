@@ -1,0 +1,880 @@
+// Tincan's screens. No bundler: openim.js (loaded first) provides window.openIM and
+// window.globalEvent; the Tauri API comes from window.__TAURI__ (withGlobalTauri).
+//
+// The root element's data-state names what is on screen (signin, contacts, group-pick,
+// outgoing, incoming, in-call) so tests can wait on it; docs/ui-testids.md lists the
+// data-testid attributes.
+'use strict';
+
+const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+const root = $('app');
+
+// ---------------------------------------------------------------- state
+
+const ui = {
+  me: null, // {userID, server, deviceID}
+  users: new Map(), // userID -> PublicUserInfo
+  groups: new Map(), // groupID -> GroupInfo
+  screen: 'starting', // the screen under the incoming dialog
+  call: null, // see startOutgoing / showIncoming / enterCall
+  incoming: null, // SignalingInfo ringing here
+  timer: null,
+  signingOut: false,
+};
+
+// ---------------------------------------------------------------- words
+
+const nameOf = (userID) => {
+  const u = ui.users.get(userID);
+  return u && u.nickname ? u.nickname : userID;
+};
+const groupName = (groupID) => {
+  const g = ui.groups.get(groupID);
+  return g && g.groupName ? g.groupName : groupID;
+};
+const mediaWord = (m) => (m === 'audio' ? 'Audio call' : 'Video call');
+const list = (ids) => {
+  const names = ids.map(nameOf);
+  if (names.length <= 1) return names.join('');
+  return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
+};
+
+// An API result's error in words a person understands.
+function explain(res, context) {
+  const msg = res.errMsg || '';
+  switch (res.errCode) {
+    case 10000:
+      if (context === 'signin')
+        return "Can't reach the server. Check the server address and that the server is running.";
+      return 'No connection to the server. Check your network; Tincan keeps trying to reconnect.';
+    case 10001:
+      return 'The server did not answer in time. Try again.';
+    case 10002:
+      return /url|address|scheme|host/i.test(msg)
+        ? 'That server address is not valid. It looks like http://host:port.'
+        : `Something in the request was not accepted: ${msg}`;
+    case 10101:
+      return 'You are signed out. Sign in again.';
+    case 1001:
+      return `The server refused the request: ${msg}`;
+    case 1002:
+      return context === 'signin' || context === 'register'
+        ? 'Wrong user ID or password.'
+        : "You're not allowed to do that.";
+    case 1004:
+      return context === 'signin' ? 'Wrong user ID or password.' : `Not found: ${msg}`;
+    case 1006:
+      return 'Too many requests. Wait a moment and try again.';
+    case 1008:
+      return 'You are signed in on too many devices. Sign out on one of them first.';
+    case 1501:
+    case 1502:
+      return 'Your session expired. Sign in again.';
+    case 1601:
+      return 'This call was already answered on another device.';
+    case 1602:
+      return 'This call is no longer ringing — it was cancelled, timed out or already ended.';
+    case 1603:
+      return /full/i.test(msg)
+        ? 'This call is full.'
+        : /group/i.test(msg)
+          ? 'This group already has a call in progress.'
+          : "You're already in a call. Hang up first.";
+    case 1605:
+      return 'The server is shutting down. Try again in a moment.';
+    case 500:
+      return 'The server had a problem. Try again.';
+    default:
+      if (context === 'register' && /exist|taken/i.test(msg)) return 'That user ID is already taken.';
+      return msg || `Something went wrong (error ${res.errCode}).`;
+  }
+}
+
+// ---------------------------------------------------------------- screens
+
+function showError(id, text) {
+  const el = $(id);
+  if (!el) return;
+  el.textContent = text || '';
+  el.hidden = !text;
+}
+
+function setScreen(name) {
+  ui.screen = name;
+  for (const s of document.querySelectorAll('[data-screen]')) s.hidden = s.dataset.screen !== name;
+  updateRootState();
+}
+
+function updateRootState() {
+  root.dataset.state = ui.incoming && ui.screen !== 'in-call' ? 'incoming' : ui.screen;
+  root.dataset.screen = ui.screen;
+}
+
+function setStatus(state, text) {
+  const status = $('app-status');
+  status.dataset.state = state;
+  status.textContent = text;
+  status.hidden = !text;
+}
+
+function notice(text) {
+  const el = $('call-ended-reason');
+  el.textContent = text || '';
+  el.hidden = !text;
+}
+
+// ---------------------------------------------------------------- ringtone
+
+const ring = {
+  ctx: null,
+  interval: null,
+  start(kind) {
+    this.stop();
+    try {
+      this.ctx = this.ctx || new (window.AudioContext || window.webkitAudioContext)();
+    } catch (_) {
+      return;
+    }
+    const beep = () => {
+      const ctx = this.ctx;
+      const freqs = kind === 'incoming' ? [480, 620] : [425];
+      for (const f of freqs) {
+        const osc = ctx.createOscillator();
+        const gain = ctx.createGain();
+        osc.frequency.value = f;
+        gain.gain.value = 0.05;
+        osc.connect(gain).connect(ctx.destination);
+        osc.start();
+        osc.stop(ctx.currentTime + (kind === 'incoming' ? 0.8 : 1.0));
+      }
+    };
+    try {
+      beep();
+      this.interval = setInterval(beep, kind === 'incoming' ? 2000 : 4000);
+    } catch (_) {
+      /* no audio device: the visual indicator remains */
+    }
+  },
+  stop() {
+    if (this.interval) clearInterval(this.interval);
+    this.interval = null;
+  },
+};
+
+// ---------------------------------------------------------------- sign in
+
+function signinForm() {
+  return {
+    server: $('login-server').value.trim(),
+    user: $('login-user').value.trim(),
+    password: $('login-password').value,
+    nickname: $('login-nickname').value.trim(),
+  };
+}
+
+async function submitSignin(register) {
+  const f = signinForm();
+  showError('login-error', '');
+  if (!f.server) return showError('login-error', 'Enter the server address, or use a local server on this computer.');
+  if (!f.user) return showError('login-error', 'Enter your user ID.');
+  if (!f.password) return showError('login-error', 'Enter your password.');
+  const buttons = [$('login-submit'), $('register-submit')];
+  buttons.forEach((b) => (b.disabled = true));
+  setStatus('busy', register ? 'Creating your account…' : 'Signing in…');
+  const res = register
+    ? await openIM.register(f.server, f.user, f.password, f.nickname)
+    : await openIM.login(f.server, f.user, f.password);
+  buttons.forEach((b) => (b.disabled = false));
+  setStatus('', '');
+  if (res.errCode !== 0) {
+    showError('login-error', explain(res, register ? 'register' : 'signin'));
+    return;
+  }
+  $('login-password').value = '';
+  await signedIn(res.data);
+}
+
+async function useLocalServer() {
+  showError('login-error', '');
+  setStatus('busy', 'Starting a local server…');
+  const res = await openIM.startEmbeddedServer();
+  setStatus('', '');
+  if (res.errCode !== 0) {
+    showError('login-error', `Could not start a local server: ${res.errMsg}`);
+    return;
+  }
+  $('login-server').value = res.data.url;
+  showError('login-error', '');
+  $('login-server').dataset.local = 'true';
+}
+
+async function signedIn(me) {
+  ui.me = me;
+  ui.signingOut = false;
+  $('signed-in-user').textContent = me.userID;
+  $('signed-in-user').hidden = false;
+  $('sign-out').hidden = false;
+  $('settings-server').textContent = me.server;
+  $('settings-user').textContent = me.userID;
+  $('settings-device').textContent = me.deviceID || '';
+  $('reconnecting-banner').hidden = true;
+  notice('');
+  setScreen('contacts');
+  await loadContacts();
+  loadHistory();
+  // An invitation that rang before the window listened arrives as an event too (the
+  // SDK's first resync); this covers a page reload.
+  if (!ui.incoming) {
+    const res = await openIM.getSignalingInvitationInfoStartApp();
+    if (res.errCode === 0 && res.data && res.data.invitation && !ui.incoming && !ui.call) {
+      const inv = res.data.invitation;
+      showIncoming({ invitation: inv, opUserID: inv.inviterUserID, userID: inv.inviterUserID });
+    }
+  }
+}
+
+async function signOut() {
+  ui.signingOut = true;
+  endCallLocally();
+  await openIM.logout();
+  toSignin('');
+}
+
+function toSignin(error) {
+  ui.me = null;
+  ui.incoming = null;
+  ring.stop();
+  $('incoming-call').hidden = true;
+  $('signed-in-user').hidden = true;
+  $('sign-out').hidden = true;
+  $('reconnecting-banner').hidden = true;
+  showError('login-error', error);
+  setScreen('signin');
+}
+
+// ---------------------------------------------------------------- contacts
+
+async function loadContacts() {
+  const res = await openIM.getContacts();
+  if (res.errCode !== 0) {
+    showError('contacts-error', `Could not load your contacts. ${explain(res)}`);
+    return;
+  }
+  showError('contacts-error', '');
+  ui.users = new Map(res.data.users.map((u) => [u.userID, u]));
+  ui.groups = new Map(res.data.groups.map((g) => [g.groupID, g]));
+  renderContacts();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'testid') e.dataset.testid = v;
+    else if (k === 'onclick') e.addEventListener('click', v);
+    else if (k === 'class') e.className = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+
+function renderContacts() {
+  const people = $('contact-list');
+  people.replaceChildren();
+  if (ui.users.size === 0) people.append(el('li', { class: 'muted' }, 'Nobody else has an account on this server yet.'));
+  for (const u of ui.users.values()) {
+    people.append(
+      el('li', { testid: `contact-${u.userID}` },
+        el('span', { class: 'name' }, u.nickname || u.userID, u.nickname ? el('small', {}, ` ${u.userID}`) : null),
+        el('button', { type: 'button', testid: `call-audio-${u.userID}`, onclick: () => startOutgoing([u.userID], 'audio', '') }, 'Audio'),
+        el('button', { type: 'button', testid: `call-video-${u.userID}`, onclick: () => startOutgoing([u.userID], 'video', '') }, 'Video'),
+      ),
+    );
+  }
+  const groups = $('group-list');
+  groups.replaceChildren();
+  if (ui.groups.size === 0) groups.append(el('li', { class: 'muted' }, 'You are not in any group.'));
+  for (const g of ui.groups.values()) {
+    groups.append(
+      el('li', { testid: `group-${g.groupID}` },
+        el('span', { class: 'name' }, g.groupName || g.groupID, el('small', {}, ` ${(g.memberUserIDList || []).length} members`)),
+        el('button', { type: 'button', testid: `group-call-${g.groupID}`, onclick: () => openGroupPick(g.groupID) }, 'Call…'),
+        el('button', { type: 'button', testid: `group-join-${g.groupID}`, onclick: () => joinGroupCall(g.groupID) }, 'Join call'),
+      ),
+    );
+  }
+}
+
+// ---------------------------------------------------------------- history
+
+async function loadHistory() {
+  const res = await openIM.getCallHistory(undefined, { limit: 50 });
+  const box = $('history-list');
+  if (res.errCode !== 0) {
+    box.replaceChildren(el('li', { class: 'error' }, `Could not load the history. ${explain(res)}`));
+    return;
+  }
+  box.replaceChildren();
+  if (res.data.records.length === 0) box.append(el('li', { class: 'muted' }, 'No calls yet.'));
+  for (const r of res.data.records) {
+    const me = ui.me && ui.me.userID;
+    const outgoing = r.inviterUserID === me;
+    const mine = r.invitees.find((i) => i.userID === me);
+    const missed = !outgoing && mine && ['timedOut', 'cancelled'].includes(mine.outcome);
+    const who = r.groupID
+      ? groupName(r.groupID)
+      : outgoing
+        ? list(r.invitees.map((i) => i.userID))
+        : nameOf(r.inviterUserID);
+    let what;
+    if (missed) what = 'Missed call';
+    else if (outgoing) what = r.answerTime ? 'Outgoing call' : `Outgoing call, ${outcomeWord(r)}`;
+    else what = mine && mine.outcome === 'rejected' ? 'Declined' : mine && mine.outcome === 'answeredElsewhere' ? 'Answered elsewhere' : 'Incoming call';
+    const duration = r.answerTime ? ` · ${clock(r.endTime - r.answerTime)}` : '';
+    const when = new Date(r.initiateTime).toLocaleString();
+    box.append(
+      el('li', { testid: `history-${r.roomID}`, class: missed ? 'missed' : '', 'data-missed': String(!!missed) },
+        el('span', { class: 'name' }, `${r.mediaType === 'audio' ? '📞' : '🎥'} ${who}`),
+        el('span', { class: 'muted' }, `${what}${duration} · ${when}`),
+      ),
+    );
+  }
+}
+
+function outcomeWord(r) {
+  switch (r.endReason) {
+    case 'busy': return 'busy';
+    case 'rejected': return 'declined';
+    case 'timeout': return 'no answer';
+    case 'cancelled': return 'cancelled';
+    default: return 'not answered';
+  }
+}
+
+// ---------------------------------------------------------------- outgoing
+
+function invitationFor(call) {
+  return {
+    inviterUserID: ui.me.userID,
+    inviteeUserIDList: call.invitees,
+    groupID: call.groupID,
+    roomID: call.roomID || '',
+    timeout: 30,
+    mediaType: call.media,
+    sessionType: call.groupID ? SessionType.Group : SessionType.Single,
+    platformID: Platform.Linux,
+  };
+}
+
+async function startOutgoing(invitees, media, groupID) {
+  if (ui.call) return;
+  notice('');
+  const call = {
+    kind: 'outgoing',
+    invitees,
+    pending: new Set(invitees),
+    media,
+    groupID,
+    roomID: '',
+    participants: new Set([ui.me.userID]),
+    cancelRequested: false,
+  };
+  ui.call = call;
+  $('outgoing-callee').textContent = groupID ? `${groupName(groupID)}: ${list(invitees)}` : nameOf(invitees[0]);
+  $('outgoing-media').textContent = mediaWord(media);
+  $('outgoing-status').textContent = 'Calling…';
+  $('outgoing-status').dataset.state = 'calling';
+  $('outgoing-cancel').disabled = false;
+  setScreen('outgoing');
+  const invite = groupID ? openIM.signalingInviteInGroup : openIM.signalingInvite;
+  const res = await invite(openIM.newOperationID(), invitationFor(call));
+  if (ui.call !== call) return;
+  if (res.errCode !== 0) {
+    finishCall(explain(res), 'error');
+    return;
+  }
+  call.roomID = res.data.roomID;
+  call.invitation = { ...invitationFor(call), roomID: res.data.roomID };
+  // Glare: our invite answered their invitation ringing here.
+  if (ui.incoming && ui.incoming.invitation.roomID === res.data.roomID) {
+    closeIncoming();
+    const inv = ui.incoming ? ui.incoming.invitation : call.invitation;
+    enterCall(inv, [inv.inviterUserID]);
+    return;
+  }
+  const busy = res.data.busyLineUserIDList || [];
+  busy.forEach((u) => call.pending.delete(u));
+  if (call.pending.size === 0) {
+    finishCall(busy.length === 1 ? `${nameOf(busy[0])} is busy on another call.` : 'Everyone is busy on another call.', 'busy');
+    return;
+  }
+  $('outgoing-status').textContent = busy.length ? `Ringing… (${list(busy)} busy)` : 'Ringing…';
+  $('outgoing-status').dataset.state = 'ringing';
+  ring.start('outgoing');
+  if (call.cancelRequested) cancelOutgoing();
+}
+
+async function cancelOutgoing() {
+  const call = ui.call;
+  if (!call || call.kind !== 'outgoing') return;
+  if (!call.roomID) {
+    call.cancelRequested = true; // the invite has not answered yet
+    return;
+  }
+  $('outgoing-cancel').disabled = true;
+  const res = await openIM.signalingCancel(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: call.invitation });
+  if (ui.call !== call) return;
+  if (res.errCode === 0 || res.errCode === 1602) finishCall('Call cancelled.', 'cancelled');
+  else {
+    $('outgoing-cancel').disabled = false;
+    $('outgoing-status').textContent = explain(res);
+  }
+}
+
+// An answer to the call this window placed (or added people to).
+function onInviteeAnswer(kind, info) {
+  const call = ui.call;
+  if (!call || info.invitation.roomID !== call.roomID) return;
+  const who = info.opUserID;
+  if (call.pending) call.pending.delete(who);
+  if (kind === 'accepted') {
+    if (call.kind === 'outgoing') enterCall(info.invitation, [who]);
+    else addParticipant(who);
+    return;
+  }
+  const single = !call.groupID;
+  const text = kind === 'rejected' ? `${nameOf(who)} declined the call.` : `${nameOf(who)} did not answer.`;
+  if (call.kind === 'outgoing') {
+    if (single || call.pending.size === 0) {
+      finishCall(single ? text : kind === 'rejected' ? 'Nobody joined: the call was declined.' : 'Nobody answered.', kind === 'rejected' ? 'rejected' : 'timeout');
+    } else {
+      $('outgoing-status').textContent = `Ringing… ${text}`;
+    }
+  } else {
+    showRinging();
+    flash(text);
+  }
+}
+
+// ---------------------------------------------------------------- incoming
+
+function showIncoming(info) {
+  if (ui.incoming && ui.incoming.invitation.roomID === info.invitation.roomID) return;
+  if (ui.call) return; // the server does not ring a busy user; ignore stale duplicates
+  ui.incoming = info;
+  const inv = info.invitation;
+  const caller = info.opUserID || inv.inviterUserID;
+  $('incoming-caller').textContent = nameOf(caller);
+  $('incoming-caller').dataset.userId = caller;
+  $('incoming-media').textContent = mediaWord(inv.mediaType);
+  $('incoming-media').dataset.media = inv.mediaType;
+  const group = $('incoming-group');
+  group.hidden = !inv.groupID;
+  group.textContent = inv.groupID ? `Group call in ${groupName(inv.groupID)}` : '';
+  showError('incoming-error', '');
+  $('incoming-accept').disabled = false;
+  $('incoming-reject').disabled = false;
+  $('incoming-call').hidden = false;
+  notice('');
+  ring.start('incoming');
+  desktopNotify(`${nameOf(caller)} is calling`, mediaWord(inv.mediaType));
+  updateRootState();
+}
+
+function closeIncoming(reason) {
+  ui.incoming = null;
+  ring.stop();
+  $('incoming-call').hidden = true;
+  if (reason) notice(reason);
+  updateRootState();
+}
+
+function incomingEnded(info, reason) {
+  if (!ui.incoming || ui.incoming.invitation.roomID !== info.invitation.roomID) return false;
+  closeIncoming(reason);
+  loadHistory();
+  return true;
+}
+
+async function acceptIncoming() {
+  const info = ui.incoming;
+  if (!info) return;
+  $('incoming-accept').disabled = true;
+  $('incoming-reject').disabled = true;
+  const res = await openIM.signalingAccept(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
+  if (ui.incoming !== info) return;
+  if (res.errCode !== 0) {
+    closeIncoming(explain(res));
+    return;
+  }
+  closeIncoming();
+  const inv = info.invitation;
+  enterCall(inv, [inv.inviterUserID]);
+}
+
+async function rejectIncoming() {
+  const info = ui.incoming;
+  if (!info) return;
+  $('incoming-accept').disabled = true;
+  $('incoming-reject').disabled = true;
+  const res = await openIM.signalingReject(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
+  if (ui.incoming !== info) return;
+  closeIncoming(res.errCode === 0 || res.errCode === 1602 ? 'Call declined.' : explain(res));
+  loadHistory();
+}
+
+function desktopNotify(title, body) {
+  // The notification plugin is not part of this build; the window asks for attention
+  // through the document title instead.
+  if (document.hasFocus()) return;
+  document.title = `📞 ${title}`;
+  setTimeout(() => (document.title = 'Tincan'), 30000);
+  void body;
+}
+
+// ---------------------------------------------------------------- in call
+
+function enterCall(invitation, others) {
+  const prev = ui.call;
+  ring.stop();
+  ui.call = {
+    kind: 'in-call',
+    invitation,
+    roomID: invitation.roomID,
+    groupID: invitation.groupID || '',
+    media: invitation.mediaType,
+    participants: new Set([ui.me.userID, ...others]),
+    pending: prev && prev.pending ? prev.pending : new Set(),
+    started: Date.now(),
+    muted: false,
+    cameraOff: invitation.mediaType === 'audio',
+  };
+  const call = ui.call;
+  $('in-call-title').textContent = call.groupID ? groupName(call.groupID) : nameOf(others[0]);
+  $('in-call-media').textContent = mediaWord(call.media);
+  $('add-people').hidden = !call.groupID;
+  $('toggle-camera').hidden = call.media === 'audio';
+  showError('in-call-error', '');
+  renderToggles();
+  renderParticipants();
+  showRinging();
+  tick();
+  clearInterval(ui.timer);
+  ui.timer = setInterval(tick, 1000);
+  setScreen('in-call');
+}
+
+function clock(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+function tick() {
+  if (ui.call && ui.call.kind === 'in-call') $('in-call-duration').textContent = clock(Date.now() - ui.call.started);
+}
+
+function renderParticipants() {
+  const box = $('in-call-participants');
+  box.replaceChildren();
+  for (const u of ui.call.participants) {
+    box.append(el('li', { testid: `participant-${u}` }, u === ui.me.userID ? `${nameOf(u)} (you)` : nameOf(u)));
+  }
+}
+
+function showRinging() {
+  const call = ui.call;
+  const box = $('in-call-ringing');
+  if (!call || call.kind !== 'in-call') return;
+  const pending = Array.from(call.pending || []).filter((u) => !call.participants.has(u));
+  box.textContent = pending.length ? `Ringing ${list(pending)}…` : '';
+}
+
+function addParticipant(userID) {
+  if (!ui.call || ui.call.kind !== 'in-call') return;
+  ui.call.participants.add(userID);
+  ui.call.pending.delete(userID);
+  renderParticipants();
+  showRinging();
+}
+
+function setParticipants(infos) {
+  if (!ui.call || ui.call.kind !== 'in-call') return;
+  ui.call.participants = new Set([ui.me.userID, ...infos.map((p) => p.userInfo.userID)]);
+  renderParticipants();
+  showRinging();
+}
+
+function renderToggles() {
+  const call = ui.call;
+  const mute = $('toggle-mute');
+  mute.textContent = call.muted ? 'Unmute' : 'Mute';
+  mute.setAttribute('aria-pressed', String(call.muted));
+  mute.dataset.on = String(call.muted);
+  const cam = $('toggle-camera');
+  cam.textContent = call.cameraOff ? 'Camera on' : 'Camera off';
+  cam.setAttribute('aria-pressed', String(call.cameraOff));
+  cam.dataset.on = String(!call.cameraOff);
+}
+
+async function hangUp() {
+  const call = ui.call;
+  if (!call) return;
+  $('hangup').disabled = true;
+  const res = await openIM.signalingHungUp(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: { ...call.invitation, roomID: call.roomID } });
+  $('hangup').disabled = false;
+  if (ui.call !== call) return;
+  finishCall(res.errCode === 0 || res.errCode === 1602 ? 'Call ended.' : `Call ended. ${explain(res)}`, 'hung-up');
+}
+
+function onHangUp(info) {
+  const call = ui.call;
+  if (!call || call.kind !== 'in-call' || info.invitation.roomID !== call.roomID) return;
+  const who = info.opUserID;
+  call.participants.delete(who);
+  if (!call.groupID || call.participants.size <= 1) {
+    finishCall(`${nameOf(who)} hung up. Call ended.`, 'remote-hung-up');
+  } else {
+    renderParticipants();
+    flash(`${nameOf(who)} left the call.`);
+  }
+}
+
+function flash(text) {
+  const box = $('in-call-error');
+  box.textContent = text;
+  box.hidden = false;
+  setTimeout(() => {
+    if (box.textContent === text) box.hidden = true;
+  }, 5000);
+}
+
+// Leaves the call state without telling the server (it already knows, or we sign out).
+function endCallLocally() {
+  ring.stop();
+  clearInterval(ui.timer);
+  ui.call = null;
+}
+
+function finishCall(reason, kind) {
+  endCallLocally();
+  notice(reason);
+  $('call-ended-reason').dataset.kind = kind || '';
+  setScreen(ui.me ? 'contacts' : 'signin');
+  loadHistory();
+}
+
+// ---------------------------------------------------------------- groups
+
+let pickGroup = null;
+
+function openGroupPick(groupID) {
+  if (ui.call) return;
+  pickGroup = groupID;
+  const g = ui.groups.get(groupID);
+  $('group-pick-title').textContent = `Call ${groupName(groupID)}`;
+  const box = $('group-pick-members');
+  box.replaceChildren();
+  for (const u of (g.memberUserIDList || []).filter((m) => m !== ui.me.userID)) {
+    const cb = el('input', { type: 'checkbox', testid: `pick-${u}`, value: u });
+    cb.checked = true;
+    box.append(el('li', {}, el('label', {}, cb, ` ${nameOf(u)}`)));
+  }
+  showError('group-pick-error', '');
+  setScreen('group-pick');
+}
+
+function pickedMembers() {
+  return Array.from($('group-pick-members').querySelectorAll('input:checked')).map((i) => i.value);
+}
+
+async function groupPickCall(media) {
+  const members = pickedMembers();
+  if (members.length === 0) return showError('group-pick-error', 'Pick at least one person to call.');
+  if (ui.call && ui.call.kind === 'in-call') {
+    // Adding people to the call in progress.
+    const call = ui.call;
+    setScreen('in-call');
+    const res = await openIM.signalingInviteInGroup(openIM.newOperationID(), {
+      ...call.invitation, inviterUserID: '', inviteeUserIDList: members, roomID: call.roomID, groupID: call.groupID, sessionType: SessionType.Group,
+    });
+    if (res.errCode !== 0) return flash(explain(res));
+    const busy = res.data.busyLineUserIDList || [];
+    members.filter((m) => !busy.includes(m)).forEach((m) => call.pending.add(m));
+    showRinging();
+    if (busy.length) flash(`${list(busy)} ${busy.length === 1 ? 'is' : 'are'} busy on another call.`);
+    return;
+  }
+  startOutgoing(members, media, pickGroup);
+}
+
+function openAddPeople() {
+  const call = ui.call;
+  if (!call || !call.groupID) return;
+  pickGroup = call.groupID;
+  const g = ui.groups.get(call.groupID);
+  const box = $('group-pick-members');
+  box.replaceChildren();
+  $('group-pick-title').textContent = `Add people to the call`;
+  for (const u of ((g && g.memberUserIDList) || []).filter((m) => !call.participants.has(m))) {
+    const cb = el('input', { type: 'checkbox', testid: `pick-${u}`, value: u });
+    box.append(el('li', {}, el('label', {}, cb, ` ${nameOf(u)}`)));
+  }
+  showError('group-pick-error', '');
+  setScreen('group-pick');
+}
+
+async function joinGroupCall(groupID) {
+  if (ui.call) return;
+  notice('');
+  const room = await openIM.signalingGetRoomByGroupID(openIM.newOperationID(), groupID);
+  if (room.errCode !== 0) return notice(explain(room));
+  if (!room.data.roomID) return notice(`${groupName(groupID)} has no call in progress.`);
+  const res = await openIM.signalingGetTokenByRoomID(openIM.newOperationID(), room.data.roomID);
+  if (res.errCode !== 0) return notice(explain(res));
+  if (ui.incoming && ui.incoming.invitation.roomID === room.data.roomID) closeIncoming();
+  enterCall(room.data.invitation, []);
+  setParticipants(room.data.participant || []);
+  ui.call.participants.add(ui.me.userID);
+  renderParticipants();
+}
+
+// ---------------------------------------------------------------- events
+
+function onConnection(s) {
+  const banner = $('reconnecting-banner');
+  switch (s.state) {
+    case 'reconnecting':
+      banner.hidden = false;
+      banner.dataset.attempt = String(s.attempt);
+      break;
+    case 'connected':
+      banner.hidden = true;
+      break;
+    case 'resynced': {
+      banner.hidden = true;
+      const call = ui.call;
+      if (call && call.kind === 'in-call') {
+        const cur = s.login && s.login.currentCall;
+        if (!cur || cur.roomID !== call.roomID) finishCall('The call ended while you were disconnected.', 'disconnected');
+      }
+      break;
+    }
+    case 'closed':
+      banner.hidden = true;
+      if (ui.signingOut || (s.reason && s.reason.kind === 'signedOut')) return;
+      endCallLocally();
+      toSignin(
+        s.reason && s.reason.kind === 'kickedOffline'
+          ? 'You were signed out because this device signed in again elsewhere.'
+          : s.reason && s.reason.kind === 'loginRefused'
+            ? 'Your session expired. Sign in again.'
+            : 'The connection to the server was lost. Sign in again.',
+      );
+      break;
+  }
+}
+
+function wireEvents() {
+  globalEvent.on('onReceiveNewInvitation', showIncoming);
+  globalEvent.on('onInvitationCancelled', (info) => {
+    if (incomingEnded(info, `Missed call from ${nameOf(info.invitation.inviterUserID)}.`)) return;
+    const call = ui.call;
+    if (call && call.roomID === info.invitation.roomID && call.kind === 'in-call') finishCall('Call ended.', 'ended');
+  });
+  globalEvent.on('onInvitationTimeout', (info) => {
+    if (incomingEnded(info, 'Missed call.')) return;
+    onInviteeAnswer('timeout', info);
+  });
+  globalEvent.on('onInviteeAcceptedByOtherDevice', (info) => {
+    if (incomingEnded(info, 'Answered on another device.')) return;
+    // Our invite was answered by one of our other devices (glare on another device).
+    const call = ui.call;
+    if (call && call.roomID === info.invitation.roomID) finishCall('Answered on another device.', 'other-device');
+  });
+  globalEvent.on('onInviteeRejectedByOtherDevice', (info) => {
+    incomingEnded(info, 'Declined on another device.');
+  });
+  globalEvent.on('onInviteeAccepted', (info) => onInviteeAnswer('accepted', info));
+  globalEvent.on('onInviteeRejected', (info) => onInviteeAnswer('rejected', info));
+  globalEvent.on('onHangUp', onHangUp);
+  globalEvent.on('onRoomParticipantConnected', (p) => {
+    if (ui.call && ui.call.roomID === p.invitation.roomID) setParticipants(p.participant);
+  });
+  globalEvent.on('onRoomParticipantDisconnected', (p) => {
+    if (ui.call && ui.call.roomID === p.invitation.roomID) setParticipants(p.participant);
+  });
+  globalEvent.on('onKickedOffline', () => {
+    endCallLocally();
+    toSignin('You were signed out because this device signed in again elsewhere.');
+  });
+  globalEvent.on('connectionStateChanged', onConnection);
+  return globalEvent.ready();
+}
+
+function wireControls() {
+  $('login-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitSignin(false);
+  });
+  $('register-submit').addEventListener('click', () => submitSignin(true));
+  $('use-local-server').addEventListener('click', useLocalServer);
+  $('sign-out').addEventListener('click', signOut);
+  $('refresh-contacts').addEventListener('click', loadContacts);
+  $('refresh-history').addEventListener('click', loadHistory);
+  for (const tab of document.querySelectorAll('[data-tab]')) {
+    tab.addEventListener('click', () => {
+      for (const t of document.querySelectorAll('[data-tab]')) t.classList.toggle('active', t === tab);
+      for (const p of document.querySelectorAll('[data-panel]')) p.hidden = p.dataset.panel !== tab.dataset.tab;
+      if (tab.dataset.tab === 'history') loadHistory();
+    });
+  }
+  $('outgoing-cancel').addEventListener('click', cancelOutgoing);
+  $('incoming-accept').addEventListener('click', acceptIncoming);
+  $('incoming-reject').addEventListener('click', rejectIncoming);
+  $('hangup').addEventListener('click', hangUp);
+  $('toggle-mute').addEventListener('click', () => {
+    if (!ui.call) return;
+    ui.call.muted = !ui.call.muted;
+    renderToggles();
+  });
+  $('toggle-camera').addEventListener('click', () => {
+    if (!ui.call) return;
+    ui.call.cameraOff = !ui.call.cameraOff;
+    renderToggles();
+  });
+  $('add-people').addEventListener('click', openAddPeople);
+  $('group-pick-audio').addEventListener('click', () => groupPickCall('audio'));
+  $('group-pick-video').addEventListener('click', () => groupPickCall('video'));
+  $('group-pick-cancel').addEventListener('click', () => setScreen(ui.call ? 'in-call' : 'contacts'));
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  if (!window.__TAURI__) {
+    setStatus('error', 'Not running inside the Tincan app.');
+    root.dataset.state = 'error';
+    return;
+  }
+  wireControls();
+  try {
+    await wireEvents();
+    const info = await openIM.appInfo();
+    $('app-title').textContent = info.name;
+    $('app-version').textContent = `v${info.version}`;
+    $('settings-profile').textContent = info.profileDir;
+    document.title = info.name;
+    if (info.defaultServer) $('login-server').value = info.defaultServer;
+    setStatus('', '');
+    const session = await openIM.session();
+    if (session) await signedIn({ userID: session.userID, server: session.server });
+    else setScreen('signin');
+  } catch (err) {
+    setStatus('error', `Could not reach the app core: ${err}`);
+    root.dataset.state = 'error';
+  }
+}
+
+start();

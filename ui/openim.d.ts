@@ -1,0 +1,217 @@
+// Types for ui/openim.js: OpenIM's signaling API as Tincan's desktop app offers it.
+// Wire names are OpenIM's (docs/protocol.md is the contract).
+
+export declare const SessionType: { readonly Single: 1; readonly Group: 2; readonly SuperGroup: 3 };
+export type SessionTypeValue = 1 | 2 | 3;
+export type MediaType = 'audio' | 'video';
+
+/** Every API call's result. errCode 0 is success. */
+export interface WsResponse<T = unknown> {
+  errCode: number;
+  errMsg: string;
+  data: T;
+}
+export type Callback<T> = (result: WsResponse<T>) => void;
+
+/** OpenIM's RtcInvite / InvitationInfo. */
+export interface RtcInvite {
+  inviterUserID: string;
+  inviteeUserIDList: string[];
+  groupID: string;
+  roomID: string;
+  timeout: number;
+  mediaType: MediaType;
+  sessionType: SessionTypeValue;
+  platformID: number;
+  customData?: string;
+  initiateTime?: number;
+  busyLineUserIDList?: string[];
+}
+
+export interface OfflinePushInfo {
+  title?: string;
+  desc?: string;
+  ex?: string;
+  iOSPushSound?: string;
+  iOSBadgeCount?: boolean;
+}
+
+/** signalingInvite / signalingInviteInGroup options: wrapped, or a bare RtcInvite. */
+export type InviteOptions = { invitation: Partial<RtcInvite>; offlinePushInfo?: OfflinePushInfo } | Partial<RtcInvite>;
+
+/** signalingAccept / Reject / Cancel / HungUp options (RtcActionParams). */
+export interface RtcActionParams {
+  opUserID: string;
+  invitation: Partial<RtcInvite> & { roomID: string };
+}
+
+export interface IceServer {
+  urls: string[];
+  username?: string;
+  credential?: string;
+}
+
+/** signalingInvite reply ("AV service connection config"). */
+export interface InviteReply {
+  roomID: string;
+  token: string;
+  liveURL: string;
+  busyLineUserIDList: string[];
+  iceServers: IceServer[];
+}
+
+/** signalingAccept / signalingGetTokenByRoomID reply. */
+export interface AcceptReply {
+  roomID: string;
+  token: string;
+  liveURL: string;
+  iceServers: IceServer[];
+}
+
+export interface PublicUserInfo {
+  userID: string;
+  nickname: string;
+  faceURL?: string;
+}
+
+export interface GroupInfo {
+  groupID: string;
+  groupName: string;
+  memberUserIDList?: string[];
+}
+
+export interface ParticipantMetaData {
+  userInfo: PublicUserInfo;
+  groupInfo?: GroupInfo;
+}
+
+export interface RoomByGroupReply {
+  invitation?: RtcInvite;
+  participant: ParticipantMetaData[];
+  roomID: string;
+}
+
+export interface StartAppReply {
+  invitation?: RtcInvite;
+  offlinePushInfo?: OfflinePushInfo;
+}
+
+export type InviteeOutcome = 'ringing' | 'accepted' | 'rejected' | 'timedOut' | 'cancelled' | 'busy' | 'answeredElsewhere';
+export type EndReason = 'hungUp' | 'cancelled' | 'rejected' | 'timeout' | 'busy' | 'disconnected' | 'serverShutdown';
+
+export interface CallRecord {
+  roomID: string;
+  inviterUserID: string;
+  groupID: string;
+  mediaType: MediaType;
+  sessionType: SessionTypeValue;
+  invitees: { userID: string; outcome: InviteeOutcome; answerTime?: number }[];
+  participantUserIDList: string[];
+  initiateTime: number;
+  answerTime?: number;
+  endTime: number;
+  endReason: EndReason;
+}
+
+export interface HistoryReply {
+  records: CallRecord[];
+}
+
+export interface ContactsReply {
+  users: PublicUserInfo[];
+  groups: GroupInfo[];
+}
+
+/** Payload of every invitation callback. */
+export interface SignalingInfo {
+  invitation: RtcInvite;
+  opUserID: string;
+  userID: string;
+  opUserPlatformID: number;
+  participant?: ParticipantMetaData;
+  offlinePushInfo?: OfflinePushInfo;
+  eventTime: number;
+}
+
+export interface RoomParticipantInfo {
+  invitation: RtcInvite;
+  groupID: string;
+  participant: ParticipantMetaData[];
+  opUserID: string;
+  userID: string;
+  eventTime: number;
+}
+
+export interface CustomSignalInfo {
+  roomID: string;
+  customInfo: string;
+  opUserID: string;
+  userID: string;
+  eventTime: number;
+}
+
+export type ConnectionState =
+  | { state: 'connected' }
+  | { state: 'reconnecting'; attempt: number; reason: string }
+  | { state: 'resynced'; login: unknown }
+  | { state: 'closed'; reason: { kind: 'clientClosed' | 'kickedOffline' | 'loginRefused' | 'connectionLost' | 'signedOut'; message: string } };
+
+export interface EventPayloads {
+  onReceiveNewInvitation: SignalingInfo;
+  onInviteeAccepted: SignalingInfo;
+  onInviteeAcceptedByOtherDevice: SignalingInfo;
+  onInviteeRejected: SignalingInfo;
+  onInviteeRejectedByOtherDevice: SignalingInfo;
+  onInvitationCancelled: SignalingInfo;
+  onInvitationTimeout: SignalingInfo;
+  onHangUp: SignalingInfo;
+  onRoomParticipantConnected: RoomParticipantInfo;
+  onRoomParticipantDisconnected: RoomParticipantInfo;
+  onReceiveCustomSignal: CustomSignalInfo;
+  onKickedOffline: { reason: string };
+  connectionStateChanged: ConnectionState;
+}
+
+export interface GlobalEvent {
+  on<K extends keyof EventPayloads>(name: K, fn: (data: EventPayloads[K]) => void): GlobalEvent;
+  off<K extends keyof EventPayloads>(name: K, fn?: (data: EventPayloads[K]) => void): GlobalEvent;
+  once<K extends keyof EventPayloads>(name: K, fn: (data: EventPayloads[K]) => void): GlobalEvent;
+  /** Resolves when the listeners are registered with Tauri. */
+  ready(names?: (keyof EventPayloads)[]): Promise<unknown>;
+}
+
+export interface SignedIn {
+  userID: string;
+  server: string;
+  deviceID: string;
+}
+
+export interface OpenIM {
+  signalingInvite(operationID: string, options: InviteOptions, callback?: Callback<InviteReply>): Promise<WsResponse<InviteReply>>;
+  signalingInviteInGroup(operationID: string, options: InviteOptions, callback?: Callback<InviteReply>): Promise<WsResponse<InviteReply>>;
+  signalingAccept(operationID: string, options: RtcActionParams, callback?: Callback<AcceptReply>): Promise<WsResponse<AcceptReply>>;
+  signalingReject(operationID: string, options: RtcActionParams, callback?: Callback<{}>): Promise<WsResponse<{}>>;
+  signalingCancel(operationID: string, options: RtcActionParams, callback?: Callback<{}>): Promise<WsResponse<{}>>;
+  signalingHungUp(operationID: string, options: RtcActionParams, callback?: Callback<{}>): Promise<WsResponse<{}>>;
+  signalingGetRoomByGroupID(operationID: string, groupID: string, callback?: Callback<RoomByGroupReply>): Promise<WsResponse<RoomByGroupReply>>;
+  signalingGetTokenByRoomID(operationID: string, roomID: string, callback?: Callback<AcceptReply>): Promise<WsResponse<AcceptReply>>;
+  getSignalingInvitationInfoStartApp(operationID: string, callback?: Callback<StartAppReply>): Promise<WsResponse<StartAppReply>>;
+  signalingSendCustomSignal(operationID: string, options: { roomID: string; customInfo: string }, callback?: Callback<{}>): Promise<WsResponse<{}>>;
+  getCallHistory(operationID: string, options?: { limit?: number; beforeTime?: number }, callback?: Callback<HistoryReply>): Promise<WsResponse<HistoryReply>>;
+  getContacts(operationID: string, callback?: Callback<ContactsReply>): Promise<WsResponse<ContactsReply>>;
+  register(server: string, userID: string, password: string, nickname?: string, callback?: Callback<SignedIn>): Promise<WsResponse<SignedIn>>;
+  login(server: string, userID: string, password: string, callback?: Callback<SignedIn>): Promise<WsResponse<SignedIn>>;
+  logout(callback?: Callback<{}>): Promise<WsResponse<{}>>;
+  startEmbeddedServer(callback?: Callback<{ url: string }>): Promise<WsResponse<{ url: string }>>;
+  session(): Promise<{ userID: string; server: string; connection: ConnectionState } | null>;
+  newOperationID(): string;
+  globalEvent: GlobalEvent;
+}
+
+declare global {
+  interface Window {
+    openIM: OpenIM;
+    globalEvent: GlobalEvent;
+    SessionType: typeof SessionType;
+  }
+}

@@ -1,0 +1,191 @@
+// OpenIM's JS call shape on top of Tincan's Tauri commands and events, so code written
+// for OpenIM's SDK runs as is:
+//
+//   openIM.signalingInvite(operationID, options, ({ errCode, errMsg, data }) => { … });
+//   const res = await openIM.signalingInvite(operationID, options); // same object
+//   globalEvent.on('onReceiveNewInvitation', (data) => { … });
+//
+// Every API resolves (never rejects) with {errCode, errMsg, data}; errCode 0 is success.
+// Event listeners receive the OpenIM payload. Besides OpenIM's callbacks there is
+// 'connectionStateChanged' ({state: 'connected'|'reconnecting'|'resynced'|'closed', …}).
+// Types: openim.d.ts.
+'use strict';
+
+(function () {
+  const tauri = window.__TAURI__;
+
+  const SessionType = Object.freeze({ Single: 1, Group: 2, SuperGroup: 3 });
+  const Platform = Object.freeze({
+    iOS: 1, Android: 2, Windows: 3, OSX: 4, Web: 5, MiniWeb: 6, Linux: 7, AndroidPad: 8, iPad: 9,
+  });
+
+  const EVENTS = Object.freeze([
+    'onReceiveNewInvitation',
+    'onInviteeAccepted',
+    'onInviteeAcceptedByOtherDevice',
+    'onInviteeRejected',
+    'onInviteeRejectedByOtherDevice',
+    'onInvitationCancelled',
+    'onInvitationTimeout',
+    'onHangUp',
+    'onRoomParticipantConnected',
+    'onRoomParticipantDisconnected',
+    'onReceiveCustomSignal',
+    'onKickedOffline',
+    'connectionStateChanged',
+  ]);
+
+  // A local error in the OpenIM shape (never reached the backend).
+  function localError(errMsg) {
+    return { errCode: 10006, errMsg, data: null };
+  }
+
+  function newOperationID() {
+    if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
+    return `op-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+  }
+
+  // Invokes a command and hands its {errCode, errMsg, data} to `callback` and the promise.
+  function call(command, args, callback) {
+    const done = (result) => {
+      if (typeof callback === 'function') {
+        try {
+          callback(result);
+        } catch (e) {
+          console.error(`callback of ${command} threw`, e);
+        }
+      }
+      return result;
+    };
+    if (!tauri) return Promise.resolve(done(localError('not running inside the Tincan app')));
+    return tauri.core
+      .invoke(command, args)
+      .then((r) => (r && typeof r.errCode === 'number' ? r : { errCode: 0, errMsg: '', data: r }))
+      .catch((e) => localError(String(e)))
+      .then(done);
+  }
+
+  // OpenIM passes the RtcInvite's fields at the top level for invites; the backend
+  // wants {invitation: {…}}. Accept both.
+  function inviteOptions(options) {
+    options = options || {};
+    if (options.invitation) return options;
+    const { offlinePushInfo, ...invitation } = options;
+    return offlinePushInfo ? { invitation, offlinePushInfo } : { invitation };
+  }
+
+  const op = (operationID) => operationID || newOperationID();
+
+  const openIM = {
+    signalingInvite: (operationID, options, callback) =>
+      call('signaling_invite', { operationId: op(operationID), options: inviteOptions(options) }, callback),
+    signalingInviteInGroup: (operationID, options, callback) =>
+      call('signaling_invite_in_group', { operationId: op(operationID), options: inviteOptions(options) }, callback),
+    signalingAccept: (operationID, options, callback) =>
+      call('signaling_accept', { operationId: op(operationID), options }, callback),
+    signalingReject: (operationID, options, callback) =>
+      call('signaling_reject', { operationId: op(operationID), options }, callback),
+    signalingCancel: (operationID, options, callback) =>
+      call('signaling_cancel', { operationId: op(operationID), options }, callback),
+    signalingHungUp: (operationID, options, callback) =>
+      call('signaling_hung_up', { operationId: op(operationID), options }, callback),
+    // OpenIM passes a bare groupID / roomID string; {groupID} / {roomID} objects work too.
+    signalingGetRoomByGroupID: (operationID, groupID, callback) =>
+      call('signaling_get_room_by_group_id', {
+        operationId: op(operationID),
+        groupId: typeof groupID === 'object' && groupID ? groupID.groupID : groupID,
+      }, callback),
+    signalingGetTokenByRoomID: (operationID, roomID, callback) =>
+      call('signaling_get_token_by_room_id', {
+        operationId: op(operationID),
+        roomId: typeof roomID === 'object' && roomID ? roomID.roomID : roomID,
+      }, callback),
+    getSignalingInvitationInfoStartApp: (operationID, callback) =>
+      call('get_signaling_invitation_info_start_app', { operationId: op(operationID) }, callback),
+    signalingSendCustomSignal: (operationID, options, callback) =>
+      call('signaling_send_custom_signal', {
+        operationId: op(operationID),
+        roomId: options && options.roomID,
+        customInfo: options && options.customInfo,
+      }, callback),
+    getCallHistory: (operationID, options, callback) => {
+      if (typeof options === 'function') [options, callback] = [undefined, options];
+      return call('get_call_history', { operationId: op(operationID), options: options || null }, callback);
+    },
+    getContacts: (operationID, callback) =>
+      call('get_contacts', { operationId: op(operationID) }, callback),
+
+    // Account and app calls (Tincan's, same result shape).
+    register: (server, userID, password, nickname, callback) =>
+      call('register', { server, userId: userID, password, nickname: nickname || null }, callback),
+    login: (server, userID, password, callback) =>
+      call('sign_in', { server, userId: userID, password }, callback),
+    logout: (callback) => call('sign_out', {}, callback),
+    startEmbeddedServer: (callback) => call('start_embedded_server', {}, callback),
+    session: () => (tauri ? tauri.core.invoke('session') : Promise.resolve(null)),
+    appInfo: () => (tauri ? tauri.core.invoke('app_info') : Promise.resolve(null)),
+    newOperationID,
+  };
+
+  // globalEvent: on / off / once over Tauri's event system, one Tauri listener per name.
+  const handlers = new Map(); // name -> Set<fn>
+  const unlisteners = new Map(); // name -> Promise<unlisten>
+
+  function ensureListening(name) {
+    if (unlisteners.has(name) || !tauri) return;
+    unlisteners.set(
+      name,
+      tauri.event.listen(name, (event) => {
+        for (const fn of Array.from(handlers.get(name) || [])) {
+          try {
+            fn(event.payload);
+          } catch (e) {
+            console.error(`listener of ${name} threw`, e);
+          }
+        }
+      }),
+    );
+  }
+
+  const globalEvent = {
+    on(name, fn) {
+      if (!handlers.has(name)) handlers.set(name, new Set());
+      handlers.get(name).add(fn);
+      ensureListening(name);
+      return globalEvent;
+    },
+    off(name, fn) {
+      const set = handlers.get(name);
+      if (set) {
+        if (fn) set.delete(fn);
+        else set.clear();
+      }
+      return globalEvent;
+    },
+    once(name, fn) {
+      const wrapper = (payload) => {
+        globalEvent.off(name, wrapper);
+        fn(payload);
+      };
+      return globalEvent.on(name, wrapper);
+    },
+    // Resolves when the Tauri listeners for `names` are registered (so no event is missed).
+    ready(names = EVENTS) {
+      names.forEach(ensureListening);
+      return Promise.all(names.map((n) => unlisteners.get(n)).filter(Boolean));
+    },
+  };
+  globalEvent.addListener = globalEvent.on;
+  globalEvent.removeListener = globalEvent.off;
+
+  openIM.globalEvent = globalEvent;
+  openIM.SessionType = SessionType;
+  openIM.Platform = Platform;
+  openIM.EVENTS = EVENTS;
+
+  window.openIM = openIM;
+  window.globalEvent = globalEvent;
+  window.SessionType = SessionType;
+  window.Platform = Platform;
+  window.CbEvents = Object.freeze(Object.fromEntries(EVENTS.map((n) => [n.replace(/^on/, 'On'), n])));
+})();
