@@ -101,13 +101,13 @@ function showError(id, text) {
 
 function setScreen(name) {
   ui.screen = name;
-  for (const s of document.querySelectorAll('[data-screen]')) s.hidden = s.dataset.screen !== name;
+  for (const s of document.querySelectorAll('section[data-screen]')) s.hidden = s.dataset.screen !== name;
   updateRootState();
 }
 
 function updateRootState() {
   root.dataset.state = ui.incoming && ui.screen !== 'in-call' ? 'incoming' : ui.screen;
-  root.dataset.screen = ui.screen;
+  root.dataset.base = ui.screen;
 }
 
 function setStatus(state, text) {
