@@ -334,7 +334,8 @@ async function loadHistory() {
     const when = new Date(r.initiateTime).toLocaleString();
     box.append(
       el('li', { testid: `history-${r.roomID}`, class: missed ? 'missed' : '', 'data-missed': String(!!missed) },
-        el('span', { class: 'name' }, `${r.mediaType === 'audio' ? '📞' : '🎥'} ${who}`),
+        el('span', { class: `kind ${r.mediaType}` }, r.mediaType === 'audio' ? 'Audio' : 'Video'),
+        el('span', { class: 'name' }, who),
         el('span', { class: 'muted' }, `${what}${duration} · ${when}`),
       ),
     );
@@ -359,11 +360,17 @@ function invitationFor(call) {
     inviteeUserIDList: call.invitees,
     groupID: call.groupID,
     roomID: call.roomID || '',
-    timeout: 30,
+    timeout: ringTimeout(),
     mediaType: call.media,
     sessionType: call.groupID ? SessionType.Group : SessionType.Single,
     platformID: Platform.Linux,
   };
+}
+
+// Seconds an outgoing invitation rings (Settings; 30 like OpenIM's examples).
+function ringTimeout() {
+  const n = parseInt($('settings-ring-timeout').value, 10);
+  return Number.isFinite(n) && n > 0 ? Math.min(n, 600) : 30;
 }
 
 async function startOutgoing(invitees, media, groupID) {
@@ -527,7 +534,7 @@ function desktopNotify(title, body) {
   // The notification plugin is not part of this build; the window asks for attention
   // through the document title instead.
   if (document.hasFocus()) return;
-  document.title = `📞 ${title}`;
+  document.title = `Incoming call: ${title}`;
   setTimeout(() => (document.title = 'Tincan'), 30000);
   void body;
 }
