@@ -148,9 +148,10 @@ async fn connect(app: &AppHandle, server: &str, token: &str) -> ApiResult {
         Ok(d) => d,
         Err(e) => return failure(codes::INTERNAL, format!("cannot store the device id: {e}")),
     };
+    // Events of the session being replaced (its `Closed`) must not reach the window.
+    let generation = state.next_generation();
     // The same device may not be connected twice: close the old session first.
     close_session(&state).await;
-    let generation = state.next_generation();
     let (client, rx) = match tincan_sdk::connect(server, token, device.clone()).await {
         Ok(c) => c,
         Err(e) => return ApiResult::from_error(&e),
