@@ -56,11 +56,14 @@ function explain(res, context) {
     case 10101:
       return 'You are signed out. Sign in again.';
     case 1001:
+      if (/taken/i.test(msg)) return 'That user ID is already taken. Choose another.';
+      if (/^password/i.test(msg)) return 'The password must be 6 to 256 characters long.';
+      if (/userID/i.test(msg) && (context === 'register' || context === 'signin'))
+        return 'That user ID is not valid: use letters, digits, and - _ . @ only.';
       return `The server refused the request: ${msg}`;
     case 1002:
-      return context === 'signin' || context === 'register'
-        ? 'Wrong user ID or password.'
-        : "You're not allowed to do that.";
+      if (context === 'register') return msg ? msg.charAt(0).toUpperCase() + msg.slice(1) + '.' : 'Registration is closed on this server.';
+      return context === 'signin' ? 'Wrong user ID or password.' : "You're not allowed to do that.";
     case 1004:
       return context === 'signin' ? 'Wrong user ID or password.' : `Not found: ${msg}`;
     case 1006:
@@ -530,13 +533,17 @@ async function rejectIncoming() {
   loadHistory();
 }
 
+// A desktop notification (tauri-plugin-notification) when the window is not focused, and
+// the window title as a fallback where no notification service runs.
 function desktopNotify(title, body) {
-  // The notification plugin is not part of this build; the window asks for attention
-  // through the document title instead.
   if (document.hasFocus()) return;
   document.title = `Incoming call: ${title}`;
   setTimeout(() => (document.title = 'Tincan'), 30000);
-  void body;
+  if (window.__TAURI__) {
+    window.__TAURI__.core
+      .invoke('plugin:notification|notify', { options: { title, body } })
+      .catch((e) => console.warn('desktop notification failed', e));
+  }
 }
 
 // ---------------------------------------------------------------- in call

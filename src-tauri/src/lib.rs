@@ -75,6 +75,8 @@ impl StartOptions {
 pub fn run() {
     let options = StartOptions::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
     tauri::Builder::default()
+        // The incoming-call dialog shows a desktop notification when the window is not focused.
+        .plugin(tauri_plugin_notification::init())
         .setup(move |app| {
             let profile = match options.profile.clone() {
                 Some(p) => p,
