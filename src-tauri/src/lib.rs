@@ -71,6 +71,28 @@ impl StartOptions {
     }
 }
 
+/// Names of the commands [`run`] registers, as the page invokes them.
+pub const COMMANDS: &[&str] = &[
+    "app_info",
+    "start_embedded_server",
+    "register",
+    "sign_in",
+    "sign_out",
+    "session",
+    "signaling_invite",
+    "signaling_invite_in_group",
+    "signaling_accept",
+    "signaling_reject",
+    "signaling_cancel",
+    "signaling_hung_up",
+    "signaling_get_room_by_group_id",
+    "signaling_get_token_by_room_id",
+    "get_signaling_invitation_info_start_app",
+    "signaling_send_custom_signal",
+    "get_call_history",
+    "get_contacts",
+];
+
 /// Builds the Tauri app from `tauri.conf.json` and runs it until the last window closes.
 pub fn run() {
     let options = StartOptions::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
@@ -129,6 +151,55 @@ mod tests {
         let o = parse(&["--foo", "--server", "http://h:1", "--profile=/tmp/p"], &[]);
         assert_eq!(o.server.as_deref(), Some("http://h:1"));
         assert_eq!(o.profile, Some(PathBuf::from("/tmp/p")));
+    }
+
+    const INDEX_HTML: &str = include_str!("../../ui/index.html");
+    const OPENIM_JS: &str = include_str!("../../ui/openim.js");
+    const OPENIM_DTS: &str = include_str!("../../ui/openim.d.ts");
+    const TESTIDS_MD: &str = include_str!("../../docs/ui-testids.md");
+
+    #[test]
+    fn every_static_testid_is_documented() {
+        let ids: Vec<&str> = INDEX_HTML
+            .split("data-testid=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+            .collect();
+        assert!(ids.len() > 40, "{ids:?}");
+        for id in ids {
+            assert!(
+                TESTIDS_MD.contains(&format!("`{id}`")),
+                "data-testid {id} is not listed in docs/ui-testids.md"
+            );
+        }
+    }
+
+    #[test]
+    fn openim_js_knows_every_event_the_page_receives() {
+        for name in tincan_sdk::protocol::EVENTS {
+            if *name == "onReceiveMediaSignal" {
+                continue; // for the media engine, not emitted to the page
+            }
+            assert!(OPENIM_JS.contains(&format!("'{name}'")), "openim.js lacks {name}");
+            assert!(OPENIM_DTS.contains(&format!("{name}:")), "openim.d.ts lacks {name}");
+        }
+        assert!(OPENIM_JS.contains(&format!("'{}'", events::CONNECTION_STATE_CHANGED)));
+    }
+
+    #[test]
+    fn openim_js_invokes_only_registered_commands() {
+        let invoked: Vec<&str> = OPENIM_JS
+            .split("call('")
+            .skip(1)
+            .chain(OPENIM_JS.split("invoke('").skip(1))
+            .map(|rest| rest.split('\'').next().unwrap())
+            .collect();
+        for c in &invoked {
+            assert!(COMMANDS.contains(c), "openim.js invokes unknown command {c}");
+        }
+        for c in COMMANDS {
+            assert!(invoked.contains(c), "command {c} is not offered by openim.js");
+        }
     }
 
     #[test]
