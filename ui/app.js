@@ -520,6 +520,15 @@ async function acceptIncoming() {
   closeIncoming();
   const inv = info.invitation;
   enterCall(inv, [inv.inviterUserID]);
+  if (inv.groupID) refreshGroupParticipants(inv.groupID, inv.roomID);
+}
+
+// Who is already in a group call this window just joined.
+async function refreshGroupParticipants(groupID, roomID) {
+  const res = await openIM.signalingGetRoomByGroupID(openIM.newOperationID(), groupID);
+  if (res.errCode === 0 && res.data.roomID === roomID && ui.call && ui.call.roomID === roomID) {
+    setParticipants(res.data.participant || []);
+  }
 }
 
 async function rejectIncoming() {
