@@ -11,5 +11,8 @@
 mod harness;
 
 mod calls;
+mod group;
+mod ringing;
+mod seed;
 mod signin;
 mod window;
