@@ -200,7 +200,9 @@ async function submitSignin(register) {
 async function useLocalServer() {
   showError('login-error', '');
   setStatus('busy', 'Starting a local server…');
+  $('use-local-server').disabled = true;
   const res = await openIM.startEmbeddedServer();
+  $('use-local-server').disabled = false;
   setStatus('', '');
   if (res.errCode !== 0) {
     showError('login-error', `Could not start a local server: ${res.errMsg}`);

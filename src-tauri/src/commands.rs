@@ -107,10 +107,7 @@ pub async fn start_embedded_server(app: AppHandle) -> ApiResult {
             tracing::error!("embedded server stopped: {e}");
         }
     });
-    state.set_embedded(EmbeddedServer {
-        url: url.clone(),
-        task,
-    });
+    let url = state.set_embedded(EmbeddedServer { url, task });
     ok(serde_json::json!({ "url": url }))
 }
 

@@ -104,9 +104,21 @@ impl AppState {
         lock(&self.server).as_ref().map(|s| s.url.clone())
     }
 
-    /// Records the embedded server.
-    pub fn set_embedded(&self, server: EmbeddedServer) {
-        *lock(&self.server) = Some(server);
+    /// Records the embedded server, unless one is already recorded (two starts raced);
+    /// returns the URL of the one that stays.
+    pub fn set_embedded(&self, server: EmbeddedServer) -> String {
+        let mut slot = lock(&self.server);
+        match slot.as_ref() {
+            Some(existing) => {
+                server.task.abort();
+                existing.url.clone()
+            }
+            None => {
+                let url = server.url.clone();
+                *slot = Some(server);
+                url
+            }
+        }
     }
 
     /// This installation's device: the id stored in the profile directory, or a new
