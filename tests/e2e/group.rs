@@ -42,6 +42,10 @@ fn group_call_with_one_accept_and_one_reject() {
         assert_eq!(inv.invitation.group_id, "team");
         let room = inv.invitation.room_id.clone();
         within(bob.expect_info("onReceiveNewInvitation")).await;
+        // As a person would: the window says it rings (it has the room) before anyone answers.
+        s.app
+            .wait_attr("outgoing-status", "data-state", "ringing")
+            .await;
 
         carol.reject(&room).await.expect("carol declines");
         s.app
