@@ -227,6 +227,13 @@ async function signedIn(me) {
   setScreen('contacts');
   await loadContacts();
   loadHistory();
+  // This device was in a call when it last disconnected, and the server kept it: resume.
+  const current = me.currentCall;
+  if (current && !ui.call) {
+    const others = (current.participant || []).map((p) => p.userInfo.userID).filter((u) => u !== me.userID);
+    enterCall({ ...current.invitation, roomID: current.roomID }, others);
+    notice('');
+  }
   // An invitation that rang before the window listened arrives as an event too (the
   // SDK's first resync); this covers a page reload.
   if (!ui.incoming) {
@@ -240,6 +247,15 @@ async function signedIn(me) {
 
 async function signOut() {
   ui.signingOut = true;
+  // Leave a call properly, so the others are not kept waiting for this device to return.
+  const call = ui.call;
+  if (call && call.roomID) {
+    const options = { opUserID: ui.me.userID, invitation: { ...(call.invitation || {}), roomID: call.roomID } };
+    if (call.kind === 'in-call') await openIM.signalingHungUp(openIM.newOperationID(), options);
+    else await openIM.signalingCancel(openIM.newOperationID(), options);
+  } else if (ui.incoming) {
+    await openIM.signalingReject(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: ui.incoming.invitation });
+  }
   endCallLocally();
   await openIM.logout();
   toSignin('');
@@ -390,6 +406,7 @@ async function startOutgoing(invitees, media, groupID) {
     roomID: '',
     participants: new Set([ui.me.userID]),
     cancelRequested: false,
+    early: [], // answers that arrived before the invite's reply named the room
   };
   ui.call = call;
   $('outgoing-callee').textContent = groupID ? `${groupName(groupID)}: ${list(invitees)}` : nameOf(invitees[0]);
@@ -409,8 +426,8 @@ async function startOutgoing(invitees, media, groupID) {
   call.invitation = { ...invitationFor(call), roomID: res.data.roomID };
   // Glare: our invite answered their invitation ringing here.
   if (ui.incoming && ui.incoming.invitation.roomID === res.data.roomID) {
+    const inv = ui.incoming.invitation;
     closeIncoming();
-    const inv = ui.incoming ? ui.incoming.invitation : call.invitation;
     enterCall(inv, [inv.inviterUserID]);
     return;
   }
@@ -423,7 +440,9 @@ async function startOutgoing(invitees, media, groupID) {
   $('outgoing-status').textContent = busy.length ? `Ringing… (${list(busy)} busy)` : 'Ringing…';
   $('outgoing-status').dataset.state = 'ringing';
   ring.start('outgoing');
-  if (call.cancelRequested) cancelOutgoing();
+  // Answers that overtook the invite's reply (a far end that answers at once).
+  for (const [kind, info] of call.early.splice(0)) onInviteeAnswer(kind, info);
+  if (ui.call === call && call.cancelRequested) cancelOutgoing();
 }
 
 async function cancelOutgoing() {
@@ -446,6 +465,11 @@ async function cancelOutgoing() {
 // An answer to the call this window placed (or added people to).
 function onInviteeAnswer(kind, info) {
   const call = ui.call;
+  if (call && call.kind === 'outgoing' && !call.roomID) {
+    // Events and command replies travel separately: keep it until the reply names the room.
+    call.early.push([kind, info]);
+    return;
+  }
   if (!call || info.invitation.roomID !== call.roomID) return;
   const who = info.opUserID;
   if (call.pending) call.pending.delete(who);
@@ -894,7 +918,7 @@ async function start() {
     if (info.defaultServer) $('login-server').value = info.defaultServer;
     setStatus('', '');
     const session = await openIM.session();
-    if (session) await signedIn({ userID: session.userID, server: session.server });
+    if (session) await signedIn(session);
     else setScreen('signin');
   } catch (err) {
     setStatus('error', `Could not reach the app core: ${err}`);

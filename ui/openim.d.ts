@@ -180,10 +180,21 @@ export interface GlobalEvent {
   ready(names?: (keyof EventPayloads)[]): Promise<unknown>;
 }
 
+export interface CurrentCall {
+  invitation: RtcInvite;
+  roomID: string;
+  token: string;
+  liveURL: string;
+  iceServers: IceServer[];
+  participant: ParticipantMetaData[];
+}
+
 export interface SignedIn {
   userID: string;
   server: string;
   deviceID: string;
+  /** The call this device was in when it last dropped, if the server kept it. */
+  currentCall: CurrentCall | null;
 }
 
 export interface OpenIM {
@@ -203,7 +214,7 @@ export interface OpenIM {
   login(server: string, userID: string, password: string, callback?: Callback<SignedIn>): Promise<WsResponse<SignedIn>>;
   logout(callback?: Callback<{}>): Promise<WsResponse<{}>>;
   startEmbeddedServer(callback?: Callback<{ url: string }>): Promise<WsResponse<{ url: string }>>;
-  session(): Promise<{ userID: string; server: string; connection: ConnectionState } | null>;
+  session(): Promise<(SignedIn & { connection: ConnectionState }) | null>;
   newOperationID(): string;
   globalEvent: GlobalEvent;
 }

@@ -130,7 +130,8 @@ pub async fn register(
 
 /// Signs in over HTTP, connects with this installation's deviceID, and starts
 /// forwarding the session's events. Replaces any current session.
-/// Data: `{userID, server, deviceID}`.
+/// Data: `{userID, server, deviceID, currentCall}`; `currentCall` is the call this
+/// device was in when it last dropped, if the server kept it (else `null`).
 #[tauri::command]
 pub async fn sign_in(app: AppHandle, server: String, user_id: String, password: String) -> ApiResult {
     match tincan_sdk::sign_in(server.trim(), user_id.trim(), &password).await {
@@ -154,6 +155,7 @@ async fn connect(app: &AppHandle, server: &str, token: &str) -> ApiResult {
         Err(e) => return ApiResult::from_error(&e),
     };
     let user_id = client.user_id().clone();
+    let current_call = client.session().current_call;
     let forwarder = events::spawn_forwarder(app.clone(), generation, rx);
     if let Some(old) = state.set_session(Session {
         client,
@@ -168,6 +170,7 @@ async fn connect(app: &AppHandle, server: &str, token: &str) -> ApiResult {
         "userID": user_id,
         "server": server,
         "deviceID": device.device_id,
+        "currentCall": current_call,
     }))
 }
 
@@ -192,7 +195,7 @@ pub async fn sign_out(app: AppHandle) -> ApiResult {
     ok(serde_json::json!({}))
 }
 
-/// The signed-in user: `{userID, server, connection}` or `null`.
+/// The signed-in user: `{userID, server, deviceID, connection, currentCall}` or `null`.
 #[tauri::command]
 pub fn session(app: AppHandle) -> serde_json::Value {
     let state = app.state::<AppState>();
@@ -200,7 +203,9 @@ pub fn session(app: AppHandle) -> serde_json::Value {
         (Some((user_id, server)), Some(client)) => serde_json::json!({
             "userID": user_id,
             "server": server,
+            "deviceID": client.device().device_id,
             "connection": client.connection_state(),
+            "currentCall": client.session().current_call,
         }),
         _ => serde_json::Value::Null,
     }
