@@ -537,6 +537,7 @@ async function acceptIncoming() {
   if (!info) return;
   $('incoming-accept').disabled = true;
   $('incoming-reject').disabled = true;
+  info.early = []; // room events that overtake the accept's reply
   const res = await openIM.signalingAccept(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
   if (ui.incoming !== info) return;
   if (res.errCode !== 0) {
@@ -547,6 +548,15 @@ async function acceptIncoming() {
   const inv = info.invitation;
   enterCall(inv, [inv.inviterUserID]);
   if (inv.groupID) refreshGroupParticipants(inv.groupID, inv.roomID);
+  for (const [handler, data] of info.early.splice(0)) handler(data);
+}
+
+// Whether a room event arrived while this window's accept is on its way; keeps it for then.
+function heldForAccept(handler, data) {
+  const info = ui.incoming;
+  if (!info || !info.early || info.invitation.roomID !== data.invitation.roomID) return false;
+  info.early.push([handler, data]);
+  return true;
 }
 
 // Who is already in a group call this window just joined.
@@ -678,6 +688,7 @@ async function hangUp() {
 }
 
 function onHangUp(info) {
+  if (heldForAccept(onHangUp, info)) return;
   const call = ui.call;
   if (!call || call.kind !== 'in-call' || info.invitation.roomID !== call.roomID) return;
   const who = info.opUserID;
@@ -848,12 +859,12 @@ function wireEvents() {
   globalEvent.on('onInviteeAccepted', (info) => onInviteeAnswer('accepted', info));
   globalEvent.on('onInviteeRejected', (info) => onInviteeAnswer('rejected', info));
   globalEvent.on('onHangUp', onHangUp);
-  globalEvent.on('onRoomParticipantConnected', (p) => {
+  const onParticipants = (p) => {
+    if (heldForAccept(onParticipants, p)) return;
     if (ui.call && ui.call.roomID === p.invitation.roomID) setParticipants(p.participant);
-  });
-  globalEvent.on('onRoomParticipantDisconnected', (p) => {
-    if (ui.call && ui.call.roomID === p.invitation.roomID) setParticipants(p.participant);
-  });
+  };
+  globalEvent.on('onRoomParticipantConnected', onParticipants);
+  globalEvent.on('onRoomParticipantDisconnected', onParticipants);
   globalEvent.on('onKickedOffline', () => {
     endCallLocally();
     toSignin('You were signed out because this device signed in again elsewhere.');
