@@ -19,7 +19,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use fantoccini::{Client, ClientBuilder};
@@ -144,15 +144,19 @@ where
 }
 
 /// What the machine offers for e2e runs.
+#[derive(Clone)]
 struct Env {
     display: String,
     app: PathBuf,
 }
 
 /// Checks everything an e2e run needs. Returns `None` (after saying why) to skip.
+/// Checked once per run, so every test sees the same answer even if `ui/` is edited
+/// while the suite runs.
 fn prerequisites() -> Option<Env> {
+    static FOUND: OnceLock<Result<Env, String>> = OnceLock::new();
     let strict = std::env::var(STRICT_ENV).is_ok_and(|v| v == "1");
-    match find_env() {
+    match FOUND.get_or_init(find_env).clone() {
         Ok(env) => Some(env),
         Err(reason) if strict => panic!("e2e cannot run ({STRICT_ENV}=1): {reason}"),
         Err(reason) => {
