@@ -245,10 +245,11 @@ async function signedIn(me) {
   }
 }
 
-async function signOut() {
-  ui.signingOut = true;
-  // Leave a call properly, so the others are not kept waiting for this device to return.
+// Leaves a call properly (hang up, cancel, or decline what rings), so the others are not
+// kept waiting for this device to come back (the server waits up to 30 s for a dropped one).
+async function leaveCallOnServer() {
   const call = ui.call;
+  if (!ui.me) return;
   if (call && call.roomID) {
     const options = { opUserID: ui.me.userID, invitation: { ...(call.invitation || {}), roomID: call.roomID } };
     if (call.kind === 'in-call') await openIM.signalingHungUp(openIM.newOperationID(), options);
@@ -256,6 +257,11 @@ async function signOut() {
   } else if (ui.incoming) {
     await openIM.signalingReject(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: ui.incoming.invitation });
   }
+}
+
+async function signOut() {
+  ui.signingOut = true;
+  await leaveCallOnServer();
   endCallLocally();
   await openIM.logout();
   toSignin('');
@@ -919,6 +925,13 @@ async function start() {
     return;
   }
   wireControls();
+  // Closing the window during a call hangs up first (for at most 1.5 s), then closes.
+  const tauriWindow = window.__TAURI__.window && window.__TAURI__.window.getCurrentWindow();
+  if (tauriWindow) {
+    tauriWindow.onCloseRequested(() =>
+      Promise.race([leaveCallOnServer().catch(() => {}), new Promise((r) => setTimeout(r, 1500))]),
+    );
+  }
   try {
     await wireEvents();
     const info = await openIM.appInfo();
