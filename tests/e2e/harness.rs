@@ -302,9 +302,11 @@ where
             display: env.display.clone(),
         };
         failed.try_screenshot(&format!("{name}-failed"));
-        if let Ok(state) = failed.state().await {
-            let _ = writeln!(std::io::stderr(), "e2e {name} failed on screen {state:?}");
-        }
+        let seen = client.execute(SEEN_JS, vec![]).await.unwrap_or_default();
+        let _ = writeln!(
+            std::io::stderr(),
+            "e2e {name} failed; the window showed: {seen}; screenshot: tests/artifacts/{name}-failed.png"
+        );
     }
     // Closing the session closes the app; then the driver gets its SIGTERM (Drop).
     if let Err(e) = client.close().await {
@@ -455,3 +457,13 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// What the window showed when a test failed: the screen and every visible message.
+const SEEN_JS: &str = r#"
+const root = document.querySelector('[data-testid="app"]');
+const seen = { screen: root && root.getAttribute('data-state') };
+for (const el of document.querySelectorAll('[role="alert"], [data-testid$="-status"], [data-testid="call-ended-reason"]')) {
+  if (el.offsetParent !== null && el.textContent.trim()) seen[el.dataset.testid] = el.textContent.trim();
+}
+return seen;
+"#;
