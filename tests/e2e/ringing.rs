@@ -47,6 +47,32 @@ fn unanswered_call_times_out_on_both_sides() {
 }
 
 #[test]
+fn outgoing_call_nobody_answers_times_out_on_both_sides() {
+    harness::run_with("outgoing-timeout", with_password("alice"), |s| async move {
+        let mut bob = s.server.peer("bob", "bob-sdk").await;
+        s.sign_in("alice").await;
+
+        s.app.click("tab-settings").await;
+        s.app.type_into("settings-ring-timeout", "2").await;
+        s.app.click("tab-contacts").await;
+        s.app.click("call-video-bob").await;
+        s.app.wait_state("outgoing").await;
+        let inv = within(bob.expect_info("onReceiveNewInvitation")).await;
+        assert_eq!(inv.invitation.timeout, 2);
+        // bob lets it ring.
+        within(bob.expect("onInvitationTimeout")).await;
+        s.app.wait_state("contacts").await;
+        s.app
+            .wait_attr("call-ended-reason", "data-kind", "timeout")
+            .await;
+        assert_eq!(
+            s.app.text_of("call-ended-reason").await,
+            "bob did not answer."
+        );
+    });
+}
+
+#[test]
 fn answered_on_another_device_closes_the_dialog() {
     harness::run_with("other-device", with_password("alice"), |s| async move {
         let mut bob = s.server.peer("bob", "bob-sdk").await;
