@@ -35,9 +35,11 @@
     'connectionStateChanged',
   ]);
 
-  // A local error in the OpenIM shape (never reached the backend).
+  // A local error in the OpenIM shape (never reached the backend): 10002 (ArgsError) when
+  // the arguments did not fit the command, else 10006 (SdkInternal).
   function localError(errMsg) {
-    return { errCode: 10006, errMsg, data: null };
+    const args = /invalid args|missing required key|invalid type/i.test(errMsg);
+    return { errCode: args ? 10002 : 10006, errMsg, data: null };
   }
 
   function newOperationID() {
