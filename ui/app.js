@@ -820,8 +820,9 @@ function onConnection(s) {
       break;
     case 'resynced': {
       banner.hidden = true;
+      // The login reply says which call this device is still in; any other is over.
       const call = ui.call;
-      if (call && call.kind === 'in-call') {
+      if (call && call.roomID) {
         const cur = s.login && s.login.currentCall;
         if (!cur || cur.roomID !== call.roomID) finishCall('The call ended while you were disconnected.', 'disconnected');
       }
