@@ -31,6 +31,10 @@ fn outgoing_call_accepted_then_hung_up_by_the_far_end() {
             .await;
         let reason = s.app.text_of("call-ended-reason").await;
         assert!(reason.contains("bob hung up"), "reason shown: {reason:?}");
+
+        s.app.click("tab-history").await;
+        s.app.wait_testid(&format!("history-{room}")).await;
+        s.app.screenshot("history").await;
     });
 }
 

@@ -17,6 +17,10 @@ fn sign_in_shows_contacts_and_groups() {
             s.app.wait_testid(id).await;
         }
         s.app.screenshot("contacts").await;
+
+        s.app.click("tab-settings").await;
+        s.app.wait_text("settings-user", |t| t == "alice").await;
+        s.app.screenshot("settings").await;
     });
 }
 

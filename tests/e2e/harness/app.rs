@@ -188,7 +188,8 @@ impl App {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let path = artifacts().join(format!("{name}.png"));
         let status = Command::new("import")
-            .args(["-window", "root"])
+            // The whole display, trimmed to the window (Xvfb's background is black).
+            .args(["-window", "root", "-trim", "+repage"])
             .arg(&path)
             .env("DISPLAY", &self.display)
             .stdin(Stdio::null())
