@@ -66,3 +66,22 @@ fn unreachable_server_is_explained() {
         );
     });
 }
+
+#[test]
+fn malformed_server_address_is_explained() {
+    harness::run_with("bad-address", with_password("alice"), |s| async move {
+        s.app.wait_state("signin").await;
+        s.app
+            .type_into("login-server", "not a server address")
+            .await;
+        s.app.type_into("login-user", "alice").await;
+        s.app.type_into("login-password", harness::PASSWORD).await;
+        s.app.click("login-submit").await;
+        let error = s.app.wait_text("login-error", |t| !t.is_empty()).await;
+        assert!(
+            error.to_lowercase().contains("address"),
+            "error shown: {error:?}"
+        );
+        assert_eq!(s.app.state().await.unwrap().as_deref(), Some("signin"));
+    });
+}
