@@ -61,3 +61,25 @@ fn group_call_with_one_accept_and_one_reject() {
         s.app.wait_state("contacts").await;
     });
 }
+
+#[test]
+fn group_invitation_names_the_group_and_can_be_joined() {
+    harness::run_with("group-incoming", with_password("alice"), |s| async move {
+        let mut bob = s.server.peer("bob", "bob-sdk").await;
+        s.sign_in("alice").await;
+
+        bob.invite_group("team", &["alice", "carol"])
+            .await
+            .expect("bob calls the team");
+        s.app.wait_state("incoming").await;
+        assert_eq!(s.app.text_of("incoming-caller").await, "bob");
+        let group = s.app.text_of("incoming-group").await;
+        assert!(group.contains("Team"), "group shown as {group:?}");
+        s.app.screenshot("group-incoming").await;
+
+        s.app.click("incoming-accept").await;
+        within(bob.expect("onInviteeAccepted")).await;
+        s.app.wait_state("in-call").await;
+        s.app.wait_testid("participant-bob").await;
+    });
+}
