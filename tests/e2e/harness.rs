@@ -4,8 +4,10 @@
 //! [`run`] owns the whole life cycle, so a test body only says what it proves:
 //!
 //! ```ignore
-//! harness::run("window_opens", |s| async move {
-//!     s.app.wait_attr("app-status", "data-state", "ready").await;
+//! harness::run("window", |s| async move {
+//!     s.app.wait_state("signin").await;
+//!     assert_eq!(s.app.text_of("app-title").await, "Tincan");
+//!     s.app.screenshot("signin").await;
 //! });
 //! ```
 //!
@@ -50,6 +52,9 @@ const APP_ENV: &str = "TINCAN_APP";
 
 /// One app at a time: they would share the X display and fight over focus.
 static SERIAL: Mutex<()> = Mutex::new(());
+/// Why the app could not be started, once that happened: the other tests of the run
+/// fail at once instead of each waiting [`STARTUP`] for the same reason.
+static START_FAILED: OnceLock<String> = OnceLock::new();
 
 /// What a scenario gets: the server the app talks to and the app's window.
 pub struct Session {
@@ -172,6 +177,14 @@ fn find_env() -> Result<Env, String> {
         .ok()
         .filter(|d| !d.is_empty())
         .ok_or("DISPLAY is not set (run under xvfb-run)")?;
+    if let Some(socket) = local_x_socket(&display) {
+        if !socket.exists() {
+            return Err(format!(
+                "no X server on DISPLAY={display} ({} is missing)",
+                socket.display()
+            ));
+        }
+    }
     for tool in ["tauri-driver", "WebKitWebDriver", "import"] {
         if which(tool).is_none() {
             return Err(format!("`{tool}` is not on PATH (see docs/e2e.md)"));
@@ -183,7 +196,8 @@ fn find_env() -> Result<Env, String> {
 
 /// The app binary: `$TINCAN_APP`, or `tincan-app` in the test binary's profile directory
 /// (`target/debug/`, wherever the target directory is). The latter must be at least as
-/// new as every file in `ui/`, or the run would test yesterday's page.
+/// new as every file in `ui/`, `src-tauri/src/` and `tauri.conf.json`, or the run would
+/// test yesterday's app.
 fn app_binary() -> Result<PathBuf, String> {
     let build = "build it with `cargo build -p tincan --features tincan/custom-protocol`";
     let path = match std::env::var_os(APP_ENV) {
@@ -204,11 +218,12 @@ fn app_binary() -> Result<PathBuf, String> {
         return Ok(path); // chosen by hand: maybe built from another tree
     }
     let built = mtime(&path).ok_or_else(|| format!("cannot stat {}", path.display()))?;
-    let ui = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ is in the workspace")
-        .join("ui");
-    if let Some((newest, file)) = newest_file(&ui) {
+        .expect("tests/ is in the workspace");
+    // What cargo rebuilds the binary for when it changes: the page, the backend, the config.
+    let sources = ["ui", "src-tauri/src", "tauri.conf.json"].map(|p| root.join(p));
+    if let Some((newest, file)) = sources.iter().filter_map(|p| newest_file(p)).max() {
         if newest > built {
             return Err(format!(
                 "app binary {} is older than {}; {build}",
@@ -224,10 +239,14 @@ fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-/// The newest file under `dir` (skipping `node_modules`), with its modification time.
-fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
+/// The newest file at or under `path` (skipping `node_modules`), with its modification
+/// time.
+fn newest_file(path: &Path) -> Option<(SystemTime, PathBuf)> {
+    if path.is_file() {
+        return mtime(path).map(|t| (t, path.to_path_buf()));
+    }
     let mut newest: Option<(SystemTime, PathBuf)> = None;
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack = vec![path.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
@@ -246,6 +265,13 @@ fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
         }
     }
     newest
+}
+
+/// The socket of a local display (`:N` or `:N.S`); `None` for remote ones (`host:N`).
+fn local_x_socket(display: &str) -> Option<PathBuf> {
+    let number = display.strip_prefix(':')?.split('.').next()?;
+    number.parse::<u32>().ok()?;
+    Some(PathBuf::from(format!("/tmp/.X11-unix/X{number}")))
 }
 
 fn which(tool: &str) -> Option<PathBuf> {
@@ -272,8 +298,17 @@ where
     let profile = TempDir::new(&name);
     let launch = setup(&server, &profile.0);
 
+    if let Some(first) = START_FAILED.get() {
+        panic!("the app could not be started earlier in this run, so not again: {first}");
+    }
     let driver = Driver::start(&name, &env);
-    let client = driver.connect(&env.app, &launch.args).await;
+    let client = match driver.connect(&env.app, &launch.args).await {
+        Ok(c) => c,
+        Err(why) => {
+            let _ = START_FAILED.set(why.clone());
+            panic!("{why}");
+        }
+    };
     let app = App {
         c: client.clone(),
         display: env.display.clone(),
@@ -388,7 +423,7 @@ impl Driver {
     }
 
     /// Opens a WebDriver session, which launches the app with `args`.
-    async fn connect(&self, app: &Path, args: &[String]) -> Client {
+    async fn connect(&self, app: &Path, args: &[String]) -> Result<Client, String> {
         let caps = json!({
             "browserName": "wry",
             "tauri:options": { "application": app, "args": args },
@@ -400,16 +435,16 @@ impl Driver {
         let mut builder = ClientBuilder::native();
         let connect = builder.capabilities(caps).connect(&url);
         match tokio::time::timeout(STARTUP, connect).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => panic!(
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(format!(
                 "WebDriver session (app {}) did not start: {e}; log: {}",
                 app.display(),
                 self.log.display()
-            ),
-            Err(_) => panic!(
+            )),
+            Err(_) => Err(format!(
                 "WebDriver session did not start within {STARTUP:?}; log: {}",
                 self.log.display()
-            ),
+            )),
         }
     }
 }
