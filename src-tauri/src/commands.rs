@@ -93,12 +93,20 @@ pub async fn start_embedded_server(app: AppHandle) -> ApiResult {
         Err(e) => return failure(codes::NETWORK, format!("cannot open a local port: {e}")),
     };
     if let Err(e) = std::fs::create_dir_all(&state.profile_dir) {
-        return failure(codes::INTERNAL, format!("cannot create the profile folder: {e}"));
+        return failure(
+            codes::INTERNAL,
+            format!("cannot create the profile folder: {e}"),
+        );
     }
     let db = state.profile_dir.join(EMBEDDED_DB_FILE);
     let store = match SqliteStore::open(&db) {
         Ok(s) => Arc::new(s),
-        Err(e) => return failure(codes::INTERNAL, format!("cannot open {}: {e}", db.display())),
+        Err(e) => {
+            return failure(
+                codes::INTERNAL,
+                format!("cannot open {}: {e}", db.display()),
+            )
+        }
     };
     let url = format!("http://{addr}");
     let task = tauri::async_runtime::spawn(async move {
@@ -121,7 +129,13 @@ pub async fn register(
     nickname: Option<String>,
 ) -> ApiResult {
     let nickname = nickname.filter(|n| !n.trim().is_empty());
-    match tincan_sdk::register(server.trim(), user_id.trim(), &password, nickname.as_deref()).await
+    match tincan_sdk::register(
+        server.trim(),
+        user_id.trim(),
+        &password,
+        nickname.as_deref(),
+    )
+    .await
     {
         Ok(token) => connect(&app, server.trim(), &token.token).await,
         Err(e) => ApiResult::from_error(&e),
@@ -133,7 +147,12 @@ pub async fn register(
 /// Data: `{userID, server, deviceID, currentCall}`; `currentCall` is the call this
 /// device was in when it last dropped, if the server kept it (else `null`).
 #[tauri::command]
-pub async fn sign_in(app: AppHandle, server: String, user_id: String, password: String) -> ApiResult {
+pub async fn sign_in(
+    app: AppHandle,
+    server: String,
+    user_id: String,
+    password: String,
+) -> ApiResult {
     match tincan_sdk::sign_in(server.trim(), user_id.trim(), &password).await {
         Ok(token) => connect(&app, server.trim(), &token.token).await,
         Err(e) => ApiResult::from_error(&e),
@@ -213,8 +232,7 @@ pub fn session(app: AppHandle) -> serde_json::Value {
 
 /// Parses an OpenIM options object, answering `ArgsError` (10002) when it does not fit.
 fn parse<T: DeserializeOwned>(what: &str, value: serde_json::Value) -> Result<T, ApiResult> {
-    serde_json::from_value(value)
-        .map_err(|e| failure(codes::ARGS, format!("invalid {what}: {e}")))
+    serde_json::from_value(value).map_err(|e| failure(codes::ARGS, format!("invalid {what}: {e}")))
 }
 
 /// OpenIM's examples pass the invitation's fields at the top level of `options`
@@ -266,7 +284,10 @@ pub async fn signaling_invite(
     options: serde_json::Value,
 ) -> ApiResult {
     let params = try_args!(invite_params(options));
-    with_client(&app, |c| async move { c.signaling_invite(&operation_id, params).await }).await
+    with_client(&app, |c| async move {
+        c.signaling_invite(&operation_id, params).await
+    })
+    .await
 }
 
 /// `signalingInviteInGroup`. `options` as for [`signaling_invite`].
@@ -291,7 +312,10 @@ pub async fn signaling_accept(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app, |c| async move { c.signaling_accept(&operation_id, params).await }).await
+    with_client(&app, |c| async move {
+        c.signaling_accept(&operation_id, params).await
+    })
+    .await
 }
 
 /// `signalingReject`. `options`: `{opUserID, invitation}`.
@@ -302,7 +326,10 @@ pub async fn signaling_reject(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app, |c| async move { c.signaling_reject(&operation_id, params).await }).await
+    with_client(&app, |c| async move {
+        c.signaling_reject(&operation_id, params).await
+    })
+    .await
 }
 
 /// `signalingCancel`. `options`: `{opUserID, invitation}`.
@@ -313,7 +340,10 @@ pub async fn signaling_cancel(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app, |c| async move { c.signaling_cancel(&operation_id, params).await }).await
+    with_client(&app, |c| async move {
+        c.signaling_cancel(&operation_id, params).await
+    })
+    .await
 }
 
 /// `signalingHungUp`. `options`: `{opUserID, invitation}`.
@@ -324,7 +354,10 @@ pub async fn signaling_hung_up(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app, |c| async move { c.signaling_hung_up(&operation_id, params).await }).await
+    with_client(&app, |c| async move {
+        c.signaling_hung_up(&operation_id, params).await
+    })
+    .await
 }
 
 /// `signalingGetRoomByGroupID`.
@@ -334,8 +367,9 @@ pub async fn signaling_get_room_by_group_id(
     operation_id: String,
     group_id: String,
 ) -> ApiResult {
-    let group_id = try_args!(GroupId::new(group_id)
-        .map_err(|e| failure(codes::ARGS, format!("invalid groupID: {e}"))));
+    let group_id =
+        try_args!(GroupId::new(group_id)
+            .map_err(|e| failure(codes::ARGS, format!("invalid groupID: {e}"))));
     with_client(&app, |c| async move {
         c.signaling_get_room_by_group_id(&operation_id, GroupParams { group_id })
             .await
@@ -350,8 +384,9 @@ pub async fn signaling_get_token_by_room_id(
     operation_id: String,
     room_id: String,
 ) -> ApiResult {
-    let room_id = try_args!(RoomId::new(room_id)
-        .map_err(|e| failure(codes::ARGS, format!("invalid roomID: {e}"))));
+    let room_id = try_args!(
+        RoomId::new(room_id).map_err(|e| failure(codes::ARGS, format!("invalid roomID: {e}")))
+    );
     with_client(&app, |c| async move {
         c.signaling_get_token_by_room_id(&operation_id, RoomParams { room_id })
             .await
@@ -366,7 +401,8 @@ pub async fn get_signaling_invitation_info_start_app(
     operation_id: String,
 ) -> ApiResult {
     with_client(&app, |c| async move {
-        c.get_signaling_invitation_info_start_app(&operation_id).await
+        c.get_signaling_invitation_info_start_app(&operation_id)
+            .await
     })
     .await
 }
@@ -379,8 +415,9 @@ pub async fn signaling_send_custom_signal(
     room_id: String,
     custom_info: String,
 ) -> ApiResult {
-    let room_id = try_args!(RoomId::new(room_id)
-        .map_err(|e| failure(codes::ARGS, format!("invalid roomID: {e}"))));
+    let room_id = try_args!(
+        RoomId::new(room_id).map_err(|e| failure(codes::ARGS, format!("invalid roomID: {e}")))
+    );
     with_client(&app, |c| async move {
         c.signaling_send_custom_signal(
             &operation_id,
@@ -405,7 +442,10 @@ pub async fn get_call_history(
         None | Some(serde_json::Value::Null) => HistoryParams::default(),
         Some(v) => try_args!(parse("options", v)),
     };
-    with_client(&app, |c| async move { c.get_call_history(&operation_id, params).await }).await
+    with_client(&app, |c| async move {
+        c.get_call_history(&operation_id, params).await
+    })
+    .await
 }
 
 /// `getContacts`: the other users and this user's groups.

@@ -148,7 +148,10 @@ mod tests {
 
     #[test]
     fn flags_are_read_in_both_forms_and_unknown_ones_skipped() {
-        let o = parse(&["--foo", "--server", "http://h:1", "--profile=/tmp/p"], &[]);
+        let o = parse(
+            &["--foo", "--server", "http://h:1", "--profile=/tmp/p"],
+            &[],
+        );
         assert_eq!(o.server.as_deref(), Some("http://h:1"));
         assert_eq!(o.profile, Some(PathBuf::from("/tmp/p")));
     }
@@ -180,8 +183,14 @@ mod tests {
             if *name == "onReceiveMediaSignal" {
                 continue; // for the media engine, not emitted to the page
             }
-            assert!(OPENIM_JS.contains(&format!("'{name}'")), "openim.js lacks {name}");
-            assert!(OPENIM_DTS.contains(&format!("{name}:")), "openim.d.ts lacks {name}");
+            assert!(
+                OPENIM_JS.contains(&format!("'{name}'")),
+                "openim.js lacks {name}"
+            );
+            assert!(
+                OPENIM_DTS.contains(&format!("{name}:")),
+                "openim.d.ts lacks {name}"
+            );
         }
         assert!(OPENIM_JS.contains(&format!("'{}'", events::CONNECTION_STATE_CHANGED)));
     }
@@ -195,10 +204,16 @@ mod tests {
             .map(|rest| rest.split('\'').next().unwrap())
             .collect();
         for c in &invoked {
-            assert!(COMMANDS.contains(c), "openim.js invokes unknown command {c}");
+            assert!(
+                COMMANDS.contains(c),
+                "openim.js invokes unknown command {c}"
+            );
         }
         for c in COMMANDS {
-            assert!(invoked.contains(c), "command {c} is not offered by openim.js");
+            assert!(
+                invoked.contains(c),
+                "command {c} is not offered by openim.js"
+            );
         }
     }
 
@@ -206,7 +221,10 @@ mod tests {
     fn env_fills_what_flags_leave_out() {
         let o = parse(
             &["--server", "http://flag"],
-            &[("TINCAN_SERVER", "http://env"), ("TINCAN_PROFILE", "/tmp/e")],
+            &[
+                ("TINCAN_SERVER", "http://env"),
+                ("TINCAN_PROFILE", "/tmp/e"),
+            ],
         );
         assert_eq!(o.server.as_deref(), Some("http://flag"));
         assert_eq!(o.profile, Some(PathBuf::from("/tmp/e")));
