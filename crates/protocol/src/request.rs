@@ -464,6 +464,20 @@ pub struct PongReply {
     pub server_time: i64,
 }
 
+/// What `POST /api/register` and `POST /api/login` return in `data`: a login token and
+/// whom it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// The signed-in user.
+    #[serde(rename = "userID")]
+    pub user_id: UserId,
+    /// The token for the WebSocket `login` request.
+    pub token: String,
+    /// When the token expires, Unix ms (server clock).
+    pub expires_at: i64,
+}
+
 /// Reply data of methods that return nothing (`{}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Empty {}

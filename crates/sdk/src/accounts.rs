@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tincan_protocol::{ErrCode, UserId, WireError};
+use tincan_protocol::{ErrCode, WireError};
 
 use crate::endpoint::Endpoint;
 use crate::error::SdkError;
@@ -18,18 +18,7 @@ use crate::error::SdkError;
 /// is deliberately slow; this leaves plenty of room.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A session token and whom it is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenInfo {
-    /// The signed-in user.
-    #[serde(rename = "userID")]
-    pub user_id: UserId,
-    /// The token to pass to [`crate::connect`].
-    pub token: String,
-    /// When the token expires, Unix ms (server clock).
-    pub expires_at: i64,
-}
+pub use tincan_protocol::TokenInfo;
 
 /// A server's account endpoints. Cheap to clone; reuses its HTTP connections.
 #[derive(Debug, Clone)]
@@ -219,7 +208,7 @@ mod tests {
     #[test]
     fn token_info_round_trips_with_openim_names() {
         let t = TokenInfo {
-            user_id: UserId::new("bob").unwrap(),
+            user_id: tincan_protocol::UserId::new("bob").unwrap(),
             token: "x".into(),
             expires_at: 7,
         };

@@ -101,19 +101,6 @@ struct LoginBody {
     password: String,
 }
 
-/// What register and sign-in return.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenInfo {
-    /// Who.
-    #[serde(rename = "userID")]
-    pub user_id: UserId,
-    /// The login token for the WebSocket `login` request.
-    pub token: String,
-    /// When it expires, Unix ms.
-    pub expires_at: i64,
-}
-
 // The error is a finished response the handler returns at once.
 #[allow(clippy::result_large_err)]
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {

@@ -42,9 +42,9 @@ use tincan_protocol::UserId;
 
 pub use auth::{IceConfig, TokenSigner};
 pub use conn::ConnLimits;
-pub use http::TokenInfo;
 pub use hub::HubConfig;
 use store::Store;
+pub use tincan_protocol::TokenInfo;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

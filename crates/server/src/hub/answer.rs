@@ -91,12 +91,7 @@ impl Hub {
         check_self(&p.op_user_id, &me.user, "opUserID")?;
         let room = self.action_room(&p.invitation)?;
         self.check_answerable(&room, me)?;
-        if let Some(r) = self.users.get(&me.user).and_then(|u| u.room.as_ref()) {
-            return Err(WireError::new(
-                ErrCode::Busy,
-                format!("you are already in a call (room {r}); hang up first"),
-            ));
-        }
+        self.check_not_in_call(&me.user)?;
         self.answer(now, conn, me, &room, InviteeOutcome::Accepted, "accepted");
         raw(&self.accept_reply(now, &room, &me.user))
     }

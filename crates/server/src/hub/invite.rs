@@ -115,12 +115,7 @@ impl Hub {
                 )));
             }
         }
-        if let Some(r) = self.users.get(&me.user).and_then(|p| p.room.as_ref()) {
-            return Err(WireError::new(
-                ErrCode::Busy,
-                format!("you are already in a call (room {r}); hang up first"),
-            ));
-        }
+        self.check_not_in_call(&me.user)?;
         // Glare: the one we call is calling us. Checked after "busy", so that nobody
         // ends up in two calls.
         if !group {
@@ -187,13 +182,7 @@ impl Hub {
         if ring.is_empty() {
             self.end_call(now, &room, EndReason::Busy);
         }
-        raw(&InviteReply {
-            room_id: room.clone(),
-            token: self.room_token(now, &room, &me.user),
-            live_url: self.cfg.live_url.clone(),
-            busy_line_user_id_list: busy,
-            ice_servers: self.cfg.ice.servers_for(&me.user, now.wall_ms),
-        })
+        raw(&self.invite_reply(now, &room, &me.user, busy))
     }
 
     /// Rings more members in a group call that is already going.
@@ -243,13 +232,7 @@ impl Hub {
             self.ring(&room, &u, me, deadline);
         }
         info!(room = %room, busy = ?busy, "more members invited");
-        raw(&InviteReply {
-            room_id: room.clone(),
-            token: self.room_token(now, &room, &me.user),
-            live_url: self.cfg.live_url.clone(),
-            busy_line_user_id_list: busy,
-            ice_servers: self.cfg.ice.servers_for(&me.user, now.wall_ms),
-        })
+        raw(&self.invite_reply(now, &room, &me.user, busy))
     }
 
     /// A one-to-one invitation from `other` to `me` that is still ringing.
@@ -284,12 +267,23 @@ impl Hub {
             InviteeOutcome::Accepted,
             "called back while ringing",
         );
-        raw(&InviteReply {
+        raw(&self.invite_reply(now, &room, &me.user, Vec::new()))
+    }
+
+    /// The "AV service connection config" an invite returns.
+    fn invite_reply(
+        &self,
+        now: Now,
+        room: &RoomId,
+        user: &UserId,
+        busy: Vec<UserId>,
+    ) -> InviteReply {
+        InviteReply {
             room_id: room.clone(),
-            token: self.room_token(now, &room, &me.user),
+            token: self.room_token(now, room, user),
             live_url: self.cfg.live_url.clone(),
-            busy_line_user_id_list: Vec::new(),
-            ice_servers: self.cfg.ice.servers_for(&me.user, now.wall_ms),
-        })
+            busy_line_user_id_list: busy,
+            ice_servers: self.cfg.ice.servers_for(user, now.wall_ms),
+        }
     }
 }

@@ -434,6 +434,17 @@ impl Hub {
         }
     }
 
+    /// `Busy` when `user` is already in a call: nobody is in two at once.
+    fn check_not_in_call(&self, user: &UserId) -> Result<(), WireError> {
+        match self.users.get(user).and_then(|p| p.room.as_ref()) {
+            Some(r) => Err(WireError::new(
+                ErrCode::Busy,
+                format!("you are already in a call (room {r}); hang up first"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn room_token(&self, now: Now, room: &RoomId, user: &UserId) -> String {
         self.signer.room_token(
             room,

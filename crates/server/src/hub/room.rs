@@ -72,12 +72,7 @@ impl Hub {
         if !is_member {
             return Err(denied(format!("you are not a member of group {group}")));
         }
-        if let Some(r) = self.users.get(&me.user).and_then(|u| u.room.as_ref()) {
-            return Err(WireError::new(
-                ErrCode::Busy,
-                format!("you are already in a call (room {r}); hang up first"),
-            ));
-        }
+        self.check_not_in_call(&me.user)?;
         if call.participants.len() >= self.cfg.max_room_size {
             return Err(WireError::new(
                 ErrCode::Busy,
