@@ -2,8 +2,8 @@
 //! whether the one asking may.
 
 use tincan_protocol::{
-    AcceptReply, ActionParams, Empty, EndReason, ErrCode, Event, Invitation, InviteeOutcome,
-    RoomId, UserId, WireError,
+    AcceptReply, ActionParams, Empty, EndReason, ErrCode, Event, InviteeOutcome, RoomId, UserId,
+    WireError,
 };
 
 use super::call::InviteeState;
@@ -11,8 +11,11 @@ use super::lifecycle::reason_words;
 use super::{args, check_self, denied, raw, ConnId, ConnInfo, Handled, Hub, Now};
 
 impl Hub {
-    /// The live call an action names, or why there is none.
-    pub(super) fn action_room(&self, inv: &Invitation) -> Result<RoomId, WireError> {
+    /// The live call an action (accept, reject, cancel, hang up) names, after checking
+    /// that the one asking acts as themselves.
+    pub(super) fn action_room(&self, me: &ConnInfo, p: &ActionParams) -> Result<RoomId, WireError> {
+        check_self(&p.op_user_id, &me.user, "opUserID")?;
+        let inv = &p.invitation;
         if inv.room_id.is_empty() {
             return Err(args(
                 "invitation.roomID is required: pass the invitation you received or sent",
@@ -88,8 +91,7 @@ impl Hub {
         me: &ConnInfo,
         p: ActionParams,
     ) -> Handled {
-        check_self(&p.op_user_id, &me.user, "opUserID")?;
-        let room = self.action_room(&p.invitation)?;
+        let room = self.action_room(me, &p)?;
         self.check_answerable(&room, me)?;
         self.check_not_in_call(&me.user)?;
         self.answer(now, conn, me, &room, InviteeOutcome::Accepted, "accepted");
@@ -141,8 +143,7 @@ impl Hub {
         me: &ConnInfo,
         p: ActionParams,
     ) -> Handled {
-        check_self(&p.op_user_id, &me.user, "opUserID")?;
-        let room = self.action_room(&p.invitation)?;
+        let room = self.action_room(me, &p)?;
         self.check_answerable(&room, me)?;
         self.set_invitee(
             &room,
@@ -169,8 +170,7 @@ impl Hub {
     }
 
     pub(super) fn cancel(&mut self, now: Now, me: &ConnInfo, p: ActionParams) -> Handled {
-        check_self(&p.op_user_id, &me.user, "opUserID")?;
-        let room = self.action_room(&p.invitation)?;
+        let room = self.action_room(me, &p)?;
         let call = &self.calls[&room];
         if call.participant(&me.user).is_none() {
             return Err(denied(format!(
@@ -206,8 +206,7 @@ impl Hub {
     }
 
     pub(super) fn hang_up(&mut self, now: Now, me: &ConnInfo, p: ActionParams) -> Handled {
-        check_self(&p.op_user_id, &me.user, "opUserID")?;
-        let room = self.action_room(&p.invitation)?;
+        let room = self.action_room(me, &p)?;
         let call = &self.calls[&room];
         if call.participant(&me.user).is_none() {
             return Err(denied(match call.invitee(&me.user) {

@@ -59,6 +59,9 @@ pub(crate) struct Call {
     pub invitation: Invitation,
     pub offline_push: Option<OfflinePushInfo>,
     pub group: Option<GroupId>,
+    /// The group's display name, read once when the call is placed: every group event
+    /// carries it, and it should not cost a store query each time.
+    pub group_name: String,
     pub inviter: UserId,
     pub initiate_time: i64,
     pub answer_time: Option<i64>,

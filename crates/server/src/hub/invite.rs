@@ -44,6 +44,7 @@ impl Hub {
         }
         let group_id = GroupId::optional(&inv.group_id)
             .map_err(|e| args(format!("invitation.groupID: {e}")))?;
+        let mut group_name = String::new();
         if group {
             if inv.session_type == 0 {
                 inv.session_type = SESSION_GROUP;
@@ -66,6 +67,7 @@ impl Hub {
             if let Some(u) = invitees.iter().find(|u| !row.members.contains(u)) {
                 return Err(denied(format!("{u} is not a member of group {g}")));
             }
+            group_name = row.name;
         } else {
             if inv.session_type == 0 {
                 inv.session_type = SESSION_SINGLE;
@@ -152,6 +154,7 @@ impl Hub {
             invitation: inv,
             offline_push: p.offline_push_info,
             group: group_id.clone(),
+            group_name,
             inviter: me.user.clone(),
             initiate_time: now.wall_ms,
             answer_time: None,

@@ -399,13 +399,7 @@ impl Hub {
             user_info: self.user_info(user),
             group_info: call.group.as_ref().map(|g| GroupInfo {
                 group_id: g.clone(),
-                group_name: self
-                    .store
-                    .group(g)
-                    .ok()
-                    .flatten()
-                    .map(|r| r.name)
-                    .unwrap_or_default(),
+                group_name: call.group_name.clone(),
                 member_user_id_list: Vec::new(),
             }),
         }
