@@ -1,0 +1,432 @@
+// Tincan's call screens: placing a call, the incoming dialog, the call itself and group
+// calls. Loaded before app.js, which holds the shared state (`ui`), the helpers (`$`, `el`,
+// `explain`, …), sign-in, contacts, history and start-up. This file only declares
+// functions (and one variable); they run when app.js's events and clicks call them, by
+// which time everything they use exists.
+
+// ---------------------------------------------------------------- outgoing
+
+function invitationFor(call) {
+  return {
+    inviterUserID: ui.me.userID,
+    inviteeUserIDList: call.invitees,
+    groupID: call.groupID,
+    roomID: call.roomID || '',
+    timeout: ringTimeout(),
+    mediaType: call.media,
+    sessionType: call.groupID ? SessionType.Group : SessionType.Single,
+    platformID: Platform.Linux,
+  };
+}
+
+// Seconds an outgoing invitation rings (Settings; 30 like OpenIM's examples).
+function ringTimeout() {
+  const n = parseInt($('settings-ring-timeout').value, 10);
+  return Number.isFinite(n) && n > 0 ? Math.min(n, 600) : 30;
+}
+
+async function startOutgoing(invitees, media, groupID) {
+  if (ui.call) return;
+  notice('');
+  const call = {
+    kind: 'outgoing',
+    invitees,
+    pending: new Set(invitees),
+    media,
+    groupID,
+    roomID: '',
+    participants: new Set([ui.me.userID]),
+    cancelRequested: false,
+    early: [], // answers that arrived before the invite's reply named the room
+  };
+  ui.call = call;
+  $('outgoing-callee').textContent = groupID ? `${groupName(groupID)}: ${list(invitees)}` : nameOf(invitees[0]);
+  $('outgoing-media').textContent = mediaWord(media);
+  $('outgoing-status').textContent = 'Calling…';
+  $('outgoing-status').dataset.state = 'calling';
+  $('outgoing-cancel').disabled = false;
+  setScreen('outgoing');
+  const invite = groupID ? openIM.signalingInviteInGroup : openIM.signalingInvite;
+  const res = await invite(openIM.newOperationID(), invitationFor(call));
+  if (ui.call !== call) return;
+  if (res.errCode !== 0) {
+    finishCall(explain(res), 'error');
+    return;
+  }
+  call.roomID = res.data.roomID;
+  call.invitation = { ...invitationFor(call), roomID: res.data.roomID };
+  // Glare: our invite answered their invitation ringing here.
+  if (ui.incoming && ui.incoming.invitation.roomID === res.data.roomID) {
+    const inv = ui.incoming.invitation;
+    closeIncoming();
+    enterCall(inv, [inv.inviterUserID]);
+    return;
+  }
+  const busy = res.data.busyLineUserIDList || [];
+  busy.forEach((u) => call.pending.delete(u));
+  if (call.pending.size === 0) {
+    finishCall(busy.length === 1 ? `${nameOf(busy[0])} is busy on another call.` : 'Everyone is busy on another call.', 'busy');
+    return;
+  }
+  $('outgoing-status').textContent = busy.length ? `Ringing… (${list(busy)} busy)` : 'Ringing…';
+  $('outgoing-status').dataset.state = 'ringing';
+  ring.start('outgoing');
+  // Answers that overtook the invite's reply (a far end that answers at once).
+  for (const [kind, info] of call.early.splice(0)) onInviteeAnswer(kind, info);
+  if (ui.call === call && call.cancelRequested) cancelOutgoing();
+}
+
+async function cancelOutgoing() {
+  const call = ui.call;
+  if (!call || call.kind !== 'outgoing') return;
+  if (!call.roomID) {
+    call.cancelRequested = true; // the invite has not answered yet
+    return;
+  }
+  $('outgoing-cancel').disabled = true;
+  const res = await openIM.signalingCancel(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: call.invitation });
+  if (ui.call !== call) return;
+  if (res.errCode === 0 || res.errCode === 1602) finishCall('Call cancelled.', 'cancelled');
+  else {
+    $('outgoing-cancel').disabled = false;
+    $('outgoing-status').textContent = explain(res);
+  }
+}
+
+// An answer to the call this window placed (or added people to).
+function onInviteeAnswer(kind, info) {
+  const call = ui.call;
+  if (call && call.kind === 'outgoing' && !call.roomID) {
+    // Events and command replies travel separately: keep it until the reply names the room.
+    call.early.push([kind, info]);
+    return;
+  }
+  if (!call || info.invitation.roomID !== call.roomID) return;
+  const who = info.opUserID;
+  if (call.pending) call.pending.delete(who);
+  if (kind === 'accepted') {
+    if (call.kind === 'outgoing') enterCall(info.invitation, [who]);
+    else addParticipant(who);
+    return;
+  }
+  const single = !call.groupID;
+  const text = kind === 'rejected' ? `${nameOf(who)} declined the call.` : `${nameOf(who)} did not answer.`;
+  if (call.kind === 'outgoing') {
+    if (single || call.pending.size === 0) {
+      finishCall(single ? text : kind === 'rejected' ? 'Nobody joined: the call was declined.' : 'Nobody answered.', kind === 'rejected' ? 'rejected' : 'timeout');
+    } else {
+      $('outgoing-status').textContent = `Ringing… ${text}`;
+    }
+  } else {
+    showRinging();
+    flash(text);
+  }
+}
+
+// ---------------------------------------------------------------- incoming
+
+function showIncoming(info) {
+  if (ui.incoming && ui.incoming.invitation.roomID === info.invitation.roomID) return;
+  if (ui.call) return; // the server does not ring a busy user; ignore stale duplicates
+  ui.incoming = info;
+  const inv = info.invitation;
+  const caller = info.opUserID || inv.inviterUserID;
+  $('incoming-caller').textContent = nameOf(caller);
+  $('incoming-caller').dataset.userId = caller;
+  $('incoming-media').textContent = mediaWord(inv.mediaType);
+  $('incoming-media').dataset.media = inv.mediaType;
+  const group = $('incoming-group');
+  group.hidden = !inv.groupID;
+  group.textContent = inv.groupID ? `Group call in ${groupName(inv.groupID)}` : '';
+  showError('incoming-error', '');
+  $('incoming-accept').disabled = false;
+  $('incoming-reject').disabled = false;
+  $('incoming-call').hidden = false;
+  notice('');
+  ring.start('incoming');
+  desktopNotify(`${nameOf(caller)} is calling`, mediaWord(inv.mediaType));
+  updateRootState();
+}
+
+function closeIncoming(reason) {
+  ui.incoming = null;
+  ring.stop();
+  $('incoming-call').hidden = true;
+  if (reason) notice(reason);
+  updateRootState();
+}
+
+function incomingEnded(info, reason) {
+  if (!ui.incoming || ui.incoming.invitation.roomID !== info.invitation.roomID) return false;
+  closeIncoming(reason);
+  loadHistory();
+  return true;
+}
+
+async function acceptIncoming() {
+  const info = ui.incoming;
+  if (!info) return;
+  $('incoming-accept').disabled = true;
+  $('incoming-reject').disabled = true;
+  info.early = []; // room events that overtake the accept's reply
+  const res = await openIM.signalingAccept(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
+  if (ui.incoming !== info) return;
+  if (res.errCode !== 0) {
+    closeIncoming(explain(res));
+    return;
+  }
+  closeIncoming();
+  const inv = info.invitation;
+  enterCall(inv, [inv.inviterUserID]);
+  if (inv.groupID) refreshGroupParticipants(inv.groupID, inv.roomID);
+  for (const [handler, data] of info.early.splice(0)) handler(data);
+}
+
+// Whether a room event arrived while this window's accept is on its way; keeps it for then.
+function heldForAccept(handler, data) {
+  const info = ui.incoming;
+  if (!info || !info.early || info.invitation.roomID !== data.invitation.roomID) return false;
+  info.early.push([handler, data]);
+  return true;
+}
+
+// Who is already in a group call this window just joined.
+async function refreshGroupParticipants(groupID, roomID) {
+  const res = await openIM.signalingGetRoomByGroupID(openIM.newOperationID(), groupID);
+  if (res.errCode === 0 && res.data.roomID === roomID && ui.call && ui.call.roomID === roomID) {
+    setParticipants(res.data.participant || []);
+  }
+}
+
+async function rejectIncoming() {
+  const info = ui.incoming;
+  if (!info) return;
+  $('incoming-accept').disabled = true;
+  $('incoming-reject').disabled = true;
+  const res = await openIM.signalingReject(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
+  if (ui.incoming !== info) return;
+  closeIncoming(res.errCode === 0 || res.errCode === 1602 ? 'Call declined.' : explain(res));
+  loadHistory();
+}
+
+// A desktop notification (tauri-plugin-notification) when the window is not focused, and
+// the window title as a fallback where no notification service runs.
+function desktopNotify(title, body) {
+  if (document.hasFocus()) return;
+  document.title = `Incoming call: ${title}`;
+  setTimeout(() => (document.title = 'Tincan'), 30000);
+  if (window.__TAURI__) {
+    window.__TAURI__.core
+      .invoke('plugin:notification|notify', { options: { title, body } })
+      .catch((e) => console.warn('desktop notification failed', e));
+  }
+}
+
+// ---------------------------------------------------------------- in call
+
+function enterCall(invitation, others) {
+  const prev = ui.call;
+  ring.stop();
+  ui.call = {
+    kind: 'in-call',
+    invitation,
+    roomID: invitation.roomID,
+    groupID: invitation.groupID || '',
+    media: invitation.mediaType,
+    participants: new Set([ui.me.userID, ...others]),
+    pending: prev && prev.pending ? prev.pending : new Set(),
+    started: Date.now(),
+    muted: false,
+    cameraOff: invitation.mediaType === 'audio',
+  };
+  const call = ui.call;
+  $('in-call-title').textContent = call.groupID ? groupName(call.groupID) : nameOf(others[0]);
+  $('in-call-media').textContent = mediaWord(call.media);
+  $('add-people').hidden = !call.groupID;
+  $('toggle-camera').hidden = call.media === 'audio';
+  showError('in-call-error', '');
+  renderToggles();
+  renderParticipants();
+  showRinging();
+  tick();
+  clearInterval(ui.timer);
+  ui.timer = setInterval(tick, 1000);
+  setScreen('in-call');
+}
+
+function clock(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+function tick() {
+  if (ui.call && ui.call.kind === 'in-call') $('in-call-duration').textContent = clock(Date.now() - ui.call.started);
+}
+
+function renderParticipants() {
+  const box = $('in-call-participants');
+  box.replaceChildren();
+  for (const u of ui.call.participants) {
+    box.append(el('li', { testid: `participant-${u}` }, u === ui.me.userID ? `${nameOf(u)} (you)` : nameOf(u)));
+  }
+}
+
+function showRinging() {
+  const call = ui.call;
+  const box = $('in-call-ringing');
+  if (!call || call.kind !== 'in-call') return;
+  const pending = Array.from(call.pending || []).filter((u) => !call.participants.has(u));
+  box.textContent = pending.length ? `Ringing ${list(pending)}…` : '';
+}
+
+function addParticipant(userID) {
+  if (!ui.call || ui.call.kind !== 'in-call') return;
+  ui.call.participants.add(userID);
+  ui.call.pending.delete(userID);
+  renderParticipants();
+  showRinging();
+}
+
+function setParticipants(infos) {
+  if (!ui.call || ui.call.kind !== 'in-call') return;
+  ui.call.participants = new Set([ui.me.userID, ...infos.map((p) => p.userInfo.userID)]);
+  renderParticipants();
+  showRinging();
+}
+
+function renderToggles() {
+  const call = ui.call;
+  const mute = $('toggle-mute');
+  mute.textContent = call.muted ? 'Unmute' : 'Mute';
+  mute.setAttribute('aria-pressed', String(call.muted));
+  mute.dataset.on = String(call.muted);
+  const cam = $('toggle-camera');
+  cam.textContent = call.cameraOff ? 'Camera on' : 'Camera off';
+  cam.setAttribute('aria-pressed', String(call.cameraOff));
+  cam.dataset.on = String(!call.cameraOff);
+}
+
+async function hangUp() {
+  const call = ui.call;
+  if (!call) return;
+  $('hangup').disabled = true;
+  const res = await openIM.signalingHungUp(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: { ...call.invitation, roomID: call.roomID } });
+  $('hangup').disabled = false;
+  if (ui.call !== call) return;
+  finishCall(res.errCode === 0 || res.errCode === 1602 ? 'Call ended.' : `Call ended. ${explain(res)}`, 'hung-up');
+}
+
+function onHangUp(info) {
+  if (heldForAccept(onHangUp, info)) return;
+  const call = ui.call;
+  if (!call || call.kind !== 'in-call' || info.invitation.roomID !== call.roomID) return;
+  const who = info.opUserID;
+  call.participants.delete(who);
+  if (!call.groupID || call.participants.size <= 1) {
+    finishCall(`${nameOf(who)} hung up. Call ended.`, 'remote-hung-up');
+  } else {
+    renderParticipants();
+    flash(`${nameOf(who)} left the call.`);
+  }
+}
+
+function flash(text) {
+  const box = $('in-call-error');
+  box.textContent = text;
+  box.hidden = false;
+  setTimeout(() => {
+    if (box.textContent === text) box.hidden = true;
+  }, 5000);
+}
+
+// Leaves the call state without telling the server (it already knows, or we sign out).
+function endCallLocally() {
+  ring.stop();
+  clearInterval(ui.timer);
+  ui.call = null;
+}
+
+function finishCall(reason, kind) {
+  endCallLocally();
+  notice(reason);
+  $('call-ended-reason').dataset.kind = kind || '';
+  setScreen(ui.me ? 'contacts' : 'signin');
+  loadHistory();
+}
+
+// ---------------------------------------------------------------- groups
+
+let pickGroup = null;
+
+function openGroupPick(groupID) {
+  if (ui.call) return;
+  pickGroup = groupID;
+  const g = ui.groups.get(groupID);
+  $('group-pick-title').textContent = `Call ${groupName(groupID)}`;
+  const box = $('group-pick-members');
+  box.replaceChildren();
+  for (const u of (g.memberUserIDList || []).filter((m) => m !== ui.me.userID)) {
+    const cb = el('input', { type: 'checkbox', testid: `pick-${u}`, value: u });
+    cb.checked = true;
+    box.append(el('li', {}, el('label', {}, cb, ` ${nameOf(u)}`)));
+  }
+  showError('group-pick-error', '');
+  setScreen('group-pick');
+}
+
+function pickedMembers() {
+  return Array.from($('group-pick-members').querySelectorAll('input:checked')).map((i) => i.value);
+}
+
+async function groupPickCall(media) {
+  const members = pickedMembers();
+  if (members.length === 0) return showError('group-pick-error', 'Pick at least one person to call.');
+  if (ui.call && ui.call.kind === 'in-call') {
+    // Adding people to the call in progress.
+    const call = ui.call;
+    setScreen('in-call');
+    const res = await openIM.signalingInviteInGroup(openIM.newOperationID(), {
+      ...call.invitation, inviterUserID: '', inviteeUserIDList: members, roomID: call.roomID, groupID: call.groupID, sessionType: SessionType.Group,
+    });
+    if (res.errCode !== 0) return flash(explain(res));
+    const busy = res.data.busyLineUserIDList || [];
+    members.filter((m) => !busy.includes(m)).forEach((m) => call.pending.add(m));
+    showRinging();
+    if (busy.length) flash(`${list(busy)} ${busy.length === 1 ? 'is' : 'are'} busy on another call.`);
+    return;
+  }
+  startOutgoing(members, media, pickGroup);
+}
+
+function openAddPeople() {
+  const call = ui.call;
+  if (!call || !call.groupID) return;
+  pickGroup = call.groupID;
+  const g = ui.groups.get(call.groupID);
+  const box = $('group-pick-members');
+  box.replaceChildren();
+  $('group-pick-title').textContent = `Add people to the call`;
+  for (const u of ((g && g.memberUserIDList) || []).filter((m) => !call.participants.has(m))) {
+    const cb = el('input', { type: 'checkbox', testid: `pick-${u}`, value: u });
+    box.append(el('li', {}, el('label', {}, cb, ` ${nameOf(u)}`)));
+  }
+  showError('group-pick-error', '');
+  setScreen('group-pick');
+}
+
+async function joinGroupCall(groupID) {
+  if (ui.call) return;
+  notice('');
+  const room = await openIM.signalingGetRoomByGroupID(openIM.newOperationID(), groupID);
+  if (room.errCode !== 0) return notice(explain(room));
+  if (!room.data.roomID) return notice(`${groupName(groupID)} has no call in progress.`);
+  const res = await openIM.signalingGetTokenByRoomID(openIM.newOperationID(), room.data.roomID);
+  if (res.errCode !== 0) return notice(explain(res));
+  if (ui.incoming && ui.incoming.invitation.roomID === room.data.roomID) closeIncoming();
+  enterCall(room.data.invitation, []);
+  setParticipants(room.data.participant || []);
+  ui.call.participants.add(ui.me.userID);
+  renderParticipants();
+}
