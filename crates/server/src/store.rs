@@ -372,10 +372,9 @@ impl Store for SqliteStore {
         let json = serde_json::to_string(record).expect("records serialize");
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
-            tx.execute(
-                "INSERT INTO calls (room_id, end_ms, record) VALUES (?1, ?2, ?3)",
-                params![record.room_id.as_str(), record.end_time, json],
-            )?;
+            // Cached statements: a record is written under the hub's lock at every call's end.
+            tx.prepare_cached("INSERT INTO calls (room_id, end_ms, record) VALUES (?1, ?2, ?3)")?
+                .execute(params![record.room_id.as_str(), record.end_time, json])?;
             let call_id = tx.last_insert_rowid();
             let mut users: Vec<&UserId> = record.invitees.iter().map(|i| &i.user_id).collect();
             users.extend(&record.participant_user_id_list);
@@ -383,10 +382,10 @@ impl Store for SqliteStore {
             users.sort();
             users.dedup();
             for u in users {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO call_users (call_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
-                    params![call_id, u.as_str(), record.end_time],
-                )?;
+                )?
+                .execute(params![call_id, u.as_str(), record.end_time])?;
             }
             tx.commit()?;
             Ok(())
