@@ -6,6 +6,8 @@
 //! that nothing more arrived: it round-trips a `ping`, and since the server writes each
 //! connection's frames in order, any event sent before the pong is already here.
 
+pub mod media;
+
 use std::sync::Arc;
 use std::time::Duration;
 

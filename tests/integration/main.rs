@@ -6,4 +6,5 @@ mod calls;
 mod devices;
 mod group;
 mod identity;
+mod media;
 mod timers;

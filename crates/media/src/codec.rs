@@ -6,12 +6,14 @@
 //! their own threads, never on the async runtime's workers.
 
 use openh264::decoder::Decoder;
-use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode};
+use openh264::encoder::{
+    BitRate, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode,
+};
 use openh264::formats::{YUVBuffer, YUVSource};
 use openh264::OpenH264API;
 
 use crate::error::MediaError;
-use crate::pattern::{self, I420, Stamp};
+use crate::pattern::{self, Stamp, I420};
 
 /// Opus runs at 48 kHz; one packet carries 20 ms.
 pub const AUDIO_RATE: u32 = 48_000;
@@ -98,7 +100,12 @@ impl VideoDecoder {
         } else {
             (self.rgba_width, (h * self.rgba_width as usize / w) as u32)
         };
-        Ok(Some(DecodedFrame { width, height, stamp, rgba }))
+        Ok(Some(DecodedFrame {
+            width,
+            height,
+            stamp,
+            rgba,
+        }))
     }
 }
 
@@ -162,9 +169,13 @@ pub struct AudioDecoder {
 
 impl AudioDecoder {
     pub fn new() -> Result<AudioDecoder, MediaError> {
-        let inner = audiopus::coder::Decoder::new(audiopus::SampleRate::Hz48000, audiopus::Channels::Mono)
-            .map_err(|e| MediaError::Codec(format!("Opus decoder: {e}")))?;
-        Ok(AudioDecoder { inner, pcm: vec![0; AUDIO_FRAME * 6] })
+        let inner =
+            audiopus::coder::Decoder::new(audiopus::SampleRate::Hz48000, audiopus::Channels::Mono)
+                .map_err(|e| MediaError::Codec(format!("Opus decoder: {e}")))?;
+        Ok(AudioDecoder {
+            inner,
+            pcm: vec![0; AUDIO_FRAME * 6],
+        })
     }
 
     /// The decoded samples of one packet.
@@ -224,7 +235,13 @@ mod tests {
         let mut frame = I420::new(320, 240);
         let mut read = Vec::new();
         for counter in 0..5 {
-            pattern::draw(&mut frame, Stamp { counter, captured_us: counter * 1000 });
+            pattern::draw(
+                &mut frame,
+                Stamp {
+                    counter,
+                    captured_us: counter * 1000,
+                },
+            );
             let au = enc.encode(&frame).unwrap();
             if let Some(decoded) = dec.decode(&au).unwrap() {
                 assert_eq!((decoded.width, decoded.height), (160, 120));

@@ -1,7 +1,26 @@
-//! Tincan media: real audio and video for accepted calls.
+//! Tincan media: real audio and video for accepted calls, over webrtc-rs.
+//!
+//! A [`MediaSession`] is one call's media: one peer connection per other participant
+//! (a mesh, for group calls), negotiated through the server's room relay, carrying H.264
+//! video and Opus audio from a source (the synthetic [`TestPattern`] and tone where the
+//! machine has no camera or microphone). [`peer`] is the only module that touches the
+//! WebRTC stack; [`negotiation`] decides who offers, without IO.
+
+pub mod call;
+pub mod census;
 pub mod codec;
 pub mod error;
 pub mod negotiation;
 pub mod pattern;
+pub mod peer;
+pub mod session;
+pub mod source;
 
+pub use call::{ice_servers, CallMedia};
+pub use census::{census, Census};
+pub use codec::DecodedFrame;
 pub use error::MediaError;
+pub use pattern::Stamp;
+pub use peer::{IceServer, PeerSettings, PeerState};
+pub use session::{MediaConfig, MediaEvent, MediaSession, OutSignal, Quality};
+pub use source::{TestPattern, VideoSettings, VideoSource};

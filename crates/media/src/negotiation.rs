@@ -19,13 +19,22 @@ pub enum Signal {
     Hello,
     /// From the answerer: "the network path failed; offer again with an ICE restart."
     Restart,
-    Offer { sdp: String },
-    Answer { sdp: String },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
     Candidate(Candidate),
     /// What the sender is sending: the far end shows "muted" or "camera off".
-    State { mic: bool, camera: bool },
+    State {
+        mic: bool,
+        camera: bool,
+    },
     /// The sender gave up on media with this participant (it could not recover).
-    Bye { reason: String },
+    Bye {
+        reason: String,
+    },
 }
 
 /// An ICE candidate in the browser's `RTCIceCandidateInit` shape.
@@ -87,7 +96,12 @@ pub struct Negotiation {
 
 impl Negotiation {
     pub fn new(me: &str, them: &str) -> Negotiation {
-        Negotiation { role: Role::between(me, them), offered: false, remote_set: false, pending: Vec::new() }
+        Negotiation {
+            role: Role::between(me, them),
+            offered: false,
+            remote_set: false,
+            pending: Vec::new(),
+        }
     }
 
     pub fn role(&self) -> Role {
@@ -131,7 +145,9 @@ impl Negotiation {
             (Signal::Hello, Role::Offerer) => self.offer_once(),
             (Signal::Restart, Role::Offerer) => vec![Step::Offer { ice_restart: true }],
             (Signal::Offer { sdp }, Role::Answerer) => vec![Step::Answer { sdp }],
-            (Signal::Answer { sdp }, Role::Offerer) if self.offered => vec![Step::ApplyAnswer { sdp }],
+            (Signal::Answer { sdp }, Role::Offerer) if self.offered => {
+                vec![Step::ApplyAnswer { sdp }]
+            }
             (Signal::Candidate(c), _) if self.remote_set => vec![Step::AddCandidate(c)],
             (Signal::Candidate(c), _) => {
                 self.pending.push(c);
@@ -143,7 +159,9 @@ impl Negotiation {
                 return Err("both sides claim to answer (hello sent to the answerer)".into())
             }
             (Signal::Offer { .. }, Role::Offerer) => {
-                return Err("an offer to the participant who offers (its userID sorts first)".into())
+                return Err(
+                    "an offer to the participant who offers (its userID sorts first)".into(),
+                )
             }
             (Signal::Answer { .. }, _) => return Err("an answer to no offer".into()),
         })
@@ -155,7 +173,11 @@ mod tests {
     use super::*;
 
     fn cand(n: u8) -> Candidate {
-        Candidate { candidate: format!("candidate:{n}"), sdp_mid: Some("0".into()), sdp_mline_index: Some(0) }
+        Candidate {
+            candidate: format!("candidate:{n}"),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+        }
     }
 
     #[test]
@@ -171,7 +193,10 @@ mod tests {
     #[test]
     fn the_offerer_offers_on_hello_when_it_learns_of_the_answerer_late() {
         let mut a = Negotiation::new("alice", "bob");
-        assert_eq!(a.on_signal(Signal::Hello).unwrap(), vec![Step::Offer { ice_restart: false }]);
+        assert_eq!(
+            a.on_signal(Signal::Hello).unwrap(),
+            vec![Step::Offer { ice_restart: false }]
+        );
         assert_eq!(a.start(), vec![]);
     }
 
@@ -186,14 +211,20 @@ mod tests {
             b.remote_description_set(),
             vec![Step::AddCandidate(cand(1)), Step::AddCandidate(cand(2))]
         );
-        assert_eq!(b.on_signal(Signal::Candidate(cand(3))).unwrap(), vec![Step::AddCandidate(cand(3))]);
+        assert_eq!(
+            b.on_signal(Signal::Candidate(cand(3))).unwrap(),
+            vec![Step::AddCandidate(cand(3))]
+        );
     }
 
     #[test]
     fn messages_that_break_the_rule_are_refused() {
         let mut a = Negotiation::new("alice", "bob");
         assert!(a.on_signal(Signal::Offer { sdp: "v=0".into() }).is_err());
-        assert!(a.on_signal(Signal::Answer { sdp: "v=0".into() }).is_err(), "answer before any offer");
+        assert!(
+            a.on_signal(Signal::Answer { sdp: "v=0".into() }).is_err(),
+            "answer before any offer"
+        );
         let mut b = Negotiation::new("bob", "alice");
         assert!(b.on_signal(Signal::Hello).is_err());
     }
@@ -203,14 +234,20 @@ mod tests {
         let mut a = Negotiation::new("alice", "bob");
         let mut b = Negotiation::new("bob", "alice");
         assert_eq!(b.restart(), vec![Step::Send(Signal::Restart)]);
-        assert_eq!(a.on_signal(Signal::Restart).unwrap(), vec![Step::Offer { ice_restart: true }]);
+        assert_eq!(
+            a.on_signal(Signal::Restart).unwrap(),
+            vec![Step::Offer { ice_restart: true }]
+        );
         assert_eq!(a.restart(), vec![Step::Offer { ice_restart: true }]);
     }
 
     #[test]
     fn signals_have_the_browser_shape() {
         let json = serde_json::to_string(&Signal::Candidate(cand(1))).unwrap();
-        assert_eq!(json, r#"{"type":"candidate","candidate":"candidate:1","sdpMid":"0","sdpMLineIndex":0}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"candidate","candidate":"candidate:1","sdpMid":"0","sdpMLineIndex":0}"#
+        );
         let offer: Signal = serde_json::from_str(r#"{"type":"offer","sdp":"v=0"}"#).unwrap();
         assert_eq!(offer, Signal::Offer { sdp: "v=0".into() });
     }

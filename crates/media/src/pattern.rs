@@ -54,7 +54,11 @@ pub struct I420 {
 impl I420 {
     pub fn new(width: usize, height: usize) -> I420 {
         let luma = width * height;
-        I420 { width, height, data: vec![128; luma + luma / 2] }
+        I420 {
+            width,
+            height,
+            data: vec![128; luma + luma / 2],
+        }
     }
 
     pub fn y(&self) -> &[u8] {
@@ -85,7 +89,7 @@ pub fn draw(frame: &mut I420, stamp: Stamp) {
     }
     // Chroma: two colour fields that swap every second, so colour is visibly carried too.
     let (u, v) = chroma.split_at_mut(w * h / 4);
-    let phase = (stamp.counter / 30) % 2 == 0;
+    let phase = (stamp.counter / 30).is_multiple_of(2);
     u.fill(if phase { 90 } else { 160 });
     v.fill(if phase { 160 } else { 90 });
     write_stamp(frame, stamp);
@@ -135,7 +139,10 @@ pub fn read_stamp(y: &[u8], width: usize, height: usize, stride: usize) -> Optio
             *word = *word << 1 | u32::from(on);
         }
     }
-    let stamp = Stamp { counter: words[0], captured_us: words[1] };
+    let stamp = Stamp {
+        counter: words[0],
+        captured_us: words[1],
+    };
     (check(stamp) == words[2]).then_some(stamp)
 }
 
@@ -146,7 +153,10 @@ mod tests {
     #[test]
     fn a_stamp_reads_back_from_the_picture_it_was_drawn_into() {
         let mut frame = I420::new(640, 480);
-        let stamp = Stamp { counter: 123_456, captured_us: 0xDEAD_BEEF };
+        let stamp = Stamp {
+            counter: 123_456,
+            captured_us: 0xDEAD_BEEF,
+        };
         draw(&mut frame, stamp);
         assert_eq!(read_stamp(frame.y(), 640, 480, 640), Some(stamp));
     }
@@ -160,14 +170,20 @@ mod tests {
     #[test]
     fn small_pictures_still_carry_the_stamp() {
         let mut frame = I420::new(320, 240);
-        let stamp = Stamp { counter: 7, captured_us: 99 };
+        let stamp = Stamp {
+            counter: 7,
+            captured_us: 99,
+        };
         draw(&mut frame, stamp);
         assert_eq!(read_stamp(frame.y(), 320, 240, 320), Some(stamp));
     }
 
     #[test]
     fn age_wraps_with_the_32_bit_clock() {
-        let stamp = Stamp { counter: 0, captured_us: u32::MAX - 9 };
+        let stamp = Stamp {
+            counter: 0,
+            captured_us: u32::MAX - 9,
+        };
         assert_eq!(stamp.age_us((1u64 << 32) + 10), 20);
     }
 }

@@ -1,0 +1,148 @@
+//! A [`MediaSession`] bound to a signed-in SDK client and one room: negotiation
+//! messages go out with `signalingSendMediaSignal`, and the client's events say who is
+//! in the call. The desktop app, the command-line client and the tests all use this,
+//! so every client follows the same rule about when media starts.
+//!
+//! When to connect to whom:
+//! - the inviter of a 1:1 call connects to the invitee on `onInviteeAccepted`;
+//! - the invitee connects to the inviter once its own accept succeeded ([`CallMedia::add_peer`]);
+//! - in a group call, everyone already in the room connects to a newcomer on
+//!   `onRoomParticipantConnected`, and the newcomer answers whoever greets it first;
+//! - `onRoomParticipantDisconnected` closes the connection with whoever left.
+
+use serde_json::value::RawValue;
+use tincan_protocol::{Event, IceServer as WireIceServer, MediaSignalParams, RoomId, UserId};
+use tincan_sdk::Client;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::census;
+use crate::peer::IceServer;
+use crate::session::{MediaConfig, MediaEvent, MediaSession, OutSignal};
+
+/// The `iceServers` of an invite or accept reply, as the media layer takes them.
+pub fn ice_servers(servers: &[WireIceServer]) -> Vec<IceServer> {
+    servers
+        .iter()
+        .map(|s| IceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// One call's media, wired to the signaling client.
+pub struct CallMedia {
+    room: RoomId,
+    session: MediaSession,
+    relay: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl CallMedia {
+    /// Starts media for `room`; `token` is the room token from the invite or accept reply.
+    pub fn start(
+        client: Client,
+        room: RoomId,
+        token: String,
+        config: MediaConfig,
+    ) -> (CallMedia, mpsc::UnboundedReceiver<MediaEvent>) {
+        let (signal_tx, signal_rx) = mpsc::unbounded_channel();
+        let (session, events) = MediaSession::start(config, signal_tx);
+        let relay = tokio::spawn(census::task(relay_signals(
+            client,
+            room.clone(),
+            token,
+            signal_rx,
+        )));
+        (
+            CallMedia {
+                room,
+                session,
+                relay: std::sync::Mutex::new(Some(relay)),
+            },
+            events,
+        )
+    }
+
+    pub fn room(&self) -> &RoomId {
+        &self.room
+    }
+
+    /// Connect to `user` now (the invitee does this for the inviter after accepting).
+    pub fn add_peer(&self, user: &str) {
+        self.session.add_peer(user);
+    }
+
+    /// Feeds one signaling event; events of other rooms are ignored.
+    pub fn on_event(&self, event: &Event) {
+        match event {
+            Event::ReceiveMediaSignal(m) if m.room_id == self.room => {
+                self.session
+                    .signal(m.from_user_id.as_str(), m.payload.get());
+            }
+            Event::InviteeAccepted(info) if info.invitation.room_id == self.room.as_str() => {
+                self.session.add_peer(info.op_user_id.as_str());
+            }
+            Event::RoomParticipantConnected(info)
+                if info.invitation.room_id == self.room.as_str() =>
+            {
+                self.session.add_peer(info.op_user_id.as_str());
+            }
+            Event::RoomParticipantDisconnected(info)
+                if info.invitation.room_id == self.room.as_str() =>
+            {
+                self.session.remove_peer(info.op_user_id.as_str());
+            }
+            _ => {}
+        }
+    }
+
+    pub fn set_mic(&self, on: bool) {
+        self.session.set_mic(on);
+    }
+
+    pub fn set_camera(&self, on: bool) {
+        self.session.set_camera(on);
+    }
+
+    /// Ends media for this call and waits until everything it started is gone.
+    /// Closing again does nothing.
+    pub async fn close(&self) {
+        self.session.close().await;
+        // The session dropped its signal sender, so the relay drains and returns.
+        let relay = self.relay.lock().expect("relay lock").take();
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
+    }
+}
+
+/// Sends negotiation messages one at a time, in order: a candidate must never overtake
+/// the offer it belongs to.
+async fn relay_signals(
+    client: Client,
+    room: RoomId,
+    token: String,
+    mut signals: mpsc::UnboundedReceiver<OutSignal>,
+) {
+    while let Some(out) = signals.recv().await {
+        let (Ok(to), Ok(payload)) = (
+            UserId::new(out.to.clone()),
+            RawValue::from_string(out.payload),
+        ) else {
+            tracing::warn!(to = %out.to, "media signal not sendable");
+            continue;
+        };
+        let params = MediaSignalParams {
+            room_id: room.clone(),
+            token: token.clone(),
+            to_user_id: to,
+            payload,
+        };
+        let op = tincan_sdk::new_operation_id();
+        if let Err(e) = client.signaling_send_media_signal(&op, params).await {
+            tracing::debug!(to = %out.to, error = %e, "media signal not delivered");
+        }
+    }
+}

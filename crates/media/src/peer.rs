@@ -1,0 +1,552 @@
+//! One WebRTC peer connection (webrtc-rs 0.21) to one remote participant: the only
+//! module that touches `webrtc` and `rtc` types, so an upgrade of the stack (its API is
+//! still settling before 1.0) changes this file and nothing else.
+//!
+//! What goes in: our own [`PeerSettings`], SDP strings, [`Candidate`]s and encoded
+//! frames. What comes out: [`PeerEvent`]s on a channel (candidates, state) and
+//! [`Inbound`] media through a callback, called from the reader task of each remote
+//! track.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
+use tokio::task::JoinHandle;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder, StatsSelector,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::census;
+use crate::error::MediaError;
+use crate::negotiation::Candidate;
+
+/// How every peer connection of a session is set up.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// STUN/TURN servers, from the call's `iceServers`.
+    pub ice_servers: Vec<IceServer>,
+    /// Only relayed (TURN) candidates: hides addresses, or proves TURN works.
+    pub relay_only: bool,
+    /// Local UDP addresses to bind. `0.0.0.0:0` means every interface except loopback;
+    /// `127.0.0.1:0` keeps a test on loopback.
+    pub bind: Vec<String>,
+    /// How often ICE sends connectivity checks while it looks for a path. The stack's
+    /// default (200 ms) costs ~400 ms of call setup; see docs/decisions.md.
+    pub ice_check_interval: Duration,
+}
+
+/// One STUN or TURN server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+/// Connection state of one peer, as the call screen shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PeerState {
+    Connecting,
+    Connected,
+    /// The path stopped working; ICE may recover it.
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+/// What a peer connection reports to its session.
+#[derive(Debug)]
+pub enum PeerEvent {
+    Candidate(Candidate),
+    State(PeerState),
+}
+
+/// Media received from the remote participant.
+#[derive(Debug)]
+pub enum Inbound {
+    /// One complete H.264 access unit (Annex-B).
+    Video(Bytes),
+    /// One Opus packet.
+    Audio(Bytes),
+}
+
+/// Receives inbound media; runs on the remote track's reader task.
+pub type InboundSink = Arc<dyn Fn(Inbound) + Send + Sync>;
+
+/// Receives the connection's events; runs on the stack's driver task, so it must not block.
+pub type EventSink = Arc<dyn Fn(PeerEvent) + Send + Sync>;
+
+/// Network figures for the quality indicator.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    /// Round-trip time of the selected ICE pair, ms.
+    pub rtt_ms: f64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub packets_lost: i64,
+}
+
+const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+fn h264_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: H264_FMTP.to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn webrtc_err(what: &str) -> impl Fn(webrtc::error::Error) -> MediaError + '_ {
+    move |e| MediaError::WebRtc(format!("{what}: {e}"))
+}
+
+/// A local track and what was negotiated for it.
+struct Outgoing {
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+    mime: &'static str,
+    /// Learnt after negotiation; writing with a wrong one is silently dropped.
+    payload_type: Option<u8>,
+}
+
+impl Outgoing {
+    async fn new(
+        pc: &Arc<dyn PeerConnection>,
+        kind: RtpCodecKind,
+        codec: RTCRtpCodec,
+        mime: &'static str,
+        ssrc: u32,
+    ) -> Result<Outgoing, MediaError> {
+        let label = if mime == MIME_TYPE_H264 {
+            "video"
+        } else {
+            "audio"
+        };
+        let track = MediaStreamTrack::new(
+            "tincan".to_owned(),
+            label.to_owned(),
+            label.to_owned(),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        );
+        let track = Arc::new(
+            TrackLocalStaticSample::new(Instant::now(), track).map_err(webrtc_err("track"))?,
+        );
+        let sender = pc
+            .add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(webrtc_err("add track"))?;
+        Ok(Outgoing {
+            track,
+            sender,
+            ssrc,
+            mime,
+            payload_type: None,
+        })
+    }
+
+    async fn write(&mut self, data: Bytes, duration: Duration) -> Result<(), MediaError> {
+        let pt = match self.payload_type {
+            Some(pt) => pt,
+            None => {
+                let params = self
+                    .sender
+                    .get_parameters()
+                    .await
+                    .map_err(webrtc_err("sender parameters"))?;
+                let Some(pt) = params
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(self.mime))
+                    .map(|c| c.payload_type)
+                else {
+                    return Err(MediaError::WebRtc(format!(
+                        "{} was not negotiated",
+                        self.mime
+                    )));
+                };
+                self.payload_type = Some(pt);
+                pt
+            }
+        };
+        let sample = Sample {
+            data,
+            duration,
+            ..Sample::new(Instant::now())
+        };
+        self.track
+            .write_sample(self.ssrc, pt, &sample, &[])
+            .await
+            .map_err(webrtc_err("write sample"))
+    }
+}
+
+/// Forwards the stack's callbacks to the session; spawns one reader task per remote track.
+struct Handler {
+    events: EventSink,
+    inbound: InboundSink,
+    readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) if !init.candidate.is_empty() => {
+                (self.events)(PeerEvent::Candidate(Candidate {
+                    candidate: init.candidate,
+                    sdp_mid: init.sdp_mid,
+                    sdp_mline_index: init.sdp_mline_index,
+                }));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "local ICE candidate not serialisable"),
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let state = match state {
+            RTCPeerConnectionState::Connected => PeerState::Connected,
+            RTCPeerConnectionState::Disconnected => PeerState::Disconnected,
+            RTCPeerConnectionState::Failed => PeerState::Failed,
+            RTCPeerConnectionState::Closed => PeerState::Closed,
+            _ => PeerState::Connecting,
+        };
+        (self.events)(PeerEvent::State(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let inbound = self.inbound.clone();
+        let reader = tokio::spawn(census::task(read_track(track, inbound)));
+        self.readers.lock().expect("readers lock").push(reader);
+    }
+}
+
+/// Drains one remote track until the connection closes: Opus packets go out as they
+/// are; H.264 is reassembled into access units, emitted on the marker bit. A gap in
+/// sequence numbers drops the broken frame and asks the sender for a key frame.
+async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink) {
+    let Some(ssrc) = track.ssrcs().await.first().copied() else {
+        return;
+    };
+    let is_video = track
+        .codec(ssrc)
+        .await
+        .is_some_and(|c| c.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264));
+    let mut depacketizer = H264Packet::default();
+    let mut unit = BytesMut::new();
+    let mut timestamp = None;
+    let mut last_seq: Option<u16> = None;
+    let mut broken = false;
+    while let Some(event) = track.poll().await {
+        let packet = match event {
+            TrackRemoteEvent::OnRtpPacket(packet) => packet,
+            TrackRemoteEvent::OnEnded => break,
+            _ => continue,
+        };
+        if packet.payload.is_empty() {
+            continue;
+        }
+        if !is_video {
+            inbound(Inbound::Audio(packet.payload.clone()));
+            continue;
+        }
+        if timestamp != Some(packet.header.timestamp) {
+            timestamp = Some(packet.header.timestamp);
+            unit.clear();
+            broken = false;
+        }
+        if let Some(prev) = last_seq {
+            if packet.header.sequence_number != prev.wrapping_add(1) {
+                broken = true;
+                depacketizer = H264Packet::default();
+            }
+        }
+        last_seq = Some(packet.header.sequence_number);
+        match depacketizer.depacketize(&packet.payload) {
+            Ok(bytes) => unit.extend_from_slice(&bytes),
+            Err(_) => broken = true,
+        }
+        if packet.header.marker {
+            if broken {
+                let pli = PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+                let _ = track.write_rtcp(vec![Box::new(pli)]).await;
+            } else if !unit.is_empty() {
+                inbound(Inbound::Video(unit.split().freeze()));
+            }
+        }
+    }
+}
+
+/// One peer connection with its two outgoing tracks.
+pub struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    video: Outgoing,
+    audio: Outgoing,
+    readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    _live: census::PeerGuard,
+}
+
+impl Peer {
+    /// Builds the connection and adds the outgoing audio and video tracks.
+    pub async fn new(
+        settings: &PeerSettings,
+        events: EventSink,
+        inbound: InboundSink,
+        ssrc_seed: u32,
+    ) -> Result<Peer, MediaError> {
+        let mut media = MediaEngine::default();
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: h264_codec(),
+                    payload_type: 102,
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(webrtc_err("register H.264"))?;
+        media
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: opus_codec(),
+                    payload_type: 111,
+                },
+                RtpCodecKind::Audio,
+            )
+            .map_err(webrtc_err("register Opus"))?;
+        // After the codecs: NACK feedback is attached only to codecs already registered.
+        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+
+        let interval = settings.ice_check_interval.max(Duration::from_millis(1));
+        // Keep the stack's default budget of checks per pair (7 × 200 ms ≈ 1.4 s) at the
+        // faster interval, so a pair is not declared failed before the far end has our
+        // candidates.
+        let attempts =
+            (Duration::from_millis(1400).as_millis() / interval.as_millis()).clamp(7, 2000) as u16;
+        let mut setting = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_ice_connection_attempts(Some(interval), Some(attempts))
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
+        if settings.relay_only {
+            // Relayed pairs are all there is; waiting for better ones only delays the call.
+            setting = setting.with_relay_acceptance_min_wait(Some(Duration::ZERO));
+        }
+
+        let ice_servers = settings
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect();
+        let policy = if settings.relay_only {
+            RTCIceTransportPolicy::Relay
+        } else {
+            RTCIceTransportPolicy::All
+        };
+        let config = RTCConfigurationBuilder::new()
+            .with_ice_servers(ice_servers)
+            .with_ice_transport_policy(policy)
+            .build();
+
+        let readers = Arc::new(Mutex::new(Vec::new()));
+        let handler = Handler {
+            events,
+            inbound,
+            readers: readers.clone(),
+        };
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(setting.build())
+            .with_handler(Arc::new(handler))
+            .with_udp_addrs(settings.bind.clone())
+            .build()
+            .await
+            .map_err(webrtc_err("peer connection"))?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let live = census::PeerGuard::new();
+        let video = Outgoing::new(
+            &pc,
+            RtpCodecKind::Video,
+            h264_codec(),
+            MIME_TYPE_H264,
+            ssrc_seed,
+        )
+        .await;
+        let audio = Outgoing::new(
+            &pc,
+            RtpCodecKind::Audio,
+            opus_codec(),
+            MIME_TYPE_OPUS,
+            ssrc_seed ^ 0x5A5A_5A5A,
+        )
+        .await;
+        let (video, audio) = match (video, audio) {
+            (Ok(v), Ok(a)) => (v, a),
+            (Err(e), _) | (_, Err(e)) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+        Ok(Peer {
+            pc,
+            video,
+            audio,
+            readers,
+            _live: live,
+        })
+    }
+
+    /// Creates an offer, sets it locally and returns its SDP.
+    pub async fn offer(&self, ice_restart: bool) -> Result<String, MediaError> {
+        let options = ice_restart.then(|| RTCOfferOptions { ice_restart: true });
+        let offer = self
+            .pc
+            .create_offer(options)
+            .await
+            .map_err(webrtc_err("create offer"))?;
+        let sdp = offer.sdp.clone();
+        self.pc
+            .set_local_description(offer)
+            .await
+            .map_err(webrtc_err("set local offer"))?;
+        Ok(sdp)
+    }
+
+    /// Applies the remote offer and returns the answer, already set locally.
+    pub async fn answer(&self, offer_sdp: String) -> Result<String, MediaError> {
+        let offer = RTCSessionDescription::offer(offer_sdp).map_err(webrtc_err("parse offer"))?;
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(webrtc_err("set remote offer"))?;
+        let answer = self
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(webrtc_err("create answer"))?;
+        let sdp = answer.sdp.clone();
+        self.pc
+            .set_local_description(answer)
+            .await
+            .map_err(webrtc_err("set local answer"))?;
+        Ok(sdp)
+    }
+
+    pub async fn apply_answer(&self, answer_sdp: String) -> Result<(), MediaError> {
+        let answer =
+            RTCSessionDescription::answer(answer_sdp).map_err(webrtc_err("parse answer"))?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(webrtc_err("set remote answer"))
+    }
+
+    pub async fn add_candidate(&self, c: Candidate) -> Result<(), MediaError> {
+        let init = RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            ..Default::default()
+        };
+        self.pc
+            .add_ice_candidate(init)
+            .await
+            .map_err(webrtc_err("add candidate"))
+    }
+
+    /// Sends one H.264 access unit lasting `duration`.
+    pub async fn send_video(&mut self, unit: Bytes, duration: Duration) -> Result<(), MediaError> {
+        self.video.write(unit, duration).await
+    }
+
+    /// Sends one 20 ms Opus packet.
+    pub async fn send_audio(&mut self, packet: Bytes) -> Result<(), MediaError> {
+        self.audio.write(packet, Duration::from_millis(20)).await
+    }
+
+    /// The stack's counters, for the quality indicator.
+    pub async fn counters(&self) -> Counters {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let mut c = Counters::default();
+        if let Some(transport) = report.transport() {
+            if let Some(pair) = report
+                .candidate_pairs()
+                .find(|p| p.stats.id == transport.selected_candidate_pair_id)
+            {
+                c.rtt_ms = pair.current_round_trip_time * 1000.0;
+            }
+        }
+        for inbound in report.inbound_rtp_streams() {
+            c.bytes_received += inbound.bytes_received;
+            c.packets_received += inbound.received_rtp_stream_stats.packets_received;
+            c.packets_lost += inbound.received_rtp_stream_stats.packets_lost;
+        }
+        for outbound in report.outbound_rtp_streams() {
+            c.bytes_sent += outbound.sent_rtp_stream_stats.bytes_sent;
+        }
+        c
+    }
+
+    /// Closes the connection, then waits for its track readers to finish. The stack
+    /// drops the sockets with its driver task, which `close` stops (aborting it after
+    /// 100 ms at most).
+    pub async fn close(self) {
+        if let Err(e) = self.pc.close().await {
+            tracing::debug!(error = %e, "peer connection close");
+        }
+        let readers = std::mem::take(&mut *self.readers.lock().expect("readers lock"));
+        for reader in readers {
+            let _ = reader.await;
+        }
+    }
+}

@@ -1,0 +1,707 @@
+//! One call's media: a handle ([`MediaSession`]) and the task that owns every peer
+//! connection of the call.
+//!
+//! The task is the only place media state changes. It takes commands from the handle
+//! (a participant joined or left, a negotiation message arrived, mute, camera), events
+//! from the peer connections, encoded pictures from the capture thread, and a 20 ms
+//! audio tick; it reports [`MediaEvent`]s on a channel and sends negotiation messages
+//! through the caller's [`OutSignal`] channel.
+//!
+//! Teardown, in this order (tested by `tests/integration/media.rs`):
+//! 1. the sources stop: the capture thread's command channel closes, so it returns;
+//! 2. every peer connection closes, which stops its driver task and drops its sockets;
+//!    the remote tracks end, so their reader tasks return and drop the decoders' inputs;
+//! 3. the decoder threads and the capture thread are joined;
+//! 4. [`MediaEvent::Ended`] is sent and the task returns; [`MediaSession::close`] returns
+//!    after that.
+
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle as ThreadHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::census;
+use crate::codec::{self, AudioDecoder, AudioEncoder, DecodedFrame, Tone, VideoDecoder};
+use crate::negotiation::{Negotiation, Signal, Step};
+use crate::peer::{Counters, Inbound, Peer, PeerEvent, PeerSettings, PeerState};
+use crate::source::{self, CaptureCommand, EncodedVideo, TestPattern, VideoSettings, VideoSource};
+
+/// How a call's media is set up.
+pub struct MediaConfig {
+    /// This side's userID: decides who offers to whom.
+    pub me: String,
+    pub peer: PeerSettings,
+    pub video: VideoSettings,
+    /// Whether the camera starts on (video calls) or off (audio calls).
+    pub camera: bool,
+    /// Width of the RGBA copy of each decoded remote picture, for a window to draw;
+    /// 0 for none (a headless client only needs the stamp).
+    pub frame_rgba_width: u32,
+    /// How long a lost path may take to come back (ICE restart) before media with that
+    /// participant is given up.
+    pub recover_within: Duration,
+    /// Outgoing pictures; `None` for the synthetic test pattern.
+    pub video_source: Option<Box<dyn VideoSource>>,
+}
+
+impl MediaConfig {
+    /// Defaults for `me`: 640×480 at 30 fps, camera on, loopback and LAN as the stack picks.
+    pub fn new(me: impl Into<String>, peer: PeerSettings) -> MediaConfig {
+        MediaConfig {
+            me: me.into(),
+            peer,
+            video: VideoSettings::default(),
+            camera: true,
+            frame_rgba_width: 0,
+            recover_within: Duration::from_secs(15),
+            video_source: None,
+        }
+    }
+}
+
+/// A negotiation message for `to`, as JSON, for the caller to relay through the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutSignal {
+    pub to: String,
+    pub payload: String,
+}
+
+/// Link quality with one participant, once a second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quality {
+    /// Round trip of the media path, ms.
+    pub rtt_ms: f64,
+    /// Share of the participant's packets lost in the last second, 0–1.
+    pub loss: f64,
+    /// Received and sent bitrate over the last second, kbit/s.
+    pub kbps_in: f64,
+    pub kbps_out: f64,
+    /// Remote pictures decoded in the last second.
+    pub fps_in: u32,
+}
+
+/// What a session reports.
+#[derive(Debug)]
+pub enum MediaEvent {
+    /// The connection with `user` changed state.
+    PeerState {
+        user: String,
+        state: PeerState,
+        at: Instant,
+    },
+    /// A decoded picture from `user`.
+    Frame {
+        user: String,
+        frame: DecodedFrame,
+        at: Instant,
+    },
+    /// One decoded audio packet from `user`: how many samples, and how loud (0–1).
+    Audio {
+        user: String,
+        samples: usize,
+        level: f32,
+        at: Instant,
+    },
+    /// `user` turned their microphone or camera on or off.
+    RemoteState {
+        user: String,
+        mic: bool,
+        camera: bool,
+    },
+    Quality {
+        user: String,
+        quality: Quality,
+    },
+    /// Media with `user` ended and will not come back: the path could not be recovered,
+    /// or the far end gave up. The call should end for this participant.
+    Failed {
+        user: String,
+        reason: String,
+    },
+    /// The session has closed; nothing follows.
+    Ended,
+}
+
+enum Command {
+    AddPeer(String),
+    RemovePeer(String),
+    Signal { from: String, payload: String },
+    Mic(bool),
+    Camera(bool),
+    Close(oneshot::Sender<()>),
+}
+
+/// The handle to one call's media. Dropping it without [`MediaSession::close`] also
+/// tears everything down, but nobody can wait for it.
+pub struct MediaSession {
+    commands: mpsc::UnboundedSender<Command>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl MediaSession {
+    /// Starts the session's task (on the current tokio runtime) and its capture thread.
+    pub fn start(
+        mut config: MediaConfig,
+        signals: mpsc::UnboundedSender<OutSignal>,
+    ) -> (MediaSession, mpsc::UnboundedReceiver<MediaEvent>) {
+        let (command_tx, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let (video_tx, video_rx) = mpsc::channel(2);
+        let (capture_tx, capture_rx) = std_mpsc::channel();
+        let source = config
+            .video_source
+            .take()
+            .unwrap_or_else(|| Box::new(TestPattern));
+        let (video, camera) = (config.video, config.camera);
+        let capture = census::thread("tincan-capture", move || {
+            source::capture_loop(source, video, camera, capture_rx, video_tx)
+        });
+        let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            mic: true,
+            camera: config.camera,
+            config,
+            peers: HashMap::new(),
+            generation: 0,
+            events: event_tx,
+            signals,
+            peer_tx,
+            capture: Some(capture_tx),
+            capture_thread: Some(capture),
+            tone: Tone::new(),
+            audio: AudioEncoder::new().ok(),
+        };
+        let task = tokio::spawn(census::task(driver.run(command_rx, peer_rx, video_rx)));
+        (
+            MediaSession {
+                commands: command_tx,
+                task: Mutex::new(Some(task)),
+            },
+            event_rx,
+        )
+    }
+
+    /// `user` is in the call: connect to them (idempotent).
+    pub fn add_peer(&self, user: &str) {
+        let _ = self.commands.send(Command::AddPeer(user.to_owned()));
+    }
+
+    /// `user` left the call: close the connection with them.
+    pub fn remove_peer(&self, user: &str) {
+        let _ = self.commands.send(Command::RemovePeer(user.to_owned()));
+    }
+
+    /// A negotiation message from `from` (the JSON `payload` of `onReceiveMediaSignal`).
+    pub fn signal(&self, from: &str, payload: &str) {
+        let _ = self.commands.send(Command::Signal {
+            from: from.to_owned(),
+            payload: payload.to_owned(),
+        });
+    }
+
+    /// Microphone on (sending) or off (muted: nothing is sent, the far end is told).
+    pub fn set_mic(&self, on: bool) {
+        let _ = self.commands.send(Command::Mic(on));
+    }
+
+    /// Camera on or off (nothing is sent, the far end is told).
+    pub fn set_camera(&self, on: bool) {
+        let _ = self.commands.send(Command::Camera(on));
+    }
+
+    /// Tears the session down (see the module docs for the order) and returns once
+    /// every connection, task and thread it started is gone. Closing again does nothing.
+    pub async fn close(&self) {
+        let (ack_tx, ack_rx) = oneshot::channel();
+        if self.commands.send(Command::Close(ack_tx)).is_ok() {
+            let _ = ack_rx.await;
+        }
+        let task = self.task.lock().expect("session task lock").take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// One remote participant.
+struct Remote {
+    generation: u64,
+    negotiation: Negotiation,
+    peer: Peer,
+    connected: bool,
+    /// When the path was lost, while ICE tries to recover it.
+    lost_since: Option<Instant>,
+    decoder_input: Option<std_mpsc::SyncSender<Bytes>>,
+    decoder: Option<ThreadHandle<()>>,
+    frames: Arc<std::sync::atomic::AtomicU32>,
+    last: Counters,
+}
+
+struct Driver {
+    config: MediaConfig,
+    mic: bool,
+    camera: bool,
+    peers: HashMap<String, Remote>,
+    generation: u64,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    signals: mpsc::UnboundedSender<OutSignal>,
+    peer_tx: mpsc::UnboundedSender<(String, u64, PeerEvent)>,
+    capture: Option<std_mpsc::Sender<CaptureCommand>>,
+    capture_thread: Option<ThreadHandle<()>>,
+    tone: Tone,
+    audio: Option<AudioEncoder>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut peer_events: mpsc::UnboundedReceiver<(String, u64, PeerEvent)>,
+        mut video: mpsc::Receiver<EncodedVideo>,
+    ) {
+        let mut audio_tick = tokio::time::interval(Duration::from_millis(20));
+        audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut quality_tick = tokio::time::interval(Duration::from_secs(1));
+        quality_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let frame_duration = self.config.video.frame_duration();
+        let ack = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => break None,
+                    Some(Command::Close(ack)) => break Some(ack),
+                    Some(command) => self.on_command(command).await,
+                },
+                Some((user, generation, event)) = peer_events.recv() => {
+                    self.on_peer_event(user, generation, event).await;
+                }
+                Some(picture) = video.recv() => {
+                    for remote in self.peers.values_mut().filter(|r| r.connected) {
+                        if let Err(e) = remote.peer.send_video(picture.data.clone(), frame_duration).await {
+                            tracing::debug!(error = %e, "video not sent");
+                        }
+                    }
+                }
+                _ = audio_tick.tick() => self.send_audio().await,
+                _ = quality_tick.tick() => self.check_quality().await,
+            }
+        };
+        self.teardown().await;
+        let _ = self.events.send(MediaEvent::Ended);
+        if let Some(ack) = ack {
+            let _ = ack.send(());
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::AddPeer(user) => self.add_peer(&user).await,
+            Command::RemovePeer(user) => {
+                if let Some(remote) = self.peers.remove(&user) {
+                    close_remote(remote).await;
+                }
+            }
+            Command::Signal { from, payload } => self.on_signal(from, &payload).await,
+            Command::Mic(on) => {
+                self.mic = on;
+                self.broadcast_state();
+            }
+            Command::Camera(on) => {
+                self.camera = on;
+                if let Some(capture) = &self.capture {
+                    let _ = capture.send(CaptureCommand::Camera(on));
+                }
+                self.broadcast_state();
+            }
+            Command::Close(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn broadcast_state(&self) {
+        let state = Signal::State {
+            mic: self.mic,
+            camera: self.camera,
+        };
+        for user in self.peers.keys() {
+            self.send_signal(user, &state);
+        }
+    }
+
+    fn send_signal(&self, to: &str, signal: &Signal) {
+        let payload = serde_json::to_string(signal).expect("signals serialize");
+        let _ = self.signals.send(OutSignal {
+            to: to.to_owned(),
+            payload,
+        });
+    }
+
+    /// Creates the connection with `user` if there is none, and starts negotiating.
+    async fn add_peer(&mut self, user: &str) {
+        if user == self.config.me || self.peers.contains_key(user) {
+            return;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let (decoder_tx, decoder_rx) = std_mpsc::sync_channel::<Bytes>(8);
+        let frames = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let decoder = spawn_decoder(
+            user.to_owned(),
+            self.config.frame_rgba_width,
+            decoder_rx,
+            self.events.clone(),
+            frames.clone(),
+        );
+        let events = {
+            let tx = self.peer_tx.clone();
+            let user = user.to_owned();
+            Arc::new(move |e| {
+                let _ = tx.send((user.clone(), generation, e));
+            })
+        };
+        let inbound = inbound_sink(user.to_owned(), decoder_tx.clone(), self.events.clone());
+        let seed = (generation as u32).wrapping_mul(0x9E37_79B9) ^ std::process::id();
+        let peer = match Peer::new(&self.config.peer, events, inbound, seed).await {
+            Ok(peer) => peer,
+            Err(e) => {
+                drop(decoder_tx);
+                let _ = decoder.join();
+                let _ = self.events.send(MediaEvent::Failed {
+                    user: user.to_owned(),
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        let _ = self.events.send(MediaEvent::PeerState {
+            user: user.to_owned(),
+            state: PeerState::Connecting,
+            at: Instant::now(),
+        });
+        let mut remote = Remote {
+            generation,
+            negotiation: Negotiation::new(&self.config.me, user),
+            peer,
+            connected: false,
+            lost_since: None,
+            decoder_input: Some(decoder_tx),
+            decoder: Some(decoder),
+            frames,
+            last: Counters::default(),
+        };
+        let steps = remote.negotiation.start();
+        self.peers.insert(user.to_owned(), remote);
+        self.run_steps(user, steps).await;
+    }
+
+    async fn on_signal(&mut self, from: String, payload: &str) {
+        let signal: Signal = match serde_json::from_str(payload) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(from = %from, error = %e, "media signal not understood; ignored");
+                return;
+            }
+        };
+        if !self.peers.contains_key(&from) {
+            // The far end learnt of us before we learnt of it: only a greeting or an
+            // offer may open a connection; anything else belongs to one we closed.
+            if !matches!(signal, Signal::Hello | Signal::Offer { .. }) {
+                return;
+            }
+            self.add_peer(&from).await;
+        }
+        let Some(remote) = self.peers.get_mut(&from) else {
+            return;
+        };
+        match remote.negotiation.on_signal(signal) {
+            Ok(steps) => self.run_steps(&from, steps).await,
+            Err(reason) => {
+                tracing::warn!(from = %from, reason, "media signal out of order; ignored")
+            }
+        }
+    }
+
+    /// Carries out negotiation steps; a step that fails ends media with that participant.
+    async fn run_steps(&mut self, user: &str, steps: Vec<Step>) {
+        let mut queue = std::collections::VecDeque::from(steps);
+        while let Some(step) = queue.pop_front() {
+            let Some(remote) = self.peers.get_mut(user) else {
+                return;
+            };
+            let result = match step {
+                Step::Send(signal) => {
+                    self.send_signal(user, &signal);
+                    Ok(())
+                }
+                Step::Offer { ice_restart } => match remote.peer.offer(ice_restart).await {
+                    Ok(sdp) => {
+                        self.send_signal(user, &Signal::Offer { sdp });
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Step::Answer { sdp } => match remote.peer.answer(sdp).await {
+                    Ok(sdp) => {
+                        queue.extend(remote.negotiation.remote_description_set());
+                        self.send_signal(user, &Signal::Answer { sdp });
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Step::ApplyAnswer { sdp } => match remote.peer.apply_answer(sdp).await {
+                    Ok(()) => {
+                        queue.extend(remote.negotiation.remote_description_set());
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Step::AddCandidate(c) => {
+                    if let Err(e) = remote.peer.add_candidate(c).await {
+                        tracing::debug!(error = %e, "remote candidate refused");
+                    }
+                    Ok(())
+                }
+                Step::RemoteState { mic, camera } => {
+                    let _ = self.events.send(MediaEvent::RemoteState {
+                        user: user.to_owned(),
+                        mic,
+                        camera,
+                    });
+                    Ok(())
+                }
+                Step::Closed { reason } => {
+                    self.give_up(user, format!("the other side ended media: {reason}"), false)
+                        .await;
+                    return;
+                }
+            };
+            if let Err(e) = result {
+                self.give_up(user, e.to_string(), true).await;
+                return;
+            }
+        }
+    }
+
+    /// Ends media with `user` for good and says so (to the far end too, when `tell`).
+    async fn give_up(&mut self, user: &str, reason: String, tell: bool) {
+        if tell {
+            self.send_signal(
+                user,
+                &Signal::Bye {
+                    reason: reason.clone(),
+                },
+            );
+        }
+        if let Some(remote) = self.peers.remove(user) {
+            close_remote(remote).await;
+        }
+        let _ = self.events.send(MediaEvent::Failed {
+            user: user.to_owned(),
+            reason,
+        });
+    }
+
+    async fn on_peer_event(&mut self, user: String, generation: u64, event: PeerEvent) {
+        let Some(remote) = self
+            .peers
+            .get_mut(&user)
+            .filter(|r| r.generation == generation)
+        else {
+            return;
+        };
+        match event {
+            PeerEvent::Candidate(c) => self.send_signal(&user, &Signal::Candidate(c)),
+            PeerEvent::State(state) => {
+                let _ = self.events.send(MediaEvent::PeerState {
+                    user: user.clone(),
+                    state,
+                    at: Instant::now(),
+                });
+                match state {
+                    PeerState::Connected => {
+                        remote.connected = true;
+                        remote.lost_since = None;
+                        // The new peer needs a key frame before it can show anything.
+                        if let Some(capture) = &self.capture {
+                            let _ = capture.send(CaptureCommand::KeyFrame);
+                        }
+                        // Tell the newcomer what we are (not) sending.
+                        if !self.mic || !self.camera {
+                            self.send_signal(
+                                &user,
+                                &Signal::State {
+                                    mic: self.mic,
+                                    camera: self.camera,
+                                },
+                            );
+                        }
+                    }
+                    PeerState::Disconnected | PeerState::Failed => {
+                        remote.connected = false;
+                        if remote.lost_since.is_none() {
+                            remote.lost_since = Some(Instant::now());
+                            let steps = remote.negotiation.restart();
+                            self.run_steps(&user, steps).await;
+                        }
+                    }
+                    PeerState::Connecting | PeerState::Closed => {}
+                }
+            }
+        }
+    }
+
+    async fn send_audio(&mut self) {
+        let Some(encoder) = self.audio.as_mut() else {
+            return;
+        };
+        if !self.mic || !self.peers.values().any(|r| r.connected) {
+            return;
+        }
+        let packet = match encoder.encode(&self.tone.next_frame()) {
+            Ok(p) => Bytes::from(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "audio not encoded");
+                return;
+            }
+        };
+        for remote in self.peers.values_mut().filter(|r| r.connected) {
+            if let Err(e) = remote.peer.send_audio(packet.clone()).await {
+                tracing::debug!(error = %e, "audio not sent");
+            }
+        }
+    }
+
+    /// Once a second: quality per participant, and giving up on paths lost too long.
+    async fn check_quality(&mut self) {
+        let mut lost = Vec::new();
+        for (user, remote) in &mut self.peers {
+            if remote
+                .lost_since
+                .is_some_and(|t| t.elapsed() > self.config.recover_within)
+            {
+                lost.push(user.clone());
+                continue;
+            }
+            if !remote.connected {
+                continue;
+            }
+            let now = remote.peer.counters().await;
+            let prev = std::mem::replace(&mut remote.last, now);
+            let received = now.packets_received.saturating_sub(prev.packets_received);
+            let lost_packets = (now.packets_lost - prev.packets_lost).max(0) as u64;
+            let quality = Quality {
+                rtt_ms: now.rtt_ms,
+                loss: if received + lost_packets == 0 {
+                    0.0
+                } else {
+                    lost_packets as f64 / (received + lost_packets) as f64
+                },
+                kbps_in: now.bytes_received.saturating_sub(prev.bytes_received) as f64 * 8.0
+                    / 1000.0,
+                kbps_out: now.bytes_sent.saturating_sub(prev.bytes_sent) as f64 * 8.0 / 1000.0,
+                fps_in: remote.frames.swap(0, std::sync::atomic::Ordering::Relaxed),
+            };
+            let _ = self.events.send(MediaEvent::Quality {
+                user: user.clone(),
+                quality,
+            });
+        }
+        for user in lost {
+            self.give_up(
+                &user,
+                "the network path was lost and did not come back".into(),
+                true,
+            )
+            .await;
+        }
+    }
+
+    async fn teardown(&mut self) {
+        self.capture = None;
+        for (_, remote) in self.peers.drain() {
+            close_remote(remote).await;
+        }
+        if let Some(capture) = self.capture_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+        }
+    }
+}
+
+/// Closes one participant's connection, then waits for its decoder thread.
+async fn close_remote(mut remote: Remote) {
+    remote.peer.close().await;
+    remote.decoder_input = None;
+    if let Some(decoder) = remote.decoder.take() {
+        let _ = tokio::task::spawn_blocking(move || decoder.join()).await;
+    }
+}
+
+/// Where a participant's inbound media goes: pictures to the decoder thread (dropped
+/// when it is behind), audio decoded right away (it is cheap) and reported.
+fn inbound_sink(
+    user: String,
+    video: std_mpsc::SyncSender<Bytes>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+) -> Arc<dyn Fn(Inbound) + Send + Sync> {
+    let decoder = Mutex::new(AudioDecoder::new().ok());
+    Arc::new(move |inbound| match inbound {
+        Inbound::Video(unit) => {
+            let _ = video.try_send(unit);
+        }
+        Inbound::Audio(packet) => {
+            let mut decoder = decoder.lock().expect("audio decoder lock");
+            let Some(decoder) = decoder.as_mut() else {
+                return;
+            };
+            match decoder.decode(&packet) {
+                Ok(pcm) => {
+                    let _ = events.send(MediaEvent::Audio {
+                        user: user.clone(),
+                        samples: pcm.len(),
+                        level: codec::level(pcm),
+                        at: Instant::now(),
+                    });
+                }
+                Err(e) => tracing::debug!(error = %e, "audio packet not decoded"),
+            }
+        }
+    })
+}
+
+/// The decoder thread of one participant: returns when its input closes.
+fn spawn_decoder(
+    user: String,
+    rgba_width: u32,
+    input: std_mpsc::Receiver<Bytes>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    frames: Arc<std::sync::atomic::AtomicU32>,
+) -> ThreadHandle<()> {
+    census::thread("tincan-decode", move || {
+        let mut decoder = match VideoDecoder::new(rgba_width) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "video decoding unavailable");
+                return;
+            }
+        };
+        for unit in input {
+            match decoder.decode(&unit) {
+                Ok(Some(frame)) => {
+                    frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let _ = events.send(MediaEvent::Frame {
+                        user: user.clone(),
+                        frame,
+                        at: Instant::now(),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "picture not decoded"),
+            }
+        }
+    })
+}

@@ -1,0 +1,139 @@
+//! Where outgoing media comes from.
+//!
+//! A [`VideoSource`] draws pictures; the capture thread paces it, encodes each picture
+//! once and hands the access unit to the session, which sends it to every peer. The
+//! synthetic camera ([`TestPattern`]) is what machines without a camera use, tests
+//! included; a real camera is another implementation of the same trait.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::codec::VideoEncoder;
+use crate::pattern::{self, Stamp, I420};
+
+/// Picture size, rate and bitrate of outgoing video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoSettings {
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+    pub bitrate_bps: u32,
+}
+
+impl Default for VideoSettings {
+    /// 640×480 at 30 fps, 1 Mbit/s: what a desktop call sends by default.
+    fn default() -> Self {
+        VideoSettings {
+            width: 640,
+            height: 480,
+            fps: 30,
+            bitrate_bps: 1_000_000,
+        }
+    }
+}
+
+impl VideoSettings {
+    pub fn frame_duration(&self) -> Duration {
+        Duration::from_secs(1) / self.fps.max(1)
+    }
+}
+
+/// Something that produces pictures.
+pub trait VideoSource: Send + 'static {
+    /// Fills `frame` with picture number `counter`, captured at `captured_us`.
+    fn capture(&mut self, frame: &mut I420, counter: u32, captured_us: u64);
+}
+
+/// The synthetic camera: a moving pattern stamped with its frame counter and capture time.
+#[derive(Debug, Default)]
+pub struct TestPattern;
+
+impl VideoSource for TestPattern {
+    fn capture(&mut self, frame: &mut I420, counter: u32, captured_us: u64) {
+        pattern::draw(
+            frame,
+            Stamp {
+                counter,
+                captured_us: captured_us as u32,
+            },
+        );
+    }
+}
+
+/// Orders for the capture thread.
+#[derive(Debug)]
+pub(crate) enum CaptureCommand {
+    /// Camera on or off; off sends nothing at all.
+    Camera(bool),
+    /// Make the next picture a key frame (a new peer connected).
+    KeyFrame,
+}
+
+/// One encoded picture.
+#[derive(Debug)]
+pub(crate) struct EncodedVideo {
+    pub data: Bytes,
+}
+
+/// The capture thread's body: paces the source at the frame rate, encodes, and hands
+/// each access unit to the session. Returns when the session drops its command sender.
+/// A picture the session has no room for is dropped, not queued: late video is useless.
+pub(crate) fn capture_loop(
+    mut source: Box<dyn VideoSource>,
+    settings: VideoSettings,
+    mut camera: bool,
+    commands: Receiver<CaptureCommand>,
+    out: mpsc::Sender<EncodedVideo>,
+) {
+    let mut encoder = match VideoEncoder::new(settings.fps, settings.bitrate_bps) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "video capture stopped");
+            return;
+        }
+    };
+    let mut frame = I420::new(settings.width, settings.height);
+    let period = settings.frame_duration();
+    let mut next = Instant::now();
+    let mut counter = 0u32;
+    loop {
+        match commands.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(CaptureCommand::Camera(on)) => {
+                if on && !camera {
+                    encoder.force_key_frame();
+                }
+                camera = on;
+                continue;
+            }
+            Ok(CaptureCommand::KeyFrame) => {
+                encoder.force_key_frame();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let now = Instant::now();
+        next += period;
+        if next < now {
+            // Fell behind (a busy machine): skip ahead rather than burst.
+            next = now + period;
+        }
+        if !camera {
+            continue;
+        }
+        source.capture(&mut frame, counter, pattern::now_us());
+        counter = counter.wrapping_add(1);
+        match encoder.encode(&frame) {
+            Ok(unit) if !unit.is_empty() => {
+                let _ = out.try_send(EncodedVideo {
+                    data: Bytes::from(unit),
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "video frame not encoded"),
+        }
+    }
+}

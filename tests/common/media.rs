@@ -1,0 +1,269 @@
+//! Media test harness: a signed-in [`Peer`] with a [`CallMedia`] for one room, and a
+//! pump task that feeds the client's events to media and records what media receives.
+//!
+//! Tests wait on the record ([`MediaSide::wait_for`]) through a `watch` channel, so they
+//! wake on each change instead of sleeping.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tincan_media::{CallMedia, MediaConfig, MediaEvent, PeerSettings, PeerState, VideoSettings};
+use tincan_protocol::{IceServer as WireIceServer, RoomId};
+use tincan_sdk::SdkEvent;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::Peer;
+
+/// What one side received from one other participant.
+#[derive(Debug, Clone, Default)]
+pub struct FromPeer {
+    /// Stamp counters of decoded pictures, in arrival order.
+    pub counters: Vec<u32>,
+    /// Decoded pictures without a readable stamp.
+    pub unstamped: usize,
+    /// Glass-to-glass latency of each stamped picture, µs.
+    pub latency_us: Vec<u32>,
+    pub audio_packets: usize,
+    pub audio_samples: usize,
+    pub loudest: f32,
+    pub states: Vec<PeerState>,
+    pub connected_at: Option<Instant>,
+    pub first_frame_at: Option<Instant>,
+    /// The far end's last `(mic, camera)`.
+    pub remote: Option<(bool, bool)>,
+    pub failed: Option<String>,
+    pub quality_reports: usize,
+}
+
+impl FromPeer {
+    /// Counters strictly increase (no picture out of order or repeated).
+    pub fn in_order(&self) -> bool {
+        self.counters.windows(2).all(|w| w[0] < w[1])
+    }
+}
+
+/// Everything one side received, by participant.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    pub from: BTreeMap<String, FromPeer>,
+    pub ended: bool,
+}
+
+impl Received {
+    pub fn of(&self, user: &str) -> FromPeer {
+        self.from.get(user).cloned().unwrap_or_default()
+    }
+}
+
+/// Peer settings for tests: loopback only, no STUN/TURN unless given.
+pub fn loopback(ice: &[WireIceServer], relay_only: bool) -> PeerSettings {
+    PeerSettings {
+        ice_servers: tincan_media::ice_servers(ice),
+        relay_only,
+        bind: vec!["127.0.0.1:0".to_owned()],
+        ice_check_interval: Duration::from_millis(10),
+    }
+}
+
+/// A small picture, for calls with many participants on two cores.
+pub fn small_video() -> VideoSettings {
+    VideoSettings {
+        width: 320,
+        height: 240,
+        fps: 15,
+        bitrate_bps: 300_000,
+    }
+}
+
+/// One participant with media.
+pub struct MediaSide {
+    pub user: String,
+    pub client: tincan_sdk::Client,
+    pub media: Arc<CallMedia>,
+    received: watch::Receiver<Received>,
+    stop: Option<oneshot::Sender<()>>,
+    pump: JoinHandle<Option<mpsc::Receiver<SdkEvent>>>,
+}
+
+impl MediaSide {
+    /// Starts media for `peer` in `room` and pumps its events.
+    pub fn start(peer: Peer, room: &str, token: &str, config: MediaConfig) -> MediaSide {
+        let Peer {
+            client,
+            mut events,
+            user,
+        } = peer;
+        let room = RoomId::new(room).expect("room id");
+        let (media, mut media_events) =
+            CallMedia::start(client.clone(), room, token.to_owned(), config);
+        let media = Arc::new(media);
+        let (tx, received) = watch::channel(Received::default());
+        let pump_media = media.clone();
+        let (stop, mut stopped) = oneshot::channel();
+        let pump = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return Some(events),
+                    Some(event) = events.recv() => {
+                        if let SdkEvent::Signaling(e) = event {
+                            pump_media.on_event(&e);
+                        }
+                    }
+                    event = media_events.recv() => match event {
+                        Some(event) => tx.send_modify(|r| record(r, event)),
+                        None => return None,
+                    },
+                }
+            }
+        });
+        MediaSide {
+            user,
+            client,
+            media,
+            received,
+            stop: Some(stop),
+            pump,
+        }
+    }
+
+    /// Waits until `done` holds for what was received (the test's own timeout bounds it).
+    pub async fn wait_for(&mut self, what: &str, done: impl FnMut(&Received) -> bool) -> Received {
+        let outcome = tokio::time::timeout(Duration::from_secs(60), self.received.wait_for(done))
+            .await
+            .map(|r| r.map(|r| r.clone()));
+        match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => panic!("{}: media pump ended while waiting for {what}", self.user),
+            Err(_) => panic!(
+                "{}: no {what} within 60 s; received\n{}",
+                self.user,
+                summary(&self.received.borrow())
+            ),
+        }
+    }
+
+    pub fn received(&self) -> Received {
+        self.received.borrow().clone()
+    }
+
+    /// Closes media, stops the pump and gives the signed-in client back.
+    pub async fn close(mut self) -> Peer {
+        self.media.close().await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let events = self
+            .pump
+            .await
+            .expect("media pump")
+            .unwrap_or_else(|| mpsc::channel(1).1);
+        Peer {
+            client: self.client,
+            events,
+            user: self.user,
+        }
+    }
+}
+
+fn summary(r: &Received) -> String {
+    r.from
+        .iter()
+        .map(|(u, f)| {
+            format!(
+                "{u}: {} frames (last {:?}), {} unstamped, {} audio, states {:?}, remote {:?}, failed {:?}",
+                f.counters.len(),
+                f.counters.last(),
+                f.unstamped,
+                f.audio_packets,
+                f.states,
+                f.remote,
+                f.failed
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn record(r: &mut Received, event: MediaEvent) {
+    match event {
+        MediaEvent::PeerState { user, state, at } => {
+            let from = r.from.entry(user).or_default();
+            from.states.push(state);
+            if state == PeerState::Connected && from.connected_at.is_none() {
+                from.connected_at = Some(at);
+            }
+        }
+        MediaEvent::Frame { user, frame, at } => {
+            let from = r.from.entry(user).or_default();
+            from.first_frame_at.get_or_insert(at);
+            match frame.stamp {
+                Some(stamp) => {
+                    from.counters.push(stamp.counter);
+                    from.latency_us
+                        .push(stamp.age_us(tincan_media::pattern::now_us()));
+                }
+                None => from.unstamped += 1,
+            }
+        }
+        MediaEvent::Audio {
+            user,
+            samples,
+            level,
+            ..
+        } => {
+            let from = r.from.entry(user).or_default();
+            from.audio_packets += 1;
+            from.audio_samples += samples;
+            from.loudest = from.loudest.max(level);
+        }
+        MediaEvent::RemoteState { user, mic, camera } => {
+            r.from.entry(user).or_default().remote = Some((mic, camera));
+        }
+        MediaEvent::Quality { user, .. } => r.from.entry(user).or_default().quality_reports += 1,
+        MediaEvent::Failed { user, reason } => {
+            r.from.entry(user).or_default().failed = Some(reason)
+        }
+        MediaEvent::Ended => r.ended = true,
+    }
+}
+
+/// Open sockets of this process.
+pub fn open_sockets() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .map(|l| l.to_string_lossy().starts_with("socket:"))
+                        .unwrap_or(false)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Live tokio tasks of the current runtime.
+pub fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Waits (yielding, bounded) until `f` holds; the stack drops an aborted task's sockets
+/// on the runtime's next turn, shortly after `close` returns.
+pub async fn settle(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        if Instant::now() > deadline {
+            let udp = std::fs::read_to_string("/proc/self/net/udp").unwrap_or_default();
+            panic!(
+                "{what} did not settle within 10 s: {} sockets, {} tasks; udp:\n{udp}",
+                open_sockets(),
+                alive_tasks()
+            );
+        }
+        tokio::task::yield_now().await;
+    }
+}
