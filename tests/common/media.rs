@@ -35,6 +35,8 @@ pub struct FromPeer {
     pub remote: Option<(bool, bool)>,
     pub failed: Option<String>,
     pub quality_reports: usize,
+    /// The media path's kind from the last quality report (`host`, `relay`, …).
+    pub path: String,
 }
 
 impl FromPeer {
@@ -172,14 +174,16 @@ fn summary(r: &Received) -> String {
         .iter()
         .map(|(u, f)| {
             format!(
-                "{u}: {} frames (last {:?}), {} unstamped, {} audio, states {:?}, remote {:?}, failed {:?}",
+                "{u}: {} frames (last {:?}), {} unstamped, {} audio, states {:?}, remote {:?}, failed {:?}, path {:?}, {} quality reports",
                 f.counters.len(),
                 f.counters.last(),
                 f.unstamped,
                 f.audio_packets,
                 f.states,
                 f.remote,
-                f.failed
+                f.failed,
+                f.path,
+                f.quality_reports
             )
         })
         .collect::<Vec<_>>()
@@ -221,7 +225,11 @@ fn record(r: &mut Received, event: MediaEvent) {
         MediaEvent::RemoteState { user, mic, camera } => {
             r.from.entry(user).or_default().remote = Some((mic, camera));
         }
-        MediaEvent::Quality { user, .. } => r.from.entry(user).or_default().quality_reports += 1,
+        MediaEvent::Quality { user, quality } => {
+            let from = r.from.entry(user).or_default();
+            from.quality_reports += 1;
+            from.path = quality.path;
+        }
         MediaEvent::Failed { user, reason } => {
             r.from.entry(user).or_default().failed = Some(reason)
         }
@@ -229,16 +237,39 @@ fn record(r: &mut Received, event: MediaEvent) {
     }
 }
 
-/// Open sockets of this process.
-pub fn open_sockets() -> usize {
+/// Media tests count process-wide things (UDP sockets, media threads), so they take
+/// turns; other tests use no UDP and start no media.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
+/// Open UDP sockets of this process (media's; signaling is TCP).
+pub fn udp_sockets() -> usize {
+    let udp_inodes: std::collections::HashSet<String> =
+        ["/proc/self/net/udp", "/proc/self/net/udp6"]
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .skip(1)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|line| line.split_whitespace().nth(9).map(str::to_owned))
+            .collect();
     std::fs::read_dir("/proc/self/fd")
         .map(|dir| {
             dir.filter_map(|e| e.ok())
-                .filter(|e| {
-                    std::fs::read_link(e.path())
-                        .map(|l| l.to_string_lossy().starts_with("socket:"))
-                        .unwrap_or(false)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    l.strip_prefix("socket:[")
+                        .and_then(|s| s.strip_suffix(']'))
+                        .map(str::to_owned)
                 })
+                .filter(|inode| udp_inodes.contains(inode))
                 .count()
         })
         .unwrap_or(0)
@@ -257,10 +288,9 @@ pub async fn settle(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !f() {
         if Instant::now() > deadline {
-            let udp = std::fs::read_to_string("/proc/self/net/udp").unwrap_or_default();
             panic!(
-                "{what} did not settle within 10 s: {} sockets, {} tasks; udp:\n{udp}",
-                open_sockets(),
+                "{what} did not settle within 10 s: {} UDP sockets, {} tasks",
+                udp_sockets(),
                 alive_tasks()
             );
         }

@@ -7,6 +7,7 @@
 //! connection's frames in order, any event sent before the pong is already here.
 
 pub mod media;
+pub mod turn;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,15 +3,18 @@
 //! synthetic camera's stamped pictures and the synthetic tone.
 
 use tincan_media::{census, Census, MediaConfig};
-use tincan_tests::media::{alive_tasks, loopback, open_sockets, settle, MediaSide};
+use tincan_server::{IceConfig, ServerConfig};
+use tincan_tests::media::{alive_tasks, exclusive, loopback, settle, udp_sockets, MediaSide};
+use tincan_tests::turn::Coturn;
 use tincan_tests::{action, op, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_call_carries_pictures_and_sound_both_ways_then_leaves_nothing_behind() {
+    let _turn = exclusive().await;
     let server = TestServer::start().await;
     let alice = server.peer("alice", "alice-desktop").await;
     let mut bob = server.peer("bob", "bob-desktop").await;
-    let sockets_before = open_sockets();
+    let sockets_before = udp_sockets();
     let tasks_before = alive_tasks();
 
     let invite = alice.invite("bob").await.expect("invite");
@@ -73,6 +76,70 @@ async fn a_video_call_carries_pictures_and_sound_both_ways_then_leaves_nothing_b
         Census::default(),
         "no peer connection, media task or thread survives"
     );
-    settle("sockets", || open_sockets() == sockets_before).await;
+    settle("UDP sockets", || udp_sockets() == sockets_before).await;
     settle("tasks", || alive_tasks() == tasks_before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_relayed_through_turn_only_carries_media() {
+    let _turn = exclusive().await;
+    let turn = Coturn::start();
+    let mut config = ServerConfig::default();
+    config.hub.ice = IceConfig {
+        stun_urls: vec![],
+        turn_urls: vec![turn.url()],
+        turn_secret: Some(turn.secret.clone()),
+        turn_ttl_secs: 600,
+    };
+    let server = TestServer::start_with(config).await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let mut bob = server.peer("bob", "bob-desktop").await;
+
+    let invite = alice.invite("bob").await.expect("invite");
+    let room = invite.room_id.to_string();
+    let turn_entry = invite
+        .ice_servers
+        .iter()
+        .find(|s| s.urls.contains(&turn.url()))
+        .expect("TURN in iceServers");
+    let username = turn_entry
+        .username
+        .as_deref()
+        .expect("time-limited TURN user name");
+    assert!(
+        username.ends_with(":alice"),
+        "TURN REST user name is <expiry>:<userID>: {username}"
+    );
+    bob.expect_info("onReceiveNewInvitation").await;
+    let mut a = MediaSide::start(
+        alice,
+        &room,
+        &invite.token,
+        MediaConfig::new("alice", loopback(&invite.ice_servers, true)),
+    );
+    let accept = bob.accept(&room).await.expect("accept");
+    let mut b = MediaSide::start(
+        bob,
+        &room,
+        &accept.token,
+        MediaConfig::new("bob", loopback(&accept.ice_servers, true)),
+    );
+    b.media.add_peer("alice");
+
+    for (side, other) in [(&mut a, "bob"), (&mut b, "alice")] {
+        let got = side
+            .wait_for("10 pictures and audio over a relayed path", |r| {
+                let f = r.of(other);
+                f.counters.len() >= 10 && f.audio_packets >= 10 && f.path == "relay"
+            })
+            .await
+            .of(other);
+        assert!(got.in_order(), "pictures out of order: {:?}", got.counters);
+    }
+    a.client
+        .signaling_hung_up(&op("hangup"), action(&room))
+        .await
+        .expect("hang up");
+    a.close().await;
+    b.close().await;
 }

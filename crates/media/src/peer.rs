@@ -31,7 +31,7 @@ use webrtc::peer_connection::{
     configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
     RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngineBuilder, StatsSelector,
+    RTCSessionDescription, RTCStatsReportEntry, Registry, SettingEngineBuilder, StatsSelector,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -97,7 +97,7 @@ pub type InboundSink = Arc<dyn Fn(Inbound) + Send + Sync>;
 pub type EventSink = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
 /// Network figures for the quality indicator.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
     /// Round-trip time of the selected ICE pair, ms.
     pub rtt_ms: f64,
@@ -105,6 +105,9 @@ pub struct Counters {
     pub bytes_sent: u64,
     pub packets_received: u64,
     pub packets_lost: i64,
+    /// How the selected path reaches the far end: `host` (direct), `srflx` (through a
+    /// NAT), `relay` (through TURN); empty before a path is chosen.
+    pub path: String,
 }
 
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
@@ -524,6 +527,18 @@ impl Peer {
                 .find(|p| p.stats.id == transport.selected_candidate_pair_id)
             {
                 c.rtt_ms = pair.current_round_trip_time * 1000.0;
+                // The pair names its candidate without the prefix the entry's id has.
+                let local = report.iter().find_map(|e| match e {
+                    RTCStatsReportEntry::LocalCandidate(l)
+                        if l.stats.id.ends_with(&pair.local_candidate_id) =>
+                    {
+                        Some(l)
+                    }
+                    _ => None,
+                });
+                if let Some(local) = local {
+                    c.path = local.candidate_type.to_string();
+                }
             }
         }
         for inbound in report.inbound_rtp_streams() {

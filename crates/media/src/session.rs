@@ -73,7 +73,7 @@ pub struct OutSignal {
 }
 
 /// Link quality with one participant, once a second.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Quality {
     /// Round trip of the media path, ms.
@@ -85,6 +85,8 @@ pub struct Quality {
     pub kbps_out: f64,
     /// Remote pictures decoded in the last second.
     pub fps_in: u32,
+    /// `host` (direct), `srflx` (through a NAT) or `relay` (through TURN).
+    pub path: String,
 }
 
 /// What a session reports.
@@ -591,7 +593,7 @@ impl Driver {
                 continue;
             }
             let now = remote.peer.counters().await;
-            let prev = std::mem::replace(&mut remote.last, now);
+            let prev = std::mem::replace(&mut remote.last, now.clone());
             let received = now.packets_received.saturating_sub(prev.packets_received);
             let lost_packets = (now.packets_lost - prev.packets_lost).max(0) as u64;
             let quality = Quality {
@@ -605,6 +607,7 @@ impl Driver {
                     / 1000.0,
                 kbps_out: now.bytes_sent.saturating_sub(prev.bytes_sent) as f64 * 8.0 / 1000.0,
                 fps_in: remote.frames.swap(0, std::sync::atomic::Ordering::Relaxed),
+                path: now.path,
             };
             let _ = self.events.send(MediaEvent::Quality {
                 user: user.clone(),

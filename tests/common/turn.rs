@@ -1,0 +1,114 @@
+//! A real TURN server for tests: Debian's coturn, started on a free loopback port with
+//! the TURN REST shared secret, so the Tincan server hands out time-limited credentials
+//! it accepts.
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `turnserver`; killed on drop.
+pub struct Coturn {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+    pub secret: String,
+}
+
+impl Coturn {
+    /// Starts coturn and returns once it answers a STUN binding request.
+    pub fn start() -> Coturn {
+        let port = {
+            let probe = UdpSocket::bind("127.0.0.1:0").expect("free UDP port");
+            probe.local_addr().expect("addr").port()
+        };
+        let dir = std::env::temp_dir().join(format!("tincan-coturn-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("coturn dir");
+        let secret = format!("turn-secret-{port}");
+        let child = Command::new("turnserver")
+            .args([
+                "-n",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--simple-log",
+                "--fingerprint",
+            ])
+            .args([
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+                "--realm=tincan",
+            ])
+            // The test's peers are on loopback, which coturn refuses as a relay target
+            // unless told otherwise.
+            .arg("--allow-loopback-peers")
+            .arg(format!("--listening-port={port}"))
+            .arg("--use-auth-secret")
+            .arg(format!("--static-auth-secret={secret}"))
+            .arg(format!("--userdb={}", dir.join("turndb").display()))
+            .arg(format!("--pidfile={}", dir.join("pid").display()))
+            .arg(format!("--log-file={}", dir.join("turn.log").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver runs (apt package coturn; scripts/deps installs it)");
+        let coturn = Coturn {
+            child,
+            dir,
+            port,
+            secret,
+        };
+        coturn.wait_ready();
+        coturn
+    }
+
+    /// The URL the Tincan server hands to clients.
+    pub fn url(&self) -> String {
+        format!("turn:127.0.0.1:{}", self.port)
+    }
+
+    /// coturn's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("turn"))
+            .filter(|e| !e.file_name().to_string_lossy().starts_with("turndb"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    }
+
+    /// Probes with STUN binding requests until coturn answers (bounded).
+    fn wait_ready(&self) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        // Binding request: type 0x0001, length 0, magic cookie, transaction id.
+        let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+        request.extend_from_slice(b"tincan-probe");
+        let mut buf = [0u8; 512];
+        for _ in 0..100 {
+            let _ = socket.send_to(&request, ("127.0.0.1", self.port));
+            if let Ok((n, _)) = socket.recv_from(&mut buf) {
+                if n >= 20 && buf[0..2] == [0x01, 0x01] {
+                    return;
+                }
+            }
+        }
+        panic!(
+            "coturn did not answer on 127.0.0.1:{} within 10 s; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
