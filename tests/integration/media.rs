@@ -4,7 +4,9 @@
 
 use tincan_media::{census, Census, MediaConfig};
 use tincan_server::{IceConfig, ServerConfig};
-use tincan_tests::media::{alive_tasks, exclusive, loopback, settle, udp_sockets, MediaSide};
+use tincan_tests::media::{
+    alive_tasks, exclusive, loopback, settle, small_video, udp_sockets, MediaSide,
+};
 use tincan_tests::turn::Coturn;
 use tincan_tests::{action, op, TestServer};
 
@@ -142,4 +144,71 @@ async fn a_call_relayed_through_turn_only_carries_media() {
         .expect("hang up");
     a.close().await;
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_four_party_group_call_everyone_sees_everyone() {
+    let _turn = exclusive().await;
+    let server = TestServer::start().await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let mut invitees = Vec::new();
+    for user in ["bob", "carol", "dave"] {
+        invitees.push(server.peer(user, &format!("{user}-desktop")).await);
+    }
+    let config = |me: &str, ice: &[tincan_protocol::IceServer]| {
+        let mut c = MediaConfig::new(me, loopback(ice, false));
+        c.video = small_video();
+        c
+    };
+
+    let invite = alice
+        .invite_group("team", &["bob", "carol", "dave"])
+        .await
+        .expect("invite");
+    let room = invite.room_id.to_string();
+    let mut sides = vec![MediaSide::start(
+        alice,
+        &room,
+        &invite.token,
+        config("alice", &invite.ice_servers),
+    )];
+    // One at a time, as people pick up: each newcomer is greeted by everyone already in.
+    for mut peer in invitees {
+        peer.expect_info("onReceiveNewInvitation").await;
+        let accept = peer.accept(&room).await.expect("accept");
+        let user = peer.user.clone();
+        sides.push(MediaSide::start(
+            peer,
+            &room,
+            &accept.token,
+            config(&user, &accept.ice_servers),
+        ));
+    }
+
+    let everyone = ["alice", "bob", "carol", "dave"];
+    for side in &mut sides {
+        let me = side.user.clone();
+        let others: Vec<&str> = everyone.iter().copied().filter(|u| *u != me).collect();
+        let got = side
+            .wait_for("10 pictures from each of the three others", |r| {
+                others.iter().all(|o| r.of(o).counters.len() >= 10)
+            })
+            .await;
+        for other in &others {
+            assert!(
+                got.of(other).in_order(),
+                "{me}: pictures from {other} out of order"
+            );
+        }
+    }
+    for side in sides {
+        // The call ends when the second-to-last person leaves; the last one's hang-up
+        // is refused as NotRinging, which is fine here.
+        let _ = side
+            .client
+            .signaling_hung_up(&op("hangup"), action(&room))
+            .await;
+        side.close().await;
+    }
+    assert_eq!(census(), Census::default());
 }
