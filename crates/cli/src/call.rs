@@ -9,6 +9,7 @@ use tincan_sdk::protocol::{
 use tincan_sdk::{new_operation_id, ApiResult, Client, ConnectionState, SdkEvent};
 use tokio::sync::mpsc;
 
+use crate::media::{self, CliMedia, MediaOpts};
 use crate::output::{emit, reply_line, sdk_event_line};
 use crate::{close_and_drain, exit_code_for};
 
@@ -43,6 +44,7 @@ pub async fn run(
     media: MediaType,
     timeout: u32,
     hangup_after: Option<Duration>,
+    media_opts: MediaOpts,
 ) -> ExitCode {
     let mut invitation = Invitation {
         inviter_user_id: client.user_id().to_string(),
@@ -74,6 +76,16 @@ pub async fn run(
         return close_and_drain(&client, events).await;
     }
     invitation.room_id = reply.room_id.to_string();
+    let mut media = media_opts.media.then(|| {
+        CliMedia::start(
+            &client,
+            &media_opts,
+            media == MediaType::Video,
+            reply.room_id.clone(),
+            reply.token.clone(),
+            &reply.ice_servers,
+        )
+    });
 
     let mut accepted = false;
     let mut hangup_timer = None;
@@ -83,14 +95,19 @@ pub async fn run(
                 let Some(event) = event else { return ExitCode::FAILURE };
                 emit(&sdk_event_line(&event));
                 match &event {
-                    SdkEvent::Signaling(e) => match outcome(e, &invitation.room_id) {
-                        Some(Outcome::Accepted) => {
-                            accepted = true;
-                            hangup_timer = hangup_after.map(|d| Box::pin(tokio::time::sleep(d)));
+                    SdkEvent::Signaling(e) => {
+                        if let Some(m) = &media {
+                            m.on_event(e);
                         }
-                        Some(Outcome::Ended) => break,
-                        None => {}
-                    },
+                        match outcome(e, &invitation.room_id) {
+                            Some(Outcome::Accepted) => {
+                                accepted = true;
+                                hangup_timer = hangup_after.map(|d| Box::pin(tokio::time::sleep(d)));
+                            }
+                            Some(Outcome::Ended) => break,
+                            None => {}
+                        }
+                    }
                     SdkEvent::Connection(ConnectionState::Closed { reason }) => {
                         return exit_code_for(reason);
                     }
@@ -101,11 +118,15 @@ pub async fn run(
                 end_call(&client, &invitation, accepted).await;
                 break;
             }
+            _ = media::next(&mut media) => {}
             _ = tokio::signal::ctrl_c() => {
                 end_call(&client, &invitation, accepted).await;
                 break;
             }
         }
+    }
+    if let Some(m) = media.take() {
+        m.close().await;
     }
     close_and_drain(&client, events).await
 }

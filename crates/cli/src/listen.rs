@@ -4,10 +4,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use tincan_sdk::protocol::{ActionParams, Event, SignalingInfo};
+use tincan_sdk::protocol::{
+    AcceptReply, ActionParams, Event, Invitation, MediaType, SignalingInfo, SESSION_SINGLE,
+};
 use tincan_sdk::{new_operation_id, ApiResult, Client, ConnectionState, SdkEvent};
 use tokio::sync::mpsc;
 
+use crate::media::{self, CliMedia, MediaOpts};
 use crate::output::{emit, reply_line, sdk_event_line};
 use crate::{close_and_drain, exit_code_for};
 
@@ -28,7 +31,11 @@ pub async fn run(
     mut events: mpsc::Receiver<SdkEvent>,
     auto: Auto,
     hangup_after: Option<Duration>,
+    media_opts: MediaOpts,
 ) -> ExitCode {
+    let mut media: Option<CliMedia> = None;
+    // Rooms this client hung up on by itself (--hangup-after-ms).
+    let (hung_up_tx, mut hung_up) = mpsc::unbounded_channel::<String>();
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -36,7 +43,27 @@ pub async fn run(
                 emit(&sdk_event_line(&event));
                 match event {
                     SdkEvent::Signaling(Event::ReceiveNewInvitation(info)) => {
-                        answer(&client, auto, hangup_after, info).await;
+                        let accepted = answer(&client, auto, hangup_after, info, &hung_up_tx).await;
+                        if let (Some((reply, invitation)), true) = (accepted, media_opts.media) {
+                            if let Some(old) = media.take() {
+                                old.close().await;
+                            }
+                            let video = invitation.media_type == MediaType::Video;
+                            let m = CliMedia::start(&client, &media_opts, video, reply.room_id, reply.token, &reply.ice_servers);
+                            m.add_peer(&invitation.inviter_user_id);
+                            media = Some(m);
+                        }
+                    }
+                    SdkEvent::Signaling(e) => {
+                        if let Some(m) = &media {
+                            m.on_event(&e);
+                        }
+                        if let Event::HangUp(info) = &e {
+                            let ours = media.as_ref().is_some_and(|m| m.room().as_str() == info.invitation.room_id);
+                            if ours && info.invitation.session_type == SESSION_SINGLE {
+                                media.take().expect("checked").close().await;
+                            }
+                        }
                     }
                     SdkEvent::Connection(ConnectionState::Closed { reason }) => {
                         return exit_code_for(&reason);
@@ -44,38 +71,60 @@ pub async fn run(
                     _ => {}
                 }
             }
+            Some(room) = hung_up.recv() => {
+                if media.as_ref().is_some_and(|m| m.room().as_str() == room) {
+                    media.take().expect("checked").close().await;
+                }
+            }
+            _ = media::next(&mut media) => {}
             _ = tokio::signal::ctrl_c() => break,
         }
+    }
+    if let Some(m) = media.take() {
+        m.close().await;
     }
     close_and_drain(&client, events).await
 }
 
-async fn answer(client: &Client, auto: Auto, hangup_after: Option<Duration>, info: SignalingInfo) {
+/// Answers as `auto` says; returns the accept reply and the invitation when accepted.
+async fn answer(
+    client: &Client,
+    auto: Auto,
+    hangup_after: Option<Duration>,
+    info: SignalingInfo,
+    hung_up: &mpsc::UnboundedSender<String>,
+) -> Option<(AcceptReply, Invitation)> {
+    let invitation = info.invitation.clone();
     let params = ActionParams {
         op_user_id: client.user_id().to_string(),
         invitation: info.invitation,
     };
     match auto {
-        Auto::None => {}
+        Auto::None => None,
         Auto::Reject => {
             let r = client.signaling_reject(&new_operation_id(), params).await;
             emit(&reply_line("signalingReject", &ApiResult::from(r)));
+            None
         }
         Auto::Accept => {
             let r = client
                 .signaling_accept(&new_operation_id(), params.clone())
                 .await;
-            let accepted = r.is_ok();
-            emit(&reply_line("signalingAccept", &ApiResult::from(r)));
-            if let (true, Some(after)) = (accepted, hangup_after) {
+            emit(&reply_line("signalingAccept", &ApiResult::from(r.clone())));
+            let reply = r.ok()?;
+            if let Some(after) = hangup_after {
                 // In its own task, so that events keep printing meanwhile.
                 let client = client.clone();
+                let hung_up = hung_up.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(after).await;
+                    let room = params.invitation.room_id.clone();
                     let r = client.signaling_hung_up(&new_operation_id(), params).await;
                     emit(&reply_line("signalingHungUp", &ApiResult::from(r)));
+                    let _ = hung_up.send(room);
                 });
             }
+            Some((reply, invitation))
         }
     }
 }

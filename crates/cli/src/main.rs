@@ -10,6 +10,7 @@
 
 mod call;
 mod listen;
+mod media;
 mod output;
 mod repl;
 
@@ -25,6 +26,7 @@ use tincan_sdk::{
 use tokio::sync::mpsc;
 
 use crate::listen::Auto;
+use crate::media::MediaOpts;
 use crate::output::{emit, reply_line, sdk_event_line};
 
 /// Tincan's command-line client: OpenIM's signaling API from a shell.
@@ -78,6 +80,8 @@ enum Command {
         /// With --auto accept: hang up this many milliseconds after accepting.
         #[arg(long, value_name = "MS")]
         hangup_after_ms: Option<u64>,
+        #[command(flatten)]
+        media: MediaOpts,
     },
     /// Call a user and print events until the call ends. Ctrl-C cancels or hangs up.
     Call {
@@ -92,6 +96,8 @@ enum Command {
         /// Hang up this many milliseconds after the callee answers.
         #[arg(long, value_name = "MS")]
         hangup_after_ms: Option<u64>,
+        #[command(flatten)]
+        media: MediaOpts,
     },
     /// Read commands from stdin; print replies and events as JSON lines.
     ///
@@ -146,6 +152,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Listen {
             auto,
             hangup_after_ms,
+            ref media,
         } => match session(&cli, true).await {
             Ok((client, events)) => {
                 listen::run(
@@ -153,6 +160,7 @@ async fn run(cli: Cli) -> ExitCode {
                     events,
                     auto,
                     hangup_after_ms.map(Duration::from_millis),
+                    media.clone(),
                 )
                 .await
             }
@@ -163,6 +171,7 @@ async fn run(cli: Cli) -> ExitCode {
             audio,
             timeout,
             hangup_after_ms,
+            media: ref media_opts,
         } => {
             let callee = match UserId::new(user_id.as_str()) {
                 Ok(u) => u,
@@ -176,7 +185,16 @@ async fn run(cli: Cli) -> ExitCode {
             match session(&cli, true).await {
                 Ok((client, events)) => {
                     let after = hangup_after_ms.map(Duration::from_millis);
-                    call::run(client, events, callee, media, timeout, after).await
+                    call::run(
+                        client,
+                        events,
+                        callee,
+                        media,
+                        timeout,
+                        after,
+                        media_opts.clone(),
+                    )
+                    .await
                 }
                 Err(code) => code,
             }
@@ -348,7 +366,8 @@ mod tests {
             cli.command,
             Command::Listen {
                 auto: Auto::Accept,
-                hangup_after_ms: Some(250)
+                hangup_after_ms: Some(250),
+                ..
             }
         ));
         let cli =

@@ -451,7 +451,7 @@ impl Peer {
 
     /// Creates an offer, sets it locally and returns its SDP.
     pub async fn offer(&self, ice_restart: bool) -> Result<String, MediaError> {
-        let options = ice_restart.then(|| RTCOfferOptions { ice_restart: true });
+        let options = ice_restart.then_some(RTCOfferOptions { ice_restart: true });
         let offer = self
             .pc
             .create_offer(options)

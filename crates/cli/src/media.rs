@@ -1,0 +1,207 @@
+//! `--media`: the command-line client joins its calls with the synthetic camera and
+//! tone, and reports what it receives as JSON lines: once a second per participant
+//! (`{"media":"received",…}`: pictures, counter gaps, glass-to-glass latency, audio),
+//! plus connection states, the far end's mute and camera, and failures. It is the far
+//! end the desktop app's end-to-end tests call.
+
+use std::collections::BTreeMap;
+use std::future::pending;
+
+use clap::Args;
+use serde_json::json;
+use tincan_media::{pattern, CallMedia, MediaConfig, MediaEvent, PeerSettings, VideoSettings};
+use tincan_sdk::protocol::{Event, IceServer, RoomId};
+use tincan_sdk::Client;
+use tokio::sync::mpsc;
+
+use crate::output::emit;
+
+/// Media options shared by `listen` and `call`.
+#[derive(Debug, Clone, Args)]
+pub struct MediaOpts {
+    /// Send and receive audio and video in accepted calls (synthetic camera and tone).
+    #[arg(long)]
+    pub media: bool,
+    /// Local address for media; `0.0.0.0:0` is every interface except loopback.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    pub media_bind: String,
+    /// Outgoing picture size and rate, `WIDTHxHEIGHT@FPS`.
+    #[arg(long, value_name = "WxH@FPS", default_value = "640x480@30", value_parser = parse_video)]
+    pub video: VideoSettings,
+    /// Only relayed (TURN) media paths.
+    #[arg(long)]
+    pub relay_only: bool,
+}
+
+fn parse_video(s: &str) -> Result<VideoSettings, String> {
+    let bad = || format!("expected WIDTHxHEIGHT@FPS such as 640x480@30, got {s:?}");
+    let (size, fps) = s.split_once('@').ok_or_else(bad)?;
+    let (w, h) = size.split_once('x').ok_or_else(bad)?;
+    let (width, height, fps): (usize, usize, u32) = (
+        w.parse().map_err(|_| bad())?,
+        h.parse().map_err(|_| bad())?,
+        fps.parse().map_err(|_| bad())?,
+    );
+    if width < 64 || height < 64 || width % 2 == 1 || height % 2 == 1 || !(1..=60).contains(&fps) {
+        return Err(format!(
+            "{s}: width and height must be even and at least 64, fps 1–60"
+        ));
+    }
+    let bitrate_bps = (width * height * fps as usize / 9).clamp(150_000, 2_500_000) as u32;
+    Ok(VideoSettings {
+        width,
+        height,
+        fps,
+        bitrate_bps,
+    })
+}
+
+/// What arrived from one participant since the last report.
+#[derive(Debug, Default)]
+struct Tally {
+    frames: u64,
+    last_counter: Option<u32>,
+    /// Pictures missing between consecutive counters.
+    gaps: u64,
+    out_of_order: u64,
+    unstamped: u64,
+    latency_us: Vec<u32>,
+    audio_packets: u64,
+    loudest: f32,
+}
+
+/// One call's media, reporting as it goes.
+pub struct CliMedia {
+    media: CallMedia,
+    events: mpsc::UnboundedReceiver<MediaEvent>,
+    tallies: BTreeMap<String, Tally>,
+}
+
+impl CliMedia {
+    /// Starts media for `room`; `video` is false for audio calls (camera off).
+    pub fn start(
+        client: &Client,
+        opts: &MediaOpts,
+        video: bool,
+        room: RoomId,
+        token: String,
+        ice: &[IceServer],
+    ) -> CliMedia {
+        let peer = PeerSettings {
+            ice_servers: tincan_media::ice_servers(ice),
+            relay_only: opts.relay_only,
+            bind: vec![opts.media_bind.clone()],
+            ice_check_interval: std::time::Duration::from_millis(10),
+        };
+        let mut config = MediaConfig::new(client.user_id().as_str(), peer);
+        config.video = opts.video;
+        config.camera = video;
+        emit(&json!({"media": "started", "roomID": room.as_str()}).to_string());
+        let (media, events) = CallMedia::start(client.clone(), room, token, config);
+        CliMedia {
+            media,
+            events,
+            tallies: BTreeMap::new(),
+        }
+    }
+
+    pub fn room(&self) -> &RoomId {
+        self.media.room()
+    }
+
+    pub fn add_peer(&self, user: &str) {
+        self.media.add_peer(user);
+    }
+
+    pub fn on_event(&self, event: &Event) {
+        self.media.on_event(event);
+    }
+
+    /// Closes media and reports the end.
+    pub async fn close(self) {
+        self.media.close().await;
+        emit(&json!({"media": "ended"}).to_string());
+    }
+
+    fn report(&mut self, event: MediaEvent) {
+        let line = match event {
+            MediaEvent::PeerState { user, state, .. } => {
+                json!({"media": "peerState", "user": user, "state": state})
+            }
+            MediaEvent::Frame { user, frame, .. } => {
+                let t = self.tallies.entry(user).or_default();
+                t.frames += 1;
+                match frame.stamp {
+                    Some(stamp) => {
+                        if let Some(last) = t.last_counter {
+                            if stamp.counter <= last {
+                                t.out_of_order += 1;
+                            } else {
+                                t.gaps += u64::from(stamp.counter - last - 1);
+                            }
+                        }
+                        t.last_counter = Some(stamp.counter);
+                        t.latency_us.push(stamp.age_us(pattern::now_us()));
+                    }
+                    None => t.unstamped += 1,
+                }
+                return;
+            }
+            MediaEvent::Audio { user, level, .. } => {
+                let t = self.tallies.entry(user).or_default();
+                t.audio_packets += 1;
+                t.loudest = t.loudest.max(level);
+                return;
+            }
+            MediaEvent::RemoteState { user, mic, camera } => {
+                json!({"media": "remoteState", "user": user, "mic": mic, "camera": camera})
+            }
+            MediaEvent::Quality { user, quality } => {
+                let t = self.tallies.entry(user.clone()).or_default();
+                let mut latency = std::mem::take(&mut t.latency_us);
+                latency.sort_unstable();
+                let p50 = latency
+                    .get(latency.len() / 2)
+                    .map(|us| f64::from(*us) / 1000.0);
+                let line = json!({
+                    "media": "received", "user": user, "frames": t.frames, "lastCounter": t.last_counter,
+                    "gaps": t.gaps, "outOfOrder": t.out_of_order, "unstamped": t.unstamped,
+                    "latencyMsP50": p50, "audioPackets": t.audio_packets, "audioLevel": t.loudest,
+                    "quality": quality,
+                });
+                t.loudest = 0.0;
+                line
+            }
+            MediaEvent::Failed { user, reason } => {
+                json!({"media": "failed", "user": user, "reason": reason})
+            }
+            MediaEvent::Ended => return,
+        };
+        emit(&line.to_string());
+    }
+}
+
+/// The next media event of `media`, reported; never resolves without media.
+pub async fn next(media: &mut Option<CliMedia>) {
+    let Some(m) = media.as_mut() else {
+        return pending().await;
+    };
+    match m.events.recv().await {
+        Some(event) => m.report(event),
+        None => pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_settings_parse_and_refuse_nonsense() {
+        let v = parse_video("320x240@15").unwrap();
+        assert_eq!((v.width, v.height, v.fps), (320, 240, 15));
+        assert!(parse_video("320x240").is_err());
+        assert!(parse_video("31x240@15").is_err());
+        assert!(parse_video("320x240@0").is_err());
+    }
+}
