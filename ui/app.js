@@ -451,7 +451,8 @@ function wireEvents() {
     toSignin('You were signed out because this device signed in again elsewhere.');
   });
   globalEvent.on('connectionStateChanged', onConnection);
-  return globalEvent.ready();
+  wireMedia();
+  return globalEvent.ready([...openIM.EVENTS, ...MEDIA_EVENTS]);
 }
 
 function wireControls() {
@@ -475,16 +476,8 @@ function wireControls() {
   $('incoming-accept').addEventListener('click', acceptIncoming);
   $('incoming-reject').addEventListener('click', rejectIncoming);
   $('hangup').addEventListener('click', hangUp);
-  $('toggle-mute').addEventListener('click', () => {
-    if (!ui.call) return;
-    ui.call.muted = !ui.call.muted;
-    renderToggles();
-  });
-  $('toggle-camera').addEventListener('click', () => {
-    if (!ui.call) return;
-    ui.call.cameraOff = !ui.call.cameraOff;
-    renderToggles();
-  });
+  $('toggle-mute').addEventListener('click', toggleMute);
+  $('toggle-camera').addEventListener('click', toggleCamera);
   $('add-people').addEventListener('click', openAddPeople);
   $('group-pick-audio').addEventListener('click', () => groupPickCall('audio'));
   $('group-pick-video').addEventListener('click', () => groupPickCall('video'));

@@ -245,6 +245,8 @@ function enterCall(invitation, others) {
   $('add-people').hidden = !call.groupID;
   $('toggle-camera').hidden = call.media === 'audio';
   showError('in-call-error', '');
+  clearMedia();
+  $('local-state').textContent = call.cameraOff ? 'You (camera off)' : 'You';
   renderToggles();
   renderParticipants();
   showRinging();
@@ -344,6 +346,7 @@ function flash(text) {
 // Leaves the call state without telling the server (it already knows, or we sign out).
 function endCallLocally() {
   ring.stop();
+  clearMedia();
   clearInterval(ui.timer);
   ui.call = null;
 }
@@ -429,4 +432,147 @@ async function joinGroupCall(groupID) {
   setParticipants(room.data.participant || []);
   ui.call.participants.add(ui.me.userID);
   renderParticipants();
+}
+
+// ---------------------------------------------------------------- media
+//
+// Sound and pictures run in the app's Rust core (WebKitGTK has no usable WebRTC); the
+// page draws the decoded pictures it is sent and shows the media events. One tile per
+// other participant: its canvas, its name, its state (connecting, muted, camera off)
+// and the frame counter stamped into the picture it shows.
+
+const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded'];
+
+const PEER_WORDS = {
+  connecting: 'connecting…',
+  connected: '',
+  disconnected: 'reconnecting…',
+  failed: 'connection lost',
+  closed: 'left',
+};
+
+function wireMedia() {
+  globalEvent.on('mediaPeerState', ({ userID, state }) => {
+    const t = tile(userID);
+    if (!t) return;
+    t.peer = state;
+    renderTile(userID);
+  });
+  globalEvent.on('mediaRemoteState', ({ userID, mic, camera }) => {
+    const t = tile(userID);
+    if (!t) return;
+    t.mic = mic;
+    t.camera = camera;
+    renderTile(userID);
+  });
+  globalEvent.on('mediaQuality', ({ userID, quality }) => {
+    if (!inCall()) return;
+    const q = quality;
+    const loss = Math.round(q.loss * 100);
+    const path = q.path === 'relay' ? ', relayed' : '';
+    $('media-quality').textContent =
+      `${nameOf(userID)}: ${Math.round(q.rttMs)} ms round trip, ${loss}% loss, ` +
+      `${Math.round(q.kbpsIn)} kbit/s in, ${q.fpsIn} fps${path}`;
+    $('media-quality').dataset.fps = String(q.fpsIn);
+  });
+  globalEvent.on('mediaFailed', ({ userID, reason }) => {
+    if (!inCall()) return;
+    flash(`The connection with ${nameOf(userID)} was lost: ${reason}`);
+  });
+  openIM.subscribeFrames(onFrame);
+}
+
+function inCall() {
+  return ui.call && ui.call.kind === 'in-call';
+}
+
+// The tile of `userID` in the call in progress, created on first use.
+function tile(userID) {
+  if (!inCall() || userID === ui.me.userID) return null;
+  const call = ui.call;
+  call.tiles = call.tiles || new Map();
+  if (!call.tiles.has(userID)) {
+    const canvas = el('canvas', { testid: `video-canvas-${userID}`, width: '320', height: '240' });
+    const state = el('span', { class: 'small', testid: `video-state-${userID}` });
+    const counter = el('span', { class: 'small muted counter', testid: `video-counter-${userID}` });
+    const node = el('figure', { class: 'tile', testid: `video-tile-${userID}` }, canvas, el('figcaption', {}, nameOf(userID), ' ', state, ' ', counter));
+    $('video-grid').append(node);
+    call.tiles.set(userID, { node, canvas, state, counter, peer: 'connecting', mic: true, camera: call.media === 'video', frames: 0 });
+    renderTile(userID);
+  }
+  return call.tiles.get(userID);
+}
+
+function renderTile(userID) {
+  const t = ui.call.tiles.get(userID);
+  const words = [PEER_WORDS[t.peer] ?? t.peer];
+  if (!t.mic) words.push('muted');
+  if (!t.camera && ui.call.media === 'video') words.push('camera off');
+  t.state.textContent = words.filter(Boolean).join(', ');
+  t.state.dataset.mic = String(t.mic);
+  t.state.dataset.camera = String(t.camera);
+  t.state.dataset.peer = t.peer;
+}
+
+// One picture from the core: a small header, then RGBA pixels.
+function onFrame(buffer) {
+  if (!inCall() || !(buffer instanceof ArrayBuffer)) return;
+  const view = new DataView(buffer);
+  const kind = view.getUint8(0);
+  const n = view.getUint8(1);
+  const userID = new TextDecoder().decode(new Uint8Array(buffer, 2, n));
+  let at = 2 + n;
+  const width = view.getUint16(at, true);
+  const height = view.getUint16(at + 2, true);
+  const counter = view.getUint32(at + 4, true);
+  const latency = view.getUint32(at + 8, true);
+  at += 12;
+  const pixels = new Uint8ClampedArray(buffer, at, width * height * 4);
+  const canvas = kind === 1 ? $('local-preview') : tile(userID)?.canvas;
+  if (!canvas) return;
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  canvas.getContext('2d').putImageData(new ImageData(pixels, width, height), 0, 0);
+  if (kind === 1) return;
+  const t = tile(userID);
+  t.frames += 1;
+  if (t.peer !== 'connected') {
+    // Pictures arrive, so the connection is up (its event may have come before this screen).
+    t.peer = 'connected';
+    renderTile(userID);
+  }
+  t.counter.dataset.frames = String(t.frames);
+  if (counter !== 0xffffffff) {
+    t.counter.textContent = `#${counter}`;
+    t.counter.dataset.counter = String(counter);
+    t.counter.dataset.latencyMs = (latency / 1000).toFixed(1);
+  }
+}
+
+function clearMedia() {
+  $('video-grid').replaceChildren();
+  $('media-quality').textContent = '';
+  const preview = $('local-preview');
+  preview.getContext('2d').clearRect(0, 0, preview.width, preview.height);
+}
+
+async function toggleMute() {
+  const call = ui.call;
+  if (!call) return;
+  call.muted = !call.muted;
+  renderToggles();
+  const res = await openIM.setMicrophone(!call.muted);
+  if (res.errCode !== 0 && ui.call === call) flash(`Could not change the microphone: ${explain(res)}`);
+}
+
+async function toggleCamera() {
+  const call = ui.call;
+  if (!call) return;
+  call.cameraOff = !call.cameraOff;
+  renderToggles();
+  $('local-state').textContent = call.cameraOff ? 'You (camera off)' : 'You';
+  const res = await openIM.setCamera(!call.cameraOff);
+  if (res.errCode !== 0 && ui.call === call) flash(`Could not change the camera: ${explain(res)}`);
 }

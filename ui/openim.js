@@ -124,6 +124,16 @@
       call('sign_in', { server, userId: userID, password }, callback),
     logout: (callback) => call('sign_out', {}, callback),
     startEmbeddedServer: (callback) => call('start_embedded_server', {}, callback),
+    // Media of the call in progress (Tincan's): microphone and camera on or off.
+    setMicrophone: (on, callback) => call('media_set_mic', { on }, callback),
+    setCamera: (on, callback) => call('media_set_camera', { on }, callback),
+    // Decoded pictures: `onFrame(ArrayBuffer)` per picture (layout in src-tauri/src/media.rs).
+    subscribeFrames: (onFrame, callback) => {
+      if (!tauri) return call('media_frames', {}, callback);
+      const channel = new tauri.core.Channel();
+      channel.onmessage = onFrame;
+      return call('media_frames', { channel }, callback);
+    },
     session: () => (tauri ? tauri.core.invoke('session') : Promise.resolve(null)),
     appInfo: () => (tauri ? tauri.core.invoke('app_info') : Promise.resolve(null)),
     newOperationID,

@@ -10,16 +10,17 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Manager};
 use tincan_sdk::protocol::{
-    ActionParams, CustomSignalParams, GroupId, GroupParams, HistoryParams, InviteParams, RoomId,
-    RoomParams,
+    ActionParams, CustomSignalParams, GroupId, GroupParams, HistoryParams, Invitation,
+    InviteParams, RoomId, RoomParams, SESSION_SINGLE,
 };
 use tincan_sdk::{codes, ApiResult, Client, SdkError};
 use tincan_server::store::SqliteStore;
 
-use crate::events;
 use crate::state::{AppState, EmbeddedServer, Session, EMBEDDED_DB_FILE};
+use crate::{events, media};
 
 /// `errCode` when an API command runs while nobody is signed in (OpenIM's `LoginOut`).
 pub const NOT_SIGNED_IN: u32 = codes::LOGGED_OUT;
@@ -168,6 +169,7 @@ async fn connect(app: &AppHandle, server: &str, token: &str) -> ApiResult {
     // Events of the session being replaced (its `Closed`) must not reach the window.
     let generation = state.next_generation();
     // The same device may not be connected twice: close the old session first.
+    media::end(app, None);
     close_session(&state).await;
     let (client, rx) = match tincan_sdk::connect(server, token, device.clone()).await {
         Ok(c) => c,
@@ -208,6 +210,7 @@ async fn close_session(state: &AppState) -> bool {
 pub async fn sign_out(app: AppHandle) -> ApiResult {
     let state = app.state::<AppState>();
     state.next_generation();
+    media::end(&app, None);
     if close_session(&state).await {
         events::emit_signed_out(&app);
     }
@@ -284,10 +287,28 @@ pub async fn signaling_invite(
     options: serde_json::Value,
 ) -> ApiResult {
     let params = try_args!(invite_params(options));
-    with_client(&app, |c| async move {
-        c.signaling_invite(&operation_id, params).await
+    with_client(&app.clone(), |c| async move {
+        let invitation = params.invitation.clone();
+        let reply = c.signaling_invite(&operation_id, params).await;
+        if let Ok(r) = &reply {
+            media::start(
+                &app,
+                c,
+                with_room(invitation, &r.room_id),
+                r.room_id.clone(),
+                r.token.clone(),
+                &r.ice_servers,
+                None,
+            );
+        }
+        reply
     })
     .await
+}
+
+fn with_room(mut invitation: Invitation, room: &RoomId) -> Invitation {
+    invitation.room_id = room.to_string();
+    invitation
 }
 
 /// `signalingInviteInGroup`. `options` as for [`signaling_invite`].
@@ -298,8 +319,21 @@ pub async fn signaling_invite_in_group(
     options: serde_json::Value,
 ) -> ApiResult {
     let params = try_args!(invite_params(options));
-    with_client(&app, |c| async move {
-        c.signaling_invite_in_group(&operation_id, params).await
+    with_client(&app.clone(), |c| async move {
+        let invitation = params.invitation.clone();
+        let reply = c.signaling_invite_in_group(&operation_id, params).await;
+        if let Ok(r) = &reply {
+            media::start(
+                &app,
+                c,
+                with_room(invitation, &r.room_id),
+                r.room_id.clone(),
+                r.token.clone(),
+                &r.ice_servers,
+                None,
+            );
+        }
+        reply
     })
     .await
 }
@@ -312,8 +346,25 @@ pub async fn signaling_accept(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app, |c| async move {
-        c.signaling_accept(&operation_id, params).await
+    with_client(&app.clone(), |c| async move {
+        let invitation = params.invitation.clone();
+        let reply = c.signaling_accept(&operation_id, params).await;
+        if let Ok(r) = &reply {
+            // One-to-one: connect to the inviter now. In a group, those already in the
+            // call greet us (they learn of us from onRoomParticipantConnected).
+            let peer = (invitation.session_type == SESSION_SINGLE)
+                .then(|| invitation.inviter_user_id.clone());
+            media::start(
+                &app,
+                c,
+                with_room(invitation, &r.room_id),
+                r.room_id.clone(),
+                r.token.clone(),
+                &r.ice_servers,
+                peer,
+            );
+        }
+        reply
     })
     .await
 }
@@ -326,8 +377,13 @@ pub async fn signaling_reject(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app, |c| async move {
-        c.signaling_reject(&operation_id, params).await
+    with_client(&app.clone(), |c| async move {
+        let room = RoomId::new(params.invitation.room_id.clone()).ok();
+        let reply = c.signaling_reject(&operation_id, params).await;
+        if reply.is_ok() {
+            media::end(&app, room.as_ref());
+        }
+        reply
     })
     .await
 }
@@ -340,8 +396,13 @@ pub async fn signaling_cancel(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app, |c| async move {
-        c.signaling_cancel(&operation_id, params).await
+    with_client(&app.clone(), |c| async move {
+        let room = RoomId::new(params.invitation.room_id.clone()).ok();
+        let reply = c.signaling_cancel(&operation_id, params).await;
+        if reply.is_ok() {
+            media::end(&app, room.as_ref());
+        }
+        reply
     })
     .await
 }
@@ -354,8 +415,13 @@ pub async fn signaling_hung_up(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app, |c| async move {
-        c.signaling_hung_up(&operation_id, params).await
+    with_client(&app.clone(), |c| async move {
+        let room = RoomId::new(params.invitation.room_id.clone()).ok();
+        let reply = c.signaling_hung_up(&operation_id, params).await;
+        if reply.is_ok() {
+            media::end(&app, room.as_ref());
+        }
+        reply
     })
     .await
 }
@@ -446,6 +512,34 @@ pub async fn get_call_history(
         c.get_call_history(&operation_id, params).await
     })
     .await
+}
+
+/// Registers the page's channel for decoded pictures (see [`crate::media`] for the
+/// message layout). Data: `{}`.
+#[tauri::command]
+pub fn media_frames(app: AppHandle, channel: Channel<InvokeResponseBody>) -> ApiResult {
+    app.state::<media::MediaState>().set_frames(channel);
+    ok(serde_json::json!({}))
+}
+
+/// Mutes or unmutes the microphone of the call in progress. Data: `{}`.
+#[tauri::command]
+pub fn media_set_mic(app: AppHandle, on: bool) -> ApiResult {
+    if media::set_mic(&app, on) {
+        ok(serde_json::json!({}))
+    } else {
+        failure(codes::ARGS, "no call in progress")
+    }
+}
+
+/// Turns the camera of the call in progress on or off. Data: `{}`.
+#[tauri::command]
+pub fn media_set_camera(app: AppHandle, on: bool) -> ApiResult {
+    if media::set_camera(&app, on) {
+        ok(serde_json::json!({}))
+    } else {
+        failure(codes::ARGS, "no call in progress")
+    }
 }
 
 /// `getContacts`: the other users and this user's groups.

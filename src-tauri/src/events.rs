@@ -42,9 +42,12 @@ pub fn spawn_forwarder(
             if !app.state::<AppState>().is_current(generation) {
                 continue;
             }
-            if let SdkEvent::Signaling(Event::ReceiveMediaSignal(_)) = event {
-                // Media negotiation belongs to the (future) media engine, not the page.
-                continue;
+            if let SdkEvent::Signaling(e) = &event {
+                crate::media::on_event(&app, e);
+                if let Event::ReceiveMediaSignal(_) = e {
+                    // Negotiation is between the media engines; the page has no use for it.
+                    continue;
+                }
             }
             if let Some((name, payload)) = to_window_event(&event) {
                 if let Err(e) = app.emit(name, payload) {
@@ -53,6 +56,19 @@ pub fn spawn_forwarder(
             }
         }
     })
+}
+
+/// A media event for the window (`mediaPeerState`, `mediaRemoteState`, `mediaQuality`,
+/// `mediaFailed`); pictures go through the frame channel instead (see [`crate::media`]).
+pub fn emit_media(app: &AppHandle, name: &str, payload: serde_json::Value) {
+    if let Err(e) = app.emit(name, payload) {
+        tracing::warn!("cannot emit {name}: {e}");
+    }
+}
+
+/// `mediaEnded`: the media of the call in `room` has stopped.
+pub fn emit_media_ended(app: &AppHandle, room: &str) {
+    emit_media(app, "mediaEnded", serde_json::json!({ "roomID": room }));
 }
 
 /// Tells the window the session ended because the user signed out.

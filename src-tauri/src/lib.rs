@@ -9,7 +9,8 @@
 //! Start options (for a second instance on one machine, and for e2e tests):
 //! `--server URL` (or `TINCAN_SERVER`) prefills the sign-in form; `--profile DIR` (or
 //! `TINCAN_PROFILE`) sets where the device id and the embedded server's database live
-//! (default: the OS app data directory).
+//! (default: the OS app data directory); `--media-bind ADDR` (or `TINCAN_MEDIA_BIND`) sets
+//! the local address media uses (default: every interface except loopback).
 //!
 //! The binary `tincan-app` calls [`run`]:
 //!
@@ -19,6 +20,7 @@
 
 pub mod commands;
 pub mod events;
+pub mod media;
 pub mod state;
 
 use std::path::PathBuf;
@@ -32,6 +34,9 @@ pub struct StartOptions {
     pub server: Option<String>,
     /// `--profile DIR` / `TINCAN_PROFILE`.
     pub profile: Option<PathBuf>,
+    /// `--media-bind ADDR` / `TINCAN_MEDIA_BIND`: the local address media uses
+    /// (default: every interface except loopback; `127.0.0.1:0` keeps calls on loopback).
+    pub media_bind: Option<String>,
 }
 
 impl StartOptions {
@@ -49,14 +54,14 @@ impl StartOptions {
                 None => (arg.clone(), None),
             };
             match flag.as_str() {
-                "--server" | "--profile" => {
+                "--server" | "--profile" | "--media-bind" => {
                     let Some(value) = inline.or_else(|| args.next()) else {
                         continue;
                     };
-                    if flag == "--server" {
-                        opts.server = Some(value);
-                    } else {
-                        opts.profile = Some(PathBuf::from(value));
+                    match flag.as_str() {
+                        "--server" => opts.server = Some(value),
+                        "--profile" => opts.profile = Some(PathBuf::from(value)),
+                        _ => opts.media_bind = Some(value),
                     }
                 }
                 _ => {}
@@ -67,6 +72,7 @@ impl StartOptions {
         if opts.profile.is_none() {
             opts.profile = nonempty(env("TINCAN_PROFILE")).map(PathBuf::from);
         }
+        opts.media_bind = nonempty(opts.media_bind).or_else(|| nonempty(env("TINCAN_MEDIA_BIND")));
         opts
     }
 }
@@ -91,6 +97,9 @@ pub const COMMANDS: &[&str] = &[
     "signaling_send_custom_signal",
     "get_call_history",
     "get_contacts",
+    "media_frames",
+    "media_set_mic",
+    "media_set_camera",
 ];
 
 /// Builds the Tauri app from `tauri.conf.json` and runs it until the last window closes.
@@ -106,6 +115,12 @@ pub fn run() {
             };
             std::fs::create_dir_all(&profile)?;
             app.manage(state::AppState::new(profile, options.server.clone()));
+            // Media binds every interface but loopback unless told (`127.0.0.1:0` keeps
+            // two instances on one machine, and the e2e tests, on loopback).
+            let bind = std::env::var("TINCAN_MEDIA_BIND")
+                .ok()
+                .filter(|s| !s.trim().is_empty());
+            app.manage(media::MediaState::new(bind));
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -127,6 +142,9 @@ pub fn run() {
             commands::signaling_send_custom_signal,
             commands::get_call_history,
             commands::get_contacts,
+            commands::media_frames,
+            commands::media_set_mic,
+            commands::media_set_camera,
         ])
         .run(tauri::generate_context!())
         .expect("the Tauri runtime failed to start (is a display available?)");

@@ -234,6 +234,7 @@ fn record(r: &mut Received, event: MediaEvent) {
             r.from.entry(user).or_default().failed = Some(reason)
         }
         MediaEvent::Ended => r.ended = true,
+        MediaEvent::Preview { .. } => {}
     }
 }
 

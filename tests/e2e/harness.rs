@@ -117,7 +117,8 @@ where
     run_with(name, default_launch, scenario)
 }
 
-/// The default launch: `--server <url> --profile <dir>`.
+/// The default launch: `--server <url> --profile <dir> --media-bind 127.0.0.1:0` (media
+/// stays on loopback: these machines' other interfaces must not be used).
 pub fn default_launch(server: &TestServer, profile: &Path) -> Launch {
     Launch {
         args: vec![
@@ -125,6 +126,8 @@ pub fn default_launch(server: &TestServer, profile: &Path) -> Launch {
             server.url.clone(),
             "--profile".into(),
             profile.display().to_string(),
+            "--media-bind".into(),
+            "127.0.0.1:0".into(),
         ],
     }
 }

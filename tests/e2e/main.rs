@@ -12,6 +12,7 @@ mod harness;
 
 mod calls;
 mod group;
+mod media;
 mod ringing;
 mod seed;
 mod signin;

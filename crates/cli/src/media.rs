@@ -175,7 +175,7 @@ impl CliMedia {
             MediaEvent::Failed { user, reason } => {
                 json!({"media": "failed", "user": user, "reason": reason})
             }
-            MediaEvent::Ended => return,
+            MediaEvent::Ended | MediaEvent::Preview { .. } => return,
         };
         emit(&line.to_string());
     }

@@ -109,9 +109,22 @@ impl VideoDecoder {
     }
 }
 
+/// A picture of ours (the local preview) as the window draws it: RGBA at `width`.
+pub fn preview(frame: &I420, width: u32) -> DecodedFrame {
+    let yuv = YUVBuffer::from_vec(frame.data.clone(), frame.width, frame.height);
+    let rgba = scaled_rgba(&yuv, width as usize);
+    let w = (width as usize).min(frame.width);
+    DecodedFrame {
+        width: w as u32,
+        height: (frame.height * w / frame.width) as u32,
+        stamp: None,
+        rgba,
+    }
+}
+
 /// RGBA at `target_w` wide (never upscaled), nearest neighbour: cheap enough per frame,
 /// and the window draws at that size anyway.
-fn scaled_rgba(yuv: &impl YUVSource, target_w: usize) -> Vec<u8> {
+pub(crate) fn scaled_rgba(yuv: &impl YUVSource, target_w: usize) -> Vec<u8> {
     let (w, h) = yuv.dimensions();
     let (ys, us, vs) = yuv.strides();
     let tw = target_w.min(w);

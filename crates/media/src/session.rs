@@ -43,6 +43,8 @@ pub struct MediaConfig {
     /// Width of the RGBA copy of each decoded remote picture, for a window to draw;
     /// 0 for none (a headless client only needs the stamp).
     pub frame_rgba_width: u32,
+    /// Width of the local preview pictures ([`MediaEvent::Preview`]); 0 for none.
+    pub preview_width: u32,
     /// How long a lost path may take to come back (ICE restart) before media with that
     /// participant is given up.
     pub recover_within: Duration,
@@ -59,6 +61,7 @@ impl MediaConfig {
             video: VideoSettings::default(),
             camera: true,
             frame_rgba_width: 0,
+            preview_width: 0,
             recover_within: Duration::from_secs(15),
             video_source: None,
         }
@@ -103,6 +106,10 @@ pub enum MediaEvent {
         user: String,
         frame: DecodedFrame,
         at: Instant,
+    },
+    /// A small copy of our own outgoing picture, a few times a second.
+    Preview {
+        frame: DecodedFrame,
     },
     /// One decoded audio packet from `user`: how many samples, and how loud (0–1).
     Audio {
@@ -162,8 +169,9 @@ impl MediaSession {
             .take()
             .unwrap_or_else(|| Box::new(TestPattern));
         let (video, camera) = (config.video, config.camera);
+        let preview = (config.preview_width > 0).then(|| (config.preview_width, event_tx.clone()));
         let capture = census::thread("tincan-capture", move || {
-            source::capture_loop(source, video, camera, capture_rx, video_tx)
+            source::capture_loop(source, video, camera, capture_rx, video_tx, preview)
         });
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -307,6 +315,7 @@ impl Driver {
             Command::RemovePeer(user) => {
                 if let Some(remote) = self.peers.remove(&user) {
                     close_remote(remote).await;
+                    self.update_audience();
                 }
             }
             Command::Signal { from, payload } => self.on_signal(from, &payload).await,
@@ -501,6 +510,7 @@ impl Driver {
         }
         if let Some(remote) = self.peers.remove(user) {
             close_remote(remote).await;
+            self.update_audience();
         }
         let _ = self.events.send(MediaEvent::Failed {
             user: user.to_owned(),
@@ -528,6 +538,7 @@ impl Driver {
                     PeerState::Connected => {
                         remote.connected = true;
                         remote.lost_since = None;
+                        self.update_audience();
                         // The new peer needs a key frame before it can show anything.
                         if let Some(capture) = &self.capture {
                             let _ = capture.send(CaptureCommand::KeyFrame);
@@ -545,15 +556,27 @@ impl Driver {
                     }
                     PeerState::Disconnected | PeerState::Failed => {
                         remote.connected = false;
-                        if remote.lost_since.is_none() {
+                        let first_loss = remote.lost_since.is_none();
+                        let steps = if first_loss {
                             remote.lost_since = Some(Instant::now());
-                            let steps = remote.negotiation.restart();
-                            self.run_steps(&user, steps).await;
-                        }
+                            remote.negotiation.restart()
+                        } else {
+                            Vec::new()
+                        };
+                        self.update_audience();
+                        self.run_steps(&user, steps).await;
                     }
                     PeerState::Connecting | PeerState::Closed => {}
                 }
             }
+        }
+    }
+
+    /// Tells the capture thread whether anyone can receive pictures.
+    fn update_audience(&self) {
+        let any = self.peers.values().any(|r| r.connected);
+        if let Some(capture) = &self.capture {
+            let _ = capture.send(CaptureCommand::Audience(any));
         }
     }
 

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::codec::VideoEncoder;
+use crate::codec::{self, VideoEncoder};
 use crate::pattern::{self, Stamp, I420};
+use crate::session::MediaEvent;
 
 /// Picture size, rate and bitrate of outgoing video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,9 @@ pub(crate) enum CaptureCommand {
     Camera(bool),
     /// Make the next picture a key frame (a new peer connected).
     KeyFrame,
+    /// Whether anyone is connected to send pictures to; with nobody, pictures are
+    /// drawn for the preview but not encoded.
+    Audience(bool),
 }
 
 /// One encoded picture.
@@ -87,7 +91,11 @@ pub(crate) fn capture_loop(
     mut camera: bool,
     commands: Receiver<CaptureCommand>,
     out: mpsc::Sender<EncodedVideo>,
+    preview: Option<(u32, mpsc::UnboundedSender<MediaEvent>)>,
 ) {
+    // The local preview is a small copy, five times a second: it only shows that the
+    // camera works and what the others see.
+    let preview_every = (settings.fps / 5).max(1);
     let mut encoder = match VideoEncoder::new(settings.fps, settings.bitrate_bps) {
         Ok(e) => e,
         Err(e) => {
@@ -99,6 +107,7 @@ pub(crate) fn capture_loop(
     let period = settings.frame_duration();
     let mut next = Instant::now();
     let mut counter = 0u32;
+    let mut audience = false;
     loop {
         match commands.recv_timeout(next.saturating_duration_since(Instant::now())) {
             Ok(CaptureCommand::Camera(on)) => {
@@ -110,6 +119,10 @@ pub(crate) fn capture_loop(
             }
             Ok(CaptureCommand::KeyFrame) => {
                 encoder.force_key_frame();
+                continue;
+            }
+            Ok(CaptureCommand::Audience(any)) => {
+                audience = any;
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => return,
@@ -125,7 +138,17 @@ pub(crate) fn capture_loop(
             continue;
         }
         source.capture(&mut frame, counter, pattern::now_us());
+        if let Some((width, events)) = &preview {
+            if counter.is_multiple_of(preview_every) {
+                let _ = events.send(MediaEvent::Preview {
+                    frame: codec::preview(&frame, *width),
+                });
+            }
+        }
         counter = counter.wrapping_add(1);
+        if !audience {
+            continue;
+        }
         match encoder.encode(&frame) {
             Ok(unit) if !unit.is_empty() => {
                 let _ = out.try_send(EncodedVideo {

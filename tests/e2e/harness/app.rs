@@ -136,6 +136,31 @@ impl App {
             .unwrap_or_else(|err| panic!("{attr} of {id}: {err}"))
     }
 
+    /// Waits until the element has `attr` and its value satisfies `ok`; returns it.
+    pub async fn wait_attr_where(
+        &self,
+        id: &str,
+        attr: &str,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
+        let css = by_testid(id);
+        let deadline = Instant::now() + WAIT;
+        let mut last = None;
+        loop {
+            if let Ok(e) = self.c.find(Locator::Css(&css)).await {
+                last = e.attr(attr).await.ok().flatten();
+                if let Some(v) = last.as_deref().filter(|v| ok(v)) {
+                    return v.to_owned();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} {attr} is {last:?} after {WAIT:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Waits until the element's `attr` equals `value`.
     pub async fn wait_attr(&self, id: &str, attr: &str, value: &str) {
         let css = by_testid(id);

@@ -1,0 +1,286 @@
+//! The app's call media: starts a [`CallMedia`] when a call of ours gets a room (our
+//! invite succeeded, or we accepted), feeds it the session's signaling events, ends it
+//! when the call ends, and hands what it produces to the window: decoded pictures
+//! through the page's frame [`Channel`] as raw bytes, everything else as events (through
+//! [`crate::events`]).
+//!
+//! The page does not start or stop media itself: the OpenIM-shaped API (`signalingInvite`
+//! … `signalingHungUp`) is all it calls, so the seed's examples get sound and picture too.
+//!
+//! Frame message layout (little-endian), one per picture, drawn by `ui/call.js`:
+//! `u8 kind` (0 remote, 1 local preview) · `u8 n` · `n` bytes userID (UTF-8) · `u16 width` ·
+//! `u16 height` · `u32 counter` (stamp, or `u32::MAX`) · `u32 latency µs` (or `u32::MAX`) ·
+//! RGBA pixels.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tauri::ipc::{Channel, InvokeResponseBody};
+use tauri::{AppHandle, Manager};
+use tincan_media::{pattern, CallMedia, MediaConfig, MediaEvent, PeerSettings, VideoSettings};
+use tincan_sdk::protocol::{
+    ActionParams, Event, IceServer, Invitation, MediaType, RoomId, SESSION_SINGLE,
+};
+use tincan_sdk::{new_operation_id, Client};
+
+use crate::events;
+
+/// Width of the pictures sent to the window (the canvas scales them).
+const WINDOW_WIDTH: u32 = 320;
+/// At most this many pictures per second per participant reach the window.
+const WINDOW_FPS: u32 = 15;
+
+/// The call whose media runs.
+struct Active {
+    room: RoomId,
+    invitation: Invitation,
+    media: Arc<CallMedia>,
+}
+
+/// Managed state: the active call's media and the page's frame channel.
+#[derive(Default)]
+pub struct MediaState {
+    active: Mutex<Option<Active>>,
+    frames: Mutex<Option<Channel<InvokeResponseBody>>>,
+    /// Where media binds (`TINCAN_MEDIA_BIND`; default every interface but loopback).
+    bind: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MediaState {
+    pub fn new(bind: Option<String>) -> MediaState {
+        MediaState {
+            bind: Mutex::new(bind),
+            ..MediaState::default()
+        }
+    }
+
+    /// The page's channel for pictures (it registers one at start-up).
+    pub fn set_frames(&self, channel: Channel<InvokeResponseBody>) {
+        *lock(&self.frames) = Some(channel);
+    }
+
+    fn media(&self) -> Option<Arc<CallMedia>> {
+        lock(&self.active).as_ref().map(|a| a.media.clone())
+    }
+}
+
+/// Starts media for `invitation`'s call in `room`, replacing any other. `peer`: connect
+/// to this participant at once (the invitee of a one-to-one call, to its inviter).
+pub fn start(
+    app: &AppHandle,
+    client: Client,
+    invitation: Invitation,
+    room: RoomId,
+    token: String,
+    ice: &[IceServer],
+    peer: Option<String>,
+) {
+    let state = app.state::<MediaState>();
+    let bind = lock(&state.bind)
+        .clone()
+        .unwrap_or_else(|| "0.0.0.0:0".to_owned());
+    let settings = PeerSettings {
+        ice_servers: tincan_media::ice_servers(ice),
+        relay_only: false,
+        bind: vec![bind],
+        ice_check_interval: Duration::from_millis(10),
+    };
+    let mut config = MediaConfig::new(client.user_id().as_str(), settings);
+    config.video = VideoSettings::default();
+    config.camera = invitation.media_type == MediaType::Video;
+    config.frame_rgba_width = WINDOW_WIDTH;
+    config.preview_width = WINDOW_WIDTH / 2;
+    let (media, events) = CallMedia::start(client.clone(), room.clone(), token, config);
+    let media = Arc::new(media);
+    if let Some(peer) = peer {
+        media.add_peer(&peer);
+    }
+    let previous = lock(&state.active).replace(Active {
+        room: room.clone(),
+        invitation,
+        media: media.clone(),
+    });
+    if let Some(previous) = previous {
+        tauri::async_runtime::spawn(async move { previous.media.close().await });
+    }
+    tauri::async_runtime::spawn(pump(app.clone(), client, room, media, events));
+}
+
+/// Feeds a signaling event to the active call's media, and ends media when the event
+/// ends the call for this device.
+pub fn on_event(app: &AppHandle, event: &Event) {
+    let state = app.state::<MediaState>();
+    let Some(media) = state.media() else { return };
+    media.on_event(event);
+    let room = media.room().as_str();
+    let ends = match event {
+        // One-to-one: the other side left, declined, never answered or withdrew.
+        Event::HangUp(i)
+        | Event::InviteeRejected(i)
+        | Event::InvitationTimeout(i)
+        | Event::InvitationCancelled(i) => {
+            i.invitation.room_id == room && i.invitation.session_type == SESSION_SINGLE
+        }
+        // Group: everyone else has gone.
+        Event::RoomParticipantDisconnected(i) => {
+            i.invitation.room_id == room && i.participant.len() <= 1
+        }
+        Event::KickedOffline(_) => true,
+        _ => false,
+    };
+    if ends {
+        end(app, None);
+    }
+}
+
+/// Ends the active call's media (only if it is `room`'s, when given).
+pub fn end(app: &AppHandle, room: Option<&RoomId>) {
+    let state = app.state::<MediaState>();
+    let active = {
+        let mut slot = lock(&state.active);
+        match (slot.as_ref(), room) {
+            (Some(a), Some(r)) if &a.room != r => None,
+            _ => slot.take(),
+        }
+    };
+    if let Some(active) = active {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            active.media.close().await;
+            events::emit_media_ended(&app, active.room.as_str());
+        });
+    }
+}
+
+/// Microphone and camera of the active call; `false` when there is none.
+pub fn set_mic(app: &AppHandle, on: bool) -> bool {
+    app.state::<MediaState>()
+        .media()
+        .map(|m| m.set_mic(on))
+        .is_some()
+}
+
+pub fn set_camera(app: &AppHandle, on: bool) -> bool {
+    app.state::<MediaState>()
+        .media()
+        .map(|m| m.set_camera(on))
+        .is_some()
+}
+
+/// Carries one call's media events to the window until the session ends.
+async fn pump(
+    app: AppHandle,
+    client: Client,
+    room: RoomId,
+    media: Arc<CallMedia>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+) {
+    let mut last_sent: std::collections::HashMap<(u8, String), Instant> = Default::default();
+    let min_gap = Duration::from_secs(1) / WINDOW_FPS;
+    while let Some(event) = events.recv().await {
+        match event {
+            MediaEvent::Frame { user, frame, .. } => {
+                send_frame(&app, &mut last_sent, min_gap, 0, &user, &frame)
+            }
+            MediaEvent::Preview { frame } => {
+                send_frame(&app, &mut last_sent, min_gap, 1, "", &frame)
+            }
+            MediaEvent::Failed { user, reason } => {
+                events::emit_media(
+                    &app,
+                    "mediaFailed",
+                    serde_json::json!({"userID": user, "reason": reason}),
+                );
+                give_up(&app, &client, &room, &media).await;
+            }
+            MediaEvent::PeerState { user, state, .. } => {
+                events::emit_media(
+                    &app,
+                    "mediaPeerState",
+                    serde_json::json!({"userID": user, "state": state}),
+                );
+            }
+            MediaEvent::RemoteState { user, mic, camera } => events::emit_media(
+                &app,
+                "mediaRemoteState",
+                serde_json::json!({"userID": user, "mic": mic, "camera": camera}),
+            ),
+            MediaEvent::Quality { user, quality } => {
+                events::emit_media(
+                    &app,
+                    "mediaQuality",
+                    serde_json::json!({"userID": user, "quality": quality}),
+                );
+            }
+            MediaEvent::Audio { .. } => {}
+            MediaEvent::Ended => break,
+        }
+    }
+}
+
+/// Media with a participant of a one-to-one call could not recover: hang up, so both
+/// sides end cleanly instead of sitting in a silent call.
+async fn give_up(app: &AppHandle, client: &Client, room: &RoomId, media: &Arc<CallMedia>) {
+    let state = app.state::<MediaState>();
+    let invitation = match lock(&state.active).as_ref() {
+        Some(a) if &a.room == room && Arc::ptr_eq(&a.media, media) => a.invitation.clone(),
+        _ => return,
+    };
+    if invitation.session_type != SESSION_SINGLE {
+        return;
+    }
+    let params = ActionParams {
+        op_user_id: client.user_id().to_string(),
+        invitation,
+    };
+    if let Err(e) = client.signaling_hung_up(&new_operation_id(), params).await {
+        tracing::warn!(error = %e, "hang-up after a media failure");
+    }
+    end(app, Some(room));
+}
+
+fn send_frame(
+    app: &AppHandle,
+    last_sent: &mut std::collections::HashMap<(u8, String), Instant>,
+    min_gap: Duration,
+    kind: u8,
+    user: &str,
+    frame: &tincan_media::DecodedFrame,
+) {
+    if frame.rgba.is_empty() {
+        return;
+    }
+    let key = (kind, user.to_owned());
+    let now = Instant::now();
+    if last_sent
+        .get(&key)
+        .is_some_and(|t| now.duration_since(*t) < min_gap)
+    {
+        return;
+    }
+    last_sent.insert(key, now);
+    let Some(channel) = lock(&app.state::<MediaState>().frames).clone() else {
+        return;
+    };
+    let user = &user.as_bytes()[..user.len().min(255)];
+    let mut bytes = Vec::with_capacity(frame.rgba.len() + 16 + user.len());
+    bytes.push(kind);
+    bytes.push(user.len() as u8);
+    bytes.extend_from_slice(user);
+    bytes.extend_from_slice(&(frame.width as u16).to_le_bytes());
+    bytes.extend_from_slice(&(frame.height as u16).to_le_bytes());
+    let (counter, latency) = match frame.stamp {
+        Some(s) => (s.counter, s.age_us(pattern::now_us())),
+        None => (u32::MAX, u32::MAX),
+    };
+    bytes.extend_from_slice(&counter.to_le_bytes());
+    bytes.extend_from_slice(&latency.to_le_bytes());
+    bytes.extend_from_slice(&frame.rgba);
+    if let Err(e) = channel.send(InvokeResponseBody::Raw(bytes)) {
+        tracing::debug!(error = %e, "picture not delivered to the window");
+    }
+}

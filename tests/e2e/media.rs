@@ -1,0 +1,182 @@
+//! A video call between the window and the command-line client (`tincan listen --auto
+//! accept --media`), the far end with the synthetic camera: the window must draw the far
+//! end's pictures with an advancing frame counter, and the far end must see our mute and
+//! camera-off.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+use crate::harness::{self, with_password, within};
+
+/// The command-line client as a far end: its JSON lines, one at a time.
+struct FarEnd {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    seen: Vec<Value>,
+}
+
+impl FarEnd {
+    async fn start(server: &str, token: &str, user: &str, args: &[&str]) -> FarEnd {
+        let mut child = Command::new(cli_binary())
+            .args([
+                "--server",
+                server,
+                "--token",
+                token,
+                "--device",
+                &format!("{user}-cli"),
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the tincan command-line client");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut far = FarEnd {
+            child,
+            lines,
+            seen: Vec::new(),
+        };
+        far.wait_line("signed in", |v| v["event"] == "connection")
+            .await;
+        far
+    }
+
+    /// Reads lines until one satisfies `ok` (bounded by the harness's wait).
+    async fn wait_line(&mut self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let found = tokio::time::timeout(harness::WAIT, async {
+            while let Ok(Some(line)) = self.lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                self.seen.push(v.clone());
+                if ok(&v) {
+                    return Some(v);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(v)) => v,
+            _ => panic!(
+                "far end: no {what}; its last lines: {:#?}",
+                self.seen.iter().rev().take(8).collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+impl Drop for FarEnd {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// `tincan` beside the app binary (`target/debug/`).
+fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target/debug")
+        .join("tincan")
+}
+
+/// Whether the canvas shows a picture: many distinct pixel values, not a blank fill.
+const CANVAS_COLOURS_JS: &str = r#"
+const c = document.querySelector(arguments[0]);
+if (!c) return 0;
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+const seen = new Set();
+for (let i = 0; i < d.length; i += 4 * 97) seen.add(d[i] << 16 | d[i + 1] << 8 | d[i + 2]);
+return seen.size;
+"#;
+
+#[test]
+fn a_video_call_with_the_command_line_client_draws_its_pictures_and_our_mute_reaches_it() {
+    harness::run_with("media-video", with_password("alice"), |s| async move {
+        let token = s.server.token("bob");
+        let mut bob = FarEnd::start(
+            &s.server.url,
+            &token,
+            "bob",
+            &[
+                "listen",
+                "--auto",
+                "accept",
+                "--media",
+                "--media-bind",
+                "127.0.0.1:0",
+                "--video",
+                "320x240@15",
+            ],
+        )
+        .await;
+        s.sign_in("alice").await;
+
+        s.app.click("call-video-bob").await;
+        s.app.wait_state("in-call").await;
+
+        // Bob's pictures are drawn, and the counter stamped into them advances.
+        s.app.wait_testid("video-canvas-bob").await;
+        let number = |v: &str| v.parse::<u64>().unwrap_or(0);
+        let first = number(
+            &s.app
+                .wait_attr_where("video-counter-bob", "data-counter", |_| true)
+                .await,
+        );
+        let later = number(
+            &s.app
+                .wait_attr_where("video-counter-bob", "data-counter", |v| {
+                    number(v) >= first + 15
+                })
+                .await,
+        );
+        assert!(later > first, "frame counter advanced: {first} → {later}");
+        let colours = s
+            .app
+            .client()
+            .execute(
+                CANVAS_COLOURS_JS,
+                vec![Value::from("[data-testid=\"video-canvas-bob\"]")],
+            )
+            .await
+            .expect("read the canvas");
+        assert!(
+            colours.as_u64().unwrap_or(0) > 20,
+            "the canvas shows a picture ({colours} colours)"
+        );
+        s.app.screenshot("in-call-video").await;
+
+        // Bob receives our pictures and sound.
+        within(bob.wait_line("alice's pictures and sound", |v| {
+            v["media"] == "received"
+                && v["user"] == "alice"
+                && v["frames"].as_u64() > Some(10)
+                && v["audioPackets"].as_u64() > Some(10)
+        }))
+        .await;
+
+        // Mute and camera-off reach the far end.
+        s.app.click("toggle-mute").await;
+        within(bob.wait_line("alice muted", |v| {
+            v["media"] == "remoteState" && v["user"] == "alice" && v["mic"] == false
+        }))
+        .await;
+        s.app.click("toggle-camera").await;
+        within(bob.wait_line("alice's camera off", |v| {
+            v["media"] == "remoteState" && v["user"] == "alice" && v["camera"] == false
+        }))
+        .await;
+
+        s.app.click("hangup").await;
+        within(bob.wait_line("media ended", |v| v["media"] == "ended")).await;
+        s.app.wait_state("contacts").await;
+    });
+}
