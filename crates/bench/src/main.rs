@@ -4,9 +4,12 @@
 //! - `signaling`: invite → onReceiveNewInvitation latency, and delivered messages per
 //!   second with ~2.5 KB messages; the same load against the bare relay.
 //! - `idle`: server memory per idle signed-in connection (separate server process).
+//! - `media`: 1:1 video calls with real media between two in-process clients: setup
+//!   time, glass-to-glass latency, CPU per peer, and resources over many call cycles.
 //!
 //! Results and the commands are in docs/benchmarks.md.
 
+mod media;
 mod relay;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +65,8 @@ enum Cmd {
         #[arg(long, default_value = "target/release/tincan-server")]
         server_bin: String,
     },
+    /// 1:1 video calls (webrtc-rs media, in-process server and clients on 127.0.0.1).
+    Media(media::MediaArgs),
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -538,6 +543,7 @@ fn main() {
                 connections,
                 server_bin,
             } => idle(connections, &server_bin).await,
+            Cmd::Media(args) => media::run(args).await,
         }
     });
 }
