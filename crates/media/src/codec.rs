@@ -30,7 +30,9 @@ impl VideoEncoder {
             .bitrate(BitRate::from_bps(bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(fps as f32))
             .rate_control_mode(RateControlMode::Bitrate)
-            .skip_frames(false)
+            // Rate control only works if the encoder may skip a picture now and then
+            // (OpenH264 warns otherwise); a skipped picture is simply not sent.
+            .skip_frames(true)
             // A key frame every 2 s lets a receiver that lost one recover without asking.
             .intra_frame_period(IntraFramePeriod::from_num_frames(fps * 2));
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
@@ -38,7 +40,7 @@ impl VideoEncoder {
         Ok(VideoEncoder { inner })
     }
 
-    /// One access unit for `frame`; empty when the encoder skipped it.
+    /// One access unit for `frame`; empty when the encoder skipped it to hold the bitrate.
     pub fn encode(&mut self, frame: &I420) -> Result<Vec<u8>, MediaError> {
         let yuv = YUVBuffer::from_vec(frame.data.clone(), frame.width, frame.height);
         let bits = self

@@ -107,6 +107,7 @@ pub(crate) fn capture_loop(
     let period = settings.frame_duration();
     let mut next = Instant::now();
     let mut counter = 0u32;
+    let mut ticks = 0u32;
     let mut audience = false;
     loop {
         match commands.recv_timeout(next.saturating_duration_since(Instant::now())) {
@@ -138,22 +139,20 @@ pub(crate) fn capture_loop(
             continue;
         }
         source.capture(&mut frame, counter, pattern::now_us());
+        ticks = ticks.wrapping_add(1);
         if let Some((width, events)) = &preview {
-            if counter.is_multiple_of(preview_every) {
-                let _ = events.send(MediaEvent::Preview {
-                    frame: codec::preview(&frame, *width),
-                });
+            if ticks.is_multiple_of(preview_every) {
+                let _ = events.send(MediaEvent::Preview { frame: codec::preview(&frame, *width) });
             }
         }
-        counter = counter.wrapping_add(1);
         if !audience {
             continue;
         }
         match encoder.encode(&frame) {
             Ok(unit) if !unit.is_empty() => {
-                let _ = out.try_send(EncodedVideo {
-                    data: Bytes::from(unit),
-                });
+                // The counter numbers pictures sent, so a receiver's gap is a loss, not a skip.
+                counter = counter.wrapping_add(1);
+                let _ = out.try_send(EncodedVideo { data: Bytes::from(unit) });
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "video frame not encoded"),
