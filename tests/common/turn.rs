@@ -25,33 +25,7 @@ impl Coturn {
         let dir = std::env::temp_dir().join(format!("tincan-coturn-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("coturn dir");
         let secret = format!("turn-secret-{port}");
-        let child = Command::new("turnserver")
-            .args([
-                "-n",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                "--simple-log",
-                "--fingerprint",
-            ])
-            .args([
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
-                "--realm=tincan",
-            ])
-            // The test's peers are on loopback, which coturn refuses as a relay target
-            // unless told otherwise.
-            .arg("--allow-loopback-peers")
-            .arg(format!("--listening-port={port}"))
-            .arg("--use-auth-secret")
-            .arg(format!("--static-auth-secret={secret}"))
-            .arg(format!("--userdb={}", dir.join("turndb").display()))
-            .arg(format!("--pidfile={}", dir.join("pid").display()))
-            .arg(format!("--log-file={}", dir.join("turn.log").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("turnserver runs (apt package coturn; scripts/deps installs it)");
+        let child = spawn(port, &secret, &dir);
         let coturn = Coturn {
             child,
             dir,
@@ -60,6 +34,20 @@ impl Coturn {
         };
         coturn.wait_ready();
         coturn
+    }
+
+    /// Kills coturn: every relayed path through it breaks at once.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts coturn again on the same port with the same secret; the old allocations
+    /// are gone, so relayed paths must be set up anew.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.port, &self.secret, &self.dir);
+        self.wait_ready();
     }
 
     /// The URL the Tincan server hands to clients.
@@ -103,6 +91,36 @@ impl Coturn {
             self.log()
         );
     }
+}
+
+fn spawn(port: u16, secret: &str, dir: &std::path::Path) -> Child {
+    Command::new("turnserver")
+        .args([
+            "-n",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--simple-log",
+            "--fingerprint",
+        ])
+        .args([
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            "--realm=tincan",
+        ])
+        // The test's peers are on loopback, which coturn refuses as a relay target
+        // unless told otherwise.
+        .arg("--allow-loopback-peers")
+        .arg(format!("--listening-port={port}"))
+        .arg("--use-auth-secret")
+        .arg(format!("--static-auth-secret={secret}"))
+        .arg(format!("--userdb={}", dir.join("turndb").display()))
+        .arg(format!("--pidfile={}", dir.join("pid").display()))
+        .arg(format!("--log-file={}", dir.join("turn.log").display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("turnserver runs (apt package coturn; scripts/deps installs it)")
 }
 
 impl Drop for Coturn {

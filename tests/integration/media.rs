@@ -2,7 +2,7 @@
 //! connections on loopback, negotiating through `signalingSendMediaSignal`, carrying the
 //! synthetic camera's stamped pictures and the synthetic tone.
 
-use tincan_media::{census, Census, MediaConfig};
+use tincan_media::{census, Census, MediaConfig, PeerState};
 use tincan_server::{IceConfig, ServerConfig};
 use tincan_tests::media::{
     alive_tasks, exclusive, loopback, settle, small_video, udp_sockets, MediaSide,
@@ -211,4 +211,147 @@ async fn in_a_four_party_group_call_everyone_sees_everyone() {
         side.close().await;
     }
     assert_eq!(census(), Census::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_that_cannot_recover_ends_cleanly_on_both_sides() {
+    let _turn = exclusive().await;
+    let mut turn = Coturn::start();
+    let mut config = ServerConfig::default();
+    config.hub.ice = IceConfig {
+        stun_urls: vec![],
+        turn_urls: vec![turn.url()],
+        turn_secret: Some(turn.secret.clone()),
+        turn_ttl_secs: 600,
+    };
+    let server = TestServer::start_with(config).await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let mut bob = server.peer("bob", "bob-desktop").await;
+    let media = |me: &str, ice: &[tincan_protocol::IceServer]| {
+        let mut c = MediaConfig::new(me, loopback(ice, true));
+        c.video = small_video();
+        c.recover_within = std::time::Duration::from_secs(1);
+        c
+    };
+
+    let invite = alice.invite("bob").await.expect("invite");
+    let room = invite.room_id.to_string();
+    bob.expect_info("onReceiveNewInvitation").await;
+    let mut a = MediaSide::start(
+        alice,
+        &room,
+        &invite.token,
+        media("alice", &invite.ice_servers),
+    );
+    let accept = bob.accept(&room).await.expect("accept");
+    let mut b = MediaSide::start(bob, &room, &accept.token, media("bob", &accept.ice_servers));
+    b.media.add_peer("alice");
+    a.wait_for("pictures over the relay", |r| {
+        r.of("bob").counters.len() >= 5
+    })
+    .await;
+
+    // The only path (the relay) goes away and cannot come back: each side tries an ICE
+    // restart, then gives up and reports it.
+    turn.kill();
+    let mut saw_the_path_fail = false;
+    for (side, other) in [(&mut a, "bob"), (&mut b, "alice")] {
+        let got = side
+            .wait_for("media given up", |r| r.of(other).failed.is_some())
+            .await
+            .of(other);
+        saw_the_path_fail |= got
+            .states
+            .iter()
+            .any(|s| matches!(s, PeerState::Disconnected | PeerState::Failed));
+        // Each side went back to `connecting` at least once after being connected: the
+        // ICE restart, made by the offerer, asked for by the other.
+        let after_connected = got
+            .states
+            .iter()
+            .skip_while(|s| **s != PeerState::Connected)
+            .skip(1);
+        assert!(
+            after_connected.clone().any(|s| *s != PeerState::Connected),
+            "{}: no sign of the path failing or restarting: {:?}",
+            side.user,
+            got.states
+        );
+    }
+    assert!(saw_the_path_fail, "a side saw the relayed path fail");
+    a.close().await;
+    b.close().await;
+    assert_eq!(
+        census(),
+        Census::default(),
+        "nothing is left after giving up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_path_is_restored_by_an_ice_restart() {
+    let _turn = exclusive().await;
+    let mut turn = Coturn::start();
+    let mut config = ServerConfig::default();
+    config.hub.ice = IceConfig {
+        stun_urls: vec![],
+        turn_urls: vec![turn.url()],
+        turn_secret: Some(turn.secret.clone()),
+        turn_ttl_secs: 600,
+    };
+    let server = TestServer::start_with(config).await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let mut bob = server.peer("bob", "bob-desktop").await;
+    let media = |me: &str, ice: &[tincan_protocol::IceServer]| {
+        let mut c = MediaConfig::new(me, loopback(ice, true));
+        c.video = small_video();
+        c
+    };
+
+    let invite = alice.invite("bob").await.expect("invite");
+    let room = invite.room_id.to_string();
+    bob.expect_info("onReceiveNewInvitation").await;
+    let mut a = MediaSide::start(
+        alice,
+        &room,
+        &invite.token,
+        media("alice", &invite.ice_servers),
+    );
+    let accept = bob.accept(&room).await.expect("accept");
+    let mut b = MediaSide::start(bob, &room, &accept.token, media("bob", &accept.ice_servers));
+    b.media.add_peer("alice");
+    let before = a
+        .wait_for("pictures over the relay", |r| {
+            r.of("bob").counters.len() >= 5
+        })
+        .await
+        .of("bob");
+
+    // The relay restarts and loses every allocation; ICE restarts over new ones.
+    turn.restart();
+    let last_before = *before.counters.last().expect("pictures");
+    let seen = before.counters.len();
+    let after = a
+        .wait_for("pictures again after the restart", |r| {
+            let f = r.of("bob");
+            f.counters.len() > seen + 15
+                && f.states
+                    .iter()
+                    .filter(|s| **s == PeerState::Connected)
+                    .count()
+                    >= 2
+        })
+        .await
+        .of("bob");
+    assert!(
+        after.failed.is_none(),
+        "media was not given up: {:?}",
+        after.failed
+    );
+    assert!(
+        *after.counters.last().unwrap() > last_before + 15,
+        "the counter moved on"
+    );
+    a.close().await;
+    b.close().await;
 }

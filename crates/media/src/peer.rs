@@ -374,7 +374,10 @@ impl Peer {
         let mut setting = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_ice_connection_attempts(Some(interval), Some(attempts))
-            .with_prflx_acceptance_min_wait(Some(Duration::ZERO));
+            .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
+            // An ICE restart gathers afresh (new sockets, new TURN allocations) instead of
+            // reusing candidates of the path that just failed.
+            .with_discard_local_candidates_during_ice_restart(true);
         if settings.relay_only {
             // Relayed pairs are all there is; waiting for better ones only delays the call.
             setting = setting.with_relay_acceptance_min_wait(Some(Duration::ZERO));

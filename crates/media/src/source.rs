@@ -142,7 +142,9 @@ pub(crate) fn capture_loop(
         ticks = ticks.wrapping_add(1);
         if let Some((width, events)) = &preview {
             if ticks.is_multiple_of(preview_every) {
-                let _ = events.send(MediaEvent::Preview { frame: codec::preview(&frame, *width) });
+                let _ = events.send(MediaEvent::Preview {
+                    frame: codec::preview(&frame, *width),
+                });
             }
         }
         if !audience {
@@ -152,7 +154,9 @@ pub(crate) fn capture_loop(
             Ok(unit) if !unit.is_empty() => {
                 // The counter numbers pictures sent, so a receiver's gap is a loss, not a skip.
                 counter = counter.wrapping_add(1);
-                let _ = out.try_send(EncodedVideo { data: Bytes::from(unit) });
+                let _ = out.try_send(EncodedVideo {
+                    data: Bytes::from(unit),
+                });
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "video frame not encoded"),

@@ -137,12 +137,7 @@ impl App {
     }
 
     /// Waits until the element has `attr` and its value satisfies `ok`; returns it.
-    pub async fn wait_attr_where(
-        &self,
-        id: &str,
-        attr: &str,
-        ok: impl Fn(&str) -> bool,
-    ) -> String {
+    pub async fn wait_attr_where(&self, id: &str, attr: &str, ok: impl Fn(&str) -> bool) -> String {
         let css = by_testid(id);
         let deadline = Instant::now() + WAIT;
         let mut last = None;
