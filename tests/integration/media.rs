@@ -318,7 +318,7 @@ async fn a_broken_path_is_restored_by_an_ice_restart() {
         media("alice", &invite.ice_servers),
     );
     let accept = bob.accept(&room).await.expect("accept");
-    let mut b = MediaSide::start(bob, &room, &accept.token, media("bob", &accept.ice_servers));
+    let b = MediaSide::start(bob, &room, &accept.token, media("bob", &accept.ice_servers));
     b.media.add_peer("alice");
     let before = a
         .wait_for("pictures over the relay", |r| {
