@@ -13,8 +13,8 @@ use serde::Serialize;
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Manager};
 use tincan_sdk::protocol::{
-    ActionParams, CustomSignalParams, GroupId, GroupParams, HistoryParams, Invitation,
-    InviteParams, RoomId, RoomParams, SESSION_SINGLE,
+    AcceptReply, ActionParams, CustomSignalParams, GroupId, GroupParams, HistoryParams, IceServer,
+    Invitation, InviteParams, InviteReply, RoomId, RoomParams, SESSION_SINGLE,
 };
 use tincan_sdk::{codes, ApiResult, Client, SdkError};
 use tincan_server::store::SqliteStore;
@@ -279,6 +279,82 @@ macro_rules! try_args {
     };
 }
 
+/// A reply that puts this device in a call: media starts with it.
+trait Joined {
+    fn room(&self) -> &RoomId;
+    fn token(&self) -> &str;
+    fn ice_servers(&self) -> &[IceServer];
+}
+
+/// Invite and accept replies carry the same three fields.
+macro_rules! joined {
+    ($($reply:ty),*) => {$(
+        impl Joined for $reply {
+            fn room(&self) -> &RoomId {
+                &self.room_id
+            }
+            fn token(&self) -> &str {
+                &self.token
+            }
+            fn ice_servers(&self) -> &[IceServer] {
+                &self.ice_servers
+            }
+        }
+    )*};
+}
+joined!(InviteReply, AcceptReply);
+
+/// Runs a request that joins a call (invite, accept) and starts its media when it succeeds;
+/// `peer` is connected to at once.
+async fn joining<F, Fut, R>(
+    app: AppHandle,
+    mut invitation: Invitation,
+    peer: Option<String>,
+    f: F,
+) -> ApiResult
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<R, SdkError>>,
+    R: Serialize + Joined,
+{
+    with_client(&app.clone(), |c| async move {
+        let reply = f(c.clone()).await;
+        if let Ok(r) = &reply {
+            invitation.room_id = r.room().to_string();
+            media::start(
+                &app,
+                c,
+                invitation,
+                r.room().clone(),
+                r.token().to_owned(),
+                r.ice_servers(),
+                peer,
+            );
+        }
+        reply
+    })
+    .await
+}
+
+/// Runs a request that leaves a call (reject, cancel, hang up) and ends its media when it
+/// succeeds.
+async fn leaving<F, Fut, R>(app: AppHandle, params: &ActionParams, f: F) -> ApiResult
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<R, SdkError>>,
+    R: Serialize,
+{
+    let room = RoomId::new(params.invitation.room_id.clone()).ok();
+    with_client(&app.clone(), |c| async move {
+        let reply = f(c).await;
+        if reply.is_ok() {
+            media::end(&app, room.as_ref());
+        }
+        reply
+    })
+    .await
+}
+
 /// `signalingInvite`. `options`: `{invitation, offlinePushInfo?}` or a bare RtcInvite.
 #[tauri::command]
 pub async fn signaling_invite(
@@ -287,28 +363,11 @@ pub async fn signaling_invite(
     options: serde_json::Value,
 ) -> ApiResult {
     let params = try_args!(invite_params(options));
-    with_client(&app.clone(), |c| async move {
-        let invitation = params.invitation.clone();
-        let reply = c.signaling_invite(&operation_id, params).await;
-        if let Ok(r) = &reply {
-            media::start(
-                &app,
-                c,
-                with_room(invitation, &r.room_id),
-                r.room_id.clone(),
-                r.token.clone(),
-                &r.ice_servers,
-                None,
-            );
-        }
-        reply
+    let invitation = params.invitation.clone();
+    joining(app, invitation, None, |c| async move {
+        c.signaling_invite(&operation_id, params).await
     })
     .await
-}
-
-fn with_room(mut invitation: Invitation, room: &RoomId) -> Invitation {
-    invitation.room_id = room.to_string();
-    invitation
 }
 
 /// `signalingInviteInGroup`. `options` as for [`signaling_invite`].
@@ -319,21 +378,9 @@ pub async fn signaling_invite_in_group(
     options: serde_json::Value,
 ) -> ApiResult {
     let params = try_args!(invite_params(options));
-    with_client(&app.clone(), |c| async move {
-        let invitation = params.invitation.clone();
-        let reply = c.signaling_invite_in_group(&operation_id, params).await;
-        if let Ok(r) = &reply {
-            media::start(
-                &app,
-                c,
-                with_room(invitation, &r.room_id),
-                r.room_id.clone(),
-                r.token.clone(),
-                &r.ice_servers,
-                None,
-            );
-        }
-        reply
+    let invitation = params.invitation.clone();
+    joining(app, invitation, None, |c| async move {
+        c.signaling_invite_in_group(&operation_id, params).await
     })
     .await
 }
@@ -346,25 +393,13 @@ pub async fn signaling_accept(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app.clone(), |c| async move {
-        let invitation = params.invitation.clone();
-        let reply = c.signaling_accept(&operation_id, params).await;
-        if let Ok(r) = &reply {
-            // One-to-one: connect to the inviter now. In a group, those already in the
-            // call greet us (they learn of us from onRoomParticipantConnected).
-            let peer = (invitation.session_type == SESSION_SINGLE)
-                .then(|| invitation.inviter_user_id.clone());
-            media::start(
-                &app,
-                c,
-                with_room(invitation, &r.room_id),
-                r.room_id.clone(),
-                r.token.clone(),
-                &r.ice_servers,
-                peer,
-            );
-        }
-        reply
+    let invitation = params.invitation.clone();
+    // One-to-one: connect to the inviter now. In a group, those already in the call
+    // greet us (they learn of us from onRoomParticipantConnected).
+    let peer =
+        (invitation.session_type == SESSION_SINGLE).then(|| invitation.inviter_user_id.clone());
+    joining(app, invitation, peer, |c| async move {
+        c.signaling_accept(&operation_id, params).await
     })
     .await
 }
@@ -377,13 +412,8 @@ pub async fn signaling_reject(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app.clone(), |c| async move {
-        let room = RoomId::new(params.invitation.room_id.clone()).ok();
-        let reply = c.signaling_reject(&operation_id, params).await;
-        if reply.is_ok() {
-            media::end(&app, room.as_ref());
-        }
-        reply
+    leaving(app, &params.clone(), |c| async move {
+        c.signaling_reject(&operation_id, params).await
     })
     .await
 }
@@ -396,13 +426,8 @@ pub async fn signaling_cancel(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app.clone(), |c| async move {
-        let room = RoomId::new(params.invitation.room_id.clone()).ok();
-        let reply = c.signaling_cancel(&operation_id, params).await;
-        if reply.is_ok() {
-            media::end(&app, room.as_ref());
-        }
-        reply
+    leaving(app, &params.clone(), |c| async move {
+        c.signaling_cancel(&operation_id, params).await
     })
     .await
 }
@@ -415,13 +440,8 @@ pub async fn signaling_hung_up(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
-    with_client(&app.clone(), |c| async move {
-        let room = RoomId::new(params.invitation.room_id.clone()).ok();
-        let reply = c.signaling_hung_up(&operation_id, params).await;
-        if reply.is_ok() {
-            media::end(&app, room.as_ref());
-        }
-        reply
+    leaving(app, &params.clone(), |c| async move {
+        c.signaling_hung_up(&operation_id, params).await
     })
     .await
 }

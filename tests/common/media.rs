@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use tincan_media::udp_sockets;
 use tincan_media::{CallMedia, MediaConfig, MediaEvent, PeerSettings, PeerState, VideoSettings};
 use tincan_protocol::{IceServer as WireIceServer, RoomId};
 use tincan_sdk::SdkEvent;
@@ -245,37 +246,6 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     TURN.lock().await
 }
 
-/// Open UDP sockets of this process (media's; signaling is TCP).
-pub fn udp_sockets() -> usize {
-    let udp_inodes: std::collections::HashSet<String> =
-        ["/proc/self/net/udp", "/proc/self/net/udp6"]
-            .iter()
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap_or_default()
-                    .lines()
-                    .skip(1)
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .filter_map(|line| line.split_whitespace().nth(9).map(str::to_owned))
-            .collect();
-    std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter_map(|l| {
-                    let l = l.to_string_lossy().into_owned();
-                    l.strip_prefix("socket:[")
-                        .and_then(|s| s.strip_suffix(']'))
-                        .map(str::to_owned)
-                })
-                .filter(|inode| udp_inodes.contains(inode))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 /// Live tokio tasks of the current runtime.
 pub fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
@@ -297,4 +267,46 @@ pub async fn settle(what: &str, mut f: impl FnMut() -> bool) {
         }
         tokio::task::yield_now().await;
     }
+}
+
+/// Alice (`caller`) calls Bob (`callee`) one-to-one and Bob accepts; both run media as
+/// `config(me, iceServers of their reply)` says. Returns both sides and the room.
+pub async fn one_to_one(
+    caller: Peer,
+    mut callee: Peer,
+    mut config: impl FnMut(&str, &[WireIceServer]) -> MediaConfig,
+) -> (MediaSide, MediaSide, String) {
+    let invite = caller.invite(&callee.user).await.expect("invite");
+    let room = invite.room_id.to_string();
+    callee.expect_info("onReceiveNewInvitation").await;
+    let inviter = caller.user.clone();
+    let a = MediaSide::start(
+        caller,
+        &room,
+        &invite.token,
+        config(&inviter, &invite.ice_servers),
+    );
+    let accept = callee.accept(&room).await.expect("accept");
+    let invitee = callee.user.clone();
+    let b = MediaSide::start(
+        callee,
+        &room,
+        &accept.token,
+        config(&invitee, &accept.ice_servers),
+    );
+    // The invitee connects to the inviter once its accept succeeded.
+    b.media.add_peer(&inviter);
+    (a, b, room)
+}
+
+/// A test server whose calls get `turn` (time-limited credentials) as their only ICE server.
+pub async fn server_with_turn(turn: &crate::turn::Coturn) -> crate::TestServer {
+    let mut config = tincan_server::ServerConfig::default();
+    config.hub.ice = tincan_server::IceConfig {
+        stun_urls: vec![],
+        turn_urls: vec![turn.url()],
+        turn_secret: Some(turn.secret.clone()),
+        turn_ttl_secs: 600,
+    };
+    crate::TestServer::start_with(config).await
 }

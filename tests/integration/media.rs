@@ -3,9 +3,9 @@
 //! synthetic camera's stamped pictures and the synthetic tone.
 
 use tincan_media::{census, Census, MediaConfig, PeerState};
-use tincan_server::{IceConfig, ServerConfig};
 use tincan_tests::media::{
-    alive_tasks, exclusive, loopback, settle, small_video, udp_sockets, MediaSide,
+    alive_tasks, exclusive, loopback, one_to_one, server_with_turn, settle, small_video,
+    udp_sockets, MediaSide,
 };
 use tincan_tests::turn::Coturn;
 use tincan_tests::{action, op, TestServer};
@@ -15,27 +15,14 @@ async fn a_video_call_carries_pictures_and_sound_both_ways_then_leaves_nothing_b
     let _turn = exclusive().await;
     let server = TestServer::start().await;
     let alice = server.peer("alice", "alice-desktop").await;
-    let mut bob = server.peer("bob", "bob-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
     let sockets_before = udp_sockets();
     let tasks_before = alive_tasks();
 
-    let invite = alice.invite("bob").await.expect("invite");
-    let room = invite.room_id.to_string();
-    bob.expect_info("onReceiveNewInvitation").await;
-    let mut a = MediaSide::start(
-        alice,
-        &room,
-        &invite.token,
-        MediaConfig::new("alice", loopback(&invite.ice_servers, false)),
-    );
-    let accept = bob.accept(&room).await.expect("accept");
-    let mut b = MediaSide::start(
-        bob,
-        &room,
-        &accept.token,
-        MediaConfig::new("bob", loopback(&accept.ice_servers, false)),
-    );
-    b.media.add_peer("alice");
+    let (mut a, mut b, room) = one_to_one(alice, bob, |me, ice| {
+        MediaConfig::new(me, loopback(ice, false))
+    })
+    .await;
 
     for (side, other) in [(&mut a, "bob"), (&mut b, "alice")] {
         let got = side
@@ -86,48 +73,26 @@ async fn a_video_call_carries_pictures_and_sound_both_ways_then_leaves_nothing_b
 async fn a_call_relayed_through_turn_only_carries_media() {
     let _turn = exclusive().await;
     let turn = Coturn::start();
-    let mut config = ServerConfig::default();
-    config.hub.ice = IceConfig {
-        stun_urls: vec![],
-        turn_urls: vec![turn.url()],
-        turn_secret: Some(turn.secret.clone()),
-        turn_ttl_secs: 600,
-    };
-    let server = TestServer::start_with(config).await;
+    let server = server_with_turn(&turn).await;
     let alice = server.peer("alice", "alice-desktop").await;
-    let mut bob = server.peer("bob", "bob-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
 
-    let invite = alice.invite("bob").await.expect("invite");
-    let room = invite.room_id.to_string();
-    let turn_entry = invite
-        .ice_servers
-        .iter()
-        .find(|s| s.urls.contains(&turn.url()))
-        .expect("TURN in iceServers");
-    let username = turn_entry
-        .username
-        .as_deref()
-        .expect("time-limited TURN user name");
-    assert!(
-        username.ends_with(":alice"),
-        "TURN REST user name is <expiry>:<userID>: {username}"
-    );
-    bob.expect_info("onReceiveNewInvitation").await;
-    let mut a = MediaSide::start(
-        alice,
-        &room,
-        &invite.token,
-        MediaConfig::new("alice", loopback(&invite.ice_servers, true)),
-    );
-    let accept = bob.accept(&room).await.expect("accept");
-    let mut b = MediaSide::start(
-        bob,
-        &room,
-        &accept.token,
-        MediaConfig::new("bob", loopback(&accept.ice_servers, true)),
-    );
-    b.media.add_peer("alice");
-
+    let mut credentials = Vec::new();
+    let (mut a, mut b, room) = one_to_one(alice, bob, |me, ice| {
+        credentials.extend(ice.iter().filter(|s| s.urls.contains(&turn.url())).cloned());
+        MediaConfig::new(me, loopback(ice, true))
+    })
+    .await;
+    for (entry, user) in credentials.iter().zip(["alice", "bob"]) {
+        let username = entry
+            .username
+            .as_deref()
+            .expect("time-limited TURN user name");
+        assert!(
+            username.ends_with(&format!(":{user}")),
+            "TURN REST user name is <expiry>:<userID>: {username}"
+        );
+    }
     for (side, other) in [(&mut a, "bob"), (&mut b, "alice")] {
         let got = side
             .wait_for("10 pictures and audio over a relayed path", |r| {
@@ -217,16 +182,9 @@ async fn in_a_four_party_group_call_everyone_sees_everyone() {
 async fn media_that_cannot_recover_ends_cleanly_on_both_sides() {
     let _turn = exclusive().await;
     let mut turn = Coturn::start();
-    let mut config = ServerConfig::default();
-    config.hub.ice = IceConfig {
-        stun_urls: vec![],
-        turn_urls: vec![turn.url()],
-        turn_secret: Some(turn.secret.clone()),
-        turn_ttl_secs: 600,
-    };
-    let server = TestServer::start_with(config).await;
+    let server = server_with_turn(&turn).await;
     let alice = server.peer("alice", "alice-desktop").await;
-    let mut bob = server.peer("bob", "bob-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
     let media = |me: &str, ice: &[tincan_protocol::IceServer]| {
         let mut c = MediaConfig::new(me, loopback(ice, true));
         c.video = small_video();
@@ -234,18 +192,7 @@ async fn media_that_cannot_recover_ends_cleanly_on_both_sides() {
         c
     };
 
-    let invite = alice.invite("bob").await.expect("invite");
-    let room = invite.room_id.to_string();
-    bob.expect_info("onReceiveNewInvitation").await;
-    let mut a = MediaSide::start(
-        alice,
-        &room,
-        &invite.token,
-        media("alice", &invite.ice_servers),
-    );
-    let accept = bob.accept(&room).await.expect("accept");
-    let mut b = MediaSide::start(bob, &room, &accept.token, media("bob", &accept.ice_servers));
-    b.media.add_peer("alice");
+    let (mut a, mut b, _room) = one_to_one(alice, bob, media).await;
     a.wait_for("pictures over the relay", |r| {
         r.of("bob").counters.len() >= 5
     })
@@ -292,34 +239,16 @@ async fn media_that_cannot_recover_ends_cleanly_on_both_sides() {
 async fn a_broken_path_is_restored_by_an_ice_restart() {
     let _turn = exclusive().await;
     let mut turn = Coturn::start();
-    let mut config = ServerConfig::default();
-    config.hub.ice = IceConfig {
-        stun_urls: vec![],
-        turn_urls: vec![turn.url()],
-        turn_secret: Some(turn.secret.clone()),
-        turn_ttl_secs: 600,
-    };
-    let server = TestServer::start_with(config).await;
+    let server = server_with_turn(&turn).await;
     let alice = server.peer("alice", "alice-desktop").await;
-    let mut bob = server.peer("bob", "bob-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
     let media = |me: &str, ice: &[tincan_protocol::IceServer]| {
         let mut c = MediaConfig::new(me, loopback(ice, true));
         c.video = small_video();
         c
     };
 
-    let invite = alice.invite("bob").await.expect("invite");
-    let room = invite.room_id.to_string();
-    bob.expect_info("onReceiveNewInvitation").await;
-    let mut a = MediaSide::start(
-        alice,
-        &room,
-        &invite.token,
-        media("alice", &invite.ice_servers),
-    );
-    let accept = bob.accept(&room).await.expect("accept");
-    let b = MediaSide::start(bob, &room, &accept.token, media("bob", &accept.ice_servers));
-    b.media.add_peer("alice");
+    let (mut a, b, _room) = one_to_one(alice, bob, media).await;
     let before = a
         .wait_for("pictures over the relay", |r| {
             r.of("bob").counters.len() >= 5

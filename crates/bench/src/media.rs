@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use tincan_media::{census, CallMedia, Census, MediaConfig, MediaEvent, PeerSettings, PeerState};
-use tincan_media::{pattern, VideoSettings};
+use tincan_media::{pattern, udp_sockets, VideoSettings};
 use tincan_protocol::{
     ActionParams, DeviceId, Event, Invitation, InviteParams, MediaType, PlatformId, RoomId, UserId,
 };
@@ -568,36 +568,6 @@ fn status_field(name: &str) -> u64 {
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count().saturating_sub(1))
-        .unwrap_or(0)
-}
-
-/// Open UDP sockets of this process (media's; signaling is TCP).
-fn udp_sockets() -> usize {
-    let udp_inodes: std::collections::HashSet<String> =
-        ["/proc/self/net/udp", "/proc/self/net/udp6"]
-            .iter()
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap_or_default()
-                    .lines()
-                    .skip(1)
-                    .filter_map(|line| line.split_whitespace().nth(9).map(str::to_owned))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-    std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter_map(|l| {
-                    let l = l.to_string_lossy().into_owned();
-                    l.strip_prefix("socket:[")
-                        .and_then(|s| s.strip_suffix(']'))
-                        .map(str::to_owned)
-                })
-                .filter(|inode| udp_inodes.contains(inode))
-                .count()
-        })
         .unwrap_or(0)
 }
 

@@ -17,7 +17,7 @@ pub mod session;
 pub mod source;
 
 pub use call::{ice_servers, CallMedia};
-pub use census::{census, Census};
+pub use census::{census, udp_sockets, Census};
 pub use codec::DecodedFrame;
 pub use error::MediaError;
 pub use pattern::Stamp;

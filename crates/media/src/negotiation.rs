@@ -90,6 +90,9 @@ pub enum Step {
 pub struct Negotiation {
     role: Role,
     offered: bool,
+    /// An offer of ours is out and its answer has not come: no second offer until it
+    /// does (two offers in flight would answer each other out of order).
+    awaiting_answer: bool,
     remote_set: bool,
     pending: Vec<Candidate>,
 }
@@ -99,6 +102,7 @@ impl Negotiation {
         Negotiation {
             role: Role::between(me, them),
             offered: false,
+            awaiting_answer: false,
             remote_set: false,
             pending: Vec::new(),
         }
@@ -121,13 +125,23 @@ impl Negotiation {
             return Vec::new();
         }
         self.offered = true;
+        self.awaiting_answer = true;
         vec![Step::Offer { ice_restart: false }]
+    }
+
+    /// An ICE restart offer, unless an offer is already out (it will do).
+    fn restart_offer(&mut self) -> Vec<Step> {
+        if self.awaiting_answer || !self.offered {
+            return Vec::new();
+        }
+        self.awaiting_answer = true;
+        vec![Step::Offer { ice_restart: true }]
     }
 
     /// The network path failed: the offerer restarts ICE; the answerer asks it to.
     pub fn restart(&mut self) -> Vec<Step> {
         match self.role {
-            Role::Offerer => vec![Step::Offer { ice_restart: true }],
+            Role::Offerer => self.restart_offer(),
             Role::Answerer => vec![Step::Send(Signal::Restart)],
         }
     }
@@ -143,9 +157,10 @@ impl Negotiation {
     pub fn on_signal(&mut self, signal: Signal) -> Result<Vec<Step>, String> {
         Ok(match (signal, self.role) {
             (Signal::Hello, Role::Offerer) => self.offer_once(),
-            (Signal::Restart, Role::Offerer) => vec![Step::Offer { ice_restart: true }],
+            (Signal::Restart, Role::Offerer) => self.restart_offer(),
             (Signal::Offer { sdp }, Role::Answerer) => vec![Step::Answer { sdp }],
-            (Signal::Answer { sdp }, Role::Offerer) if self.offered => {
+            (Signal::Answer { sdp }, Role::Offerer) if self.awaiting_answer => {
+                self.awaiting_answer = false;
                 vec![Step::ApplyAnswer { sdp }]
             }
             (Signal::Candidate(c), _) if self.remote_set => vec![Step::AddCandidate(c)],
@@ -233,11 +248,32 @@ mod tests {
     fn a_restart_is_always_made_by_the_offerer() {
         let mut a = Negotiation::new("alice", "bob");
         let mut b = Negotiation::new("bob", "alice");
+        a.start();
+        a.on_signal(Signal::Answer { sdp: "v=0".into() }).unwrap();
         assert_eq!(b.restart(), vec![Step::Send(Signal::Restart)]);
         assert_eq!(
             a.on_signal(Signal::Restart).unwrap(),
             vec![Step::Offer { ice_restart: true }]
         );
+    }
+
+    #[test]
+    fn both_sides_noticing_the_failure_make_one_restart_offer() {
+        let mut a = Negotiation::new("alice", "bob");
+        a.start();
+        a.on_signal(Signal::Answer { sdp: "v=0".into() }).unwrap();
+        // Alice notices, then Bob's request arrives while her offer is out.
+        assert_eq!(a.restart(), vec![Step::Offer { ice_restart: true }]);
+        assert_eq!(a.on_signal(Signal::Restart).unwrap(), vec![]);
+        assert_eq!(
+            a.on_signal(Signal::Answer { sdp: "v=1".into() }).unwrap(),
+            vec![Step::ApplyAnswer { sdp: "v=1".into() }]
+        );
+        assert!(
+            a.on_signal(Signal::Answer { sdp: "v=2".into() }).is_err(),
+            "a second answer to one offer is refused"
+        );
+        // Once answered, a new failure may restart again.
         assert_eq!(a.restart(), vec![Step::Offer { ice_restart: true }]);
     }
 
