@@ -244,6 +244,8 @@ function enterCall(invitation, others) {
   $('in-call-media').textContent = mediaWord(call.media);
   $('add-people').hidden = !call.groupID;
   $('toggle-camera').hidden = call.media === 'audio';
+  // Audio calls have no pictures: no preview, and tiles without a canvas.
+  $('local-preview').parentElement.hidden = call.media === 'audio';
   showError('in-call-error', '');
   clearMedia();
   $('local-state').textContent = call.cameraOff ? 'You (camera off)' : 'You';
@@ -441,7 +443,7 @@ async function joinGroupCall(groupID) {
 // other participant: its canvas, its name, its state (connecting, muted, camera off)
 // and the frame counter stamped into the picture it shows.
 
-const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded'];
+const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable'];
 
 const PEER_WORDS = {
   connecting: 'connecting…',
@@ -471,7 +473,7 @@ function wireMedia() {
     const loss = Math.round(q.loss * 100);
     const path = q.path === 'relay' ? ', relayed' : '';
     $('media-quality').textContent =
-      `${nameOf(userID)}: ${Math.round(q.rttMs)} ms round trip, ${loss}% loss, ` +
+      `${nameOf(userID)}: ${q.rttMs < 10 ? q.rttMs.toFixed(1) : Math.round(q.rttMs)} ms round trip, ${loss}% loss, ` +
       `${Math.round(q.kbpsIn)} kbit/s in, ${q.fpsIn} fps${path}`;
     $('media-quality').dataset.fps = String(q.fpsIn);
   });
@@ -479,7 +481,46 @@ function wireMedia() {
     if (!inCall()) return;
     flash(`The connection with ${nameOf(userID)} was lost: ${reason}`);
   });
+  globalEvent.on('mediaDeviceUnavailable', ({ device, reason }) => {
+    if (!inCall()) return;
+    flash(
+      device === 'microphone'
+        ? `No microphone could be opened (${reason}): the others hear a test tone.`
+        : `No speakers could be opened (${reason}): you will not hear the call.`,
+    );
+  });
   openIM.subscribeFrames(onFrame);
+  loadDevices();
+}
+
+// Settings: the sound devices, remembered in this window's storage and handed to the core.
+const DEVICE_KEY = 'tincan.devices';
+
+async function loadDevices() {
+  const saved = JSON.parse(localStorage.getItem(DEVICE_KEY) || '{}');
+  const choice = { microphone: saved.microphone || 'default', speakers: saved.speakers || 'default' };
+  const res = await openIM.getMediaDevices();
+  const list = res.errCode === 0 ? res.data : { microphones: [], speakers: [] };
+  fillDevices($('settings-microphone'), list.microphones, [['default', 'Default microphone'], ['tone', 'Test tone']], choice.microphone);
+  fillDevices($('settings-speakers'), list.speakers, [['default', 'Default speakers'], ['none', 'No sound']], choice.speakers);
+  await openIM.setMediaDevices(choice);
+  for (const id of ['settings-microphone', 'settings-speakers']) {
+    $(id).addEventListener('change', saveDevices);
+  }
+}
+
+function fillDevices(select, devices, fixed, chosen) {
+  select.replaceChildren();
+  for (const [id, name] of fixed) select.append(el('option', { value: id }, name));
+  for (const d of devices) select.append(el('option', { value: d.id }, d.name));
+  select.value = Array.from(select.options).some((o) => o.value === chosen) ? chosen : fixed[0][0];
+}
+
+async function saveDevices() {
+  const choice = { microphone: $('settings-microphone').value, speakers: $('settings-speakers').value };
+  localStorage.setItem(DEVICE_KEY, JSON.stringify(choice));
+  const res = await openIM.setMediaDevices(choice);
+  if (res.errCode !== 0) notice(`Could not change the sound devices: ${explain(res)}`);
 }
 
 function inCall() {
@@ -493,6 +534,7 @@ function tile(userID) {
   call.tiles = call.tiles || new Map();
   if (!call.tiles.has(userID)) {
     const canvas = el('canvas', { testid: `video-canvas-${userID}`, width: '320', height: '240' });
+    canvas.hidden = call.media === 'audio';
     const state = el('span', { class: 'small', testid: `video-state-${userID}` });
     const counter = el('span', { class: 'small muted counter', testid: `video-counter-${userID}` });
     const node = el('figure', { class: 'tile', testid: `video-tile-${userID}` }, canvas, el('figcaption', {}, nameOf(userID), ' ', state, ' ', counter));

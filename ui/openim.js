@@ -127,6 +127,9 @@
     // Media of the call in progress (Tincan's): microphone and camera on or off.
     setMicrophone: (on, callback) => call('media_set_mic', { on }, callback),
     setCamera: (on, callback) => call('media_set_camera', { on }, callback),
+    // Sound devices: list them, and choose for the next call ({microphone, speakers}).
+    getMediaDevices: (callback) => call('media_devices', {}, callback),
+    setMediaDevices: (options, callback) => call('media_set_devices', { options }, callback),
     // Decoded pictures: `onFrame(ArrayBuffer)` per picture (layout in src-tauri/src/media.rs).
     subscribeFrames: (onFrame, callback) => {
       if (!tauri) return call('media_frames', {}, callback);

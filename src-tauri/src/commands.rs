@@ -562,6 +562,25 @@ pub fn media_set_camera(app: AppHandle, on: bool) -> ApiResult {
     }
 }
 
+/// The machine's microphones and speakers. Data: `{microphones: [{id, name}], speakers: [...]}`
+/// (empty lists on a machine without sound).
+#[tauri::command]
+pub async fn media_devices() -> ApiResult {
+    match tauri::async_runtime::spawn_blocking(tincan_media::audio_devices).await {
+        Ok(devices) => ok(serde_json::to_value(devices).expect("devices serialize")),
+        Err(e) => failure(codes::INTERNAL, format!("cannot list sound devices: {e}")),
+    }
+}
+
+/// Chooses the sound devices for the next call: `{microphone, speakers}`, each `default`,
+/// a device id from [`media_devices`], or `tone` / `none`. Data: `{}`.
+#[tauri::command]
+pub fn media_set_devices(app: AppHandle, options: serde_json::Value) -> ApiResult {
+    let choice: media::DeviceChoice = try_args!(parse("options", options));
+    app.state::<media::MediaState>().set_devices(choice);
+    ok(serde_json::json!({}))
+}
+
 /// `getContacts`: the other users and this user's groups.
 #[tauri::command]
 pub async fn get_contacts(app: AppHandle, operation_id: String) -> ApiResult {

@@ -100,6 +100,8 @@ pub const COMMANDS: &[&str] = &[
     "media_frames",
     "media_set_mic",
     "media_set_camera",
+    "media_devices",
+    "media_set_devices",
 ];
 
 /// Builds the Tauri app from `tauri.conf.json` and runs it until the last window closes.
@@ -145,6 +147,8 @@ pub fn run() {
             commands::media_frames,
             commands::media_set_mic,
             commands::media_set_camera,
+            commands::media_devices,
+            commands::media_set_devices,
         ])
         .run(tauri::generate_context!())
         .expect("the Tauri runtime failed to start (is a display available?)");

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Manager};
-use tincan_media::{pattern, CallMedia, MediaConfig, MediaEvent, PeerSettings, VideoSettings};
+use tincan_media::{
+    pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings,
+    VideoSettings,
+};
 use tincan_sdk::protocol::{
     ActionParams, Event, IceServer, Invitation, MediaType, RoomId, SESSION_SINGLE,
 };
@@ -44,6 +47,43 @@ pub struct MediaState {
     frames: Mutex<Option<Channel<InvokeResponseBody>>>,
     /// Where media binds (`TINCAN_MEDIA_BIND`; default every interface but loopback).
     bind: Mutex<Option<String>>,
+    /// The sound devices chosen in settings.
+    devices: Mutex<DeviceChoice>,
+}
+
+/// Sound devices as settings name them: `default`, a device id, or `tone` / `none`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct DeviceChoice {
+    pub microphone: String,
+    pub speakers: String,
+}
+
+impl Default for DeviceChoice {
+    /// The machine's default microphone and speakers (the tone and silence when it has none).
+    fn default() -> Self {
+        DeviceChoice {
+            microphone: "default".into(),
+            speakers: "default".into(),
+        }
+    }
+}
+
+impl DeviceChoice {
+    fn input(&self) -> AudioInput {
+        match self.microphone.as_str() {
+            "tone" => AudioInput::Tone,
+            "default" | "" => AudioInput::Device(None),
+            id => AudioInput::Device(Some(id.to_owned())),
+        }
+    }
+
+    fn output(&self) -> AudioOutput {
+        match self.speakers.as_str() {
+            "none" => AudioOutput::None,
+            "default" | "" => AudioOutput::Device(None),
+            id => AudioOutput::Device(Some(id.to_owned())),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,6 +96,11 @@ impl MediaState {
             bind: Mutex::new(bind),
             ..MediaState::default()
         }
+    }
+
+    /// Sound devices for the next call.
+    pub fn set_devices(&self, choice: DeviceChoice) {
+        *lock(&self.devices) = choice;
     }
 
     /// The page's channel for pictures (it registers one at start-up).
@@ -94,6 +139,9 @@ pub fn start(
     config.camera = invitation.media_type == MediaType::Video;
     config.frame_rgba_width = WINDOW_WIDTH;
     config.preview_width = WINDOW_WIDTH / 2;
+    let devices = lock(&state.devices).clone();
+    config.microphone = devices.input();
+    config.speakers = devices.output();
     let (media, events) = CallMedia::start(client.clone(), room.clone(), token, config);
     let media = Arc::new(media);
     if let Some(peer) = peer {
@@ -216,6 +264,11 @@ async fn pump(
                     serde_json::json!({"userID": user, "quality": quality}),
                 );
             }
+            MediaEvent::DeviceUnavailable { device, reason } => events::emit_media(
+                &app,
+                "mediaDeviceUnavailable",
+                serde_json::json!({"device": device, "reason": reason}),
+            ),
             MediaEvent::Audio { .. } => {}
             MediaEvent::Ended => break,
         }

@@ -51,6 +51,8 @@ impl FromPeer {
 #[derive(Debug, Clone, Default)]
 pub struct Received {
     pub from: BTreeMap<String, FromPeer>,
+    /// Sound devices that could not be opened (`microphone`, `speakers`).
+    pub unavailable: Vec<String>,
     pub ended: bool,
 }
 
@@ -235,6 +237,7 @@ fn record(r: &mut Received, event: MediaEvent) {
             r.from.entry(user).or_default().failed = Some(reason)
         }
         MediaEvent::Ended => r.ended = true,
+        MediaEvent::DeviceUnavailable { device, .. } => r.unavailable.push(device.to_owned()),
         MediaEvent::Preview { .. } => {}
     }
 }

@@ -2,7 +2,7 @@
 //! connections on loopback, negotiating through `signalingSendMediaSignal`, carrying the
 //! synthetic camera's stamped pictures and the synthetic tone.
 
-use tincan_media::{census, Census, MediaConfig, PeerState};
+use tincan_media::{census, AudioInput, AudioOutput, Census, MediaConfig, PeerState};
 use tincan_tests::media::{
     alive_tasks, exclusive, loopback, one_to_one, server_with_turn, settle, small_video,
     udp_sockets, MediaSide,
@@ -283,4 +283,61 @@ async fn a_broken_path_is_restored_by_an_ice_restart() {
     );
     a.close().await;
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sound_devices_carry_the_call_and_a_missing_one_falls_back() {
+    let _turn = exclusive().await;
+    let server = TestServer::start().await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
+    // Alice uses ALSA's null microphone and speakers (present wherever libasound is);
+    // Bob asks for a microphone that does not exist.
+    let (mut a, mut b, _room) = one_to_one(alice, bob, |me, ice| {
+        let mut c = MediaConfig::new(me, loopback(ice, false));
+        c.video = small_video();
+        if me == "alice" {
+            c.microphone = AudioInput::Device(Some("alsa:null".into()));
+            c.speakers = AudioOutput::Device(Some("alsa:null".into()));
+        } else {
+            c.microphone = AudioInput::Device(Some("alsa:no-such-microphone".into()));
+        }
+        c
+    })
+    .await;
+    // The null microphone records silence, which still goes out as audio packets.
+    let from_alice = b
+        .wait_for("audio from the null microphone", |r| {
+            r.of("alice").audio_packets >= 25
+        })
+        .await
+        .of("alice");
+    assert!(
+        from_alice.loudest < 0.01,
+        "silence from the null microphone: {}",
+        from_alice.loudest
+    );
+    // Bob's missing microphone was reported, and the tone went out instead.
+    assert!(
+        b.received().unavailable.iter().any(|d| d == "microphone"),
+        "the missing microphone is reported"
+    );
+    let from_bob = a
+        .wait_for("the tone instead of the missing microphone", |r| {
+            r.of("bob").audio_packets >= 25
+        })
+        .await
+        .of("bob");
+    assert!(
+        from_bob.loudest > 0.05,
+        "the tone is heard: {}",
+        from_bob.loudest
+    );
+    a.close().await;
+    b.close().await;
+    assert_eq!(
+        census(),
+        Census::default(),
+        "the sound devices' threads are gone too"
+    );
 }

@@ -107,6 +107,9 @@ enum Command {
     /// start-app · history · contacts · ping · quit. A missing roomID means the last
     /// invitation or call seen.
     Repl,
+    /// Print the microphones and speakers this machine has, as JSON (ids for --microphone
+    /// and --speakers).
+    Devices,
     /// Print this user's call history as JSON.
     History {
         /// At most this many calls, newest first.
@@ -198,6 +201,11 @@ async fn run(cli: Cli) -> ExitCode {
                 }
                 Err(code) => code,
             }
+        }
+        Command::Devices => {
+            let devices = tincan_media::audio_devices();
+            emit(&serde_json::to_string(&devices).expect("devices serialize"));
+            ExitCode::SUCCESS
         }
         Command::Repl => match session(&cli, true).await {
             Ok((client, events)) => repl::run(client, events).await,

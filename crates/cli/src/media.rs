@@ -9,7 +9,10 @@ use std::future::pending;
 
 use clap::Args;
 use serde_json::json;
-use tincan_media::{pattern, CallMedia, MediaConfig, MediaEvent, PeerSettings, VideoSettings};
+use tincan_media::{
+    pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings,
+    VideoSettings,
+};
 use tincan_sdk::protocol::{Event, IceServer, RoomId};
 use tincan_sdk::Client;
 use tokio::sync::mpsc;
@@ -31,6 +34,31 @@ pub struct MediaOpts {
     /// Only relayed (TURN) media paths.
     #[arg(long)]
     pub relay_only: bool,
+    /// What to send as sound: `tone` (synthetic), `default` (the default microphone), or
+    /// a device id from `tincan devices`.
+    #[arg(long, value_name = "DEVICE", default_value = "tone")]
+    pub microphone: String,
+    /// Where to play received sound: `none`, `default`, or a device id from `tincan devices`.
+    #[arg(long, value_name = "DEVICE", default_value = "none")]
+    pub speakers: String,
+}
+
+/// `--microphone` as the media layer takes it.
+pub fn audio_input(choice: &str) -> AudioInput {
+    match choice {
+        "tone" => AudioInput::Tone,
+        "default" => AudioInput::Device(None),
+        id => AudioInput::Device(Some(id.to_owned())),
+    }
+}
+
+/// `--speakers` as the media layer takes it.
+pub fn audio_output(choice: &str) -> AudioOutput {
+    match choice {
+        "none" => AudioOutput::None,
+        "default" => AudioOutput::Device(None),
+        id => AudioOutput::Device(Some(id.to_owned())),
+    }
 }
 
 fn parse_video(s: &str) -> Result<VideoSettings, String> {
@@ -96,6 +124,8 @@ impl CliMedia {
         let mut config = MediaConfig::new(client.user_id().as_str(), peer);
         config.video = opts.video;
         config.camera = video;
+        config.microphone = audio_input(&opts.microphone);
+        config.speakers = audio_output(&opts.speakers);
         emit(&json!({"media": "started", "roomID": room.as_str()}).to_string());
         let (media, events) = CallMedia::start(client.clone(), room, token, config);
         CliMedia {
@@ -174,6 +204,9 @@ impl CliMedia {
             }
             MediaEvent::Failed { user, reason } => {
                 json!({"media": "failed", "user": user, "reason": reason})
+            }
+            MediaEvent::DeviceUnavailable { device, reason } => {
+                json!({"media": "deviceUnavailable", "device": device, "reason": reason})
             }
             MediaEvent::Ended | MediaEvent::Preview { .. } => return,
         };

@@ -6,6 +6,7 @@
 //! machine has no camera or microphone). [`peer`] is the only module that touches the
 //! WebRTC stack; [`negotiation`] decides who offers, without IO.
 
+pub mod audio;
 pub mod call;
 pub mod census;
 pub mod codec;
@@ -16,11 +17,14 @@ pub mod peer;
 pub mod session;
 pub mod source;
 
+pub use audio::{audio_devices, AudioDevice, AudioDevices};
 pub use call::{ice_servers, CallMedia};
 pub use census::{census, udp_sockets, Census};
 pub use codec::DecodedFrame;
 pub use error::MediaError;
 pub use pattern::Stamp;
 pub use peer::{IceServer, PeerSettings, PeerState};
-pub use session::{MediaConfig, MediaEvent, MediaSession, OutSignal, Quality};
+pub use session::{
+    AudioInput, AudioOutput, MediaConfig, MediaEvent, MediaSession, OutSignal, Quality,
+};
 pub use source::{TestPattern, VideoSettings, VideoSource};

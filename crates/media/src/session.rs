@@ -26,6 +26,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::audio::{Microphone, Speakers};
 use crate::census;
 use crate::codec::{self, AudioDecoder, AudioEncoder, DecodedFrame, Tone, VideoDecoder};
 use crate::negotiation::{Negotiation, Signal, Step};
@@ -50,6 +51,30 @@ pub struct MediaConfig {
     pub recover_within: Duration,
     /// Outgoing pictures; `None` for the synthetic test pattern.
     pub video_source: Option<Box<dyn VideoSource>>,
+    /// Outgoing sound.
+    pub microphone: AudioInput,
+    /// Where received sound is played.
+    pub speakers: AudioOutput,
+}
+
+/// Where outgoing sound comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioInput {
+    /// The synthetic 440 Hz tone.
+    Tone,
+    /// A microphone by id ([`crate::audio::audio_devices`]), or the default one. If it
+    /// cannot be opened, the tone is sent instead and [`MediaEvent::DeviceUnavailable`] says why.
+    Device(Option<String>),
+}
+
+/// Where received sound goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioOutput {
+    /// Nowhere (decoded and counted only).
+    None,
+    /// Speakers by id, or the default ones; if they cannot be opened, nowhere, and
+    /// [`MediaEvent::DeviceUnavailable`] says why.
+    Device(Option<String>),
 }
 
 impl MediaConfig {
@@ -64,6 +89,8 @@ impl MediaConfig {
             preview_width: 0,
             recover_within: Duration::from_secs(15),
             video_source: None,
+            microphone: AudioInput::Tone,
+            speakers: AudioOutput::None,
         }
     }
 }
@@ -128,6 +155,12 @@ pub enum MediaEvent {
         user: String,
         quality: Quality,
     },
+    /// A sound device could not be opened (`device` is `microphone` or `speakers`); the
+    /// call goes on with the tone, or without playback.
+    DeviceUnavailable {
+        device: &'static str,
+        reason: String,
+    },
     /// Media with `user` ended and will not come back: the path could not be recovered,
     /// or the far end gave up. The call should end for this participant.
     Failed {
@@ -174,7 +207,29 @@ impl MediaSession {
             source::capture_loop(source, video, camera, capture_rx, video_tx, preview)
         });
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+        let unavailable = |device: &'static str, e: crate::MediaError| {
+            tracing::warn!(device, error = %e, "sound device unavailable");
+            let _ = event_tx.send(MediaEvent::DeviceUnavailable {
+                device,
+                reason: e.to_string(),
+            });
+        };
+        let microphone = match &config.microphone {
+            AudioInput::Tone => None,
+            AudioInput::Device(id) => Microphone::open(id.as_deref())
+                .map_err(|e| unavailable("microphone", e))
+                .ok(),
+        };
+        let speakers = match &config.speakers {
+            AudioOutput::None => None,
+            AudioOutput::Device(id) => Speakers::open(id.as_deref())
+                .map_err(|e| unavailable("speakers", e))
+                .ok()
+                .map(Arc::new),
+        };
         let driver = Driver {
+            microphone,
+            speakers,
             mic: true,
             camera: config.camera,
             config,
@@ -266,6 +321,8 @@ struct Driver {
     capture: Option<std_mpsc::Sender<CaptureCommand>>,
     capture_thread: Option<ThreadHandle<()>>,
     tone: Tone,
+    microphone: Option<Microphone>,
+    speakers: Option<Arc<Speakers>>,
     audio: Option<AudioEncoder>,
 }
 
@@ -313,6 +370,9 @@ impl Driver {
         match command {
             Command::AddPeer(user) => self.add_peer(&user).await,
             Command::RemovePeer(user) => {
+                if let Some(speakers) = &self.speakers {
+                    speakers.remove(&user);
+                }
                 if let Some(remote) = self.peers.remove(&user) {
                     close_remote(remote).await;
                     self.update_audience();
@@ -375,7 +435,12 @@ impl Driver {
                 let _ = tx.send((user.clone(), generation, e));
             })
         };
-        let inbound = inbound_sink(user.to_owned(), decoder_tx.clone(), self.events.clone());
+        let inbound = inbound_sink(
+            user.to_owned(),
+            decoder_tx.clone(),
+            self.events.clone(),
+            self.speakers.clone(),
+        );
         let seed = (generation as u32).wrapping_mul(0x9E37_79B9) ^ std::process::id();
         let peer = match Peer::new(&self.config.peer, events, inbound, seed).await {
             Ok(peer) => peer,
@@ -587,7 +652,14 @@ impl Driver {
         if !self.mic || !self.peers.values().any(|r| r.connected) {
             return;
         }
-        let packet = match encoder.encode(&self.tone.next_frame()) {
+        let frame = match &self.microphone {
+            Some(mic) => match mic.next_frame() {
+                Some(f) => f,
+                None => return,
+            },
+            None => self.tone.next_frame(),
+        };
+        let packet = match encoder.encode(&frame) {
             Ok(p) => Bytes::from(p),
             Err(e) => {
                 tracing::warn!(error = %e, "audio not encoded");
@@ -649,12 +721,16 @@ impl Driver {
 
     async fn teardown(&mut self) {
         self.capture = None;
+        self.microphone = None;
         for (_, remote) in self.peers.drain() {
             close_remote(remote).await;
         }
         if let Some(capture) = self.capture_thread.take() {
             let _ = tokio::task::spawn_blocking(move || capture.join()).await;
         }
+        // The connections (and their track readers) are gone, so this is the last handle:
+        // dropping it stops the speakers' thread.
+        self.speakers = None;
     }
 }
 
@@ -673,6 +749,7 @@ fn inbound_sink(
     user: String,
     video: std_mpsc::SyncSender<Bytes>,
     events: mpsc::UnboundedSender<MediaEvent>,
+    speakers: Option<Arc<Speakers>>,
 ) -> Arc<dyn Fn(Inbound) + Send + Sync> {
     let decoder = Mutex::new(AudioDecoder::new().ok());
     Arc::new(move |inbound| match inbound {
@@ -686,6 +763,9 @@ fn inbound_sink(
             };
             match decoder.decode(&packet) {
                 Ok(pcm) => {
+                    if let Some(speakers) = &speakers {
+                        speakers.play(&user, pcm);
+                    }
                     let _ = events.send(MediaEvent::Audio {
                         user: user.clone(),
                         samples: pcm.len(),
