@@ -244,8 +244,9 @@ function enterCall(invitation, others) {
   $('in-call-media').textContent = mediaWord(call.media);
   $('add-people').hidden = !call.groupID;
   $('toggle-camera').hidden = call.media === 'audio';
-  // Audio calls have no pictures: no preview, and tiles without a canvas.
+  // Audio calls have no pictures: no preview, tiles without a canvas, nothing sent.
   $('local-preview').parentElement.hidden = call.media === 'audio';
+  if (call.media === 'audio') openIM.setCamera(false);
   showError('in-call-error', '');
   clearMedia();
   $('local-state').textContent = call.cameraOff ? 'You (camera off)' : 'You';
@@ -256,6 +257,7 @@ function enterCall(invitation, others) {
   clearInterval(ui.timer);
   ui.timer = setInterval(tick, 1000);
   setScreen('in-call');
+  if (ui.deviceNotice) flash(ui.deviceNotice);
 }
 
 function clock(ms) {
@@ -349,6 +351,10 @@ function flash(text) {
 function endCallLocally() {
   ring.stop();
   clearMedia();
+  // The server knows the call is over (or will, from a request already sent); the core's
+  // media must stop too, whatever happened on the way here.
+  const call = ui.call;
+  if (call && call.roomID) openIM.endMedia(call.roomID);
   clearInterval(ui.timer);
   ui.call = null;
 }
@@ -455,6 +461,7 @@ const PEER_WORDS = {
 
 function wireMedia() {
   globalEvent.on('mediaPeerState', ({ userID, state }) => {
+    if (state === 'closed') return removeTile(userID);
     const t = tile(userID);
     if (!t) return;
     t.peer = state;
@@ -479,15 +486,20 @@ function wireMedia() {
   });
   globalEvent.on('mediaFailed', ({ userID, reason }) => {
     if (!inCall()) return;
+    removeTile(userID);
     flash(`The connection with ${nameOf(userID)} was lost: ${reason}`);
   });
   globalEvent.on('mediaDeviceUnavailable', ({ device, reason }) => {
-    if (!inCall()) return;
-    flash(
+    // Media starts before the call screen shows (with the invite or the accept): keep
+    // the note for it.
+    ui.deviceNotice =
       device === 'microphone'
         ? `No microphone could be opened (${reason}): the others hear a test tone.`
-        : `No speakers could be opened (${reason}): you will not hear the call.`,
-    );
+        : `No speakers could be opened (${reason}): you will not hear the call.`;
+    if (inCall()) flash(ui.deviceNotice);
+  });
+  globalEvent.on('mediaEnded', () => {
+    ui.deviceNotice = '';
   });
   openIM.subscribeFrames(onFrame);
   loadDevices();
@@ -543,6 +555,13 @@ function tile(userID) {
     renderTile(userID);
   }
   return call.tiles.get(userID);
+}
+
+function removeTile(userID) {
+  const tiles = inCall() && ui.call.tiles;
+  if (!tiles || !tiles.has(userID)) return;
+  tiles.get(userID).node.remove();
+  tiles.delete(userID);
 }
 
 function renderTile(userID) {

@@ -127,6 +127,8 @@
     // Media of the call in progress (Tincan's): microphone and camera on or off.
     setMicrophone: (on, callback) => call('media_set_mic', { on }, callback),
     setCamera: (on, callback) => call('media_set_camera', { on }, callback),
+    // Stops the media of a call the window left without telling the server.
+    endMedia: (roomID, callback) => call('media_end', { roomId: roomID }, callback),
     // Sound devices: list them, and choose for the next call ({microphone, speakers}).
     getMediaDevices: (callback) => call('media_devices', {}, callback),
     setMediaDevices: (options, callback) => call('media_set_devices', { options }, callback),

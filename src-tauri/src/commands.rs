@@ -14,7 +14,8 @@ use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Manager};
 use tincan_sdk::protocol::{
     AcceptReply, ActionParams, CustomSignalParams, GroupId, GroupParams, HistoryParams, IceServer,
-    Invitation, InviteParams, InviteReply, RoomId, RoomParams, SESSION_SINGLE,
+    Invitation, InviteParams, InviteReply, MediaType, RoomId, RoomParams, SESSION_GROUP,
+    SESSION_SINGLE,
 };
 use tincan_sdk::{codes, ApiResult, Client, SdkError};
 use tincan_server::store::SqliteStore;
@@ -336,8 +337,9 @@ where
     .await
 }
 
-/// Runs a request that leaves a call (reject, cancel, hang up) and ends its media when it
-/// succeeds.
+/// Runs a request that leaves a call (reject, cancel, hang up) and ends its media,
+/// whatever the server answered: the person asked to leave, and the window says the
+/// call is over, so the microphone and camera must stop even if the request failed.
 async fn leaving<F, Fut, R>(app: AppHandle, params: &ActionParams, f: F) -> ApiResult
 where
     F: FnOnce(Client) -> Fut,
@@ -347,9 +349,7 @@ where
     let room = RoomId::new(params.invitation.room_id.clone()).ok();
     with_client(&app.clone(), |c| async move {
         let reply = f(c).await;
-        if reply.is_ok() {
-            media::end(&app, room.as_ref());
-        }
+        media::end(&app, room.as_ref());
         reply
     })
     .await
@@ -463,7 +463,8 @@ pub async fn signaling_get_room_by_group_id(
     .await
 }
 
-/// `signalingGetTokenByRoomID`: joins a group call in progress.
+/// `signalingGetTokenByRoomID`: joins a group call in progress (and starts its media:
+/// those already in the call greet the newcomer).
 #[tauri::command]
 pub async fn signaling_get_token_by_room_id(
     app: AppHandle,
@@ -473,11 +474,30 @@ pub async fn signaling_get_token_by_room_id(
     let room_id = try_args!(
         RoomId::new(room_id).map_err(|e| failure(codes::ARGS, format!("invalid roomID: {e}")))
     );
-    with_client(&app, |c| async move {
+    // The reply names no media type: video, and the page turns the camera off for an
+    // audio call when it shows the call.
+    let invitation = Invitation {
+        room_id: room_id.to_string(),
+        session_type: SESSION_GROUP,
+        media_type: MediaType::Video,
+        ..Invitation::default()
+    };
+    joining(app, invitation, None, |c| async move {
         c.signaling_get_token_by_room_id(&operation_id, RoomParams { room_id })
             .await
     })
     .await
+}
+
+/// Ends the media of the call in `roomID` (the window left that call without a request
+/// to the server: it ended while disconnected, was answered elsewhere, …). Data: `{}`.
+#[tauri::command]
+pub fn media_end(app: AppHandle, room_id: String) -> ApiResult {
+    let room = try_args!(
+        RoomId::new(room_id).map_err(|e| failure(codes::ARGS, format!("invalid roomID: {e}")))
+    );
+    media::end(&app, Some(&room));
+    ok(serde_json::json!({}))
 }
 
 /// `getSignalingInvitationInfoStartApp`.

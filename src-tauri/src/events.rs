@@ -42,6 +42,10 @@ pub fn spawn_forwarder(
             if !app.state::<AppState>().is_current(generation) {
                 continue;
             }
+            if let SdkEvent::Connection(ConnectionState::Closed { .. }) = &event {
+                // Signed out for good (kicked, token refused): no call goes on.
+                crate::media::end(&app, None);
+            }
             if let SdkEvent::Signaling(e) = &event {
                 crate::media::on_event(&app, e);
                 if let Event::ReceiveMediaSignal(_) = e {

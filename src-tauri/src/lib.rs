@@ -102,6 +102,7 @@ pub const COMMANDS: &[&str] = &[
     "media_set_camera",
     "media_devices",
     "media_set_devices",
+    "media_end",
 ];
 
 /// Builds the Tauri app from `tauri.conf.json` and runs it until the last window closes.
@@ -149,6 +150,7 @@ pub fn run() {
             commands::media_set_camera,
             commands::media_devices,
             commands::media_set_devices,
+            commands::media_end,
         ])
         .run(tauri::generate_context!())
         .expect("the Tauri runtime failed to start (is a display available?)");

@@ -125,6 +125,13 @@ pub fn start(
     peer: Option<String>,
 ) {
     let state = app.state::<MediaState>();
+    if lock(&state.active).as_ref().is_some_and(|a| a.room == room) {
+        // Already in this call (people added to it, a repeated join): media goes on.
+        if let (Some(peer), Some(media)) = (peer, state.media()) {
+            media.add_peer(&peer);
+        }
+        return;
+    }
     let bind = lock(&state.bind)
         .clone()
         .unwrap_or_else(|| "0.0.0.0:0".to_owned());
@@ -225,7 +232,7 @@ async fn pump(
     client: Client,
     room: RoomId,
     media: Arc<CallMedia>,
-    mut events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+    mut events: tokio::sync::mpsc::Receiver<MediaEvent>,
 ) {
     let mut last_sent: std::collections::HashMap<(u8, String), Instant> = Default::default();
     let min_gap = Duration::from_secs(1) / WINDOW_FPS;
@@ -243,7 +250,12 @@ async fn pump(
                     "mediaFailed",
                     serde_json::json!({"userID": user, "reason": reason}),
                 );
-                give_up(&app, &client, &room, &media).await;
+                // In its own task: pictures and events keep flowing while it hangs up.
+                let (app, client, room, media) =
+                    (app.clone(), client.clone(), room.clone(), media.clone());
+                tauri::async_runtime::spawn(
+                    async move { give_up(&app, &client, &room, &media).await },
+                );
             }
             MediaEvent::PeerState { user, state, .. } => {
                 events::emit_media(

@@ -101,7 +101,7 @@ struct Tally {
 /// One call's media, reporting as it goes.
 pub struct CliMedia {
     media: CallMedia,
-    events: mpsc::UnboundedReceiver<MediaEvent>,
+    events: mpsc::Receiver<MediaEvent>,
     tallies: BTreeMap<String, Tally>,
 }
 

@@ -281,9 +281,15 @@ impl Microphone {
         })
     }
 
-    /// The next 20 ms, if the device has delivered that much.
+    /// The next 20 ms, if the device has delivered that much. More than 60 ms waiting
+    /// (a device clock a little fast, a missed tick) is cut to 20 ms, so the delay never
+    /// settles at the queue's limit.
     pub fn next_frame(&self) -> Option<Vec<i16>> {
         let mut q = self.queue.lock().expect("microphone queue");
+        if q.len() > 3 * AUDIO_FRAME {
+            let extra = q.len() - 2 * AUDIO_FRAME;
+            q.drain(..extra);
+        }
         (q.len() >= AUDIO_FRAME).then(|| q.drain(..AUDIO_FRAME).collect())
     }
 }

@@ -11,7 +11,11 @@
 //! - `onRoomParticipantDisconnected` closes the connection with whoever left.
 
 use serde_json::value::RawValue;
-use tincan_protocol::{Event, IceServer as WireIceServer, MediaSignalParams, RoomId, UserId};
+use std::time::Duration;
+
+use tincan_protocol::{
+    ErrCode, Event, IceServer as WireIceServer, MediaSignalParams, RoomId, RoomParams, UserId,
+};
 use tincan_sdk::Client;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -46,7 +50,7 @@ impl CallMedia {
         room: RoomId,
         token: String,
         config: MediaConfig,
-    ) -> (CallMedia, mpsc::UnboundedReceiver<MediaEvent>) {
+    ) -> (CallMedia, mpsc::Receiver<MediaEvent>) {
         let (signal_tx, signal_rx) = mpsc::unbounded_channel();
         let (session, events) = MediaSession::start(config, signal_tx);
         let relay = tokio::spawn(census::task(relay_signals(
@@ -110,20 +114,29 @@ impl CallMedia {
     /// Closing again does nothing.
     pub async fn close(&self) {
         self.session.close().await;
-        // The session dropped its signal sender, so the relay drains and returns.
+        // Messages still queued are for connections that no longer exist: drop them
+        // rather than wait for each to be sent (or to time out, while reconnecting).
         let relay = self.relay.lock().expect("relay lock").take();
         if let Some(relay) = relay {
+            relay.abort();
             let _ = relay.await;
         }
     }
 }
 
+/// How often one negotiation message is tried before it is given up.
+const SEND_ATTEMPTS: u32 = 6;
+/// The wait before the second try; it doubles each time (0.1 s … 3.2 s).
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
 /// Sends negotiation messages one at a time, in order: a candidate must never overtake
-/// the offer it belongs to.
+/// the offer it belongs to. A message refused for a passing reason (rate limit, timeout,
+/// reconnecting) is tried again with backoff; an expired room token is renewed with
+/// `signalingGetTokenByRoomID` (tokens last an hour, calls may last longer).
 async fn relay_signals(
     client: Client,
     room: RoomId,
-    token: String,
+    mut token: String,
     mut signals: mpsc::UnboundedReceiver<OutSignal>,
 ) {
     while let Some(out) = signals.recv().await {
@@ -134,15 +147,42 @@ async fn relay_signals(
             tracing::warn!(to = %out.to, "media signal not sendable");
             continue;
         };
-        let params = MediaSignalParams {
-            room_id: room.clone(),
-            token: token.clone(),
-            to_user_id: to,
-            payload,
-        };
-        let op = tincan_sdk::new_operation_id();
-        if let Err(e) = client.signaling_send_media_signal(&op, params).await {
-            tracing::debug!(to = %out.to, error = %e, "media signal not delivered");
+        let mut wait = FIRST_RETRY;
+        for attempt in 1..=SEND_ATTEMPTS {
+            let params = MediaSignalParams {
+                room_id: room.clone(),
+                token: token.clone(),
+                to_user_id: to.clone(),
+                payload: payload.clone(),
+            };
+            let op = tincan_sdk::new_operation_id();
+            let err = match client.signaling_send_media_signal(&op, params).await {
+                Ok(_) => break,
+                Err(e) => e,
+            };
+            let expired = err
+                .server_error()
+                .is_some_and(|w| w.code == ErrCode::RoomTokenInvalid);
+            if expired {
+                let renewed = client
+                    .signaling_get_token_by_room_id(
+                        &tincan_sdk::new_operation_id(),
+                        RoomParams {
+                            room_id: room.clone(),
+                        },
+                    )
+                    .await;
+                match renewed {
+                    Ok(reply) => token = reply.token,
+                    Err(e) => tracing::warn!(error = %e, "room token not renewed"),
+                }
+            }
+            if attempt == SEND_ATTEMPTS || !(expired || err.is_retryable()) {
+                tracing::warn!(to = %out.to, error = %err, attempt, "media signal not delivered");
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
         }
     }
 }

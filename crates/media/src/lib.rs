@@ -11,6 +11,7 @@ pub mod call;
 pub mod census;
 pub mod codec;
 pub mod error;
+mod inbound;
 pub mod negotiation;
 pub mod pattern;
 pub mod peer;

@@ -48,6 +48,12 @@ pub struct Candidate {
     pub sdp_mline_index: Option<u16>,
 }
 
+/// Candidates kept while waiting for a description; more is a broken or hostile peer
+/// (a real one gathers a handful).
+const MAX_PENDING_CANDIDATES: usize = 64;
+/// The longest `bye` reason passed on.
+const MAX_REASON_CHARS: usize = 200;
+
 /// This side's part in one pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -164,12 +170,19 @@ impl Negotiation {
                 vec![Step::ApplyAnswer { sdp }]
             }
             (Signal::Candidate(c), _) if self.remote_set => vec![Step::AddCandidate(c)],
+            (Signal::Candidate(_), _) if self.pending.len() >= MAX_PENDING_CANDIDATES => {
+                return Err("too many candidates before any description".into())
+            }
             (Signal::Candidate(c), _) => {
                 self.pending.push(c);
                 Vec::new()
             }
             (Signal::State { mic, camera }, _) => vec![Step::RemoteState { mic, camera }],
-            (Signal::Bye { reason }, _) => vec![Step::Closed { reason }],
+            (Signal::Bye { reason }, _) => {
+                // Shown to a person: keep what the far end says short.
+                let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+                vec![Step::Closed { reason }]
+            }
             (Signal::Hello | Signal::Restart, Role::Answerer) => {
                 return Err("both sides claim to answer (hello sent to the answerer)".into())
             }

@@ -55,11 +55,22 @@ pub struct PeerSettings {
 }
 
 /// One STUN or TURN server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct IceServer {
     pub urls: Vec<String>,
     pub username: String,
     pub credential: String,
+}
+
+impl std::fmt::Debug for IceServer {
+    /// Without the credential: settings get logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Connection state of one peer, as the call screen shows it.
@@ -109,6 +120,9 @@ pub struct Counters {
     /// NAT), `relay` (through TURN); empty before a path is chosen.
     pub path: String,
 }
+
+/// The largest H.264 picture accepted from a peer (a 1080p key frame is well under this).
+const MAX_ACCESS_UNIT: usize = 2 << 20;
 
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
@@ -297,8 +311,10 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink) {
             continue;
         }
         if timestamp != Some(packet.header.timestamp) {
+            // A new picture: whatever the last one left half-assembled is dropped.
             timestamp = Some(packet.header.timestamp);
             unit.clear();
+            depacketizer = H264Packet::default();
             broken = false;
         }
         if let Some(prev) = last_seq {
@@ -311,6 +327,13 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink) {
         match depacketizer.depacketize(&packet.payload) {
             Ok(bytes) => unit.extend_from_slice(&bytes),
             Err(_) => broken = true,
+        }
+        if unit.len() > MAX_ACCESS_UNIT {
+            // No real picture is this big: a broken or hostile sender. Drop it rather
+            // than grow without end while waiting for a marker that may never come.
+            unit.clear();
+            depacketizer = H264Packet::default();
+            broken = true;
         }
         if packet.header.marker {
             if broken {
@@ -329,6 +352,9 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink) {
 /// One peer connection with its two outgoing tracks.
 pub struct Peer {
     pc: Arc<dyn PeerConnection>,
+    /// Set by [`Peer::close`]; a peer dropped without it (a panic in the session task)
+    /// still has its connection closed, or the stack's driver would keep its sockets.
+    closed: bool,
     video: Outgoing,
     audio: Outgoing,
     readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -445,6 +471,7 @@ impl Peer {
         };
         Ok(Peer {
             pc,
+            closed: false,
             video,
             audio,
             readers,
@@ -558,13 +585,28 @@ impl Peer {
     /// Closes the connection, then waits for its track readers to finish. The stack
     /// drops the sockets with its driver task, which `close` stops (aborting it after
     /// 100 ms at most).
-    pub async fn close(self) {
+    pub async fn close(mut self) {
+        self.closed = true;
         if let Err(e) = self.pc.close().await {
             tracing::debug!(error = %e, "peer connection close");
         }
         let readers = std::mem::take(&mut *self.readers.lock().expect("readers lock"));
         for reader in readers {
             let _ = reader.await;
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        let pc = self.pc.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = pc.close().await;
+            });
         }
     }
 }

@@ -28,10 +28,19 @@ use tokio::task::JoinHandle;
 
 use crate::audio::{Microphone, Speakers};
 use crate::census;
-use crate::codec::{self, AudioDecoder, AudioEncoder, DecodedFrame, Tone, VideoDecoder};
+use crate::codec::{AudioEncoder, DecodedFrame, Tone};
+use crate::inbound::{inbound_sink, spawn_decoder};
 use crate::negotiation::{Negotiation, Signal, Step};
-use crate::peer::{Counters, Inbound, Peer, PeerEvent, PeerSettings, PeerState};
+use crate::peer::{Counters, Peer, PeerEvent, PeerSettings, PeerState};
 use crate::source::{self, CaptureCommand, EncodedVideo, TestPattern, VideoSettings, VideoSource};
+
+/// Events waiting for the consumer. Pictures, previews and audio reports are dropped
+/// when it is full (late media is useless); control events wait for room.
+const EVENT_CAPACITY: usize = 256;
+/// Encoded pictures waiting for the session task; a newer one is dropped when full.
+const ENCODED_CAPACITY: usize = 2;
+/// Access units waiting for a participant's decoder thread; dropped when it is behind.
+const DECODE_CAPACITY: usize = 8;
 
 /// How a call's media is set up.
 pub struct MediaConfig {
@@ -49,6 +58,8 @@ pub struct MediaConfig {
     /// How long a lost path may take to come back (ICE restart) before media with that
     /// participant is given up.
     pub recover_within: Duration,
+    /// How long a new connection may take to come up before it is given up.
+    pub connect_within: Duration,
     /// Outgoing pictures; `None` for the synthetic test pattern.
     pub video_source: Option<Box<dyn VideoSource>>,
     /// Outgoing sound.
@@ -88,6 +99,7 @@ impl MediaConfig {
             frame_rgba_width: 0,
             preview_width: 0,
             recover_within: Duration::from_secs(15),
+            connect_within: Duration::from_secs(20),
             video_source: None,
             microphone: AudioInput::Tone,
             speakers: AudioOutput::None,
@@ -192,10 +204,10 @@ impl MediaSession {
     pub fn start(
         mut config: MediaConfig,
         signals: mpsc::UnboundedSender<OutSignal>,
-    ) -> (MediaSession, mpsc::UnboundedReceiver<MediaEvent>) {
+    ) -> (MediaSession, mpsc::Receiver<MediaEvent>) {
         let (command_tx, command_rx) = mpsc::unbounded_channel();
-        let (event_tx, event_rx) = mpsc::unbounded_channel();
-        let (video_tx, video_rx) = mpsc::channel(2);
+        let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
+        let (video_tx, video_rx) = mpsc::channel(ENCODED_CAPACITY);
         let (capture_tx, capture_rx) = std_mpsc::channel();
         let source = config
             .video_source
@@ -207,29 +219,9 @@ impl MediaSession {
             source::capture_loop(source, video, camera, capture_rx, video_tx, preview)
         });
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
-        let unavailable = |device: &'static str, e: crate::MediaError| {
-            tracing::warn!(device, error = %e, "sound device unavailable");
-            let _ = event_tx.send(MediaEvent::DeviceUnavailable {
-                device,
-                reason: e.to_string(),
-            });
-        };
-        let microphone = match &config.microphone {
-            AudioInput::Tone => None,
-            AudioInput::Device(id) => Microphone::open(id.as_deref())
-                .map_err(|e| unavailable("microphone", e))
-                .ok(),
-        };
-        let speakers = match &config.speakers {
-            AudioOutput::None => None,
-            AudioOutput::Device(id) => Speakers::open(id.as_deref())
-                .map_err(|e| unavailable("speakers", e))
-                .ok()
-                .map(Arc::new),
-        };
         let driver = Driver {
-            microphone,
-            speakers,
+            microphone: None,
+            speakers: None,
             mic: true,
             camera: config.camera,
             config,
@@ -301,8 +293,12 @@ struct Remote {
     negotiation: Negotiation,
     peer: Peer,
     connected: bool,
-    /// When the path was lost, while ICE tries to recover it.
+    /// Since when there has been no working path: from creation until the first
+    /// `connected`, and from a loss until ICE recovers it. Past `connect_within` (never
+    /// connected) or `recover_within`, media with this participant is given up.
     lost_since: Option<Instant>,
+    /// Whether the path ever worked (for the words when it is given up).
+    ever_connected: bool,
     decoder_input: Option<std_mpsc::SyncSender<Bytes>>,
     decoder: Option<ThreadHandle<()>>,
     frames: Arc<std::sync::atomic::AtomicU32>,
@@ -315,7 +311,7 @@ struct Driver {
     camera: bool,
     peers: HashMap<String, Remote>,
     generation: u64,
-    events: mpsc::UnboundedSender<MediaEvent>,
+    events: mpsc::Sender<MediaEvent>,
     signals: mpsc::UnboundedSender<OutSignal>,
     peer_tx: mpsc::UnboundedSender<(String, u64, PeerEvent)>,
     capture: Option<std_mpsc::Sender<CaptureCommand>>,
@@ -338,6 +334,7 @@ impl Driver {
         let mut quality_tick = tokio::time::interval(Duration::from_secs(1));
         quality_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let frame_duration = self.config.video.frame_duration();
+        self.open_sound_devices().await;
         let ack = loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -360,9 +357,50 @@ impl Driver {
             }
         };
         self.teardown().await;
-        let _ = self.events.send(MediaEvent::Ended);
+        let _ = self.events.send(MediaEvent::Ended).await;
         if let Some(ack) = ack {
             let _ = ack.send(());
+        }
+    }
+
+    /// Opens the microphone and speakers the config asks for, off the async threads (a
+    /// sound server can take its time); one that cannot be opened is reported and the
+    /// call goes on without it.
+    async fn open_sound_devices(&mut self) {
+        let (input, output) = (self.config.microphone.clone(), self.config.speakers.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let microphone = match input {
+                AudioInput::Tone => None,
+                AudioInput::Device(id) => Some(Microphone::open(id.as_deref())),
+            };
+            let speakers = match output {
+                AudioOutput::None => None,
+                AudioOutput::Device(id) => Some(Speakers::open(id.as_deref())),
+            };
+            (microphone, speakers)
+        })
+        .await;
+        let Ok((microphone, speakers)) = opened else {
+            return;
+        };
+        let mut failures = Vec::new();
+        match microphone {
+            Some(Ok(m)) => self.microphone = Some(m),
+            Some(Err(e)) => failures.push(("microphone", e)),
+            None => {}
+        }
+        match speakers {
+            Some(Ok(s)) => self.speakers = Some(Arc::new(s)),
+            Some(Err(e)) => failures.push(("speakers", e)),
+            None => {}
+        }
+        for (device, e) in failures {
+            tracing::warn!(device, error = %e, "sound device unavailable");
+            let reason = e.to_string();
+            let _ = self
+                .events
+                .send(MediaEvent::DeviceUnavailable { device, reason })
+                .await;
         }
     }
 
@@ -376,6 +414,12 @@ impl Driver {
                 if let Some(remote) = self.peers.remove(&user) {
                     close_remote(remote).await;
                     self.update_audience();
+                    let closed = MediaEvent::PeerState {
+                        user,
+                        state: PeerState::Closed,
+                        at: Instant::now(),
+                    };
+                    let _ = self.events.send(closed).await;
                 }
             }
             Command::Signal { from, payload } => self.on_signal(from, &payload).await,
@@ -419,7 +463,7 @@ impl Driver {
         }
         self.generation += 1;
         let generation = self.generation;
-        let (decoder_tx, decoder_rx) = std_mpsc::sync_channel::<Bytes>(8);
+        let (decoder_tx, decoder_rx) = std_mpsc::sync_channel::<Bytes>(DECODE_CAPACITY);
         let frames = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let decoder = spawn_decoder(
             user.to_owned(),
@@ -446,25 +490,34 @@ impl Driver {
             Ok(peer) => peer,
             Err(e) => {
                 drop(decoder_tx);
-                let _ = decoder.join();
-                let _ = self.events.send(MediaEvent::Failed {
-                    user: user.to_owned(),
-                    reason: e.to_string(),
-                });
+                // Off the async threads: the stack may still hold the decoder's other input
+                // for a moment.
+                let _ = tokio::task::spawn_blocking(move || decoder.join()).await;
+                let _ = self
+                    .events
+                    .send(MediaEvent::Failed {
+                        user: user.to_owned(),
+                        reason: e.to_string(),
+                    })
+                    .await;
                 return;
             }
         };
-        let _ = self.events.send(MediaEvent::PeerState {
-            user: user.to_owned(),
-            state: PeerState::Connecting,
-            at: Instant::now(),
-        });
+        let _ = self
+            .events
+            .send(MediaEvent::PeerState {
+                user: user.to_owned(),
+                state: PeerState::Connecting,
+                at: Instant::now(),
+            })
+            .await;
         let mut remote = Remote {
             generation,
             negotiation: Negotiation::new(&self.config.me, user),
             peer,
             connected: false,
-            lost_since: None,
+            lost_since: Some(Instant::now()),
+            ever_connected: false,
             decoder_input: Some(decoder_tx),
             decoder: Some(decoder),
             frames,
@@ -543,11 +596,14 @@ impl Driver {
                     Ok(())
                 }
                 Step::RemoteState { mic, camera } => {
-                    let _ = self.events.send(MediaEvent::RemoteState {
-                        user: user.to_owned(),
-                        mic,
-                        camera,
-                    });
+                    let _ = self
+                        .events
+                        .send(MediaEvent::RemoteState {
+                            user: user.to_owned(),
+                            mic,
+                            camera,
+                        })
+                        .await;
                     Ok(())
                 }
                 Step::Closed { reason } => {
@@ -577,10 +633,13 @@ impl Driver {
             close_remote(remote).await;
             self.update_audience();
         }
-        let _ = self.events.send(MediaEvent::Failed {
-            user: user.to_owned(),
-            reason,
-        });
+        let _ = self
+            .events
+            .send(MediaEvent::Failed {
+                user: user.to_owned(),
+                reason,
+            })
+            .await;
     }
 
     async fn on_peer_event(&mut self, user: String, generation: u64, event: PeerEvent) {
@@ -594,14 +653,18 @@ impl Driver {
         match event {
             PeerEvent::Candidate(c) => self.send_signal(&user, &Signal::Candidate(c)),
             PeerEvent::State(state) => {
-                let _ = self.events.send(MediaEvent::PeerState {
-                    user: user.clone(),
-                    state,
-                    at: Instant::now(),
-                });
+                let _ = self
+                    .events
+                    .send(MediaEvent::PeerState {
+                        user: user.clone(),
+                        state,
+                        at: Instant::now(),
+                    })
+                    .await;
                 match state {
                     PeerState::Connected => {
                         remote.connected = true;
+                        remote.ever_connected = true;
                         remote.lost_since = None;
                         self.update_audience();
                         // The new peer needs a key frame before it can show anything.
@@ -677,11 +740,13 @@ impl Driver {
     async fn check_quality(&mut self) {
         let mut lost = Vec::new();
         for (user, remote) in &mut self.peers {
-            if remote
-                .lost_since
-                .is_some_and(|t| t.elapsed() > self.config.recover_within)
-            {
-                lost.push(user.clone());
+            let allowed = if remote.ever_connected {
+                self.config.recover_within
+            } else {
+                self.config.connect_within
+            };
+            if remote.lost_since.is_some_and(|t| t.elapsed() > allowed) {
+                lost.push((user.clone(), remote.ever_connected));
                 continue;
             }
             if !remote.connected {
@@ -704,24 +769,29 @@ impl Driver {
                 fps_in: remote.frames.swap(0, std::sync::atomic::Ordering::Relaxed),
                 path: now.path,
             };
-            let _ = self.events.send(MediaEvent::Quality {
-                user: user.clone(),
-                quality,
-            });
+            let _ = self
+                .events
+                .send(MediaEvent::Quality {
+                    user: user.clone(),
+                    quality,
+                })
+                .await;
         }
-        for user in lost {
-            self.give_up(
-                &user,
-                "the network path was lost and did not come back".into(),
-                true,
-            )
-            .await;
+        for (user, was_connected) in lost {
+            let reason = if was_connected {
+                "the network path was lost and did not come back"
+            } else {
+                "no network path to them could be found"
+            };
+            self.give_up(&user, reason.into(), true).await;
         }
     }
 
     async fn teardown(&mut self) {
         self.capture = None;
-        self.microphone = None;
+        if let Some(microphone) = self.microphone.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(microphone)).await;
+        }
         for (_, remote) in self.peers.drain() {
             close_remote(remote).await;
         }
@@ -730,7 +800,9 @@ impl Driver {
         }
         // The connections (and their track readers) are gone, so this is the last handle:
         // dropping it stops the speakers' thread.
-        self.speakers = None;
+        if let Some(speakers) = self.speakers.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(speakers)).await;
+        }
     }
 }
 
@@ -741,73 +813,4 @@ async fn close_remote(mut remote: Remote) {
     if let Some(decoder) = remote.decoder.take() {
         let _ = tokio::task::spawn_blocking(move || decoder.join()).await;
     }
-}
-
-/// Where a participant's inbound media goes: pictures to the decoder thread (dropped
-/// when it is behind), audio decoded right away (it is cheap) and reported.
-fn inbound_sink(
-    user: String,
-    video: std_mpsc::SyncSender<Bytes>,
-    events: mpsc::UnboundedSender<MediaEvent>,
-    speakers: Option<Arc<Speakers>>,
-) -> Arc<dyn Fn(Inbound) + Send + Sync> {
-    let decoder = Mutex::new(AudioDecoder::new().ok());
-    Arc::new(move |inbound| match inbound {
-        Inbound::Video(unit) => {
-            let _ = video.try_send(unit);
-        }
-        Inbound::Audio(packet) => {
-            let mut decoder = decoder.lock().expect("audio decoder lock");
-            let Some(decoder) = decoder.as_mut() else {
-                return;
-            };
-            match decoder.decode(&packet) {
-                Ok(pcm) => {
-                    if let Some(speakers) = &speakers {
-                        speakers.play(&user, pcm);
-                    }
-                    let _ = events.send(MediaEvent::Audio {
-                        user: user.clone(),
-                        samples: pcm.len(),
-                        level: codec::level(pcm),
-                        at: Instant::now(),
-                    });
-                }
-                Err(e) => tracing::debug!(error = %e, "audio packet not decoded"),
-            }
-        }
-    })
-}
-
-/// The decoder thread of one participant: returns when its input closes.
-fn spawn_decoder(
-    user: String,
-    rgba_width: u32,
-    input: std_mpsc::Receiver<Bytes>,
-    events: mpsc::UnboundedSender<MediaEvent>,
-    frames: Arc<std::sync::atomic::AtomicU32>,
-) -> ThreadHandle<()> {
-    census::thread("tincan-decode", move || {
-        let mut decoder = match VideoDecoder::new(rgba_width) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "video decoding unavailable");
-                return;
-            }
-        };
-        for unit in input {
-            match decoder.decode(&unit) {
-                Ok(Some(frame)) => {
-                    frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let _ = events.send(MediaEvent::Frame {
-                        user: user.clone(),
-                        frame,
-                        at: Instant::now(),
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "picture not decoded"),
-            }
-        }
-    })
 }

@@ -91,7 +91,7 @@ pub(crate) fn capture_loop(
     mut camera: bool,
     commands: Receiver<CaptureCommand>,
     out: mpsc::Sender<EncodedVideo>,
-    preview: Option<(u32, mpsc::UnboundedSender<MediaEvent>)>,
+    preview: Option<(u32, mpsc::Sender<MediaEvent>)>,
 ) {
     // The local preview is a small copy, five times a second: it only shows that the
     // camera works and what the others see.
@@ -142,7 +142,7 @@ pub(crate) fn capture_loop(
         ticks = ticks.wrapping_add(1);
         if let Some((width, events)) = &preview {
             if ticks.is_multiple_of(preview_every) {
-                let _ = events.send(MediaEvent::Preview {
+                let _ = events.try_send(MediaEvent::Preview {
                     frame: codec::preview(&frame, *width),
                 });
             }
