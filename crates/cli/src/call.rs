@@ -118,7 +118,12 @@ pub async fn run(
                 end_call(&client, &invitation, accepted).await;
                 break;
             }
-            _ = media::next(&mut media) => {}
+            failed = media::next(&mut media) => {
+                if failed && accepted {
+                    end_call(&client, &invitation, accepted).await;
+                    break;
+                }
+            }
             _ = tokio::signal::ctrl_c() => {
                 end_call(&client, &invitation, accepted).await;
                 break;

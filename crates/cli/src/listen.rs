@@ -49,8 +49,9 @@ pub async fn run(
                                 old.close().await;
                             }
                             let video = invitation.media_type == MediaType::Video;
-                            let m = CliMedia::start(&client, &media_opts, video, reply.room_id, reply.token, &reply.ice_servers);
+                            let mut m = CliMedia::start(&client, &media_opts, video, reply.room_id, reply.token, &reply.ice_servers);
                             m.add_peer(&invitation.inviter_user_id);
+                            m.set_invitation(invitation);
                             media = Some(m);
                         }
                     }
@@ -76,7 +77,15 @@ pub async fn run(
                     media.take().expect("checked").close().await;
                 }
             }
-            _ = media::next(&mut media) => {}
+            failed = media::next(&mut media) => {
+                let single = media.as_ref().and_then(|m| m.invitation()).filter(|i| i.session_type == SESSION_SINGLE).cloned();
+                if let (true, Some(invitation)) = (failed, single) {
+                    let params = ActionParams { op_user_id: client.user_id().to_string(), invitation };
+                    let r = client.signaling_hung_up(&new_operation_id(), params).await;
+                    emit(&reply_line("signalingHungUp", &ApiResult::from(r)));
+                    media.take().expect("checked").close().await;
+                }
+            }
             _ = tokio::signal::ctrl_c() => break,
         }
     }

@@ -13,7 +13,7 @@ use tincan_media::{
     pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings,
     VideoSettings,
 };
-use tincan_sdk::protocol::{Event, IceServer, RoomId};
+use tincan_sdk::protocol::{Event, IceServer, Invitation, RoomId};
 use tincan_sdk::Client;
 use tokio::sync::mpsc;
 
@@ -101,6 +101,8 @@ struct Tally {
 /// One call's media, reporting as it goes.
 pub struct CliMedia {
     media: CallMedia,
+    /// The call, when known (to hang up a one-to-one call whose media failed).
+    invitation: Option<Invitation>,
     events: mpsc::Receiver<MediaEvent>,
     tallies: BTreeMap<String, Tally>,
 }
@@ -130,9 +132,18 @@ impl CliMedia {
         let (media, events) = CallMedia::start(client.clone(), room, token, config);
         CliMedia {
             media,
+            invitation: None,
             events,
             tallies: BTreeMap::new(),
         }
+    }
+
+    pub fn set_invitation(&mut self, invitation: Invitation) {
+        self.invitation = Some(invitation);
+    }
+
+    pub fn invitation(&self) -> Option<&Invitation> {
+        self.invitation.as_ref()
     }
 
     pub fn room(&self) -> &RoomId {
@@ -214,13 +225,19 @@ impl CliMedia {
     }
 }
 
-/// The next media event of `media`, reported; never resolves without media.
-pub async fn next(media: &mut Option<CliMedia>) {
+/// The next media event of `media`, reported; never resolves without media. Returns
+/// `true` when media with a participant failed for good: a one-to-one call should then
+/// be hung up, as the desktop app does, so that neither side sits in a silent call.
+pub async fn next(media: &mut Option<CliMedia>) -> bool {
     let Some(m) = media.as_mut() else {
         return pending().await;
     };
     match m.events.recv().await {
-        Some(event) => m.report(event),
+        Some(event) => {
+            let failed = matches!(event, MediaEvent::Failed { .. });
+            m.report(event);
+            failed
+        }
         None => pending().await,
     }
 }
