@@ -513,23 +513,33 @@ async function loadDevices() {
   const choice = { microphone: saved.microphone || 'default', speakers: saved.speakers || 'default' };
   const res = await openIM.getMediaDevices();
   const list = res.errCode === 0 ? res.data : { microphones: [], speakers: [] };
-  fillDevices($('settings-microphone'), list.microphones, [['default', 'Default microphone'], ['tone', 'Test tone']], choice.microphone);
-  fillDevices($('settings-speakers'), list.speakers, [['default', 'Default speakers'], ['none', 'No sound']], choice.speakers);
-  await openIM.setMediaDevices(choice);
-  for (const id of ['settings-microphone', 'settings-speakers']) {
-    $(id).addEventListener('change', saveDevices);
+  const options = {
+    microphone: [[['default', 'Default microphone'], ['tone', 'Test tone']], list.microphones],
+    speakers: [[['default', 'Default speakers'], ['none', 'No sound']], list.speakers],
+  };
+  // The same choice in Settings and on the call screen.
+  for (const select of document.querySelectorAll('select[data-device]')) {
+    const [fixed, devices] = options[select.dataset.device];
+    fillDevices(select, fixed, devices, choice[select.dataset.device]);
+    select.addEventListener('change', () => saveDevices(select));
   }
+  await openIM.setMediaDevices(choice);
 }
 
-function fillDevices(select, devices, fixed, chosen) {
+function fillDevices(select, fixed, devices, chosen) {
   select.replaceChildren();
   for (const [id, name] of fixed) select.append(el('option', { value: id }, name));
   for (const d of devices) select.append(el('option', { value: d.id }, d.name));
   select.value = Array.from(select.options).some((o) => o.value === chosen) ? chosen : fixed[0][0];
 }
 
-async function saveDevices() {
-  const choice = { microphone: $('settings-microphone').value, speakers: $('settings-speakers').value };
+// Applies at once, to the call in progress too.
+async function saveDevices(changed) {
+  for (const other of document.querySelectorAll(`select[data-device="${changed.dataset.device}"]`)) other.value = changed.value;
+  const choice = {
+    microphone: $('settings-microphone').value,
+    speakers: $('settings-speakers').value,
+  };
   localStorage.setItem(DEVICE_KEY, JSON.stringify(choice));
   const res = await openIM.setMediaDevices(choice);
   if (res.errCode !== 0) notice(`Could not change the sound devices: ${explain(res)}`);

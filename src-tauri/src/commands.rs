@@ -592,8 +592,9 @@ pub async fn media_devices() -> ApiResult {
     }
 }
 
-/// Chooses the sound devices for the next call: `{microphone, speakers}`, each `default`,
-/// a device id from [`media_devices`], or `tone` / `none`. Data: `{}`.
+/// Chooses the sound devices, for the call in progress and the next ones:
+/// `{microphone, speakers}`, each `default`, a device id from [`media_devices`], or
+/// `tone` / `none`. Data: `{}`.
 #[tauri::command]
 pub fn media_set_devices(app: AppHandle, options: serde_json::Value) -> ApiResult {
     let choice: media::DeviceChoice = try_args!(parse("options", options));

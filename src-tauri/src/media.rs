@@ -98,8 +98,11 @@ impl MediaState {
         }
     }
 
-    /// Sound devices for the next call.
+    /// Sound devices for the call in progress, if any, and the next ones.
     pub fn set_devices(&self, choice: DeviceChoice) {
+        if let Some(media) = self.media() {
+            media.set_devices(Some(choice.input()), Some(choice.output()));
+        }
         *lock(&self.devices) = choice;
     }
 

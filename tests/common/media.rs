@@ -29,6 +29,8 @@ pub struct FromPeer {
     pub audio_packets: usize,
     pub audio_samples: usize,
     pub loudest: f32,
+    /// Level of the latest audio packet.
+    pub last_level: f32,
     pub states: Vec<PeerState>,
     pub connected_at: Option<Instant>,
     pub first_frame_at: Option<Instant>,
@@ -224,6 +226,7 @@ fn record(r: &mut Received, event: MediaEvent) {
             from.audio_packets += 1;
             from.audio_samples += samples;
             from.loudest = from.loudest.max(level);
+            from.last_level = level;
         }
         MediaEvent::RemoteState { user, mic, camera } => {
             r.from.entry(user).or_default().remote = Some((mic, camera));

@@ -341,3 +341,40 @@ async fn sound_devices_carry_the_call_and_a_missing_one_falls_back() {
         "the sound devices' threads are gone too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sound_devices_can_be_switched_during_a_call() {
+    let _turn = exclusive().await;
+    let server = TestServer::start().await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
+    let (a, mut b, _room) = one_to_one(alice, bob, |me, ice| {
+        let mut c = MediaConfig::new(me, loopback(ice, false));
+        c.video = small_video();
+        c
+    })
+    .await;
+    let before = b
+        .wait_for("alice's tone", |r| r.of("alice").last_level > 0.05)
+        .await
+        .of("alice")
+        .audio_packets;
+    // Alice picks ALSA's null microphone (silence) and speakers mid-call.
+    a.media.set_devices(
+        Some(AudioInput::Device(Some("alsa:null".into()))),
+        Some(AudioOutput::Device(Some("alsa:null".into()))),
+    );
+    b.wait_for("silence from alice's new microphone", |r| {
+        let f = r.of("alice");
+        f.audio_packets > before + 10 && f.last_level < 0.001
+    })
+    .await;
+    // And back to the tone.
+    a.media
+        .set_devices(Some(AudioInput::Tone), Some(AudioOutput::None));
+    b.wait_for("the tone again", |r| r.of("alice").last_level > 0.05)
+        .await;
+    a.close().await;
+    b.close().await;
+    assert_eq!(census(), Census::default(), "no device thread is left");
+}

@@ -187,6 +187,10 @@ fn resample(pcm: &[i16], from: u32, to: u32) -> impl Iterator<Item = i16> + '_ {
     (0..n).map(move |i| pcm[(i as u64 * u64::from(from) / u64::from(to)) as usize])
 }
 
+/// The speakers in use, if any, shared by whoever plays into them; replaced in place when
+/// the person picks other speakers during a call.
+pub(crate) type SpeakerSlot = Arc<Mutex<Option<Speakers>>>;
+
 /// Speakers: plays every participant's decoded audio, mixed.
 pub struct Speakers {
     queues: Arc<Mutex<HashMap<String, VecDeque<i16>>>>,

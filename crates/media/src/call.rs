@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::census;
 use crate::peer::IceServer;
-use crate::session::{MediaConfig, MediaEvent, MediaSession, OutSignal};
+use crate::session::{AudioInput, AudioOutput, MediaConfig, MediaEvent, MediaSession, OutSignal};
 
 /// The `iceServers` of an invite or accept reply, as the media layer takes them.
 pub fn ice_servers(servers: &[WireIceServer]) -> Vec<IceServer> {
@@ -108,6 +108,11 @@ impl CallMedia {
 
     pub fn set_camera(&self, on: bool) {
         self.session.set_camera(on);
+    }
+
+    /// Switches sound devices during the call (`None`: keep the one in use).
+    pub fn set_devices(&self, microphone: Option<AudioInput>, speakers: Option<AudioOutput>) {
+        self.session.set_devices(microphone, speakers);
     }
 
     /// Ends media for this call and waits until everything it started is gone.

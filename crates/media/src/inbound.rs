@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::audio::Speakers;
+use crate::audio::SpeakerSlot;
 use crate::census;
 use crate::codec::{self, AudioDecoder, VideoDecoder};
 use crate::peer::Inbound;
@@ -22,7 +22,7 @@ pub(crate) fn inbound_sink(
     user: String,
     video: std_mpsc::SyncSender<Bytes>,
     events: mpsc::Sender<MediaEvent>,
-    speakers: Option<Arc<Speakers>>,
+    speakers: SpeakerSlot,
 ) -> Arc<dyn Fn(Inbound) + Send + Sync> {
     let decoder = Mutex::new(AudioDecoder::new().ok());
     Arc::new(move |inbound| match inbound {
@@ -36,7 +36,7 @@ pub(crate) fn inbound_sink(
             };
             match decoder.decode(&packet) {
                 Ok(pcm) => {
-                    if let Some(speakers) = &speakers {
+                    if let Some(speakers) = speakers.lock().expect("speakers slot").as_ref() {
                         speakers.play(&user, pcm);
                     }
                     let _ = events.try_send(MediaEvent::Audio {

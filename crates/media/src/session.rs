@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::audio::{Microphone, Speakers};
+use crate::audio::{Microphone, SpeakerSlot, Speakers};
 use crate::census;
 use crate::codec::{AudioEncoder, DecodedFrame, Tone};
 use crate::inbound::{inbound_sink, spawn_decoder};
@@ -189,6 +189,7 @@ enum Command {
     Signal { from: String, payload: String },
     Mic(bool),
     Camera(bool),
+    Devices(Option<AudioInput>, Option<AudioOutput>),
     Close(oneshot::Sender<()>),
 }
 
@@ -221,7 +222,7 @@ impl MediaSession {
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let driver = Driver {
             microphone: None,
-            speakers: None,
+            speakers: SpeakerSlot::default(),
             mic: true,
             camera: config.camera,
             config,
@@ -266,6 +267,11 @@ impl MediaSession {
     /// Microphone on (sending) or off (muted: nothing is sent, the far end is told).
     pub fn set_mic(&self, on: bool) {
         let _ = self.commands.send(Command::Mic(on));
+    }
+
+    /// Switches sound devices during the call (`None`: keep the one in use).
+    pub fn set_devices(&self, microphone: Option<AudioInput>, speakers: Option<AudioOutput>) {
+        let _ = self.commands.send(Command::Devices(microphone, speakers));
     }
 
     /// Camera on or off (nothing is sent, the far end is told).
@@ -318,7 +324,8 @@ struct Driver {
     capture_thread: Option<ThreadHandle<()>>,
     tone: Tone,
     microphone: Option<Microphone>,
-    speakers: Option<Arc<Speakers>>,
+    /// Shared with every participant's inbound sink, so the speakers can change mid-call.
+    speakers: SpeakerSlot,
     audio: Option<AudioEncoder>,
 }
 
@@ -334,7 +341,9 @@ impl Driver {
         let mut quality_tick = tokio::time::interval(Duration::from_secs(1));
         quality_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let frame_duration = self.config.video.frame_duration();
-        self.open_sound_devices().await;
+        let devices = (self.config.microphone.clone(), self.config.speakers.clone());
+        self.switch_sound_devices(Some(devices.0), Some(devices.1))
+            .await;
         let ack = loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -363,20 +372,24 @@ impl Driver {
         }
     }
 
-    /// Opens the microphone and speakers the config asks for, off the async threads (a
-    /// sound server can take its time); one that cannot be opened is reported and the
-    /// call goes on without it.
-    async fn open_sound_devices(&mut self) {
-        let (input, output) = (self.config.microphone.clone(), self.config.speakers.clone());
+    /// Switches to the microphone and speakers asked for (`None`: keep what is in use),
+    /// opening and closing devices off the async threads (a sound server can take its
+    /// time). One that cannot be opened is reported, and the call goes on with the tone
+    /// or without playback.
+    async fn switch_sound_devices(
+        &mut self,
+        input: Option<AudioInput>,
+        output: Option<AudioOutput>,
+    ) {
         let opened = tokio::task::spawn_blocking(move || {
-            let microphone = match input {
-                AudioInput::Tone => None,
-                AudioInput::Device(id) => Some(Microphone::open(id.as_deref())),
-            };
-            let speakers = match output {
-                AudioOutput::None => None,
-                AudioOutput::Device(id) => Some(Speakers::open(id.as_deref())),
-            };
+            let microphone = input.map(|i| match i {
+                AudioInput::Tone => Ok(None),
+                AudioInput::Device(id) => Microphone::open(id.as_deref()).map(Some),
+            });
+            let speakers = output.map(|o| match o {
+                AudioOutput::None => Ok(None),
+                AudioOutput::Device(id) => Speakers::open(id.as_deref()).map(Some),
+            });
             (microphone, speakers)
         })
         .await;
@@ -384,16 +397,24 @@ impl Driver {
             return;
         };
         let mut failures = Vec::new();
-        match microphone {
-            Some(Ok(m)) => self.microphone = Some(m),
-            Some(Err(e)) => failures.push(("microphone", e)),
-            None => {}
+        // Devices taken out of use, closed together off the async threads.
+        let (mut old_microphone, mut old_speakers) = (None, None);
+        if let Some(m) = microphone {
+            let new = m.unwrap_or_else(|e| {
+                failures.push(("microphone", e));
+                None
+            });
+            old_microphone = std::mem::replace(&mut self.microphone, new);
         }
-        match speakers {
-            Some(Ok(s)) => self.speakers = Some(Arc::new(s)),
-            Some(Err(e)) => failures.push(("speakers", e)),
-            None => {}
+        if let Some(sp) = speakers {
+            let new = sp.unwrap_or_else(|e| {
+                failures.push(("speakers", e));
+                None
+            });
+            let old = std::mem::replace(&mut *self.speakers.lock().expect("speakers slot"), new);
+            old_speakers = old;
         }
+        let _ = tokio::task::spawn_blocking(move || drop((old_microphone, old_speakers))).await;
         for (device, e) in failures {
             tracing::warn!(device, error = %e, "sound device unavailable");
             let reason = e.to_string();
@@ -408,7 +429,7 @@ impl Driver {
         match command {
             Command::AddPeer(user) => self.add_peer(&user).await,
             Command::RemovePeer(user) => {
-                if let Some(speakers) = &self.speakers {
+                if let Some(speakers) = self.speakers.lock().expect("speakers slot").as_ref() {
                     speakers.remove(&user);
                 }
                 if let Some(remote) = self.peers.remove(&user) {
@@ -434,6 +455,7 @@ impl Driver {
                 }
                 self.broadcast_state();
             }
+            Command::Devices(input, output) => self.switch_sound_devices(input, output).await,
             Command::Close(_) => unreachable!("handled by the loop"),
         }
     }
@@ -798,9 +820,9 @@ impl Driver {
         if let Some(capture) = self.capture_thread.take() {
             let _ = tokio::task::spawn_blocking(move || capture.join()).await;
         }
-        // The connections (and their track readers) are gone, so this is the last handle:
-        // dropping it stops the speakers' thread.
-        if let Some(speakers) = self.speakers.take() {
+        // The connections (and their track readers) are gone: nothing plays any more.
+        let speakers = self.speakers.lock().expect("speakers slot").take();
+        if let Some(speakers) = speakers {
             let _ = tokio::task::spawn_blocking(move || drop(speakers)).await;
         }
     }
