@@ -525,6 +525,13 @@ async fn idle(n: usize, server_bin: &str) {
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Media(_))
+        && std::env::var_os("TINCAN_MALLOC_DEFAULT").is_none_or(|v| v != "1")
+    {
+        // As the app and the CLI do (crates/media/src/allocator.rs); TINCAN_MALLOC_DEFAULT=1
+        // measures glibc's default instead.
+        tincan_media::use_one_malloc_arena();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

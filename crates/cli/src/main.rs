@@ -119,6 +119,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Calls start and stop threads; see crates/media/src/allocator.rs.
+    tincan_media::use_one_malloc_arena();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

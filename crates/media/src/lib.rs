@@ -6,6 +6,7 @@
 //! machine has no camera or microphone). [`peer`] is the only module that touches the
 //! WebRTC stack; [`negotiation`] decides who offers, without IO.
 
+pub mod allocator;
 pub mod audio;
 pub mod call;
 pub mod census;
@@ -18,6 +19,7 @@ pub mod peer;
 pub mod session;
 pub mod source;
 
+pub use allocator::use_one_malloc_arena;
 pub use audio::{audio_devices, AudioDevice, AudioDevices};
 pub use call::{ice_servers, CallMedia};
 pub use census::{census, udp_sockets, Census};
