@@ -7,7 +7,7 @@
 //! The page does not start or stop media itself: the OpenIM-shaped API (`signalingInvite`
 //! … `signalingHungUp`) is all it calls, so the seed's examples get sound and picture too.
 //!
-//! Frame message layout (little-endian), one per picture, drawn by `ui/call.js`:
+//! Frame message layout (little-endian), one per picture, drawn by `ui/media.js`:
 //! `u8 kind` (0 remote, 1 local preview) · `u8 n` · `n` bytes userID (UTF-8) · `u16 width` ·
 //! `u16 height` · `u32 counter` (stamp, or `u32::MAX`) · `u32 latency µs` (or `u32::MAX`) ·
 //! RGBA pixels.

@@ -74,14 +74,17 @@ pub fn loopback(ice: &[WireIceServer], relay_only: bool) -> PeerSettings {
     }
 }
 
-/// A small picture, for calls with many participants on two cores.
-pub fn small_video() -> VideoSettings {
-    VideoSettings {
+/// Media on loopback with a small picture (320×240 at 15 fps), for calls with many
+/// participants, or many calls, on two cores.
+pub fn small(me: &str, ice: &[WireIceServer], relay_only: bool) -> MediaConfig {
+    let mut config = MediaConfig::new(me, loopback(ice, relay_only));
+    config.video = VideoSettings {
         width: 320,
         height: 240,
         fps: 15,
         bitrate_bps: 300_000,
-    }
+    };
+    config
 }
 
 /// One participant with media.

@@ -4,8 +4,8 @@
 
 use tincan_media::{census, AudioInput, AudioOutput, Census, MediaConfig, PeerState};
 use tincan_tests::media::{
-    alive_tasks, exclusive, loopback, one_to_one, server_with_turn, settle, small_video,
-    udp_sockets, MediaSide,
+    alive_tasks, exclusive, loopback, one_to_one, server_with_turn, settle, small, udp_sockets,
+    MediaSide,
 };
 use tincan_tests::turn::Coturn;
 use tincan_tests::{action, op, TestServer};
@@ -120,11 +120,7 @@ async fn in_a_four_party_group_call_everyone_sees_everyone() {
     for user in ["bob", "carol", "dave"] {
         invitees.push(server.peer(user, &format!("{user}-desktop")).await);
     }
-    let config = |me: &str, ice: &[tincan_protocol::IceServer]| {
-        let mut c = MediaConfig::new(me, loopback(ice, false));
-        c.video = small_video();
-        c
-    };
+    let config = |me: &str, ice: &[tincan_protocol::IceServer]| small(me, ice, false);
 
     let invite = alice
         .invite_group("team", &["bob", "carol", "dave"])
@@ -186,8 +182,7 @@ async fn media_that_cannot_recover_ends_cleanly_on_both_sides() {
     let alice = server.peer("alice", "alice-desktop").await;
     let bob = server.peer("bob", "bob-desktop").await;
     let media = |me: &str, ice: &[tincan_protocol::IceServer]| {
-        let mut c = MediaConfig::new(me, loopback(ice, true));
-        c.video = small_video();
+        let mut c = small(me, ice, true);
         c.recover_within = std::time::Duration::from_secs(1);
         c
     };
@@ -242,11 +237,7 @@ async fn a_broken_path_is_restored_by_an_ice_restart() {
     let server = server_with_turn(&turn).await;
     let alice = server.peer("alice", "alice-desktop").await;
     let bob = server.peer("bob", "bob-desktop").await;
-    let media = |me: &str, ice: &[tincan_protocol::IceServer]| {
-        let mut c = MediaConfig::new(me, loopback(ice, true));
-        c.video = small_video();
-        c
-    };
+    let media = |me: &str, ice: &[tincan_protocol::IceServer]| small(me, ice, true);
 
     let (mut a, b, _room) = one_to_one(alice, bob, media).await;
     let before = a
@@ -294,8 +285,7 @@ async fn sound_devices_carry_the_call_and_a_missing_one_falls_back() {
     // Alice uses ALSA's null microphone and speakers (present wherever libasound is);
     // Bob asks for a microphone that does not exist.
     let (mut a, mut b, _room) = one_to_one(alice, bob, |me, ice| {
-        let mut c = MediaConfig::new(me, loopback(ice, false));
-        c.video = small_video();
+        let mut c = small(me, ice, false);
         if me == "alice" {
             c.microphone = AudioInput::Device(Some("alsa:null".into()));
             c.speakers = AudioOutput::Device(Some("alsa:null".into()));
@@ -348,12 +338,7 @@ async fn sound_devices_can_be_switched_during_a_call() {
     let server = TestServer::start().await;
     let alice = server.peer("alice", "alice-desktop").await;
     let bob = server.peer("bob", "bob-desktop").await;
-    let (a, mut b, _room) = one_to_one(alice, bob, |me, ice| {
-        let mut c = MediaConfig::new(me, loopback(ice, false));
-        c.video = small_video();
-        c
-    })
-    .await;
+    let (a, mut b, _room) = one_to_one(alice, bob, |me, ice| small(me, ice, false)).await;
     let before = b
         .wait_for("alice's tone", |r| r.of("alice").last_level > 0.05)
         .await

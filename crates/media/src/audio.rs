@@ -9,7 +9,7 @@
 //! A cpal stream cannot move between threads, so each open device gets a thread that
 //! builds the stream, reports whether that worked, and holds it until told to stop.
 //! Playback mixes every participant into one stream, each with its own queue, which is
-//! kept short (a queue longer than [`MAX_QUEUE`] drops its oldest samples) so that a
+//! kept short (a queue longer than 200 ms drops its oldest samples) so that a
 //! stall does not turn into a growing delay.
 
 use std::collections::{HashMap, VecDeque};

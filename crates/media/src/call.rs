@@ -21,8 +21,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::census;
+use crate::config::{AudioInput, AudioOutput, MediaConfig};
+use crate::event::{MediaEvent, OutSignal};
 use crate::peer::IceServer;
-use crate::session::{AudioInput, AudioOutput, MediaConfig, MediaEvent, MediaSession, OutSignal};
+use crate::session::MediaSession;
 
 /// The `iceServers` of an invite or accept reply, as the media layer takes them.
 pub fn ice_servers(servers: &[WireIceServer]) -> Vec<IceServer> {

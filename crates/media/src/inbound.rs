@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use crate::audio::SpeakerSlot;
 use crate::census;
 use crate::codec::{self, AudioDecoder, VideoDecoder};
+use crate::event::MediaEvent;
 use crate::peer::Inbound;
-use crate::session::MediaEvent;
 
 /// Where a participant's inbound media goes: pictures to the decoder thread (dropped
 /// when it is behind), audio decoded right away (it is cheap) and reported.

@@ -11,7 +11,9 @@ pub mod audio;
 pub mod call;
 pub mod census;
 pub mod codec;
+pub mod config;
 pub mod error;
+pub mod event;
 mod inbound;
 pub mod negotiation;
 pub mod pattern;
@@ -24,10 +26,10 @@ pub use audio::{audio_devices, AudioDevice, AudioDevices};
 pub use call::{ice_servers, CallMedia};
 pub use census::{census, udp_sockets, Census};
 pub use codec::DecodedFrame;
+pub use config::{AudioInput, AudioOutput, MediaConfig};
 pub use error::MediaError;
+pub use event::{MediaEvent, OutSignal, Quality};
 pub use pattern::Stamp;
 pub use peer::{IceServer, PeerSettings, PeerState};
-pub use session::{
-    AudioInput, AudioOutput, MediaConfig, MediaEvent, MediaSession, OutSignal, Quality,
-};
+pub use session::MediaSession;
 pub use source::{TestPattern, VideoSettings, VideoSource};

@@ -8,10 +8,11 @@
 //! through the caller's [`OutSignal`] channel.
 //!
 //! Teardown, in this order (tested by `tests/integration/media.rs`):
-//! 1. the sources stop: the capture thread's command channel closes, so it returns;
+//! 1. the sources stop: the capture thread's command channel closes, so it returns, and
+//!    the microphone closes;
 //! 2. every peer connection closes, which stops its driver task and drops its sockets;
 //!    the remote tracks end, so their reader tasks return and drop the decoders' inputs;
-//! 3. the decoder threads and the capture thread are joined;
+//! 3. the decoder threads and the capture thread are joined, and the speakers close;
 //! 4. [`MediaEvent::Ended`] is sent and the task returns; [`MediaSession::close`] returns
 //!    after that.
 
@@ -22,17 +23,18 @@ use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::audio::{Microphone, SpeakerSlot, Speakers};
 use crate::census;
-use crate::codec::{AudioEncoder, DecodedFrame, Tone};
+use crate::codec::{AudioEncoder, Tone};
+use crate::config::{AudioInput, AudioOutput, MediaConfig};
+use crate::event::{MediaEvent, OutSignal, Quality};
 use crate::inbound::{inbound_sink, spawn_decoder};
 use crate::negotiation::{Negotiation, Signal, Step};
-use crate::peer::{Counters, Peer, PeerEvent, PeerSettings, PeerState};
-use crate::source::{self, CaptureCommand, EncodedVideo, TestPattern, VideoSettings, VideoSource};
+use crate::peer::{Counters, Peer, PeerEvent, PeerState};
+use crate::source::{self, CaptureCommand, EncodedVideo, TestPattern};
 
 /// Events waiting for the consumer. Pictures, previews and audio reports are dropped
 /// when it is full (late media is useless); control events wait for room.
@@ -41,147 +43,6 @@ const EVENT_CAPACITY: usize = 256;
 const ENCODED_CAPACITY: usize = 2;
 /// Access units waiting for a participant's decoder thread; dropped when it is behind.
 const DECODE_CAPACITY: usize = 8;
-
-/// How a call's media is set up.
-pub struct MediaConfig {
-    /// This side's userID: decides who offers to whom.
-    pub me: String,
-    pub peer: PeerSettings,
-    pub video: VideoSettings,
-    /// Whether the camera starts on (video calls) or off (audio calls).
-    pub camera: bool,
-    /// Width of the RGBA copy of each decoded remote picture, for a window to draw;
-    /// 0 for none (a headless client only needs the stamp).
-    pub frame_rgba_width: u32,
-    /// Width of the local preview pictures ([`MediaEvent::Preview`]); 0 for none.
-    pub preview_width: u32,
-    /// How long a lost path may take to come back (ICE restart) before media with that
-    /// participant is given up.
-    pub recover_within: Duration,
-    /// How long a new connection may take to come up before it is given up.
-    pub connect_within: Duration,
-    /// Outgoing pictures; `None` for the synthetic test pattern.
-    pub video_source: Option<Box<dyn VideoSource>>,
-    /// Outgoing sound.
-    pub microphone: AudioInput,
-    /// Where received sound is played.
-    pub speakers: AudioOutput,
-}
-
-/// Where outgoing sound comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AudioInput {
-    /// The synthetic 440 Hz tone.
-    Tone,
-    /// A microphone by id ([`crate::audio::audio_devices`]), or the default one. If it
-    /// cannot be opened, the tone is sent instead and [`MediaEvent::DeviceUnavailable`] says why.
-    Device(Option<String>),
-}
-
-/// Where received sound goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AudioOutput {
-    /// Nowhere (decoded and counted only).
-    None,
-    /// Speakers by id, or the default ones; if they cannot be opened, nowhere, and
-    /// [`MediaEvent::DeviceUnavailable`] says why.
-    Device(Option<String>),
-}
-
-impl MediaConfig {
-    /// Defaults for `me`: 640×480 at 30 fps, camera on, loopback and LAN as the stack picks.
-    pub fn new(me: impl Into<String>, peer: PeerSettings) -> MediaConfig {
-        MediaConfig {
-            me: me.into(),
-            peer,
-            video: VideoSettings::default(),
-            camera: true,
-            frame_rgba_width: 0,
-            preview_width: 0,
-            recover_within: Duration::from_secs(15),
-            connect_within: Duration::from_secs(20),
-            video_source: None,
-            microphone: AudioInput::Tone,
-            speakers: AudioOutput::None,
-        }
-    }
-}
-
-/// A negotiation message for `to`, as JSON, for the caller to relay through the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutSignal {
-    pub to: String,
-    pub payload: String,
-}
-
-/// Link quality with one participant, once a second.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Quality {
-    /// Round trip of the media path, ms.
-    pub rtt_ms: f64,
-    /// Share of the participant's packets lost in the last second, 0–1.
-    pub loss: f64,
-    /// Received and sent bitrate over the last second, kbit/s.
-    pub kbps_in: f64,
-    pub kbps_out: f64,
-    /// Remote pictures decoded in the last second.
-    pub fps_in: u32,
-    /// `host` (direct), `srflx` (through a NAT) or `relay` (through TURN).
-    pub path: String,
-}
-
-/// What a session reports.
-#[derive(Debug)]
-pub enum MediaEvent {
-    /// The connection with `user` changed state.
-    PeerState {
-        user: String,
-        state: PeerState,
-        at: Instant,
-    },
-    /// A decoded picture from `user`.
-    Frame {
-        user: String,
-        frame: DecodedFrame,
-        at: Instant,
-    },
-    /// A small copy of our own outgoing picture, a few times a second.
-    Preview {
-        frame: DecodedFrame,
-    },
-    /// One decoded audio packet from `user`: how many samples, and how loud (0–1).
-    Audio {
-        user: String,
-        samples: usize,
-        level: f32,
-        at: Instant,
-    },
-    /// `user` turned their microphone or camera on or off.
-    RemoteState {
-        user: String,
-        mic: bool,
-        camera: bool,
-    },
-    Quality {
-        user: String,
-        quality: Quality,
-    },
-    /// A sound device could not be opened (`device` is `microphone` or `speakers`); the
-    /// call goes on with the tone, or without playback.
-    DeviceUnavailable {
-        device: &'static str,
-        reason: String,
-    },
-    /// Media with `user` ended and will not come back: the path could not be recovered,
-    /// or the far end gave up. The call should end for this participant.
-    Failed {
-        user: String,
-        reason: String,
-    },
-    /// The session has closed; nothing follows.
-    Ended,
-}
 
 enum Command {
     AddPeer(String),

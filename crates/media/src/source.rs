@@ -12,8 +12,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::codec::{self, VideoEncoder};
+use crate::event::MediaEvent;
 use crate::pattern::{self, Stamp, I420};
-use crate::session::MediaEvent;
 
 /// Picture size, rate and bitrate of outgoing video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -158,22 +158,7 @@ impl App {
 
     /// Waits until the element's `attr` equals `value`.
     pub async fn wait_attr(&self, id: &str, attr: &str, value: &str) {
-        let css = by_testid(id);
-        let deadline = Instant::now() + WAIT;
-        let mut last = None;
-        loop {
-            if let Ok(e) = self.c.find(Locator::Css(&css)).await {
-                last = e.attr(attr).await.ok().flatten();
-                if last.as_deref() == Some(value) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{css} {attr} is {last:?}, not {value:?}, after {WAIT:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        self.wait_attr_where(id, attr, |v| v == value).await;
     }
 
     /// The screen the app shows: the root element's `data-state`.

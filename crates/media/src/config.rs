@@ -1,0 +1,71 @@
+//! How a call's media is set up: the peer connections, the picture, the sound devices.
+
+use std::time::Duration;
+
+use crate::peer::PeerSettings;
+use crate::source::{VideoSettings, VideoSource};
+
+/// How a call's media is set up.
+pub struct MediaConfig {
+    /// This side's userID: decides who offers to whom.
+    pub me: String,
+    pub peer: PeerSettings,
+    pub video: VideoSettings,
+    /// Whether the camera starts on (video calls) or off (audio calls).
+    pub camera: bool,
+    /// Width of the RGBA copy of each decoded remote picture, for a window to draw;
+    /// 0 for none (a headless client only needs the stamp).
+    pub frame_rgba_width: u32,
+    /// Width of the local preview pictures ([`crate::MediaEvent::Preview`]); 0 for none.
+    pub preview_width: u32,
+    /// How long a lost path may take to come back (ICE restart) before media with that
+    /// participant is given up.
+    pub recover_within: Duration,
+    /// How long a new connection may take to come up before it is given up.
+    pub connect_within: Duration,
+    /// Outgoing pictures; `None` for the synthetic test pattern.
+    pub video_source: Option<Box<dyn VideoSource>>,
+    /// Outgoing sound.
+    pub microphone: AudioInput,
+    /// Where received sound is played.
+    pub speakers: AudioOutput,
+}
+
+/// Where outgoing sound comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioInput {
+    /// The synthetic 440 Hz tone.
+    Tone,
+    /// A microphone by id ([`crate::audio::audio_devices`]), or the default one. If it
+    /// cannot be opened, the tone is sent instead and [`crate::MediaEvent::DeviceUnavailable`] says why.
+    Device(Option<String>),
+}
+
+/// Where received sound goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioOutput {
+    /// Nowhere (decoded and counted only).
+    None,
+    /// Speakers by id, or the default ones; if they cannot be opened, nowhere, and
+    /// [`crate::MediaEvent::DeviceUnavailable`] says why.
+    Device(Option<String>),
+}
+
+impl MediaConfig {
+    /// Defaults for `me`: 640×480 at 30 fps, camera on, loopback and LAN as the stack picks.
+    pub fn new(me: impl Into<String>, peer: PeerSettings) -> MediaConfig {
+        MediaConfig {
+            me: me.into(),
+            peer,
+            video: VideoSettings::default(),
+            camera: true,
+            frame_rgba_width: 0,
+            preview_width: 0,
+            recover_within: Duration::from_secs(15),
+            connect_within: Duration::from_secs(20),
+            video_source: None,
+            microphone: AudioInput::Tone,
+            speakers: AudioOutput::None,
+        }
+    }
+}

@@ -1,0 +1,207 @@
+// Tincan's in-call media: the pictures, tiles, quality line and sound-device choice.
+// Loaded after call.js and before app.js; like call.js it only declares functions (and
+// a few constants), which run when app.js's events and clicks call them.
+
+// Sound and pictures run in the app's Rust core (WebKitGTK has no usable WebRTC); the
+// page draws the decoded pictures it is sent and shows the media events. One tile per
+// other participant: its canvas, its name, its state (connecting, muted, camera off)
+// and the frame counter stamped into the picture it shows.
+
+const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable'];
+
+const PEER_WORDS = {
+  connecting: 'connecting…',
+  connected: '',
+  disconnected: 'reconnecting…',
+  failed: 'connection lost',
+  closed: 'left',
+};
+
+function wireMedia() {
+  globalEvent.on('mediaPeerState', ({ userID, state }) => {
+    if (state === 'closed') return removeTile(userID);
+    const t = tile(userID);
+    if (!t) return;
+    t.peer = state;
+    renderTile(userID);
+  });
+  globalEvent.on('mediaRemoteState', ({ userID, mic, camera }) => {
+    const t = tile(userID);
+    if (!t) return;
+    t.mic = mic;
+    t.camera = camera;
+    renderTile(userID);
+  });
+  globalEvent.on('mediaQuality', ({ userID, quality }) => {
+    if (!inCall()) return;
+    const q = quality;
+    const loss = Math.round(q.loss * 100);
+    const path = q.path === 'relay' ? ', relayed' : '';
+    $('media-quality').textContent =
+      `${nameOf(userID)}: ${q.rttMs < 10 ? q.rttMs.toFixed(1) : Math.round(q.rttMs)} ms round trip, ${loss}% loss, ` +
+      `${Math.round(q.kbpsIn)} kbit/s in, ${q.fpsIn} fps${path}`;
+    $('media-quality').dataset.fps = String(q.fpsIn);
+  });
+  globalEvent.on('mediaFailed', ({ userID, reason }) => {
+    if (!inCall()) return;
+    removeTile(userID);
+    flash(`The connection with ${nameOf(userID)} was lost: ${reason}`);
+  });
+  globalEvent.on('mediaDeviceUnavailable', ({ device, reason }) => {
+    // Media starts before the call screen shows (with the invite or the accept): keep
+    // the note for it.
+    ui.deviceNotice =
+      device === 'microphone'
+        ? `No microphone could be opened (${reason}): the others hear a test tone.`
+        : `No speakers could be opened (${reason}): you will not hear the call.`;
+    if (inCall()) flash(ui.deviceNotice);
+  });
+  globalEvent.on('mediaEnded', () => {
+    ui.deviceNotice = '';
+  });
+  openIM.subscribeFrames(onFrame);
+  loadDevices();
+}
+
+// Settings: the sound devices, remembered in this window's storage and handed to the core.
+const DEVICE_KEY = 'tincan.devices';
+
+async function loadDevices() {
+  const saved = JSON.parse(localStorage.getItem(DEVICE_KEY) || '{}');
+  const choice = { microphone: saved.microphone || 'default', speakers: saved.speakers || 'default' };
+  const res = await openIM.getMediaDevices();
+  const list = res.errCode === 0 ? res.data : { microphones: [], speakers: [] };
+  const options = {
+    microphone: [[['default', 'Default microphone'], ['tone', 'Test tone']], list.microphones],
+    speakers: [[['default', 'Default speakers'], ['none', 'No sound']], list.speakers],
+  };
+  // The same choice in Settings and on the call screen.
+  for (const select of document.querySelectorAll('select[data-device]')) {
+    const [fixed, devices] = options[select.dataset.device];
+    fillDevices(select, fixed, devices, choice[select.dataset.device]);
+    select.addEventListener('change', () => saveDevices(select));
+  }
+  await openIM.setMediaDevices(choice);
+}
+
+function fillDevices(select, fixed, devices, chosen) {
+  select.replaceChildren();
+  for (const [id, name] of fixed) select.append(el('option', { value: id }, name));
+  for (const d of devices) select.append(el('option', { value: d.id }, d.name));
+  select.value = Array.from(select.options).some((o) => o.value === chosen) ? chosen : fixed[0][0];
+}
+
+// Applies at once, to the call in progress too.
+async function saveDevices(changed) {
+  for (const other of document.querySelectorAll(`select[data-device="${changed.dataset.device}"]`)) other.value = changed.value;
+  const choice = {
+    microphone: $('settings-microphone').value,
+    speakers: $('settings-speakers').value,
+  };
+  localStorage.setItem(DEVICE_KEY, JSON.stringify(choice));
+  const res = await openIM.setMediaDevices(choice);
+  if (res.errCode !== 0) notice(`Could not change the sound devices: ${explain(res)}`);
+}
+
+function inCall() {
+  return ui.call && ui.call.kind === 'in-call';
+}
+
+// The tile of `userID` in the call in progress, created on first use.
+function tile(userID) {
+  if (!inCall() || userID === ui.me.userID) return null;
+  const call = ui.call;
+  call.tiles = call.tiles || new Map();
+  if (!call.tiles.has(userID)) {
+    const canvas = el('canvas', { testid: `video-canvas-${userID}`, width: '320', height: '240' });
+    canvas.hidden = call.media === 'audio';
+    const state = el('span', { class: 'small', testid: `video-state-${userID}` });
+    const counter = el('span', { class: 'small muted counter', testid: `video-counter-${userID}` });
+    const node = el('figure', { class: 'tile', testid: `video-tile-${userID}` }, canvas, el('figcaption', {}, nameOf(userID), ' ', state, ' ', counter));
+    $('video-grid').append(node);
+    call.tiles.set(userID, { node, canvas, state, counter, peer: 'connecting', mic: true, camera: call.media === 'video', frames: 0 });
+    renderTile(userID);
+  }
+  return call.tiles.get(userID);
+}
+
+function removeTile(userID) {
+  const tiles = inCall() && ui.call.tiles;
+  if (!tiles || !tiles.has(userID)) return;
+  tiles.get(userID).node.remove();
+  tiles.delete(userID);
+}
+
+function renderTile(userID) {
+  const t = ui.call.tiles.get(userID);
+  const words = [PEER_WORDS[t.peer] ?? t.peer];
+  if (!t.mic) words.push('muted');
+  if (!t.camera && ui.call.media === 'video') words.push('camera off');
+  t.state.textContent = words.filter(Boolean).join(', ');
+  t.state.dataset.mic = String(t.mic);
+  t.state.dataset.camera = String(t.camera);
+  t.state.dataset.peer = t.peer;
+}
+
+// One picture from the core: a small header, then RGBA pixels.
+function onFrame(buffer) {
+  if (!inCall() || !(buffer instanceof ArrayBuffer)) return;
+  const view = new DataView(buffer);
+  const kind = view.getUint8(0);
+  const n = view.getUint8(1);
+  const userID = new TextDecoder().decode(new Uint8Array(buffer, 2, n));
+  let at = 2 + n;
+  const width = view.getUint16(at, true);
+  const height = view.getUint16(at + 2, true);
+  const counter = view.getUint32(at + 4, true);
+  const latency = view.getUint32(at + 8, true);
+  at += 12;
+  const pixels = new Uint8ClampedArray(buffer, at, width * height * 4);
+  const canvas = kind === 1 ? $('local-preview') : tile(userID)?.canvas;
+  if (!canvas) return;
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  canvas.getContext('2d').putImageData(new ImageData(pixels, width, height), 0, 0);
+  if (kind === 1) return;
+  const t = tile(userID);
+  t.frames += 1;
+  if (t.peer !== 'connected') {
+    // Pictures arrive, so the connection is up (its event may have come before this screen).
+    t.peer = 'connected';
+    renderTile(userID);
+  }
+  t.counter.dataset.frames = String(t.frames);
+  if (counter !== 0xffffffff) {
+    t.counter.textContent = `#${counter}`;
+    t.counter.dataset.counter = String(counter);
+    t.counter.dataset.latencyMs = (latency / 1000).toFixed(1);
+  }
+}
+
+function clearMedia() {
+  $('video-grid').replaceChildren();
+  $('media-quality').textContent = '';
+  const preview = $('local-preview');
+  preview.getContext('2d').clearRect(0, 0, preview.width, preview.height);
+}
+
+async function toggleMute() {
+  const call = ui.call;
+  if (!call) return;
+  call.muted = !call.muted;
+  renderToggles();
+  const res = await openIM.setMicrophone(!call.muted);
+  if (res.errCode !== 0 && ui.call === call) flash(`Could not change the microphone: ${explain(res)}`);
+}
+
+async function toggleCamera() {
+  const call = ui.call;
+  if (!call) return;
+  call.cameraOff = !call.cameraOff;
+  renderToggles();
+  $('local-state').textContent = call.cameraOff ? 'You (camera off)' : 'You';
+  const res = await openIM.setCamera(!call.cameraOff);
+  if (res.errCode !== 0 && ui.call === call) flash(`Could not change the camera: ${explain(res)}`);
+}
