@@ -17,23 +17,38 @@ pub struct Coturn {
 
 impl Coturn {
     /// Starts coturn and returns once it answers a STUN binding request.
+    ///
+    /// The port is one the kernel just handed out, so another process can take it
+    /// before coturn binds it. When coturn does not answer, it is started again on a
+    /// fresh port, a few times, before the test fails with coturn's log.
     pub fn start() -> Coturn {
-        let port = {
-            let probe = UdpSocket::bind("127.0.0.1:0").expect("free UDP port");
-            probe.local_addr().expect("addr").port()
-        };
-        let dir = std::env::temp_dir().join(format!("tincan-coturn-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("coturn dir");
-        let secret = format!("turn-secret-{port}");
-        let child = spawn(port, &secret, &dir);
-        let coturn = Coturn {
-            child,
-            dir,
-            port,
-            secret,
-        };
-        coturn.wait_ready();
-        coturn
+        const ATTEMPTS: usize = 3;
+        let mut logs = Vec::new();
+        for _ in 0..ATTEMPTS {
+            let port = {
+                let probe = UdpSocket::bind("127.0.0.1:0").expect("free UDP port");
+                probe.local_addr().expect("addr").port()
+            };
+            let dir =
+                std::env::temp_dir().join(format!("tincan-coturn-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("coturn dir");
+            let secret = format!("turn-secret-{port}");
+            let child = spawn(port, &secret, &dir);
+            let coturn = Coturn {
+                child,
+                dir,
+                port,
+                secret,
+            };
+            if coturn.answers() {
+                return coturn;
+            }
+            logs.push(format!("port {port}:\n{}", coturn.log()));
+        }
+        panic!(
+            "coturn did not answer within 10 s, {ATTEMPTS} times; logs:\n{}",
+            logs.join("\n")
+        );
     }
 
     /// Kills coturn: every relayed path through it breaks at once.
@@ -47,7 +62,12 @@ impl Coturn {
     pub fn restart(&mut self) {
         self.kill();
         self.child = spawn(self.port, &self.secret, &self.dir);
-        self.wait_ready();
+        assert!(
+            self.answers(),
+            "coturn did not answer again on 127.0.0.1:{} within 10 s; log:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     /// The URL the Tincan server hands to clients.
@@ -67,8 +87,8 @@ impl Coturn {
             .collect()
     }
 
-    /// Probes with STUN binding requests until coturn answers (bounded).
-    fn wait_ready(&self) {
+    /// Probes with STUN binding requests until coturn answers, for at most 10 s.
+    fn answers(&self) -> bool {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
@@ -81,15 +101,11 @@ impl Coturn {
             let _ = socket.send_to(&request, ("127.0.0.1", self.port));
             if let Ok((n, _)) = socket.recv_from(&mut buf) {
                 if n >= 20 && buf[0..2] == [0x01, 0x01] {
-                    return;
+                    return true;
                 }
             }
         }
-        panic!(
-            "coturn did not answer on 127.0.0.1:{} within 10 s; log:\n{}",
-            self.port,
-            self.log()
-        );
+        false
     }
 }
 
@@ -102,6 +118,11 @@ fn spawn(port: u16, secret: &str, dir: &std::path::Path) -> Child {
             "--no-dtls",
             "--simple-log",
             "--fingerprint",
+            // UDP only: the tests speak TURN over UDP, and a TCP listener on the same
+            // port number can collide with some other connection's ephemeral port —
+            // coturn then retries that bind forever and never answers (seen in CI).
+            "--no-tcp",
+            "--no-tcp-relay",
         ])
         .args([
             "--listening-ip=127.0.0.1",
