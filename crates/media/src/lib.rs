@@ -4,7 +4,8 @@
 //! (a mesh, for group calls), negotiated through the server's room relay, carrying H.264
 //! video and Opus audio from a source (the synthetic [`TestPattern`] and tone where the
 //! machine has no camera or microphone). [`peer`] is the only module that touches the
-//! WebRTC stack; [`negotiation`] decides who offers, without IO.
+//! WebRTC stack; [`negotiation`] decides who offers and [`path`] when to restart ICE or
+//! give up, both without IO.
 
 pub mod allocator;
 pub mod audio;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod event;
 mod inbound;
 pub mod negotiation;
+pub mod path;
 pub mod pattern;
 pub mod peer;
 pub mod session;

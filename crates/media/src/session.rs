@@ -33,6 +33,7 @@ use crate::config::{AudioInput, AudioOutput, MediaConfig};
 use crate::event::{MediaEvent, OutSignal, Quality};
 use crate::inbound::{inbound_sink, spawn_decoder};
 use crate::negotiation::{Negotiation, Signal, Step};
+use crate::path::{PathChange, PathWatch};
 use crate::peer::{Counters, Peer, PeerEvent, PeerState};
 use crate::source::{self, CaptureCommand, EncodedVideo, TestPattern};
 
@@ -159,13 +160,8 @@ struct Remote {
     generation: u64,
     negotiation: Negotiation,
     peer: Peer,
-    connected: bool,
-    /// Since when there has been no working path: from creation until the first
-    /// `connected`, and from a loss until ICE recovers it. Past `connect_within` (never
-    /// connected) or `recover_within`, media with this participant is given up.
-    lost_since: Option<Instant>,
-    /// Whether the path ever worked (for the words when it is given up).
-    ever_connected: bool,
+    /// Whether the path works, and when to restart ICE or give up on it.
+    path: PathWatch,
     decoder_input: Option<std_mpsc::SyncSender<Bytes>>,
     decoder: Option<ThreadHandle<()>>,
     frames: Arc<std::sync::atomic::AtomicU32>,
@@ -216,7 +212,7 @@ impl Driver {
                     self.on_peer_event(user, generation, event).await;
                 }
                 Some(picture) = video.recv() => {
-                    for remote in self.peers.values_mut().filter(|r| r.connected) {
+                    for remote in self.peers.values_mut().filter(|r| r.path.is_up()) {
                         if let Err(e) = remote.peer.send_video(picture.data.clone(), frame_duration).await {
                             tracing::debug!(error = %e, "video not sent");
                         }
@@ -398,9 +394,7 @@ impl Driver {
             generation,
             negotiation: Negotiation::new(&self.config.me, user),
             peer,
-            connected: false,
-            lost_since: Some(Instant::now()),
-            ever_connected: false,
+            path: PathWatch::new(Instant::now()),
             decoder_input: Some(decoder_tx),
             decoder: Some(decoder),
             frames,
@@ -544,11 +538,8 @@ impl Driver {
                         at: Instant::now(),
                     })
                     .await;
-                match state {
-                    PeerState::Connected => {
-                        remote.connected = true;
-                        remote.ever_connected = true;
-                        remote.lost_since = None;
+                match remote.path.on_state(state, Instant::now()) {
+                    PathChange::Up => {
                         self.update_audience();
                         // The new peer needs a key frame before it can show anything.
                         if let Some(capture) = &self.capture {
@@ -565,19 +556,12 @@ impl Driver {
                             );
                         }
                     }
-                    PeerState::Disconnected | PeerState::Failed => {
-                        remote.connected = false;
-                        let first_loss = remote.lost_since.is_none();
-                        let steps = if first_loss {
-                            remote.lost_since = Some(Instant::now());
-                            remote.negotiation.restart()
-                        } else {
-                            Vec::new()
-                        };
+                    PathChange::Lost => {
+                        let steps = remote.negotiation.restart();
                         self.update_audience();
                         self.run_steps(&user, steps).await;
                     }
-                    PeerState::Connecting | PeerState::Closed => {}
+                    PathChange::None => {}
                 }
             }
         }
@@ -585,7 +569,7 @@ impl Driver {
 
     /// Tells the capture thread whether anyone can receive pictures.
     fn update_audience(&self) {
-        let any = self.peers.values().any(|r| r.connected);
+        let any = self.peers.values().any(|r| r.path.is_up());
         if let Some(capture) = &self.capture {
             let _ = capture.send(CaptureCommand::Audience(any));
         }
@@ -595,7 +579,7 @@ impl Driver {
         let Some(encoder) = self.audio.as_mut() else {
             return;
         };
-        if !self.mic || !self.peers.values().any(|r| r.connected) {
+        if !self.mic || !self.peers.values().any(|r| r.path.is_up()) {
             return;
         }
         let frame = match &self.microphone {
@@ -612,7 +596,7 @@ impl Driver {
                 return;
             }
         };
-        for remote in self.peers.values_mut().filter(|r| r.connected) {
+        for remote in self.peers.values_mut().filter(|r| r.path.is_up()) {
             if let Err(e) = remote.peer.send_audio(packet.clone()).await {
                 tracing::debug!(error = %e, "audio not sent");
             }
@@ -623,16 +607,16 @@ impl Driver {
     async fn check_quality(&mut self) {
         let mut lost = Vec::new();
         for (user, remote) in &mut self.peers {
-            let allowed = if remote.ever_connected {
-                self.config.recover_within
-            } else {
-                self.config.connect_within
-            };
-            if remote.lost_since.is_some_and(|t| t.elapsed() > allowed) {
-                lost.push((user.clone(), remote.ever_connected));
+            let given_up = remote.path.given_up(
+                Instant::now(),
+                self.config.connect_within,
+                self.config.recover_within,
+            );
+            if let Some(why) = given_up {
+                lost.push((user.clone(), why));
                 continue;
             }
-            if !remote.connected {
+            if !remote.path.is_up() {
                 continue;
             }
             let now = remote.peer.counters().await;
@@ -660,13 +644,8 @@ impl Driver {
                 })
                 .await;
         }
-        for (user, was_connected) in lost {
-            let reason = if was_connected {
-                "the network path was lost and did not come back"
-            } else {
-                "no network path to them could be found"
-            };
-            self.give_up(&user, reason.into(), true).await;
+        for (user, why) in lost {
+            self.give_up(&user, why.reason().into(), true).await;
         }
     }
 
