@@ -42,7 +42,7 @@ pub fn ice_servers(servers: &[WireIceServer]) -> Vec<IceServer> {
 pub struct CallMedia {
     room: RoomId,
     session: MediaSession,
-    relay: std::sync::Mutex<Option<JoinHandle<()>>>,
+    relay: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl CallMedia {
@@ -65,7 +65,7 @@ impl CallMedia {
             CallMedia {
                 room,
                 session,
-                relay: std::sync::Mutex::new(Some(relay)),
+                relay: tokio::sync::Mutex::new(Some(relay)),
             },
             events,
         )
@@ -123,10 +123,12 @@ impl CallMedia {
         self.session.close().await;
         // Messages still queued are for connections that no longer exist: drop them
         // rather than wait for each to be sent (or to time out, while reconnecting).
-        let relay = self.relay.lock().expect("relay lock").take();
-        if let Some(relay) = relay {
-            relay.abort();
-            let _ = relay.await;
+        // Held until the relay is gone, so that concurrent closers all wait for it.
+        let mut relay = self.relay.lock().await;
+        if let Some(handle) = relay.as_mut() {
+            handle.abort();
+            let _ = handle.await;
+            *relay = None;
         }
     }
 }

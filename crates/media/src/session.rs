@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,7 @@ enum Command {
 /// tears everything down, but nobody can wait for it.
 pub struct MediaSession {
     commands: mpsc::UnboundedSender<Command>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl MediaSession {
@@ -102,7 +102,7 @@ impl MediaSession {
         (
             MediaSession {
                 commands: command_tx,
-                task: Mutex::new(Some(task)),
+                task: tokio::sync::Mutex::new(Some(task)),
             },
             event_rx,
         )
@@ -142,15 +142,19 @@ impl MediaSession {
     }
 
     /// Tears the session down (see the module docs for the order) and returns once
-    /// every connection, task and thread it started is gone. Closing again does nothing.
+    /// every connection, task and thread it started is gone — also when several callers
+    /// close at once. Closing again does nothing.
     pub async fn close(&self) {
         let (ack_tx, ack_rx) = oneshot::channel();
         if self.commands.send(Command::Close(ack_tx)).is_ok() {
             let _ = ack_rx.await;
         }
-        let task = self.task.lock().expect("session task lock").take();
-        if let Some(task) = task {
-            let _ = task.await;
+        // The lock is held while the task finishes, so a second caller returns only
+        // once it has; the handle stays in place if this caller is cancelled meanwhile.
+        let mut task = self.task.lock().await;
+        if let Some(handle) = task.as_mut() {
+            let _ = handle.await;
+            *task = None;
         }
     }
 }
