@@ -50,10 +50,13 @@ function wireMedia() {
   globalEvent.on('mediaDeviceUnavailable', ({ device, reason }) => {
     // Media starts before the call screen shows (with the invite or the accept): keep
     // the note for it.
-    ui.deviceNotice =
-      device === 'microphone'
-        ? `No microphone could be opened (${reason}): the others hear a test tone.`
-        : `No speakers could be opened (${reason}): you will not hear the call.`;
+    const text = {
+      microphone: `No microphone could be opened (${reason}): the others hear a test tone.`,
+      speakers: `No speakers could be opened (${reason}): you will not hear the call.`,
+      camera: `No camera could be used (${reason}): the others see a test pattern.`,
+    }[device] || `A device could not be opened (${device}: ${reason}).`;
+    // Several can fail as a call starts (microphone and camera): say all of them.
+    ui.deviceNotice = ui.deviceNotice ? `${ui.deviceNotice} ${text}` : text;
     if (inCall()) flash(ui.deviceNotice);
   });
   globalEvent.on('mediaEnded', () => {
@@ -63,17 +66,23 @@ function wireMedia() {
   loadDevices();
 }
 
-// Settings: the sound devices, remembered in this window's storage and handed to the core.
+// Settings: the sound devices and the camera, remembered in this window's storage and
+// handed to the core.
 const DEVICE_KEY = 'tincan.devices';
 
 async function loadDevices() {
   const saved = JSON.parse(localStorage.getItem(DEVICE_KEY) || '{}');
-  const choice = { microphone: saved.microphone || 'default', speakers: saved.speakers || 'default' };
+  const choice = {
+    microphone: saved.microphone || 'default',
+    speakers: saved.speakers || 'default',
+    camera: saved.camera || 'default',
+  };
   const res = await openIM.getMediaDevices();
-  const list = res.errCode === 0 ? res.data : { microphones: [], speakers: [] };
+  const list = res.errCode === 0 ? res.data : { microphones: [], speakers: [], cameras: [] };
   const options = {
     microphone: [[['default', 'Default microphone'], ['tone', 'Test tone']], list.microphones],
     speakers: [[['default', 'Default speakers'], ['none', 'No sound']], list.speakers],
+    camera: [[['default', 'Default camera'], ['pattern', 'Test pattern']], list.cameras || []],
   };
   // The same choice in Settings and on the call screen.
   for (const select of document.querySelectorAll('select[data-device]')) {
@@ -97,10 +106,11 @@ async function saveDevices(changed) {
   const choice = {
     microphone: $('settings-microphone').value,
     speakers: $('settings-speakers').value,
+    camera: $('settings-camera').value,
   };
   localStorage.setItem(DEVICE_KEY, JSON.stringify(choice));
   const res = await openIM.setMediaDevices(choice);
-  if (res.errCode !== 0) notice(`Could not change the sound devices: ${explain(res)}`);
+  if (res.errCode !== 0) notice(`Could not change the devices: ${explain(res)}`);
 }
 
 function inCall() {

@@ -582,19 +582,19 @@ pub fn media_set_camera(app: AppHandle, on: bool) -> ApiResult {
     }
 }
 
-/// The machine's microphones and speakers. Data: `{microphones: [{id, name}], speakers: [...]}`
-/// (empty lists on a machine without sound).
+/// The machine's microphones, speakers and cameras. Data: `{microphones: [{id, name}],
+/// speakers: [...], cameras: [...]}` (empty lists for what the machine lacks).
 #[tauri::command]
 pub async fn media_devices() -> ApiResult {
-    match tauri::async_runtime::spawn_blocking(tincan_media::audio_devices).await {
+    match tauri::async_runtime::spawn_blocking(tincan_media::devices).await {
         Ok(devices) => ok(serde_json::to_value(devices).expect("devices serialize")),
-        Err(e) => failure(codes::INTERNAL, format!("cannot list sound devices: {e}")),
+        Err(e) => failure(codes::INTERNAL, format!("cannot list devices: {e}")),
     }
 }
 
-/// Chooses the sound devices, for the call in progress and the next ones:
-/// `{microphone, speakers}`, each `default`, a device id from [`media_devices`], or
-/// `tone` / `none`. Data: `{}`.
+/// Chooses the devices, for the call in progress and the next ones:
+/// `{microphone, speakers, camera}`, each `default`, a device id from [`media_devices`],
+/// or `tone` / `none` / `pattern`. Data: `{}`.
 #[tauri::command]
 pub fn media_set_devices(app: AppHandle, options: serde_json::Value) -> ApiResult {
     let choice: media::DeviceChoice = try_args!(parse("options", options));

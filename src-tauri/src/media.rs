@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Manager};
 use tincan_media::{
-    pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings,
+    pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings, VideoInput,
     VideoSettings,
 };
 use tincan_sdk::protocol::{
@@ -47,23 +47,33 @@ pub struct MediaState {
     frames: Mutex<Option<Channel<InvokeResponseBody>>>,
     /// Where media binds (`TINCAN_MEDIA_BIND`; default every interface but loopback).
     bind: Mutex<Option<String>>,
-    /// The sound devices chosen in settings.
+    /// The sound devices and camera chosen in settings.
     devices: Mutex<DeviceChoice>,
 }
 
-/// Sound devices as settings name them: `default`, a device id, or `tone` / `none`.
+/// Devices as settings name them: `default`, a device id, or `tone` / `none` /
+/// `pattern` (the synthetic source, or no playback).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct DeviceChoice {
     pub microphone: String,
     pub speakers: String,
+    /// Absent from pages older than camera support: the default camera.
+    #[serde(default = "default_device")]
+    pub camera: String,
+}
+
+fn default_device() -> String {
+    "default".into()
 }
 
 impl Default for DeviceChoice {
-    /// The machine's default microphone and speakers (the tone and silence when it has none).
+    /// The machine's default microphone, speakers and camera (the tone, silence and the
+    /// test pattern when it has none).
     fn default() -> Self {
         DeviceChoice {
-            microphone: "default".into(),
-            speakers: "default".into(),
+            microphone: default_device(),
+            speakers: default_device(),
+            camera: default_device(),
         }
     }
 }
@@ -74,6 +84,14 @@ impl DeviceChoice {
             "tone" => AudioInput::Tone,
             "default" | "" => AudioInput::Device(None),
             id => AudioInput::Device(Some(id.to_owned())),
+        }
+    }
+
+    fn video(&self) -> VideoInput {
+        match self.camera.as_str() {
+            "pattern" => VideoInput::TestPattern,
+            "default" | "" => VideoInput::Camera(None),
+            id => VideoInput::Camera(Some(id.to_owned())),
         }
     }
 
@@ -98,12 +116,16 @@ impl MediaState {
         }
     }
 
-    /// Sound devices for the call in progress, if any, and the next ones.
+    /// Devices for the call in progress, if any, and the next ones. The camera is only
+    /// reopened when it changed (reopening costs a moment of picture).
     pub fn set_devices(&self, choice: DeviceChoice) {
+        let previous = std::mem::replace(&mut *lock(&self.devices), choice.clone());
         if let Some(media) = self.media() {
             media.set_devices(Some(choice.input()), Some(choice.output()));
+            if choice.camera != previous.camera {
+                media.set_camera_device(choice.video());
+            }
         }
-        *lock(&self.devices) = choice;
     }
 
     /// The page's channel for pictures (it registers one at start-up).
@@ -152,6 +174,7 @@ pub fn start(
     let devices = lock(&state.devices).clone();
     config.microphone = devices.input();
     config.speakers = devices.output();
+    config.camera_device = devices.video();
     let (media, events) = CallMedia::start(client.clone(), room.clone(), token, config);
     let media = Arc::new(media);
     if let Some(peer) = peer {

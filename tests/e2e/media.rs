@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use crate::harness::{self, with_password, within};
+use crate::harness::{self, with_password, within, App};
 
 /// The command-line client as a far end: its JSON lines, one at a time.
 struct FarEnd {
@@ -88,6 +88,26 @@ fn cli_binary() -> PathBuf {
         .join("tincan")
 }
 
+/// The option values of the select with test id `arguments[0]`.
+const SELECT_OPTIONS_JS: &str = r#"
+const s = document.querySelector(`[data-testid="${arguments[0]}"]`);
+return s ? Array.from(s.options).map((o) => o.value) : [];
+"#;
+
+/// Chooses `value` in the select with test id `id` and tells the page, as a person's
+/// choice would (WebDriver's select support differs between drivers).
+async fn choose(app: &App, id: &str, value: &str) {
+    const SELECT_JS: &str = r#"
+const s = document.querySelector(`[data-testid="${arguments[0]}"]`);
+s.value = arguments[1];
+s.dispatchEvent(new Event('change'));
+"#;
+    app.client()
+        .execute(SELECT_JS, vec![Value::from(id), Value::from(value)])
+        .await
+        .unwrap_or_else(|e| panic!("choose {value} in {id}: {e}"));
+}
+
 /// Whether the canvas shows a picture: many distinct pixel values, not a blank fill.
 const CANVAS_COLOURS_JS: &str = r#"
 const c = document.querySelector(arguments[0]);
@@ -155,13 +175,42 @@ fn a_video_call_with_the_command_line_client_draws_its_pictures_and_our_mute_rea
         s.app.screenshot("in-call-video").await;
 
         // Bob receives our pictures and sound.
-        within(bob.wait_line("alice's pictures and sound", |v| {
+        let received = within(bob.wait_line("alice's pictures and sound", |v| {
             v["media"] == "received"
                 && v["user"] == "alice"
                 && v["frames"].as_u64() > Some(10)
                 && v["audioPackets"].as_u64() > Some(10)
         }))
         .await;
+
+        // The call screen offers the cameras (none on these machines) and the test
+        // pattern; switching during the call keeps pictures going to Bob.
+        let cameras = s
+            .app
+            .client()
+            .execute(SELECT_OPTIONS_JS, vec![Value::from("in-call-camera")])
+            .await
+            .expect("read the camera choice");
+        let cameras: Vec<&str> = cameras
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            cameras.get(..2),
+            Some(&["default", "pattern"][..]),
+            "{cameras:?}"
+        );
+        choose(&s.app, "in-call-camera", "pattern").await;
+        assert_eq!(s.app.value_of("settings-camera").await, "pattern");
+        let counter = received["lastCounter"].as_u64().unwrap_or(0);
+        within(bob.wait_line("alice's test pattern after the switch", |v| {
+            v["media"] == "received"
+                && v["user"] == "alice"
+                && v["lastCounter"].as_u64() > Some(counter + 15)
+        }))
+        .await;
+        // The choice is remembered in the webview's storage, which outlives this test.
+        choose(&s.app, "in-call-camera", "default").await;
 
         // Mute and camera-off reach the far end.
         s.app.click("toggle-mute").await;

@@ -2,7 +2,7 @@
 //! connections on loopback, negotiating through `signalingSendMediaSignal`, carrying the
 //! synthetic camera's stamped pictures and the synthetic tone.
 
-use tincan_media::{census, AudioInput, AudioOutput, Census, MediaConfig, PeerState};
+use tincan_media::{census, AudioInput, AudioOutput, Census, MediaConfig, PeerState, VideoInput};
 use tincan_tests::media::{
     alive_tasks, exclusive, loopback, one_to_one, server_with_turn, settle, small, udp_sockets,
     MediaSide,
@@ -339,6 +339,53 @@ async fn sound_devices_carry_the_call_and_a_missing_one_falls_back() {
         Census::default(),
         "the sound devices' threads are gone too"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_cannot_be_opened_is_reported_and_the_test_pattern_goes_out() {
+    let _turn = exclusive().await;
+    let server = TestServer::start().await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
+    // A device node no machine has, so the test means the same with or without cameras.
+    const MISSING: &str = "/dev/tincan-no-such-camera";
+    let (mut a, mut b, _room) = one_to_one(alice, bob, |me, ice| {
+        let mut c = small(me, ice, false);
+        if me == "bob" {
+            c.camera_device = VideoInput::Camera(Some(MISSING.into()));
+        }
+        c
+    })
+    .await;
+    // Bob's camera was reported, and his test pattern arrives instead.
+    let from_bob = a
+        .wait_for("10 pictures from bob", |r| r.of("bob").counters.len() >= 10)
+        .await
+        .of("bob");
+    assert!(from_bob.in_order(), "{:?}", from_bob.counters);
+    assert!(
+        b.received().unavailable.iter().any(|d| d == "camera"),
+        "the missing camera is reported"
+    );
+
+    // Alice switches to the missing camera mid-call: reported, and pictures go on.
+    let before = b.received().of("alice").counters.len();
+    a.media
+        .set_camera_device(VideoInput::Camera(Some(MISSING.into())));
+    a.wait_for("the camera reported", |r| {
+        r.unavailable.iter().any(|d| d == "camera")
+    })
+    .await;
+    let from_alice = b
+        .wait_for("10 more pictures from alice", |r| {
+            r.of("alice").counters.len() >= before + 10
+        })
+        .await
+        .of("alice");
+    assert!(from_alice.in_order(), "{:?}", from_alice.counters);
+    a.close().await;
+    b.close().await;
+    assert_eq!(census(), Census::default(), "nothing is left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

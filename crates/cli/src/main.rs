@@ -107,8 +107,8 @@ enum Command {
     /// start-app · history · contacts · ping · quit. A missing roomID means the last
     /// invitation or call seen.
     Repl,
-    /// Print the microphones and speakers this machine has, as JSON (ids for --microphone
-    /// and --speakers).
+    /// Print the microphones, speakers and cameras this machine has, as JSON (ids for
+    /// --microphone, --speakers and --camera).
     Devices,
     /// Print this user's call history as JSON.
     History {
@@ -205,7 +205,7 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Devices => {
-            let devices = tincan_media::audio_devices();
+            let devices = tincan_media::devices();
             emit(&serde_json::to_string(&devices).expect("devices serialize"));
             ExitCode::SUCCESS
         }

@@ -1,8 +1,9 @@
-//! `--media`: the command-line client joins its calls with the synthetic camera and
-//! tone, and reports what it receives as JSON lines: once a second per participant
-//! (`{"media":"received",…}`: pictures, counter gaps, glass-to-glass latency, audio),
-//! plus connection states, the far end's mute and camera, and failures. It is the far
-//! end the desktop app's end-to-end tests call.
+//! `--media`: the command-line client joins its calls with the synthetic test pattern
+//! and tone (or a camera and microphone: `--camera`, `--microphone`), and reports what
+//! it receives as JSON lines: once a second per participant (`{"media":"received",…}`:
+//! pictures, counter gaps, glass-to-glass latency, audio), plus connection states, the
+//! far end's mute and camera, and failures. It is the far end the desktop app's
+//! end-to-end tests call.
 
 use std::collections::BTreeMap;
 use std::future::pending;
@@ -10,7 +11,7 @@ use std::future::pending;
 use clap::Args;
 use serde_json::json;
 use tincan_media::{
-    pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings,
+    pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings, VideoInput,
     VideoSettings,
 };
 use tincan_sdk::protocol::{Event, IceServer, Invitation, RoomId};
@@ -22,7 +23,8 @@ use crate::output::emit;
 /// Media options shared by `listen` and `call`.
 #[derive(Debug, Clone, Args)]
 pub struct MediaOpts {
-    /// Send and receive audio and video in accepted calls (synthetic camera and tone).
+    /// Send and receive audio and video in accepted calls (the test pattern and tone
+    /// unless --camera / --microphone say otherwise).
     #[arg(long)]
     pub media: bool,
     /// Local address for media; `0.0.0.0:0` is every interface except loopback.
@@ -41,6 +43,19 @@ pub struct MediaOpts {
     /// Where to play received sound: `none`, `default`, or a device id from `tincan devices`.
     #[arg(long, value_name = "DEVICE", default_value = "none")]
     pub speakers: String,
+    /// What to send as video: `pattern` (the synthetic, stamped test pattern), `default`
+    /// (the first camera), or a camera id from `tincan devices` (`/dev/video0`).
+    #[arg(long, value_name = "DEVICE", default_value = "pattern")]
+    pub camera: String,
+}
+
+/// `--camera` as the media layer takes it.
+pub fn video_input(choice: &str) -> VideoInput {
+    match choice {
+        "pattern" => VideoInput::TestPattern,
+        "default" => VideoInput::Camera(None),
+        id => VideoInput::Camera(Some(id.to_owned())),
+    }
 }
 
 /// `--microphone` as the media layer takes it.
@@ -128,6 +143,7 @@ impl CliMedia {
         config.camera = video;
         config.microphone = audio_input(&opts.microphone);
         config.speakers = audio_output(&opts.speakers);
+        config.camera_device = video_input(&opts.camera);
         emit(&json!({"media": "started", "roomID": room.as_str()}).to_string());
         let (media, events) = CallMedia::start(client.clone(), room, token, config);
         CliMedia {

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::census;
-use crate::config::{AudioInput, AudioOutput, MediaConfig};
+use crate::config::{AudioInput, AudioOutput, MediaConfig, VideoInput};
 use crate::event::{MediaEvent, OutSignal};
 use crate::peer::IceServer;
 use crate::session::MediaSession;
@@ -110,6 +110,11 @@ impl CallMedia {
 
     pub fn set_camera(&self, on: bool) {
         self.session.set_camera(on);
+    }
+
+    /// Switches the picture source during the call.
+    pub fn set_camera_device(&self, input: VideoInput) {
+        self.session.set_camera_device(input);
     }
 
     /// Switches sound devices during the call (`None`: keep the one in use).

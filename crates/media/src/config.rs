@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::peer::PeerSettings;
-use crate::source::{VideoSettings, VideoSource};
+use crate::source::VideoSettings;
 
 /// How a call's media is set up.
 pub struct MediaConfig {
@@ -23,12 +23,23 @@ pub struct MediaConfig {
     pub recover_within: Duration,
     /// How long a new connection may take to come up before it is given up.
     pub connect_within: Duration,
-    /// Outgoing pictures; `None` for the synthetic test pattern.
-    pub video_source: Option<Box<dyn VideoSource>>,
+    /// Where outgoing pictures come from.
+    pub camera_device: VideoInput,
     /// Outgoing sound.
     pub microphone: AudioInput,
     /// Where received sound is played.
     pub speakers: AudioOutput,
+}
+
+/// Where outgoing pictures come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoInput {
+    /// The synthetic moving pattern, stamped with its frame counter and capture time.
+    TestPattern,
+    /// A camera by id ([`crate::camera::cameras`]), or the first one. If it cannot be
+    /// opened, or stops, the test pattern is sent instead and
+    /// [`crate::MediaEvent::DeviceUnavailable`] says why.
+    Camera(Option<String>),
 }
 
 /// Where outgoing sound comes from.
@@ -63,7 +74,7 @@ impl MediaConfig {
             preview_width: 0,
             recover_within: Duration::from_secs(15),
             connect_within: Duration::from_secs(20),
-            video_source: None,
+            camera_device: VideoInput::TestPattern,
             microphone: AudioInput::Tone,
             speakers: AudioOutput::None,
         }

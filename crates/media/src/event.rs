@@ -68,8 +68,9 @@ pub enum MediaEvent {
         user: String,
         quality: Quality,
     },
-    /// A sound device could not be opened (`device` is `microphone` or `speakers`); the
-    /// call goes on with the tone, or without playback.
+    /// A device could not be opened or stopped working (`device` is `microphone`,
+    /// `speakers` or `camera`); the call goes on with the tone, without playback, or
+    /// with the test pattern.
     DeviceUnavailable {
         device: &'static str,
         reason: String,

@@ -2,17 +2,19 @@
 //!
 //! A [`MediaSession`] is one call's media: one peer connection per other participant
 //! (a mesh, for group calls), negotiated through the server's room relay, carrying H.264
-//! video and Opus audio from a source (the synthetic [`TestPattern`] and tone where the
-//! machine has no camera or microphone). [`peer`] is the only module that touches the
-//! WebRTC stack; [`negotiation`] decides who offers and [`path`] when to restart ICE or
-//! give up, both without IO.
+//! video and Opus audio. Pictures come from a camera ([`camera`], V4L2) or the synthetic
+//! [`TestPattern`]; sound from a microphone ([`audio`], cpal) or a synthetic tone.
+//! [`peer`] is the only module that touches the WebRTC stack; [`negotiation`] decides
+//! who offers and [`path`] when to restart ICE or give up, both without IO.
 
 pub mod allocator;
 pub mod audio;
 pub mod call;
+pub mod camera;
 pub mod census;
 pub mod codec;
 pub mod config;
+pub mod devices;
 pub mod error;
 pub mod event;
 mod inbound;
@@ -26,9 +28,11 @@ pub mod source;
 pub use allocator::use_one_malloc_arena;
 pub use audio::{audio_devices, AudioDevice, AudioDevices};
 pub use call::{ice_servers, CallMedia};
+pub use camera::{cameras, CameraDevice};
 pub use census::{census, udp_sockets, Census};
 pub use codec::DecodedFrame;
-pub use config::{AudioInput, AudioOutput, MediaConfig};
+pub use config::{AudioInput, AudioOutput, MediaConfig, VideoInput};
+pub use devices::{devices, Devices};
 pub use error::MediaError;
 pub use event::{MediaEvent, OutSignal, Quality};
 pub use pattern::Stamp;

@@ -29,13 +29,13 @@ use tokio::task::JoinHandle;
 use crate::audio::{Microphone, SpeakerSlot, Speakers};
 use crate::census;
 use crate::codec::{AudioEncoder, Tone};
-use crate::config::{AudioInput, AudioOutput, MediaConfig};
+use crate::config::{AudioInput, AudioOutput, MediaConfig, VideoInput};
 use crate::event::{MediaEvent, OutSignal, Quality};
 use crate::inbound::{inbound_sink, spawn_decoder};
 use crate::negotiation::{Negotiation, Signal, Step};
 use crate::path::{PathChange, PathWatch};
 use crate::peer::{Counters, Peer, PeerEvent, PeerState};
-use crate::source::{self, CaptureCommand, EncodedVideo, TestPattern};
+use crate::source::{self, CaptureCommand, EncodedVideo};
 
 /// Events waiting for the consumer. Pictures, previews and audio reports are dropped
 /// when it is full (late media is useless); control events wait for room.
@@ -51,6 +51,7 @@ enum Command {
     Signal { from: String, payload: String },
     Mic(bool),
     Camera(bool),
+    CameraDevice(VideoInput),
     Devices(Option<AudioInput>, Option<AudioOutput>),
     Close(oneshot::Sender<()>),
 }
@@ -65,21 +66,25 @@ pub struct MediaSession {
 impl MediaSession {
     /// Starts the session's task (on the current tokio runtime) and its capture thread.
     pub fn start(
-        mut config: MediaConfig,
+        config: MediaConfig,
         signals: mpsc::UnboundedSender<OutSignal>,
     ) -> (MediaSession, mpsc::Receiver<MediaEvent>) {
         let (command_tx, command_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
         let (video_tx, video_rx) = mpsc::channel(ENCODED_CAPACITY);
         let (capture_tx, capture_rx) = std_mpsc::channel();
-        let source = config
-            .video_source
-            .take()
-            .unwrap_or_else(|| Box::new(TestPattern));
-        let (video, camera) = (config.video, config.camera);
-        let preview = (config.preview_width > 0).then(|| (config.preview_width, event_tx.clone()));
+        let (input, video, camera) = (config.camera_device.clone(), config.video, config.camera);
+        let (capture_events, preview_width) = (event_tx.clone(), config.preview_width);
         let capture = census::thread("tincan-capture", move || {
-            source::capture_loop(source, video, camera, capture_rx, video_tx, preview)
+            source::capture_loop(
+                input,
+                video,
+                camera,
+                capture_rx,
+                video_tx,
+                capture_events,
+                preview_width,
+            )
         });
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -139,6 +144,11 @@ impl MediaSession {
     /// Camera on or off (nothing is sent, the far end is told).
     pub fn set_camera(&self, on: bool) {
         let _ = self.commands.send(Command::Camera(on));
+    }
+
+    /// Switches the picture source during the call (a camera, or the test pattern).
+    pub fn set_camera_device(&self, input: VideoInput) {
+        let _ = self.commands.send(Command::CameraDevice(input));
     }
 
     /// Tears the session down (see the module docs for the order) and returns once
@@ -315,6 +325,11 @@ impl Driver {
                     let _ = capture.send(CaptureCommand::Camera(on));
                 }
                 self.broadcast_state();
+            }
+            Command::CameraDevice(input) => {
+                if let Some(capture) = &self.capture {
+                    let _ = capture.send(CaptureCommand::Input(input));
+                }
             }
             Command::Devices(input, output) => self.switch_sound_devices(input, output).await,
             Command::Close(_) => unreachable!("handled by the loop"),

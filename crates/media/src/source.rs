@@ -3,7 +3,12 @@
 //! A [`VideoSource`] draws pictures; the capture thread paces it, encodes each picture
 //! once and hands the access unit to the session, which sends it to every peer. The
 //! synthetic camera ([`TestPattern`]) is what machines without a camera use, tests
-//! included; a real camera is another implementation of the same trait.
+//! included; a real camera ([`crate::camera::Camera`]) implements the same trait.
+//!
+//! The capture thread opens the source chosen ([`VideoInput`]) when the camera is turned
+//! on and closes it when it is turned off, so a real camera (and its light) is only in
+//! use while pictures are sent. A camera that cannot be opened, or stops, is reported
+//! ([`MediaEvent::DeviceUnavailable`]) and replaced by the test pattern.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -11,7 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::camera::Camera;
 use crate::codec::{self, VideoEncoder};
+use crate::config::VideoInput;
+use crate::error::MediaError;
 use crate::event::MediaEvent;
 use crate::pattern::{self, Stamp, I420};
 
@@ -44,8 +52,14 @@ impl VideoSettings {
 
 /// Something that produces pictures.
 pub trait VideoSource: Send + 'static {
-    /// Fills `frame` with picture number `counter`, captured at `captured_us`.
-    fn capture(&mut self, frame: &mut I420, counter: u32, captured_us: u64);
+    /// Fills `frame` with picture number `counter`, captured at `captured_us`; an error
+    /// means the source is gone (a camera unplugged) and will not recover.
+    fn capture(
+        &mut self,
+        frame: &mut I420,
+        counter: u32,
+        captured_us: u64,
+    ) -> Result<(), MediaError>;
 }
 
 /// The synthetic camera: a moving pattern stamped with its frame counter and capture time.
@@ -53,7 +67,12 @@ pub trait VideoSource: Send + 'static {
 pub struct TestPattern;
 
 impl VideoSource for TestPattern {
-    fn capture(&mut self, frame: &mut I420, counter: u32, captured_us: u64) {
+    fn capture(
+        &mut self,
+        frame: &mut I420,
+        counter: u32,
+        captured_us: u64,
+    ) -> Result<(), MediaError> {
         pattern::draw(
             frame,
             Stamp {
@@ -61,6 +80,15 @@ impl VideoSource for TestPattern {
                 captured_us: captured_us as u32,
             },
         );
+        Ok(())
+    }
+}
+
+/// Opens the source `input` names.
+fn open(input: &VideoInput, settings: &VideoSettings) -> Result<Box<dyn VideoSource>, MediaError> {
+    match input {
+        VideoInput::TestPattern => Ok(Box::new(TestPattern)),
+        VideoInput::Camera(id) => Ok(Box::new(Camera::open(id.as_deref(), settings)?)),
     }
 }
 
@@ -74,6 +102,8 @@ pub(crate) enum CaptureCommand {
     /// Whether anyone is connected to send pictures to; with nobody, pictures are
     /// drawn for the preview but not encoded.
     Audience(bool),
+    /// Take pictures from another source (a camera, or the test pattern).
+    Input(VideoInput),
 }
 
 /// One encoded picture.
@@ -85,14 +115,26 @@ pub(crate) struct EncodedVideo {
 /// The capture thread's body: paces the source at the frame rate, encodes, and hands
 /// each access unit to the session. Returns when the session drops its command sender.
 /// A picture the session has no room for is dropped, not queued: late video is useless.
+/// `events` gets the local preview (`preview_width` wide, 0 for none) and device reports.
 pub(crate) fn capture_loop(
-    mut source: Box<dyn VideoSource>,
+    mut input: VideoInput,
     settings: VideoSettings,
     mut camera: bool,
     commands: Receiver<CaptureCommand>,
     out: mpsc::Sender<EncodedVideo>,
-    preview: Option<(u32, mpsc::Sender<MediaEvent>)>,
+    events: mpsc::Sender<MediaEvent>,
+    preview_width: u32,
 ) {
+    // Reports go out without waiting: the session may be closing and not reading.
+    let unavailable = |e: MediaError| {
+        tracing::warn!(error = %e, "camera unavailable; sending the test pattern");
+        let _ = events.try_send(MediaEvent::DeviceUnavailable {
+            device: "camera",
+            reason: e.to_string(),
+        });
+    };
+    // Open only while the camera is on.
+    let mut source: Option<Box<dyn VideoSource>> = None;
     // The local preview is a small copy, five times a second: it only shows that the
     // camera works and what the others see.
     let preview_every = (settings.fps / 5).max(1);
@@ -115,7 +157,16 @@ pub(crate) fn capture_loop(
                 if on && !camera {
                     encoder.force_key_frame();
                 }
+                if !on {
+                    source = None;
+                }
                 camera = on;
+                continue;
+            }
+            Ok(CaptureCommand::Input(chosen)) => {
+                input = chosen;
+                source = None;
+                encoder.force_key_frame();
                 continue;
             }
             Ok(CaptureCommand::KeyFrame) => {
@@ -138,14 +189,24 @@ pub(crate) fn capture_loop(
         if !camera {
             continue;
         }
-        source.capture(&mut frame, counter, pattern::now_us());
+        let current = source.get_or_insert_with(|| {
+            open(&input, &settings).unwrap_or_else(|e| {
+                unavailable(e);
+                input = VideoInput::TestPattern;
+                Box::new(TestPattern)
+            })
+        });
+        if let Err(e) = current.capture(&mut frame, counter, pattern::now_us()) {
+            unavailable(e);
+            input = VideoInput::TestPattern;
+            source = None;
+            continue;
+        }
         ticks = ticks.wrapping_add(1);
-        if let Some((width, events)) = &preview {
-            if ticks.is_multiple_of(preview_every) {
-                let _ = events.try_send(MediaEvent::Preview {
-                    frame: codec::preview(&frame, *width),
-                });
-            }
+        if preview_width > 0 && ticks.is_multiple_of(preview_every) {
+            let _ = events.try_send(MediaEvent::Preview {
+                frame: codec::preview(&frame, preview_width),
+            });
         }
         if !audience {
             continue;

@@ -1,0 +1,386 @@
+//! Cameras through V4L2 (the only module that imports `linuxvideo`).
+//!
+//! [`cameras`] lists the machine's capture devices; [`Camera`] is one of them opened as a
+//! [`VideoSource`]. We ask for the call's picture size in YUYV, the uncompressed format
+//! every UVC webcam offers, and take NV12 or I420 when the driver prefers those. Pictures
+//! are scaled to the call's size (nearest neighbour: the encoder's input size is fixed
+//! for the call) and the newest one waiting is taken, so a camera running faster than
+//! the call does not build up delay. Cameras that only offer compressed pictures (MJPEG)
+//! are refused with a reason; the call then sends the test pattern.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use linuxvideo::format::{PixFormat, PixelFormat};
+use linuxvideo::stream::ReadStream;
+use linuxvideo::{CapabilityFlags, Device, Fract};
+use serde::Serialize;
+
+use crate::error::MediaError;
+use crate::pattern::I420;
+use crate::source::{VideoSettings, VideoSource};
+
+/// A camera as settings name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CameraDevice {
+    /// The device node (`/dev/video0`): what settings store.
+    pub id: String,
+    /// What the person sees (the driver's card name).
+    pub name: String,
+}
+
+/// The machine's cameras: V4L2 nodes that capture video (none on a machine without one).
+pub fn cameras() -> Vec<CameraDevice> {
+    let Ok(devices) = linuxvideo::list() else {
+        return Vec::new();
+    };
+    let mut found: Vec<CameraDevice> = devices
+        .filter_map(Result::ok)
+        .filter_map(|device| {
+            let caps = device.capabilities().ok()?;
+            let wanted = CapabilityFlags::VIDEO_CAPTURE | CapabilityFlags::STREAMING;
+            if !caps.device_capabilities().contains(wanted) {
+                // Metadata nodes and the like, which UVC cameras expose beside the picture.
+                return None;
+            }
+            Some(CameraDevice {
+                id: device.path().ok()?.to_string_lossy().into_owned(),
+                name: caps.card().to_owned(),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found
+}
+
+/// How the camera's pictures are laid out in its buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Packed 4:2:2, `Y0 U Y1 V`.
+    Yuyv,
+    /// A Y plane, then interleaved U/V at half resolution.
+    Nv12,
+    /// Y, U and V planes (I420).
+    Yu12,
+}
+
+/// A camera's picture: size, bytes per line of the (first) plane, layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Picture {
+    pub width: usize,
+    pub height: usize,
+    pub stride: usize,
+    pub layout: Layout,
+}
+
+/// An open camera, streaming.
+pub struct Camera {
+    stream: ReadStream,
+    picture: Picture,
+    /// Whether `frame` holds a picture from this camera yet.
+    filled: bool,
+}
+
+impl std::fmt::Debug for Camera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Camera")
+            .field("picture", &self.picture)
+            .finish()
+    }
+}
+
+impl Camera {
+    /// Opens camera `id` (a device node from [`cameras`]), or the first camera, for
+    /// pictures of `settings`' size and rate.
+    pub fn open(id: Option<&str>, settings: &VideoSettings) -> Result<Camera, MediaError> {
+        let path = match id {
+            Some(id) => id.to_owned(),
+            None => cameras()
+                .into_iter()
+                .next()
+                .map(|c| c.id)
+                .ok_or_else(|| MediaError::Device("no camera found".into()))?,
+        };
+        let unavailable =
+            |what: &str, e: io::Error| MediaError::Device(format!("camera {path}: {what}: {e}"));
+        let device = Device::open(Path::new(&path)).map_err(|e| unavailable("cannot open", e))?;
+        let wanted = PixFormat::new(
+            settings.width as u32,
+            settings.height as u32,
+            PixelFormat::YUYV,
+        );
+        let capture = device
+            .video_capture(wanted)
+            .map_err(|e| unavailable("cannot capture video", e))?;
+        let format = capture.format();
+        let picture = Picture {
+            width: format.width() as usize,
+            height: format.height() as usize,
+            stride: format.bytes_per_line() as usize,
+            layout: layout(format.pixel_format()).ok_or_else(|| {
+                let code = format.pixel_format().as_fourcc();
+                MediaError::Device(format!(
+                    "camera {path} offers only {} pictures, which Tincan cannot read",
+                    String::from_utf8_lossy(&code)
+                ))
+            })?,
+        };
+        if picture.width < 2 || picture.height < 2 {
+            return Err(MediaError::Device(format!(
+                "camera {path} offers {}×{} pictures",
+                picture.width, picture.height
+            )));
+        }
+        // Not every driver takes a rate; it then runs at its own.
+        let _ = capture.set_frame_interval(Fract::new(1, settings.fps.max(1)));
+        let stream = capture
+            .into_stream()
+            .map_err(|e| unavailable("cannot start streaming", e))?;
+        tracing::info!(camera = %path, ?picture, "camera open");
+        Ok(Camera {
+            stream,
+            picture,
+            filled: false,
+        })
+    }
+}
+
+/// How long the first picture may take before the camera is given up (cameras take a
+/// moment to start; one that sends nothing must not hold up the capture thread).
+const FIRST_PICTURE_WITHIN_MS: i32 = 3000;
+/// Pictures drained at most per capture (the newest wins); bounds the work if a camera
+/// delivers faster than we can read.
+const DRAIN_AT_MOST: usize = 8;
+
+impl VideoSource for Camera {
+    /// Takes the newest picture waiting; with none waiting, keeps the last one (or, before
+    /// the first, waits a bounded time for it). Never blocks without a bound.
+    fn capture(
+        &mut self,
+        frame: &mut I420,
+        _counter: u32,
+        _captured_us: u64,
+    ) -> Result<(), MediaError> {
+        let lost = |e: io::Error| MediaError::Device(format!("camera stopped: {e}"));
+        let picture = self.picture;
+        for _ in 0..DRAIN_AT_MOST {
+            if self.stream.will_block().map_err(lost)? {
+                if self.filled {
+                    return Ok(());
+                }
+                if !readable(&self.stream, FIRST_PICTURE_WITHIN_MS).map_err(lost)? {
+                    return Err(MediaError::Device(format!(
+                        "camera sent no picture within {} s",
+                        FIRST_PICTURE_WITHIN_MS / 1000
+                    )));
+                }
+            }
+            let filled = self
+                .stream
+                .dequeue(|buffer| {
+                    if buffer.is_error() {
+                        // The driver says this one is damaged: skip it.
+                        return Ok(false);
+                    }
+                    to_i420(&buffer, picture, frame)
+                        .map(|()| true)
+                        .map_err(io::Error::other)
+                })
+                .map_err(lost)?;
+            self.filled |= filled;
+        }
+        Ok(())
+    }
+}
+
+/// Waits up to `timeout_ms` for the stream to have a picture.
+fn readable(stream: &ReadStream, timeout_ms: i32) -> io::Result<bool> {
+    let mut fd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let n = unsafe { libc::poll(&mut fd, 1, timeout_ms) };
+    match n {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        tracing::info!("camera closed");
+    }
+}
+
+fn layout(format: PixelFormat) -> Option<Layout> {
+    match &format.as_fourcc() {
+        b"YUYV" => Some(Layout::Yuyv),
+        b"NV12" => Some(Layout::Nv12),
+        b"YU12" => Some(Layout::Yu12),
+        _ => None,
+    }
+}
+
+/// Converts one camera picture into `frame`, scaling to `frame`'s size.
+pub(crate) fn to_i420(data: &[u8], picture: Picture, frame: &mut I420) -> Result<(), String> {
+    let Picture {
+        width: sw,
+        height: sh,
+        stride,
+        layout,
+    } = picture;
+    let needed = match layout {
+        Layout::Yuyv => stride * sh,
+        Layout::Nv12 => stride * sh + stride * sh.div_ceil(2),
+        Layout::Yu12 => stride * sh + 2 * (stride / 2) * sh.div_ceil(2),
+    };
+    let min_stride = match layout {
+        Layout::Yuyv => sw * 2,
+        Layout::Nv12 | Layout::Yu12 => sw,
+    };
+    if stride < min_stride || data.len() < needed {
+        return Err(format!(
+            "short picture: {} bytes for {sw}×{sh} {layout:?} with {stride} bytes per line",
+            data.len()
+        ));
+    }
+    let (dw, dh) = (frame.width, frame.height);
+    let (luma, chroma) = frame.data.split_at_mut(dw * dh);
+    let (u_plane, v_plane) = chroma.split_at_mut((dw / 2) * (dh / 2));
+    // Nearest source pixel for each destination column and row.
+    let sx = |x: usize| x * sw / dw;
+    let sy = |y: usize| y * sh / dh;
+    for y in 0..dh {
+        let row = sy(y) * stride;
+        let out = &mut luma[y * dw..(y + 1) * dw];
+        for (x, px) in out.iter_mut().enumerate() {
+            *px = match layout {
+                Layout::Yuyv => data[row + sx(x) * 2],
+                Layout::Nv12 | Layout::Yu12 => data[row + sx(x)],
+            };
+        }
+    }
+    let plane = stride * sh;
+    for cy in 0..dh / 2 {
+        // The chroma row and column covering destination pixel (2cx, 2cy).
+        let (y, crow) = (sy(cy * 2), sy(cy * 2) / 2);
+        for cx in 0..dw / 2 {
+            let x = sx(cx * 2);
+            let (u, v) = match layout {
+                Layout::Yuyv => {
+                    let pair = y * stride + (x / 2) * 4;
+                    (data[pair + 1], data[pair + 3])
+                }
+                Layout::Nv12 => {
+                    let at = plane + crow * stride + (x / 2) * 2;
+                    (data[at], data[at + 1])
+                }
+                Layout::Yu12 => {
+                    let half = stride / 2;
+                    let at = crow * half + x / 2;
+                    let v_start = plane + half * sh.div_ceil(2);
+                    (data[plane + at], data[v_start + at])
+                }
+            };
+            u_plane[cy * (dw / 2) + cx] = u;
+            v_plane[cy * (dw / 2) + cx] = v;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4×2 YUYV picture: luma counts up by pixel, each pair has its own U and V.
+    fn yuyv_4x2() -> (Vec<u8>, Picture) {
+        let mut data = Vec::new();
+        for y in 0..2u8 {
+            for pair in 0..2u8 {
+                let base = y * 4 + pair * 2;
+                data.extend_from_slice(&[base * 10, 100 + pair, base * 10 + 10, 200 + pair]);
+            }
+        }
+        let picture = Picture {
+            width: 4,
+            height: 2,
+            stride: 8,
+            layout: Layout::Yuyv,
+        };
+        (data, picture)
+    }
+
+    #[test]
+    fn yuyv_at_the_same_size_keeps_every_sample() {
+        let (data, picture) = yuyv_4x2();
+        let mut frame = I420::new(4, 2);
+        to_i420(&data, picture, &mut frame).unwrap();
+        assert_eq!(frame.y(), &[0, 10, 20, 30, 40, 50, 60, 70]);
+        // One chroma row of two: the first row's pairs.
+        assert_eq!(&frame.data[8..10], &[100, 101], "U");
+        assert_eq!(&frame.data[10..12], &[200, 201], "V");
+    }
+
+    #[test]
+    fn yuyv_is_scaled_to_the_call_size_by_nearest_pixel() {
+        let (data, picture) = yuyv_4x2();
+        // Twice as large: every source pixel becomes a 2×2 block.
+        let mut frame = I420::new(8, 4);
+        to_i420(&data, picture, &mut frame).unwrap();
+        assert_eq!(&frame.y()[..8], &[0, 0, 10, 10, 20, 20, 30, 30]);
+        assert_eq!(&frame.y()[16..24], &[40, 40, 50, 50, 60, 60, 70, 70]);
+        let u = &frame.data[32..40];
+        assert_eq!(u, &[100, 100, 101, 101, 100, 100, 101, 101]);
+    }
+
+    #[test]
+    fn nv12_and_i420_planes_are_read_with_their_stride() {
+        // 2×2 pictures with 4 bytes per line (2 of padding).
+        let nv12 = [1, 2, 0, 0, 3, 4, 0, 0, 50, 60, 0, 0];
+        let picture = Picture {
+            width: 2,
+            height: 2,
+            stride: 4,
+            layout: Layout::Nv12,
+        };
+        let mut frame = I420::new(2, 2);
+        to_i420(&nv12, picture, &mut frame).unwrap();
+        assert_eq!(frame.data, vec![1, 2, 3, 4, 50, 60]);
+
+        let yu12 = [1, 2, 0, 0, 3, 4, 0, 0, 50, 0, 60, 0];
+        let picture = Picture {
+            layout: Layout::Yu12,
+            ..picture
+        };
+        let mut frame = I420::new(2, 2);
+        to_i420(&yu12, picture, &mut frame).unwrap();
+        assert_eq!(frame.data, vec![1, 2, 3, 4, 50, 60]);
+    }
+
+    #[test]
+    fn a_short_buffer_is_refused_not_read_past() {
+        let (data, picture) = yuyv_4x2();
+        let mut frame = I420::new(4, 2);
+        let err = to_i420(&data[..10], picture, &mut frame).unwrap_err();
+        assert!(err.contains("short picture"), "{err}");
+    }
+
+    #[test]
+    fn a_node_that_is_not_a_camera_is_refused_with_a_reason() {
+        let err = Camera::open(Some("/dev/null"), &VideoSettings::default()).unwrap_err();
+        assert!(err.to_string().contains("/dev/null"), "{err}");
+    }
+
+    #[test]
+    fn listing_cameras_never_fails() {
+        // These machines have none; a machine with cameras lists only capture nodes.
+        for camera in cameras() {
+            assert!(camera.id.starts_with("/dev/"), "{camera:?}");
+        }
+    }
+}
