@@ -3,8 +3,8 @@
 //! [`cameras`] lists the machine's capture devices; [`Camera`] is one of them opened as a
 //! [`VideoSource`]. We ask for the call's picture size in YUYV, the uncompressed format
 //! every UVC webcam offers, and take NV12 or I420 when the driver prefers those. Pictures
-//! are scaled to the call's size (nearest neighbour: the encoder's input size is fixed
-//! for the call) and the newest one waiting is taken, so a camera running faster than
+//! are cropped to the call's shape and scaled to its size (nearest neighbour: the
+//! encoder's input size is fixed for the call) and the newest one waiting is taken, so a camera running faster than
 //! the call does not build up delay. Cameras that only offer compressed pictures (MJPEG)
 //! are refused with a reason; the call then sends the test pattern.
 
@@ -225,7 +225,8 @@ fn layout(format: PixelFormat) -> Option<Layout> {
     }
 }
 
-/// Converts one camera picture into `frame`, scaling to `frame`'s size.
+/// Converts one camera picture into `frame`, cropping to `frame`'s shape and scaling to
+/// its size.
 pub(crate) fn to_i420(data: &[u8], picture: Picture, frame: &mut I420) -> Result<(), String> {
     let Picture {
         width: sw,
@@ -251,9 +252,19 @@ pub(crate) fn to_i420(data: &[u8], picture: Picture, frame: &mut I420) -> Result
     let (dw, dh) = (frame.width, frame.height);
     let (luma, chroma) = frame.data.split_at_mut(dw * dh);
     let (u_plane, v_plane) = chroma.split_at_mut((dw / 2) * (dh / 2));
+    // The centred part of the camera's picture with the call's shape (a 16:9 camera in a
+    // 4:3 call loses its sides rather than being squeezed), on even pixels so YUYV pairs
+    // and chroma rows line up.
+    let (cx, cy, cw, ch) = if sw * dh > sh * dw {
+        let cw = (sh * dw / dh).max(1);
+        (((sw - cw) / 2) & !1, 0, cw, sh)
+    } else {
+        let ch = (sw * dh / dw).max(1);
+        (0, ((sh - ch) / 2) & !1, sw, ch)
+    };
     // Nearest source pixel for each destination column and row.
-    let sx = |x: usize| x * sw / dw;
-    let sy = |y: usize| y * sh / dh;
+    let sx = |x: usize| cx + x * cw / dw;
+    let sy = |y: usize| cy + y * ch / dh;
     for y in 0..dh {
         let row = sy(y) * stride;
         let out = &mut luma[y * dw..(y + 1) * dw];
@@ -336,6 +347,28 @@ mod tests {
         assert_eq!(&frame.y()[16..24], &[40, 40, 50, 50, 60, 60, 70, 70]);
         let u = &frame.data[32..40];
         assert_eq!(u, &[100, 100, 101, 101, 100, 100, 101, 101]);
+    }
+
+    #[test]
+    fn a_wider_picture_loses_its_sides_not_its_shape() {
+        // 8×2 YUYV whose luma is the column number ×10; the call is 4×2 (2:1, the
+        // camera 4:1): the middle four columns are kept, one to one.
+        let mut data = Vec::new();
+        for _ in 0..2 {
+            for pair in 0..4u8 {
+                data.extend_from_slice(&[pair * 20, 100 + pair, pair * 20 + 10, 200 + pair]);
+            }
+        }
+        let picture = Picture {
+            width: 8,
+            height: 2,
+            stride: 16,
+            layout: Layout::Yuyv,
+        };
+        let mut frame = I420::new(4, 2);
+        to_i420(&data, picture, &mut frame).unwrap();
+        assert_eq!(&frame.y()[..4], &[20, 30, 40, 50]);
+        assert_eq!(&frame.data[8..10], &[101, 102], "U of the middle pairs");
     }
 
     #[test]
