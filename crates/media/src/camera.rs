@@ -1,12 +1,13 @@
-//! Cameras through V4L2 (the only module that imports `linuxvideo`).
+//! Cameras through V4L2 (the only module that imports `linuxvideo` and `zune-jpeg`).
 //!
 //! [`cameras`] lists the machine's capture devices; [`Camera`] is one of them opened as a
 //! [`VideoSource`]. We ask for the call's picture size in YUYV, the uncompressed format
-//! every UVC webcam offers, and take NV12 or I420 when the driver prefers those. Pictures
-//! are cropped to the call's shape and scaled to its size (nearest neighbour: the
-//! encoder's input size is fixed for the call) and the newest one waiting is taken, so a camera running faster than
-//! the call does not build up delay. Cameras that only offer compressed pictures (MJPEG)
-//! are refused with a reason; the call then sends the test pattern.
+//! every UVC webcam offers, and take NV12, I420 or MJPEG (decoded with `zune-jpeg`) when
+//! the driver prefers those. Pictures are cropped to the call's shape and scaled to its
+//! size (nearest neighbour: the encoder's input size is fixed for the call), and the
+//! newest one waiting is taken, so a camera running faster than the call does not build
+//! up delay. A camera in another format is refused with a reason; the call then sends
+//! the test pattern.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -16,6 +17,9 @@ use linuxvideo::format::{PixFormat, PixelFormat};
 use linuxvideo::stream::ReadStream;
 use linuxvideo::{CapabilityFlags, Device, Fract};
 use serde::Serialize;
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
 
 use crate::error::MediaError;
 use crate::pattern::I420;
@@ -63,6 +67,10 @@ pub(crate) enum Layout {
     Nv12,
     /// Y, U and V planes (I420).
     Yu12,
+    /// Motion JPEG: each buffer is a JPEG picture, decoded to [`Layout::Ycc`] first.
+    Mjpeg,
+    /// Packed full-resolution `Y Cb Cr` (what a JPEG decodes to).
+    Ycc,
 }
 
 /// A camera's picture: size, bytes per line of the (first) plane, layout.
@@ -80,6 +88,8 @@ pub struct Camera {
     picture: Picture,
     /// Whether `frame` holds a picture from this camera yet.
     filled: bool,
+    /// A decoded MJPEG picture, kept between pictures to avoid reallocating.
+    decoded: Vec<u8>,
 }
 
 impl std::fmt::Debug for Camera {
@@ -142,6 +152,7 @@ impl Camera {
             stream,
             picture,
             filled: false,
+            decoded: Vec::new(),
         })
     }
 }
@@ -163,32 +174,47 @@ impl VideoSource for Camera {
         _captured_us: u64,
     ) -> Result<(), MediaError> {
         let lost = |e: io::Error| MediaError::Device(format!("camera stopped: {e}"));
-        let picture = self.picture;
+        let Camera {
+            stream,
+            picture,
+            filled,
+            decoded,
+        } = self;
         for _ in 0..DRAIN_AT_MOST {
-            if self.stream.will_block().map_err(lost)? {
-                if self.filled {
+            if stream.will_block().map_err(lost)? {
+                if *filled {
                     return Ok(());
                 }
-                if !readable(&self.stream, FIRST_PICTURE_WITHIN_MS).map_err(lost)? {
+                if !readable(stream, FIRST_PICTURE_WITHIN_MS).map_err(lost)? {
                     return Err(MediaError::Device(format!(
                         "camera sent no picture within {} s",
                         FIRST_PICTURE_WITHIN_MS / 1000
                     )));
                 }
             }
-            let filled = self
-                .stream
+            let got = stream
                 .dequeue(|buffer| {
                     if buffer.is_error() {
                         // The driver says this one is damaged: skip it.
                         return Ok(false);
                     }
-                    to_i420(&buffer, picture, frame)
-                        .map(|()| true)
-                        .map_err(io::Error::other)
+                    let converted = match picture.layout {
+                        Layout::Mjpeg => decode_jpeg(&buffer, decoded)
+                            .and_then(|ycc| to_i420(decoded, ycc, frame)),
+                        _ => to_i420(&buffer, *picture, frame),
+                    };
+                    match converted {
+                        Ok(()) => Ok(true),
+                        // A damaged JPEG (cameras send some): skip it, keep the last.
+                        Err(e) if picture.layout == Layout::Mjpeg => {
+                            tracing::debug!(error = %e, "camera picture skipped");
+                            Ok(false)
+                        }
+                        Err(e) => Err(io::Error::other(e)),
+                    }
                 })
                 .map_err(lost)?;
-            self.filled |= filled;
+            *filled |= got;
         }
         Ok(())
     }
@@ -221,8 +247,73 @@ fn layout(format: PixelFormat) -> Option<Layout> {
         b"YUYV" => Some(Layout::Yuyv),
         b"NV12" => Some(Layout::Nv12),
         b"YU12" => Some(Layout::Yu12),
+        b"MJPG" | b"JPEG" => Some(Layout::Mjpeg),
         _ => None,
     }
+}
+
+/// Decodes one JPEG picture into `out` as packed `Y Cb Cr`, and says how it is laid out.
+pub(crate) fn decode_jpeg(jpeg: &[u8], out: &mut Vec<u8>) -> Result<Picture, String> {
+    let marked;
+    let jpeg = if lacks_huffman_tables(jpeg) {
+        marked = with_mjpeg_marker(jpeg);
+        &marked[..]
+    } else {
+        jpeg
+    };
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::YCbCr);
+    let mut decoder = JpegDecoder::new_with_options(jpeg, options);
+    decoder
+        .decode_headers()
+        .map_err(|e| format!("bad JPEG: {e:?}"))?;
+    let (width, height) = decoder.dimensions().ok_or("JPEG without a size")?;
+    if decoder.get_output_colorspace() != Some(ColorSpace::YCbCr) {
+        return Err(format!(
+            "JPEG decodes to {:?}, not YCbCr",
+            decoder.get_output_colorspace()
+        ));
+    }
+    let size = decoder.output_buffer_size().ok_or("JPEG too large")?;
+    out.resize(size, 0);
+    decoder
+        .decode_into(out)
+        .map_err(|e| format!("bad JPEG: {e:?}"))?;
+    Ok(Picture {
+        width,
+        height,
+        stride: width * 3,
+        layout: Layout::Ycc,
+    })
+}
+
+/// Whether a JPEG leaves out its Huffman tables, as MJPEG from UVC cameras does (the
+/// standard tables of the JPEG spec, Annex K.3, are meant), without saying so.
+fn lacks_huffman_tables(jpeg: &[u8]) -> bool {
+    let mut at = 2;
+    while at + 4 <= jpeg.len() && jpeg[at] == 0xFF {
+        let marker = jpeg[at + 1];
+        match marker {
+            0xC4 => return false,
+            0xDA => return true,
+            0xE0 if jpeg.get(at + 4..at + 8) == Some(b"AVI1") => return false,
+            _ => {}
+        }
+        at += 2 + u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]) as usize;
+    }
+    false
+}
+
+/// The picture with an `AVI1` APP0 segment after its start marker: what tells
+/// `zune-jpeg` that it is MJPEG and should use the standard Huffman tables.
+fn with_mjpeg_marker(jpeg: &[u8]) -> Vec<u8> {
+    const APP0_AVI1: [u8; 16] = [
+        0xFF, 0xE0, 0x00, 0x0E, b'A', b'V', b'I', b'1', 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let mut marked = Vec::with_capacity(jpeg.len() + APP0_AVI1.len());
+    marked.extend_from_slice(&jpeg[..2.min(jpeg.len())]);
+    marked.extend_from_slice(&APP0_AVI1);
+    marked.extend_from_slice(jpeg.get(2..).unwrap_or_default());
+    marked
 }
 
 /// Converts one camera picture into `frame`, cropping to `frame`'s shape and scaling to
@@ -235,13 +326,15 @@ pub(crate) fn to_i420(data: &[u8], picture: Picture, frame: &mut I420) -> Result
         layout,
     } = picture;
     let needed = match layout {
-        Layout::Yuyv => stride * sh,
+        Layout::Yuyv | Layout::Ycc => stride * sh,
         Layout::Nv12 => stride * sh + stride * sh.div_ceil(2),
         Layout::Yu12 => stride * sh + 2 * (stride / 2) * sh.div_ceil(2),
+        Layout::Mjpeg => return Err("an MJPEG picture must be decoded first".into()),
     };
     let min_stride = match layout {
         Layout::Yuyv => sw * 2,
-        Layout::Nv12 | Layout::Yu12 => sw,
+        Layout::Ycc => sw * 3,
+        Layout::Nv12 | Layout::Yu12 | Layout::Mjpeg => sw,
     };
     if stride < min_stride || data.len() < needed {
         return Err(format!(
@@ -271,7 +364,8 @@ pub(crate) fn to_i420(data: &[u8], picture: Picture, frame: &mut I420) -> Result
         for (x, px) in out.iter_mut().enumerate() {
             *px = match layout {
                 Layout::Yuyv => data[row + sx(x) * 2],
-                Layout::Nv12 | Layout::Yu12 => data[row + sx(x)],
+                Layout::Ycc => data[row + sx(x) * 3],
+                Layout::Nv12 | Layout::Yu12 | Layout::Mjpeg => data[row + sx(x)],
             };
         }
     }
@@ -296,6 +390,11 @@ pub(crate) fn to_i420(data: &[u8], picture: Picture, frame: &mut I420) -> Result
                     let v_start = plane + half * sh.div_ceil(2);
                     (data[plane + at], data[v_start + at])
                 }
+                Layout::Ycc => {
+                    let at = y * stride + x * 3;
+                    (data[at + 1], data[at + 2])
+                }
+                Layout::Mjpeg => unreachable!("refused above"),
             };
             u_plane[cy * (dw / 2) + cx] = u;
             v_plane[cy * (dw / 2) + cx] = v;
@@ -393,6 +492,54 @@ mod tests {
         let mut frame = I420::new(2, 2);
         to_i420(&yu12, picture, &mut frame).unwrap();
         assert_eq!(frame.data, vec![1, 2, 3, 4, 50, 60]);
+    }
+
+    #[test]
+    fn mjpeg_pictures_are_decoded_then_cropped_and_scaled() {
+        // 16×8: the left half grey (50, 50, 50), the right half red.
+        let jpeg = include_bytes!("../testdata/grey-and-red.jpg");
+        let mut decoded = Vec::new();
+        let ycc = decode_jpeg(jpeg, &mut decoded).unwrap();
+        assert_eq!((ycc.width, ycc.height, ycc.layout), (16, 8, Layout::Ycc));
+        // Into an 8×4 call picture: same shape, every second pixel.
+        let mut frame = I420::new(8, 4);
+        to_i420(&decoded, ycc, &mut frame).unwrap();
+        let near = |got: u8, want: u8| got.abs_diff(want) <= 3;
+        let y = frame.y();
+        assert!(near(y[0], 50) && near(y[3], 50), "grey luma: {y:?}");
+        assert!(near(y[4], 76) && near(y[7], 76), "red luma (BT.601): {y:?}");
+        let (u, v) = (&frame.data[32..40], &frame.data[40..48]);
+        assert!(
+            near(u[0], 128) && near(v[0], 128),
+            "grey is colourless: {u:?} {v:?}"
+        );
+        assert!(
+            near(u[3], 85) && v[3] >= 250,
+            "red: Cb {} Cr {}",
+            u[3],
+            v[3]
+        );
+    }
+
+    #[test]
+    fn mjpeg_without_huffman_tables_decodes_with_the_standard_ones() {
+        // What UVC cameras send: the same picture with its DHT segments left out (and no
+        // AVI1 marker saying so).
+        let full = include_bytes!("../testdata/grey-and-red.jpg");
+        let mjpeg = include_bytes!("../testdata/grey-and-red-mjpeg.jpg");
+        assert!(mjpeg.len() < full.len());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        decode_jpeg(full, &mut a).unwrap();
+        decode_jpeg(mjpeg, &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_damaged_jpeg_is_an_error_not_a_panic() {
+        let jpeg = include_bytes!("../testdata/grey-and-red.jpg");
+        let mut decoded = Vec::new();
+        assert!(decode_jpeg(&jpeg[..jpeg.len() / 3], &mut decoded).is_err());
+        assert!(decode_jpeg(b"not a jpeg", &mut decoded).is_err());
     }
 
     #[test]
