@@ -80,27 +80,15 @@ impl Default for DeviceChoice {
 
 impl DeviceChoice {
     fn input(&self) -> AudioInput {
-        match self.microphone.as_str() {
-            "tone" => AudioInput::Tone,
-            "default" | "" => AudioInput::Device(None),
-            id => AudioInput::Device(Some(id.to_owned())),
-        }
+        AudioInput::from_choice(&self.microphone)
     }
 
     fn video(&self) -> VideoInput {
-        match self.camera.as_str() {
-            "pattern" => VideoInput::TestPattern,
-            "default" | "" => VideoInput::Camera(None),
-            id => VideoInput::Camera(Some(id.to_owned())),
-        }
+        VideoInput::from_choice(&self.camera)
     }
 
     fn output(&self) -> AudioOutput {
-        match self.speakers.as_str() {
-            "none" => AudioOutput::None,
-            "default" | "" => AudioOutput::Device(None),
-            id => AudioOutput::Device(Some(id.to_owned())),
-        }
+        AudioOutput::from_choice(&self.speakers)
     }
 }
 

@@ -49,33 +49,6 @@ pub struct MediaOpts {
     pub camera: String,
 }
 
-/// `--camera` as the media layer takes it.
-pub fn video_input(choice: &str) -> VideoInput {
-    match choice {
-        "pattern" => VideoInput::TestPattern,
-        "default" => VideoInput::Camera(None),
-        id => VideoInput::Camera(Some(id.to_owned())),
-    }
-}
-
-/// `--microphone` as the media layer takes it.
-pub fn audio_input(choice: &str) -> AudioInput {
-    match choice {
-        "tone" => AudioInput::Tone,
-        "default" => AudioInput::Device(None),
-        id => AudioInput::Device(Some(id.to_owned())),
-    }
-}
-
-/// `--speakers` as the media layer takes it.
-pub fn audio_output(choice: &str) -> AudioOutput {
-    match choice {
-        "none" => AudioOutput::None,
-        "default" => AudioOutput::Device(None),
-        id => AudioOutput::Device(Some(id.to_owned())),
-    }
-}
-
 fn parse_video(s: &str) -> Result<VideoSettings, String> {
     let bad = || format!("expected WIDTHxHEIGHT@FPS such as 640x480@30, got {s:?}");
     let (size, fps) = s.split_once('@').ok_or_else(bad)?;
@@ -141,9 +114,9 @@ impl CliMedia {
         let mut config = MediaConfig::new(client.user_id().as_str(), peer);
         config.video = opts.video;
         config.camera = video;
-        config.microphone = audio_input(&opts.microphone);
-        config.speakers = audio_output(&opts.speakers);
-        config.camera_device = video_input(&opts.camera);
+        config.microphone = AudioInput::from_choice(&opts.microphone);
+        config.speakers = AudioOutput::from_choice(&opts.speakers);
+        config.camera_device = VideoInput::from_choice(&opts.camera);
         emit(&json!({"media": "started", "roomID": room.as_str()}).to_string());
         let (media, events) = CallMedia::start(client.clone(), room, token, config);
         CliMedia {

@@ -80,3 +80,38 @@ impl MediaConfig {
         }
     }
 }
+
+impl AudioInput {
+    /// A device as settings and command-line options name it: `default` (or empty) for
+    /// the machine's default, a device id, or the synthetic / silent choice (`tone` here,
+    /// `none` and `pattern` for the others). One vocabulary for the app and the CLI.
+    pub fn from_choice(choice: &str) -> AudioInput {
+        match choice {
+            "tone" => AudioInput::Tone,
+            "default" | "" => AudioInput::Device(None),
+            id => AudioInput::Device(Some(id.to_owned())),
+        }
+    }
+}
+
+impl AudioOutput {
+    /// See [`AudioInput::from_choice`]; `none` is no playback.
+    pub fn from_choice(choice: &str) -> AudioOutput {
+        match choice {
+            "none" => AudioOutput::None,
+            "default" | "" => AudioOutput::Device(None),
+            id => AudioOutput::Device(Some(id.to_owned())),
+        }
+    }
+}
+
+impl VideoInput {
+    /// See [`AudioInput::from_choice`]; `pattern` is the test pattern.
+    pub fn from_choice(choice: &str) -> VideoInput {
+        match choice {
+            "pattern" => VideoInput::TestPattern,
+            "default" | "" => VideoInput::Camera(None),
+            id => VideoInput::Camera(Some(id.to_owned())),
+        }
+    }
+}
