@@ -90,6 +90,8 @@ pub struct Camera {
     filled: bool,
     /// A decoded MJPEG picture, kept between pictures to avoid reallocating.
     decoded: Vec<u8>,
+    /// An MJPEG picture with the marker it lacked, likewise kept.
+    marked: Vec<u8>,
 }
 
 impl std::fmt::Debug for Camera {
@@ -153,6 +155,7 @@ impl Camera {
             picture,
             filled: false,
             decoded: Vec::new(),
+            marked: Vec::new(),
         })
     }
 }
@@ -179,6 +182,7 @@ impl VideoSource for Camera {
             picture,
             filled,
             decoded,
+            marked,
         } = self;
         for _ in 0..DRAIN_AT_MOST {
             if stream.will_block().map_err(lost)? {
@@ -199,7 +203,7 @@ impl VideoSource for Camera {
                         return Ok(false);
                     }
                     let converted = match picture.layout {
-                        Layout::Mjpeg => decode_jpeg(&buffer, decoded)
+                        Layout::Mjpeg => decode_jpeg(&buffer, marked, decoded)
                             .and_then(|ycc| to_i420(decoded, ycc, frame)),
                         _ => to_i420(&buffer, *picture, frame),
                     };
@@ -253,11 +257,15 @@ fn layout(format: PixelFormat) -> Option<Layout> {
 }
 
 /// Decodes one JPEG picture into `out` as packed `Y Cb Cr`, and says how it is laid out.
-pub(crate) fn decode_jpeg(jpeg: &[u8], out: &mut Vec<u8>) -> Result<Picture, String> {
-    let marked;
+/// `scratch` holds the picture with an MJPEG marker added when it needs one.
+pub(crate) fn decode_jpeg(
+    jpeg: &[u8],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<Picture, String> {
     let jpeg = if lacks_huffman_tables(jpeg) {
-        marked = with_mjpeg_marker(jpeg);
-        &marked[..]
+        mark_as_mjpeg(jpeg, scratch);
+        &scratch[..]
     } else {
         jpeg
     };
@@ -303,17 +311,16 @@ fn lacks_huffman_tables(jpeg: &[u8]) -> bool {
     false
 }
 
-/// The picture with an `AVI1` APP0 segment after its start marker: what tells
-/// `zune-jpeg` that it is MJPEG and should use the standard Huffman tables.
-fn with_mjpeg_marker(jpeg: &[u8]) -> Vec<u8> {
+/// Puts the picture into `marked` with an `AVI1` APP0 segment after its start marker:
+/// what tells `zune-jpeg` that it is MJPEG and should use the standard Huffman tables.
+fn mark_as_mjpeg(jpeg: &[u8], marked: &mut Vec<u8>) {
     const APP0_AVI1: [u8; 16] = [
         0xFF, 0xE0, 0x00, 0x0E, b'A', b'V', b'I', b'1', 0, 0, 0, 0, 0, 0, 0, 0,
     ];
-    let mut marked = Vec::with_capacity(jpeg.len() + APP0_AVI1.len());
+    marked.clear();
     marked.extend_from_slice(&jpeg[..2.min(jpeg.len())]);
     marked.extend_from_slice(&APP0_AVI1);
     marked.extend_from_slice(jpeg.get(2..).unwrap_or_default());
-    marked
 }
 
 /// Converts one camera picture into `frame`, cropping to `frame`'s shape and scaling to
@@ -498,8 +505,8 @@ mod tests {
     fn mjpeg_pictures_are_decoded_then_cropped_and_scaled() {
         // 16×8: the left half grey (50, 50, 50), the right half red.
         let jpeg = include_bytes!("../testdata/grey-and-red.jpg");
-        let mut decoded = Vec::new();
-        let ycc = decode_jpeg(jpeg, &mut decoded).unwrap();
+        let (mut scratch, mut decoded) = (Vec::new(), Vec::new());
+        let ycc = decode_jpeg(jpeg, &mut scratch, &mut decoded).unwrap();
         assert_eq!((ycc.width, ycc.height, ycc.layout), (16, 8, Layout::Ycc));
         // Into an 8×4 call picture: same shape, every second pixel.
         let mut frame = I420::new(8, 4);
@@ -528,18 +535,18 @@ mod tests {
         let full = include_bytes!("../testdata/grey-and-red.jpg");
         let mjpeg = include_bytes!("../testdata/grey-and-red-mjpeg.jpg");
         assert!(mjpeg.len() < full.len());
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        decode_jpeg(full, &mut a).unwrap();
-        decode_jpeg(mjpeg, &mut b).unwrap();
+        let (mut scratch, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        decode_jpeg(full, &mut scratch, &mut a).unwrap();
+        decode_jpeg(mjpeg, &mut scratch, &mut b).unwrap();
         assert_eq!(a, b);
     }
 
     #[test]
     fn a_damaged_jpeg_is_an_error_not_a_panic() {
         let jpeg = include_bytes!("../testdata/grey-and-red.jpg");
-        let mut decoded = Vec::new();
-        assert!(decode_jpeg(&jpeg[..jpeg.len() / 3], &mut decoded).is_err());
-        assert!(decode_jpeg(b"not a jpeg", &mut decoded).is_err());
+        let (mut scratch, mut decoded) = (Vec::new(), Vec::new());
+        assert!(decode_jpeg(&jpeg[..jpeg.len() / 3], &mut scratch, &mut decoded).is_err());
+        assert!(decode_jpeg(b"not a jpeg", &mut scratch, &mut decoded).is_err());
     }
 
     #[test]
