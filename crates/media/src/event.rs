@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::codec::DecodedFrame;
-use crate::peer::PeerState;
+use crate::peer::{Counters, PeerState};
 
 /// A negotiation message for `to`, as JSON, for the caller to relay through the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,28 @@ pub struct Quality {
     pub fps_in: u32,
     /// `host` (direct), `srflx` (through a NAT) or `relay` (through TURN).
     pub path: String,
+}
+
+impl Quality {
+    /// The quality over the interval between two readings of the connection's counters,
+    /// with `fps_in` pictures decoded in it (one second apart in a session).
+    pub fn between(prev: &Counters, now: &Counters, fps_in: u32) -> Quality {
+        let received = now.packets_received.saturating_sub(prev.packets_received);
+        let lost = (now.packets_lost - prev.packets_lost).max(0) as u64;
+        let kbit = |bytes: u64| bytes as f64 * 8.0 / 1000.0;
+        Quality {
+            rtt_ms: now.rtt_ms,
+            loss: if received + lost == 0 {
+                0.0
+            } else {
+                lost as f64 / (received + lost) as f64
+            },
+            kbps_in: kbit(now.bytes_received.saturating_sub(prev.bytes_received)),
+            kbps_out: kbit(now.bytes_sent.saturating_sub(prev.bytes_sent)),
+            fps_in,
+            path: now.path.clone(),
+        }
+    }
 }
 
 /// What a session reports.
@@ -83,4 +105,35 @@ pub enum MediaEvent {
     },
     /// The session has closed; nothing follows.
     Ended,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quality_is_what_changed_between_two_readings() {
+        let prev = Counters {
+            bytes_received: 1_000,
+            bytes_sent: 2_000,
+            packets_received: 90,
+            packets_lost: 5,
+            ..Counters::default()
+        };
+        let now = Counters {
+            rtt_ms: 12.5,
+            bytes_received: 126_000,
+            bytes_sent: 52_000,
+            packets_received: 180,
+            packets_lost: 15,
+            path: "relay".into(),
+        };
+        let q = Quality::between(&prev, &now, 30);
+        assert_eq!(q.kbps_in, 1000.0);
+        assert_eq!(q.kbps_out, 400.0);
+        assert_eq!(q.loss, 0.1, "10 lost of 100");
+        assert_eq!((q.rtt_ms, q.fps_in, q.path.as_str()), (12.5, 30, "relay"));
+        // Nothing sent or lost: no loss, not a division by zero.
+        assert_eq!(Quality::between(&now, &now, 0).loss, 0.0);
+    }
 }

@@ -640,21 +640,8 @@ impl Driver {
             }
             let now = remote.peer.counters().await;
             let prev = std::mem::replace(&mut remote.last, now.clone());
-            let received = now.packets_received.saturating_sub(prev.packets_received);
-            let lost_packets = (now.packets_lost - prev.packets_lost).max(0) as u64;
-            let quality = Quality {
-                rtt_ms: now.rtt_ms,
-                loss: if received + lost_packets == 0 {
-                    0.0
-                } else {
-                    lost_packets as f64 / (received + lost_packets) as f64
-                },
-                kbps_in: now.bytes_received.saturating_sub(prev.bytes_received) as f64 * 8.0
-                    / 1000.0,
-                kbps_out: now.bytes_sent.saturating_sub(prev.bytes_sent) as f64 * 8.0 / 1000.0,
-                fps_in: remote.frames.swap(0, std::sync::atomic::Ordering::Relaxed),
-                path: now.path,
-            };
+            let fps_in = remote.frames.swap(0, std::sync::atomic::Ordering::Relaxed);
+            let quality = Quality::between(&prev, &now, fps_in);
             let _ = self
                 .events
                 .send(MediaEvent::Quality {
