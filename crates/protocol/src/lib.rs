@@ -22,6 +22,7 @@
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod request;
 
@@ -39,3 +40,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The WebSocket path on a Tincan server.
 pub const WS_PATH: &str = "/ws";
+
+/// The header an embedded server's own app sends its per-launch secret in, on
+/// `POST /api/register` and `POST /api/login` (docs/protocol.md §2.1). Lowercase, as HTTP/2
+/// and the `http` crate want header names.
+pub const LOCAL_SECRET_HEADER: &str = "x-tincan-local-secret";

@@ -233,6 +233,14 @@ impl Request {
 
 fn parse_params<T: serde::de::DeserializeOwned>(data: Option<&RawValue>) -> Result<T, WireError> {
     let text = data.map(RawValue::get).unwrap_or("{}");
+    // serde would also fill a struct from an array, by position; a request whose fields
+    // are not named is refused rather than guessed at.
+    if !text.trim_start().starts_with('{') {
+        return Err(WireError::new(
+            ErrCode::Args,
+            "data must be a JSON object with named fields",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -288,6 +296,19 @@ impl ClientFrame {
             Err(e) => return Err(envelope_error(text, e)),
         };
         let operation_id = raw.operation_id.unwrap_or_default();
+        if let Err(why) = crate::limits::check_envelope(raw.request_id.as_ref(), &operation_id) {
+            // Neither id is echoed when one of them is refused: they may be what is wrong.
+            let request_id = match &raw.request_id {
+                Some(RequestId::Str(s)) if s.len() > crate::limits::MAX_REQUEST_ID => None,
+                Some(RequestId::Str(s)) if s.chars().any(char::is_control) => None,
+                other => other.clone(),
+            };
+            return Err(FrameError {
+                request_id,
+                operation_id: String::new(),
+                error: WireError::new(ErrCode::MalformedFrame, why),
+            });
+        }
         let fail = |request_id: Option<RequestId>, error| FrameError {
             request_id,
             operation_id: operation_id.clone(),
@@ -305,7 +326,12 @@ impl ClientFrame {
                 WireError::new(ErrCode::MalformedFrame, "frame has no \"method\""),
             ));
         };
-        match Request::parse_data(&method, raw.data) {
+        match Request::parse_data(&method, raw.data).and_then(|request| {
+            request
+                .check_bounds()
+                .map_err(|why| WireError::new(ErrCode::Args, why))?;
+            Ok(request)
+        }) {
             Ok(request) => Ok(ClientFrame {
                 request_id,
                 operation_id,
@@ -340,6 +366,11 @@ fn envelope_error(text: &str, e: serde_json::Error) -> FrameError {
         ),
         _ => (None, String::new()),
     };
+    let (request_id, operation_id) =
+        match crate::limits::check_envelope(request_id.as_ref(), &operation_id) {
+            Ok(()) => (request_id, operation_id),
+            Err(_) => (None, String::new()),
+        };
     let message = if e.is_syntax() || e.is_eof() {
         format!("frame is not valid JSON: {e}")
     } else if !text.trim_start().starts_with('{') {
