@@ -6,5 +6,7 @@ mod calls;
 mod devices;
 mod group;
 mod identity;
+mod limits;
+mod logs;
 mod media;
 mod timers;

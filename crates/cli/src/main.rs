@@ -18,6 +18,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tincan_sdk::protocol::{DeviceId, HistoryParams, MediaType, PlatformId, UserId};
 use tincan_sdk::{
     connect, new_operation_id, ApiResult, Client, CloseReason, ConnectionState, DeviceInfo,
@@ -128,6 +130,13 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .finish()
+        // The crates that print whole frames (tokens and credentials with them) at
+        // `trace` stay quiet whatever RUST_LOG says: docs/security.md.
+        .with(tracing_subscriber::filter::filter_fn(|meta| {
+            *meta.level() < tracing::Level::TRACE
+                || !tincan_protocol::limits::is_frame_logging(meta.target())
+        }))
         .init();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

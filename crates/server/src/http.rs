@@ -139,6 +139,9 @@ async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         );
     }
     let nickname = b.nickname.unwrap_or_else(|| b.user_id.to_string());
+    if let Err(why) = tincan_protocol::limits::check_nickname(&nickname) {
+        return fail(StatusCode::BAD_REQUEST, ErrCode::Args, why);
+    }
     let store = state.store.clone();
     let user = b.user_id.clone();
     let result = tokio::task::spawn_blocking(move || {

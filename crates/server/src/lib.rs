@@ -24,6 +24,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod hub;
+pub mod logging;
 pub mod store;
 pub mod switchboard;
 

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tincan_protocol::{GroupId, UserId};
 use tincan_server::config::Settings;
 use tincan_server::store::{SqliteStore, Store};
@@ -95,6 +97,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colour codes only on a terminal, so log files and pipes stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .finish()
+        .with(tincan_server::logging::frames_never_logged())
         .init();
     let cli = Cli::parse();
     match main_inner(cli) {

@@ -33,6 +33,7 @@ use serde_json::value::{to_raw_value, RawValue};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use tincan_protocol::limits::{bounded_nickname, MAX_SERVER_FRAME};
 use tincan_protocol::{
     response_json, ClientFrame, DeviceId, ErrCode, Event, GroupInfo, ParticipantInfo,
     PublicUserInfo, Request, RoomId, SignalingInfo, UserId, WireError,
@@ -336,11 +337,23 @@ impl Hub {
     }
 
     fn reply(&mut self, conn: ConnId, frame: &ClientFrame, result: Handled) {
-        let text = response_json(
+        let mut text = response_json(
             Some(&frame.request_id),
             &frame.operation_id,
             result.as_ref().map(|b| &**b),
         );
+        if text.len() > MAX_SERVER_FRAME {
+            warn!(
+                bytes = text.len(),
+                limit = MAX_SERVER_FRAME,
+                "reply larger than any client accepts; answering with an error instead"
+            );
+            let e = WireError::new(
+                ErrCode::Internal,
+                "the answer is too large to send; ask for less (a smaller page or limit)",
+            );
+            text = response_json::<RawValue>(Some(&frame.request_id), &frame.operation_id, Err(&e));
+        }
         self.out.push(Output::Send {
             to: vec![conn],
             text,
@@ -349,13 +362,25 @@ impl Hub {
 
     // ---- delivery helpers -----------------------------------------------------------
 
+    /// Every event leaves through here. The field bounds keep events far below
+    /// [`MAX_SERVER_FRAME`]; should one still exceed it (say, a nickname stored before
+    /// the bounds existed), it is dropped with a warning rather than sent, because a
+    /// frame its recipient cannot read would cost the recipient its connection.
     fn send(&mut self, to: Vec<ConnId>, event: &Event) {
-        if !to.is_empty() {
-            self.out.push(Output::Send {
-                to,
-                text: event.to_frame_json(),
-            });
+        if to.is_empty() {
+            return;
         }
+        let text = event.to_frame_json();
+        if text.len() > MAX_SERVER_FRAME {
+            warn!(
+                event = event.name(),
+                bytes = text.len(),
+                limit = MAX_SERVER_FRAME,
+                "event larger than any client accepts; not sent"
+            );
+            return;
+        }
+        self.out.push(Output::Send { to, text });
     }
 
     /// Every connected device of `user`.
@@ -389,7 +414,7 @@ impl Hub {
         };
         PublicUserInfo {
             user_id: user.clone(),
-            nickname,
+            nickname: bounded_nickname(nickname),
             face_url: String::new(),
         }
     }

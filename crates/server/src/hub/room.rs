@@ -207,7 +207,7 @@ impl Hub {
             .filter(|u| u.user_id != me.user)
             .map(|u| tincan_protocol::PublicUserInfo {
                 user_id: u.user_id,
-                nickname: u.nickname,
+                nickname: tincan_protocol::limits::bounded_nickname(u.nickname),
                 face_url: String::new(),
             })
             .collect();
