@@ -43,6 +43,8 @@ pub struct TestServer {
     pub store: Arc<SqliteStore>,
     /// Signs tokens the server accepts.
     pub signer: TokenSigner,
+    /// Its call-record writer.
+    pub records: tincan_server::records::Records,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -55,7 +57,19 @@ impl TestServer {
     }
 
     /// A server with `config`.
-    pub async fn start_with(mut config: ServerConfig) -> TestServer {
+    pub async fn start_with(config: ServerConfig) -> TestServer {
+        let store = SqliteStore::open_in_memory().expect("store");
+        Self::start_on(store, config).await
+    }
+
+    /// A server on the database file `db` (made if missing), with the users and group
+    /// of [`TestServer::start`] added unless the file has them already.
+    pub async fn start_on_file(db: &std::path::Path, config: ServerConfig) -> TestServer {
+        let store = SqliteStore::open(db).expect("open the database file");
+        Self::start_on(store, config).await
+    }
+
+    async fn start_on(store: SqliteStore, mut config: ServerConfig) -> TestServer {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -63,23 +77,18 @@ impl TestServer {
             )
             .with_test_writer()
             .try_init();
-        let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
-        for u in USERS {
-            store.add_user(&uid(u), u, None).expect("user");
-        }
-        let team = GroupId::new("team").unwrap();
-        store.create_group(&team, "Team").unwrap();
-        for u in ["alice", "bob", "carol", "dave"] {
-            store.add_member(&team, &uid(u)).unwrap();
-        }
+        let store = Arc::new(store);
+        seed(store.as_ref());
         config.secret = Some(SECRET.into());
         let signer = tincan_server::signer_for(store.as_ref(), Some(SECRET)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let s = store.clone();
+        let writer = tincan_server::records::RecordWriter::start(store.clone());
+        let records = writer.records.clone();
         let task = tokio::spawn(async move {
-            tincan_server::run(listener, config, s, async {
+            tincan_server::run_with_records(listener, config, s, writer, async {
                 let _ = stopped.await;
             })
             .await
@@ -90,6 +99,7 @@ impl TestServer {
             addr,
             store,
             signer,
+            records,
             stop: Some(stop),
             task: Some(task),
         }
@@ -136,9 +146,54 @@ impl TestServer {
         }
     }
 
-    /// The call records of `user`, newest first.
+    /// The call records of `user`, newest first (once the records of every call that
+    /// ended before this call are written).
     pub fn history(&self, user: &str) -> Vec<CallRecord> {
+        self.records.flush_blocking();
         self.store.call_history(&uid(user), 100, None).unwrap()
+    }
+}
+
+/// Adds the users in [`USERS`] and group `team` (alice, bob, carol, dave) to `store`,
+/// unless it has them already.
+pub fn seed(store: &dyn Store) {
+    for u in USERS {
+        if store.user(&uid(u)).expect("read user").is_none() {
+            store.add_user(&uid(u), u, None).expect("user");
+        }
+    }
+    let team = GroupId::new("team").unwrap();
+    if store.group(&team).expect("read group").is_none() {
+        store.create_group(&team, "Team").unwrap();
+        for u in ["alice", "bob", "carol", "dave"] {
+            store.add_member(&team, &uid(u)).unwrap();
+        }
+    }
+}
+
+/// A directory of its own under the system's temporary folder, removed when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// A new empty directory whose name starts with `tincan-<name>`.
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tincan-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("make a temporary directory");
+        TempDir(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -3,10 +3,12 @@
 
 mod bad_input;
 mod calls;
+mod contacts;
 mod devices;
 mod group;
 mod identity;
 mod limits;
 mod logs;
 mod media;
+mod records;
 mod timers;

@@ -232,6 +232,10 @@ pub enum EndReason {
     Disconnected,
     /// The server shut down.
     ServerShutdown,
+    /// The server stopped without ending the call (a crash, a kill, a power cut); the
+    /// record was closed when it started again. Its end time is the last time the
+    /// server saw the call going.
+    ServerRestart,
 }
 
 /// One invitee's line in a call record.

@@ -136,6 +136,29 @@ pub struct HistoryParams {
     pub before_time: Option<i64>,
 }
 
+/// Most users one `getContacts` page holds, and the page size when none is asked for.
+/// A page is also cut short before its users pass [`CONTACTS_PAGE_BYTES`].
+pub const CONTACTS_PAGE_MAX: u32 = 500;
+/// Users per `getContacts` page when the request gives no `count`.
+pub const CONTACTS_PAGE_DEFAULT: u32 = 200;
+/// The users of one `getContacts` page take at most this many bytes of JSON, so a reply
+/// stays well inside the 64 KiB frame every client accepts whatever the names' lengths.
+pub const CONTACTS_PAGE_BYTES: usize = 48 * 1024;
+
+/// `getContacts`: one page of the other users (sorted by userID) and, on the first
+/// page, this user's groups. Without params: the first page of the default size.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactsParams {
+    /// The `nextCursor` of the previous page; absent for the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<UserId>,
+    /// Users per page: 1 to [`CONTACTS_PAGE_MAX`] (larger asks get the maximum);
+    /// [`CONTACTS_PAGE_DEFAULT`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
 /// A parsed request. Serializes as its `data` (unit requests as `null`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -168,7 +191,7 @@ pub enum Request {
     /// `getCallHistory`
     GetCallHistory(HistoryParams),
     /// `getContacts`
-    GetContacts,
+    GetContacts(ContactsParams),
     /// `ping`
     Ping,
 }
@@ -217,7 +240,7 @@ methods! {
     "signalingSendCustomSignal" => SendCustomSignal(CustomSignalParams),
     "signalingSendMediaSignal" => SendMediaSignal(MediaSignalParams),
     "getCallHistory" => GetCallHistory(HistoryParams),
-    "getContacts" => GetContacts,
+    "getContacts" => GetContacts(ContactsParams),
     "ping" => Ping,
 }
 
@@ -478,13 +501,20 @@ pub struct HistoryReply {
     pub records: Vec<CallRecord>,
 }
 
-/// Reply to `getContacts`.
+/// Reply to `getContacts`: one page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ContactsReply {
-    /// Every other user on this server.
+    /// Other users on this server, sorted by userID: one page of them.
     pub users: Vec<PublicUserInfo>,
-    /// Groups the user is a member of, with their members.
+    /// Groups the user is a member of, with their members: on the first page only.
     pub groups: Vec<GroupInfo>,
+    /// Whether more users follow; ask again with `after: nextCursor`.
+    #[serde(default)]
+    pub has_more: bool,
+    /// Where the next page starts (present when `hasMore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<UserId>,
 }
 
 /// Reply to `ping`.

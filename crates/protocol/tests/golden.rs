@@ -121,7 +121,7 @@ fn every_request_matches_its_snapshot() {
             json!({"roomID": "6f1c2a9e4b7d4c1f9a3e2d1c0b9a8f7e", "token": "eyJrIjoicm9vbSJ9.c2ln", "toUserID": "bob", "payload": {"type": "offer", "sdp": "v=0\r\n..."}}),
         ),
         ("getCallHistory", json!({"limit": 20})),
-        ("getContacts", json!({})),
+        ("getContacts", json!({"after": "bob", "count": 200})),
         ("ping", json!({})),
     ];
     assert_eq!(cases.len(), METHODS.len(), "every method has a snapshot");
@@ -234,6 +234,8 @@ fn every_reply_matches_its_snapshot() {
                 group_name: "Team".into(),
                 member_user_id_list: vec![uid("alice"), uid("bob")],
             }],
+            has_more: true,
+            next_cursor: Some(uid("bob")),
         }),
     );
     check(

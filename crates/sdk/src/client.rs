@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tincan_protocol::{
-    AcceptReply, ActionParams, ContactsReply, CustomSignalParams, Empty, GroupParams,
-    HistoryParams, HistoryReply, InviteParams, InviteReply, LoginParams, LoginReply,
+    AcceptReply, ActionParams, ContactsParams, ContactsReply, CustomSignalParams, Empty,
+    GroupParams, HistoryParams, HistoryReply, InviteParams, InviteReply, LoginParams, LoginReply,
     MediaSignalParams, PongReply, Request, RoomByGroupReply, RoomParams, SignalingInfo,
-    StartAppReply, UserId, PROTOCOL_VERSION,
+    StartAppReply, UserId, CONTACTS_PAGE_MAX, PROTOCOL_VERSION,
 };
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -349,9 +349,40 @@ impl Client {
             .await
     }
 
-    /// `getContacts`: the other users and this user's groups.
+    /// `getContacts`, every page: the other users and this user's groups. For servers
+    /// with many users, [`Client::get_contacts_page`] fetches one page at a time.
     pub async fn get_contacts(&self, operation_id: &str) -> Result<ContactsReply, SdkError> {
-        self.call(operation_id, Request::GetContacts).await
+        let mut all = self
+            .get_contacts_page(operation_id, ContactsParams::default())
+            .await?;
+        // Bounded: each page must move the cursor forward, so a server that repeats
+        // itself cannot keep us here.
+        let mut cursor = all.next_cursor.take();
+        while let Some(after) = cursor {
+            let page = self
+                .get_contacts_page(
+                    operation_id,
+                    ContactsParams {
+                        after: Some(after.clone()),
+                        count: Some(CONTACTS_PAGE_MAX),
+                    },
+                )
+                .await?;
+            all.users.extend(page.users);
+            cursor = page.next_cursor.filter(|next| *next > after);
+        }
+        all.has_more = false;
+        Ok(all)
+    }
+
+    /// `getContacts`: one page of the other users (sorted by userID; the first page
+    /// also carries this user's groups). Ask for the next with `after: nextCursor`.
+    pub async fn get_contacts_page(
+        &self,
+        operation_id: &str,
+        params: ContactsParams,
+    ) -> Result<ContactsReply, SdkError> {
+        self.call(operation_id, Request::GetContacts(params)).await
     }
 
     /// `ping`: a round trip; returns the server's clock.

@@ -25,6 +25,8 @@ pub mod conn;
 pub mod http;
 pub mod hub;
 pub mod logging;
+pub mod queries;
+pub mod records;
 pub mod store;
 pub mod switchboard;
 
@@ -33,11 +35,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
-use tracing::info;
+use tracing::{error, info, warn};
 
 use tincan_protocol::UserId;
 
@@ -122,33 +122,46 @@ impl AppState {
     }
 }
 
-/// The token signer for a store: the configured secret, or the one kept in the store
-/// (made on first start), so tokens survive restarts.
+/// The token signer for a store: the configured secret, or the store's own key (in a
+/// file beside the database, made on first start: see `store::key`), so tokens
+/// survive restarts.
 pub fn signer_for(store: &dyn Store, secret: Option<&str>) -> Result<TokenSigner, ServerError> {
     if let Some(s) = secret {
         return Ok(TokenSigner::new(s.as_bytes()));
     }
-    let key = match store.setting("token_secret")? {
-        Some(k) => k,
-        None => {
-            let mut bytes = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut bytes);
-            let k = base64::engine::general_purpose::STANDARD.encode(bytes);
-            store.set_setting("token_secret", &k)?;
-            k
-        }
-    };
-    Ok(TokenSigner::new(key.as_bytes()))
+    Ok(TokenSigner::new(store::key::signing_key(store)?.as_bytes()))
 }
+
+/// How long a stopping server waits for the call records still queued to be written.
+/// Records it could not write stay marked open in the database, and the next start
+/// closes them (`serverRestart`), so even then no call goes unrecorded.
+pub const RECORD_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves Tincan on `listener` until `shutdown` completes, then ends every call
 /// (recording it), closes every connection with code 1001 and returns.
 pub async fn run(
     listener: TcpListener,
-    mut config: ServerConfig,
+    config: ServerConfig,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let writer = records::RecordWriter::start(store.clone());
+    run_with_records(listener, config, store, writer, shutdown).await
+}
+
+/// [`run`] with a record writer started by the caller, who keeps a handle to it (tests
+/// use [`records::Records::flush_blocking`] before reading the store).
+pub async fn run_with_records(
+    listener: TcpListener,
+    mut config: ServerConfig,
+    store: Arc<dyn Store>,
+    writer: records::RecordWriter,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let records::RecordWriter {
+        records,
+        finished: records_written,
+    } = writer;
     let addr = listener.local_addr()?;
     let signer = signer_for(store.as_ref(), config.secret.as_deref())?;
     let base = config
@@ -158,9 +171,19 @@ pub async fn run(
     if config.hub.live_url.is_empty() {
         config.hub.live_url = format!("{}{}", base.trim_end_matches('/'), tincan_protocol::WS_PATH);
     }
+    // Calls the last run did not get to end (a crash, a kill -9) are closed first, and
+    // recently ended rooms remembered, so a late answer hears "ended", not "unknown".
+    let cut = store.close_open_calls(tincan_protocol::EndReason::ServerRestart)?;
+    if !cut.is_empty() {
+        warn!(
+            calls = cut.len(),
+            "calls cut off when the server last stopped are recorded as ended (serverRestart)"
+        );
+    }
+    let mut hub = hub::Hub::new(config.hub.clone(), store.clone(), signer.clone());
+    hub.remember_ended(store.recent_ended_rooms(hub::ENDED_MEMORY)?);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let hub = hub::Hub::new(config.hub.clone(), store.clone(), signer.clone());
-    let board = switchboard::Switchboard::new(hub);
+    let board = switchboard::Switchboard::new(hub, store.clone(), records.clone());
     let timer_task = tokio::spawn(board.clone().run_timers());
     let state = Arc::new(AppState {
         store,
@@ -194,6 +217,13 @@ pub async fn run(
     let _ = timer_task.await;
     // Connection tasks got a close frame; give them a moment to send it.
     let _ = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await;
+    records.stop();
+    if !records_written.wait(RECORD_DRAIN_TIMEOUT).await {
+        error!(
+            left = records.backlog(),
+            "the database stayed busy: call records not written yet are closed at the next start"
+        );
+    }
     info!("stopped");
     Ok(())
 }

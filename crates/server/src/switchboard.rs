@@ -9,16 +9,27 @@
 //! One task, [`Switchboard::run_timers`], sleeps until the hub's next deadline and is
 //! woken early when an input sets an earlier one. It is the only code that reads the
 //! clock for timers; the hub itself never does.
+//!
+//! No store IO happens under the lock but the hub's reads by key (see `store`): the
+//! call records the hub queues go to the record writer (`records.rs`) without waiting,
+//! and `getContacts` / `getCallHistory` are answered on a task of their own
+//! (`queries.rs`), for the user the hub says the connection signed in as.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, Notify};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
+use tincan_protocol::{response_json, ClientFrame, ErrCode, Request, WireError};
+
 use crate::hub::{ConnId, Hub, Input, Now, Output};
+use crate::queries;
+use crate::records::Records;
+use crate::store::Store;
 
 /// Frames queued for one connection's socket. A connection whose queue is full is too
 /// slow to keep up: its sender is dropped, which closes it, and the hub treats it like
@@ -52,6 +63,10 @@ pub struct Switchboard {
     /// Wakes the timer task when a deadline earlier than the one it sleeps for is set,
     /// or when the server stops.
     timers: Notify,
+    store: Arc<dyn Store>,
+    records: Records,
+    /// Queries (`queries.rs`) running at once.
+    query_slots: Arc<Semaphore>,
 }
 
 /// The wall clock in Unix ms.
@@ -70,8 +85,9 @@ fn now() -> Now {
 }
 
 impl Switchboard {
-    /// A switchboard around `hub`.
-    pub fn new(hub: Hub) -> Arc<Switchboard> {
+    /// A switchboard around `hub`, answering queries from `store` and handing call
+    /// records to `records`.
+    pub fn new(hub: Hub, store: Arc<dyn Store>, records: Records) -> Arc<Switchboard> {
         Arc::new(Switchboard {
             inner: Mutex::new(Inner {
                 hub,
@@ -79,6 +95,9 @@ impl Switchboard {
                 stopping: false,
             }),
             timers: Notify::new(),
+            store,
+            records,
+            query_slots: Arc::new(Semaphore::new(queries::QUERY_CONCURRENCY)),
         })
     }
 
@@ -99,7 +118,26 @@ impl Switchboard {
     }
 
     /// Hands one input to the hub and delivers what it decides.
-    pub fn input(&self, input: Input) -> Result<(), Stopping> {
+    pub fn input(self: &Arc<Self>, input: Input) -> Result<(), Stopping> {
+        let input = match input {
+            Input::Request { conn, frame } if queries::is_query(&frame.request) => {
+                return self.query(conn, frame)
+            }
+            Input::Request { conn, frame } if self.records_backlogged(&frame.request) => {
+                let e = WireError::new(
+                    ErrCode::Internal,
+                    "the server is behind on saving call records; try the call again in a moment",
+                );
+                warn!(
+                    conn,
+                    backlog = self.records.backlog(),
+                    "invitation refused: call records are not being written"
+                );
+                self.reply(conn, &frame, Err(e));
+                return Ok(());
+            }
+            other => other,
+        };
         let mut inner = self.lock();
         if inner.stopping {
             return Err(Stopping);
@@ -109,7 +147,7 @@ impl Switchboard {
         }
         let before = inner.hub.next_deadline();
         inner.hub.handle(now(), input);
-        inner.apply();
+        inner.apply(&self.records);
         let after = inner.hub.next_deadline();
         drop(inner);
         if after.is_some() && (before.is_none() || after < before) {
@@ -137,7 +175,7 @@ impl Switchboard {
                                 return;
                             }
                             inner.hub.handle_timeout(now());
-                            inner.apply();
+                            inner.apply(&self.records);
                         }
                         _ = self.timers.notified() => {}
                     }
@@ -159,7 +197,7 @@ impl Switchboard {
             "hub stopping: ending every call"
         );
         inner.hub.handle(now(), Input::Shutdown);
-        inner.apply();
+        inner.apply(&self.records);
         for (_, tx) in inner.conns.drain() {
             let _ = tx.try_send(Outbound::Close(Box::new((
                 1001,
@@ -172,8 +210,68 @@ impl Switchboard {
     }
 }
 
+impl Switchboard {
+    /// New calls wait while the record writer is far behind (see `records.rs`).
+    fn records_backlogged(&self, request: &Request) -> bool {
+        matches!(request, Request::Invite(_) | Request::InviteInGroup(_))
+            && self.records.is_backlogged()
+    }
+
+    /// Answers a query on a task of its own, for the user `conn` signed in as.
+    fn query(self: &Arc<Self>, conn: ConnId, frame: ClientFrame) -> Result<(), Stopping> {
+        let user = {
+            let inner = self.lock();
+            if inner.stopping {
+                return Err(Stopping);
+            }
+            inner.hub.user_of(conn)
+        };
+        let Some(user) = user else {
+            let e = WireError::new(
+                ErrCode::NotLoggedIn,
+                "sign in first: the first request on a connection must be \"login\"",
+            );
+            self.reply(conn, &frame, Err(e));
+            return Ok(());
+        };
+        let board = self.clone();
+        tokio::spawn(async move {
+            let Ok(_slot) = board.query_slots.clone().acquire_owned().await else {
+                return;
+            };
+            let span = tracing::info_span!("query", op = %frame.operation_id, conn, method = frame.request.method());
+            let result = queries::answer(
+                board.store.clone(),
+                &board.records,
+                user,
+                frame.request.clone(),
+            )
+            .await;
+            if let Err(e) = &result {
+                span.in_scope(|| info!(code = e.code.code(), error = %e.message, "refused"));
+            }
+            board.reply(conn, &frame, result);
+        });
+        Ok(())
+    }
+
+    /// Sends the reply to `frame` to `conn`, through its queue like every other frame.
+    fn reply(&self, conn: ConnId, frame: &ClientFrame, result: Result<Box<RawValue>, WireError>) {
+        let text = response_json(
+            Some(&frame.request_id),
+            &frame.operation_id,
+            result.as_ref().map(|b| &**b),
+        );
+        let mut inner = self.lock();
+        inner.deliver(conn, Outbound::Text(Box::new(text.into())));
+    }
+}
+
 impl Inner {
-    fn apply(&mut self) {
+    fn apply(&mut self, records: &Records) {
+        for update in self.hub.take_records() {
+            records.push(update);
+        }
         for out in self.hub.take_outputs() {
             match out {
                 Output::Send { to, text } => {

@@ -1,7 +1,7 @@
 //! Timers and the choke points every state change goes through: `ring`, `join`,
 //! `leave`, `maybe_end`, `end_call`.
 
-use tracing::{info, warn};
+use tracing::info;
 
 use tincan_protocol::{EndReason, Event, InviteeOutcome, RoomId, RoomParticipantInfo, UserId};
 
@@ -9,7 +9,25 @@ use super::call::{Invitee, InviteeState, Participant};
 use super::{ConnId, ConnInfo, Hub, Now, Timer};
 
 /// How many ended rooms are remembered, so a late answer hears "ended", not "unknown".
-const ENDED_MEMORY: usize = 4096;
+/// At start-up the hub is given the rooms of the calls that ended last (those cut by a
+/// crash included), so this holds across restarts too.
+pub const ENDED_MEMORY: usize = 4096;
+
+/// A call's record as it stands, for the record writer (`records.rs`). The hub makes one
+/// when the call starts ringing and after every change to who rings or who is in it
+/// (`open`: still going), and a last one when it ends; the writer keeps one row per
+/// `call` and overwrites it. So a crash loses no call: at the next start-up the open
+/// rows are closed with the end reason `serverRestart`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordUpdate {
+    /// The hub's number for the call (room ids may repeat), unique for the hub's life.
+    pub call: u64,
+    /// The record; while `open`, its end is the time of the update and its end reason
+    /// `serverRestart`, what it will say if the server never gets to end the call.
+    pub record: tincan_protocol::CallRecord,
+    /// Whether the call is still going.
+    pub open: bool,
+}
 
 impl Hub {
     // ---- timers ------------------------------------------------------------------------
@@ -119,6 +137,7 @@ impl Hub {
             call.joined.push(me.user.clone());
         }
         info!(room = %room, user = %me.user, participants = call.participants.len(), reason, "joined");
+        self.record_changed(room);
         self.users.entry(me.user.clone()).or_default().room = Some(room.clone());
         let _ = now;
         self.notify_room_change(room, &me.user, true);
@@ -134,6 +153,7 @@ impl Hub {
             .expect("leaving as a participant");
         let left = call.participants.remove(i);
         info!(room = %room, user = %user, participants = call.participants.len(), reason, "left");
+        self.record_changed(room);
         if let Some(p) = self.users.get_mut(user) {
             p.room = None;
         }
@@ -217,16 +237,74 @@ impl Hub {
         if let Some(g) = &call.group {
             self.group_calls.remove(g);
         }
-        self.ended.insert(room.clone(), reason);
-        self.ended_order.push_back(room.clone());
-        if self.ended_order.len() > ENDED_MEMORY {
-            let old = self.ended_order.pop_front().expect("non-empty");
-            self.ended.remove(&old);
-        }
+        self.remember_ended([(room.clone(), reason)]);
         info!(room = %room, ?reason, "call ended");
-        if let Err(e) = self.store.save_call(&call.record(now.wall_ms, reason)) {
-            warn!(room = %room, error = %e, "could not save the call record");
+        let number = match self.record_numbers.remove(room) {
+            Some(n) => n,
+            None => self.next_record_number(),
+        };
+        self.records.push(RecordUpdate {
+            call: number,
+            record: call.record(now.wall_ms, reason),
+            open: false,
+        });
+    }
+
+    // ---- records -----------------------------------------------------------------------
+
+    /// Remembers rooms whose calls ended (oldest first), so that late actions on them
+    /// hear "ended" (`NotRinging`) rather than "unknown" (`NotFound`).
+    pub fn remember_ended(&mut self, rooms: impl IntoIterator<Item = (RoomId, EndReason)>) {
+        for (room, reason) in rooms {
+            if self.ended.insert(room.clone(), reason).is_none() {
+                self.ended_order.push_back(room);
+            }
+            if self.ended_order.len() > ENDED_MEMORY {
+                let old = self.ended_order.pop_front().expect("non-empty");
+                self.ended.remove(&old);
+            }
         }
+    }
+
+    fn next_record_number(&mut self) -> u64 {
+        self.record_count += 1;
+        self.record_count
+    }
+
+    /// Notes that the record of the call in `room` changed; [`Hub::flush_records`] writes
+    /// it once the input is handled, however many changes the input made.
+    pub(super) fn record_changed(&mut self, room: &RoomId) {
+        if !self.records_changed.contains(room) {
+            self.records_changed.push(room.clone());
+        }
+    }
+
+    /// Queues the record of every call still going that changed during this input.
+    pub(super) fn flush_records(&mut self, now: Now) {
+        for room in std::mem::take(&mut self.records_changed) {
+            let Some(call) = self.calls.get(&room) else {
+                continue; // ended: its last record is queued already
+            };
+            let record = call.record(now.wall_ms, EndReason::ServerRestart);
+            let call = match self.record_numbers.get(&room) {
+                Some(n) => *n,
+                None => {
+                    let n = self.next_record_number();
+                    self.record_numbers.insert(room, n);
+                    n
+                }
+            };
+            self.records.push(RecordUpdate {
+                call,
+                record,
+                open: true,
+            });
+        }
+    }
+
+    /// Takes the record updates queued so far, oldest first.
+    pub fn take_records(&mut self) -> Vec<RecordUpdate> {
+        std::mem::take(&mut self.records)
     }
 }
 
@@ -239,5 +317,6 @@ pub(super) fn reason_words(r: EndReason) -> &'static str {
         EndReason::Busy => "busy",
         EndReason::Disconnected => "a participant lost their connection",
         EndReason::ServerShutdown => "the server shut down",
+        EndReason::ServerRestart => "the server stopped and started again",
     }
 }

@@ -24,6 +24,8 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+pub use lifecycle::{RecordUpdate, ENDED_MEMORY};
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,6 +187,13 @@ pub struct Hub {
     /// Recently ended rooms, so a late answer hears "ended" rather than "unknown".
     ended: HashMap<RoomId, tincan_protocol::EndReason>,
     ended_order: std::collections::VecDeque<RoomId>,
+    /// Call records to write, oldest first (taken by the switchboard after each input).
+    records: Vec<RecordUpdate>,
+    /// Calls whose record changed during the input being handled.
+    records_changed: Vec<RoomId>,
+    /// The record number of each call in progress; see [`RecordUpdate::call`].
+    record_numbers: HashMap<RoomId, u64>,
+    record_count: u64,
 }
 
 type Handled = Result<Box<RawValue>, WireError>;
@@ -233,6 +242,10 @@ impl Hub {
             wall_ms: 0,
             ended: HashMap::new(),
             ended_order: std::collections::VecDeque::new(),
+            records: Vec::new(),
+            records_changed: Vec::new(),
+            record_numbers: HashMap::new(),
+            record_count: 0,
         }
     }
 
@@ -264,6 +277,12 @@ impl Hub {
             Input::Closed { conn } => self.handle_closed(now, conn),
             Input::Shutdown => self.handle_shutdown(now),
         }
+        self.flush_records(now);
+    }
+
+    /// The user signed in on `conn`, if it is signed in.
+    pub fn user_of(&self, conn: ConnId) -> Option<UserId> {
+        self.conns.get(&conn).map(|c| c.user.clone())
     }
 
     /// Fires every timer due at `now`.
@@ -279,6 +298,7 @@ impl Hub {
                 Timer::Grace { room, user } => self.grace_expired(now, room, user),
             }
         }
+        self.flush_records(now);
     }
 
     fn arm(&mut self, at: Instant, timer: Timer) {
@@ -322,8 +342,12 @@ impl Hub {
             Request::GetInvitationInfoStartApp => self.start_app(me),
             Request::SendCustomSignal(p) => self.custom_signal(now, me, p),
             Request::SendMediaSignal(p) => self.media_signal(now, me, p),
-            Request::GetCallHistory(p) => self.history(me, p),
-            Request::GetContacts => self.contacts(me),
+            // Answered from the store outside the hub (`queries.rs`): reading them here
+            // would hold every other decision up while the store works.
+            Request::GetCallHistory(_) | Request::GetContacts(_) => Err(WireError::new(
+                ErrCode::Internal,
+                "this request is answered outside the call hub; the server misrouted it",
+            )),
             Request::Ping => raw(&tincan_protocol::PongReply {
                 server_time: now.wall_ms,
             }),
@@ -485,6 +509,7 @@ impl Hub {
         let old = inv.state;
         inv.state = new;
         info!(room = %room, invitee = %user, ?old, ?new, reason, "invitee state");
+        self.record_changed(room);
         let was = matches!(old, InviteeState::Ringing { .. });
         let is = matches!(new, InviteeState::Ringing { .. });
         let presence = self.users.entry(user.clone()).or_default();

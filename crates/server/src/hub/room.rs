@@ -1,10 +1,11 @@
 //! Joining a call in progress and everything asked of a room or a user: room by group,
-//! token by room, the start-up invitation, custom and media signals, history, contacts.
+//! token by room, the start-up invitation, custom and media signals. (History and
+//! contacts are answered outside the hub: `queries.rs`.)
 
 use tincan_protocol::{
-    ContactsReply, CustomSignalInfo, CustomSignalParams, Empty, ErrCode, Event, GroupInfo,
-    GroupParams, HistoryParams, HistoryReply, InviteeOutcome, MediaSignalInfo, MediaSignalParams,
-    RoomByGroupReply, RoomParams, StartAppReply, WireError,
+    CustomSignalInfo, CustomSignalParams, Empty, ErrCode, Event, GroupParams,
+    InviteeOutcome, MediaSignalInfo, MediaSignalParams, RoomByGroupReply, RoomParams,
+    StartAppReply, WireError,
 };
 
 use super::call::Invitee;
@@ -187,41 +188,5 @@ impl Hub {
         });
         self.send(vec![conn], &event);
         raw(&Empty {})
-    }
-
-    pub(super) fn history(&mut self, me: &ConnInfo, p: HistoryParams) -> Handled {
-        let limit = p.limit.unwrap_or(50).clamp(1, 200);
-        let records = self
-            .store
-            .call_history(&me.user, limit, p.before_time)
-            .map_err(store_failed)?;
-        raw(&HistoryReply { records })
-    }
-
-    pub(super) fn contacts(&mut self, me: &ConnInfo) -> Handled {
-        let users = self
-            .store
-            .users()
-            .map_err(store_failed)?
-            .into_iter()
-            .filter(|u| u.user_id != me.user)
-            .map(|u| tincan_protocol::PublicUserInfo {
-                user_id: u.user_id,
-                nickname: tincan_protocol::limits::bounded_nickname(u.nickname),
-                face_url: String::new(),
-            })
-            .collect();
-        let groups = self
-            .store
-            .groups_of(&me.user)
-            .map_err(store_failed)?
-            .into_iter()
-            .map(|g| GroupInfo {
-                group_id: g.group_id,
-                group_name: g.name,
-                member_user_id_list: g.members,
-            })
-            .collect();
-        raw(&ContactsReply { users, groups })
     }
 }

@@ -1,0 +1,781 @@
+//! [`SqliteStore`]: one SQLite file in WAL mode, with one connection for reads and one
+//! for writes, so a write waiting for the database's lock never holds up a read.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tincan_protocol::{CallRecord, EndReason, GroupId, RoomId, UserId};
+
+use super::files;
+use super::{CallRowId, GroupRow, Store, StoreError, UserRow};
+
+/// How long a write waits for another connection's write lock before failing with
+/// "busy". Writers that must not fail (the record writer) retry on top of it.
+pub const WRITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a read waits when the database is busy. In WAL mode readers do not wait for
+/// writers at all; only rare events (recovery of a crashed writer's WAL) make a read
+/// wait, and reads are made under the hub's lock, so they give up quickly and the
+/// request is answered "try again" rather than holding every other user up.
+pub const READ_BUSY_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The embedded store: one SQLite file (WAL mode), created on first use.
+pub struct SqliteStore {
+    read: Mutex<Connection>,
+    /// `None` in memory, where a private database has exactly one connection.
+    write: Option<Mutex<Connection>>,
+    path: Option<PathBuf>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY,
+    nickname TEXT NOT NULL,
+    password_hash TEXT
+);
+CREATE TABLE IF NOT EXISTS groups (
+    group_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id TEXT NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS group_members_by_user ON group_members(user_id);
+-- One row per call. Room ids may repeat (clients may choose them, OpenIM's examples
+-- reuse the group id), so calls are keyed by their own row id. `open` marks a call in
+-- progress: written when it starts ringing, so that a crash cannot erase it.
+CREATE TABLE IF NOT EXISTS calls (
+    call_id INTEGER PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    end_ms INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    open INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS call_users (
+    call_id INTEGER NOT NULL REFERENCES calls(call_id) ON DELETE CASCADE,
+    user_id TEXT NOT NULL,
+    end_ms INTEGER NOT NULL,
+    PRIMARY KEY (user_id, end_ms, call_id)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// Changes to databases made by earlier versions, each safe to run again.
+fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let has_open = c
+        .prepare("SELECT 1 FROM pragma_table_info('calls') WHERE name = 'open'")?
+        .exists([])?;
+    if !has_open {
+        c.execute_batch("ALTER TABLE calls ADD COLUMN open INTEGER NOT NULL DEFAULT 0")?;
+    }
+    c.execute_batch(
+        "CREATE INDEX IF NOT EXISTS calls_open ON calls(call_id) WHERE open = 1;
+         CREATE INDEX IF NOT EXISTS calls_by_end ON calls(end_ms);",
+    )?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, owner-only) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        files::prepare_database(path)?;
+        let write = Connection::open(path)?;
+        write.pragma_update(None, "journal_mode", "WAL")?;
+        write.pragma_update(None, "synchronous", "NORMAL")?;
+        write.pragma_update(None, "foreign_keys", "ON")?;
+        write.busy_timeout(WRITE_BUSY_TIMEOUT)?;
+        write.execute_batch(SCHEMA)?;
+        migrate(&write)?;
+        let read = Connection::open(path)?;
+        read.busy_timeout(READ_BUSY_TIMEOUT)?;
+        // SQLite gives -wal and -shm the database file's mode; made by an older version
+        // they may be more open.
+        for f in files::companions(path) {
+            files::private_file_mode_fixed(&f)?;
+        }
+        Ok(Self {
+            read: Mutex::new(read),
+            write: Some(Mutex::new(write)),
+            path: Some(path.to_owned()),
+        })
+    }
+
+    /// A private in-memory database (tests, benchmarks).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory()?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
+        Ok(Self {
+            read: Mutex::new(conn),
+            write: None,
+            path: None,
+        })
+    }
+
+    fn reading<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self
+            .read
+            .lock()
+            .expect("store mutex is never poisoned: no panics inside");
+        f(&conn)
+    }
+
+    fn writing<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn: MutexGuard<'_, Connection> = self
+            .write
+            .as_ref()
+            .unwrap_or(&self.read)
+            .lock()
+            .expect("store mutex is never poisoned: no panics inside");
+        f(&conn)
+    }
+}
+
+fn parse_user(s: String) -> Result<UserId, StoreError> {
+    UserId::new(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_group(s: String) -> Result<GroupId, StoreError> {
+    GroupId::new(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_record(s: &str) -> Result<CallRecord, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+impl SqliteStore {
+    fn members(conn: &Connection, group: &str) -> Result<Vec<UserId>, StoreError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT user_id FROM group_members WHERE group_id = ?1 ORDER BY user_id",
+        )?;
+        let rows = stmt.query_map([group], |r| r.get::<_, String>(0))?;
+        rows.map(|r| parse_user(r?)).collect()
+    }
+
+    fn group_rows(
+        conn: &Connection,
+        sql: &str,
+        arg: Option<&str>,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let map = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
+        let ids: Vec<(String, String)> = match arg {
+            Some(a) => stmt.query_map([a], map)?.collect::<Result<_, _>>()?,
+            None => stmt.query_map([], map)?.collect::<Result<_, _>>()?,
+        };
+        ids.into_iter()
+            .map(|(id, name)| {
+                Ok(GroupRow {
+                    members: Self::members(conn, &id)?,
+                    group_id: parse_group(id)?,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    fn user_rows(conn: &Connection, after: &str, limit: i64) -> Result<Vec<UserRow>, StoreError> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT user_id, nickname, password_hash FROM users WHERE user_id > ?1
+             ORDER BY user_id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, nickname, password_hash) = r?;
+            Ok(UserRow {
+                user_id: parse_user(id)?,
+                nickname,
+                password_hash,
+            })
+        })
+        .collect()
+    }
+}
+
+impl Store for SqliteStore {
+    fn add_user(
+        &self,
+        user: &UserId,
+        nickname: &str,
+        hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.writing(|c| {
+            c.execute(
+                "INSERT INTO users (user_id, nickname, password_hash) VALUES (?1, ?2, ?3)",
+                params![user.as_str(), nickname, hash],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("user {user}"))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn set_password(&self, user: &UserId, hash: &str) -> Result<(), StoreError> {
+        self.writing(|c| {
+            let n = c.execute(
+                "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
+                params![user.as_str(), hash],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Missing(format!("user {user}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn user(&self, user: &UserId) -> Result<Option<UserRow>, StoreError> {
+        self.reading(|c| {
+            let row = c
+                .prepare_cached("SELECT nickname, password_hash FROM users WHERE user_id = ?1")?
+                .query_row([user.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })
+                .optional()?;
+            Ok(row.map(|(nickname, password_hash)| UserRow {
+                user_id: user.clone(),
+                nickname,
+                password_hash,
+            }))
+        })
+    }
+
+    fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        self.reading(|c| Self::user_rows(c, "", -1))
+    }
+
+    fn users_page(&self, after: Option<&UserId>, limit: u32) -> Result<Vec<UserRow>, StoreError> {
+        self.reading(|c| Self::user_rows(c, after.map_or("", UserId::as_str), i64::from(limit)))
+    }
+
+    fn create_group(&self, group: &GroupId, name: &str) -> Result<(), StoreError> {
+        self.writing(|c| {
+            c.execute(
+                "INSERT INTO groups (group_id, name) VALUES (?1, ?2)",
+                params![group.as_str(), name],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("group {group}"))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn add_member(&self, group: &GroupId, user: &UserId) -> Result<(), StoreError> {
+        self.writing(|c| {
+            let exists = |sql: &str, id: &str| -> Result<bool, StoreError> {
+                Ok(c.prepare_cached(sql)?.exists([id])?)
+            };
+            if !exists("SELECT 1 FROM groups WHERE group_id = ?1", group.as_str())? {
+                return Err(StoreError::Missing(format!("group {group}")));
+            }
+            if !exists("SELECT 1 FROM users WHERE user_id = ?1", user.as_str())? {
+                return Err(StoreError::Missing(format!("user {user}")));
+            }
+            c.execute(
+                "INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)",
+                params![group.as_str(), user.as_str()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn remove_member(&self, group: &GroupId, user: &UserId) -> Result<(), StoreError> {
+        self.writing(|c| {
+            c.execute(
+                "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2",
+                params![group.as_str(), user.as_str()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn group(&self, group: &GroupId) -> Result<Option<GroupRow>, StoreError> {
+        self.reading(|c| {
+            Ok(Self::group_rows(
+                c,
+                "SELECT group_id, name FROM groups WHERE group_id = ?1",
+                Some(group.as_str()),
+            )?
+            .pop())
+        })
+    }
+
+    fn groups(&self) -> Result<Vec<GroupRow>, StoreError> {
+        self.reading(|c| {
+            Self::group_rows(
+                c,
+                "SELECT group_id, name FROM groups ORDER BY group_id",
+                None,
+            )
+        })
+    }
+
+    fn groups_of(&self, user: &UserId) -> Result<Vec<GroupRow>, StoreError> {
+        self.reading(|c| {
+            Self::group_rows(
+                c,
+                "SELECT g.group_id, g.name FROM groups g JOIN group_members m ON m.group_id = g.group_id
+                 WHERE m.user_id = ?1 ORDER BY g.group_id",
+                Some(user.as_str()),
+            )
+        })
+    }
+
+    fn put_call(
+        &self,
+        row: Option<CallRowId>,
+        record: &CallRecord,
+        open: bool,
+    ) -> Result<CallRowId, StoreError> {
+        let json = serde_json::to_string(record).expect("records serialize");
+        self.writing(|c| {
+            let tx = c.unchecked_transaction()?;
+            let updated = match row {
+                Some(id) => tx
+                    .prepare_cached(
+                        "UPDATE calls SET room_id = ?2, end_ms = ?3, record = ?4, open = ?5
+                         WHERE call_id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        record.room_id.as_str(),
+                        record.end_time,
+                        json,
+                        open
+                    ])?
+                    .eq(&1)
+                    .then_some(id),
+                None => None,
+            };
+            let call_id =
+                match updated {
+                    Some(id) => {
+                        tx.prepare_cached("DELETE FROM call_users WHERE call_id = ?1")?
+                            .execute([id])?;
+                        id
+                    }
+                    None => {
+                        tx.prepare_cached(
+                        "INSERT INTO calls (room_id, end_ms, record, open) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![record.room_id.as_str(), record.end_time, json, open])?;
+                        tx.last_insert_rowid()
+                    }
+                };
+            let mut users: Vec<&UserId> = record.invitees.iter().map(|i| &i.user_id).collect();
+            users.extend(&record.participant_user_id_list);
+            users.push(&record.inviter_user_id);
+            users.sort();
+            users.dedup();
+            for u in users {
+                tx.prepare_cached(
+                    "INSERT INTO call_users (call_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![call_id, u.as_str(), record.end_time])?;
+            }
+            tx.commit()?;
+            Ok(call_id)
+        })
+    }
+
+    fn close_open_calls(&self, reason: EndReason) -> Result<Vec<RoomId>, StoreError> {
+        self.writing(|c| {
+            let tx = c.unchecked_transaction()?;
+            let open: Vec<(i64, String)> = tx
+                .prepare("SELECT call_id, record FROM calls WHERE open = 1 ORDER BY call_id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut rooms = Vec::with_capacity(open.len());
+            for (id, json) in open {
+                let mut record = parse_record(&json)?;
+                record.end_reason = reason;
+                let json = serde_json::to_string(&record).expect("records serialize");
+                tx.execute(
+                    "UPDATE calls SET record = ?2, open = 0 WHERE call_id = ?1",
+                    params![id, json],
+                )?;
+                rooms.push(record.room_id);
+            }
+            tx.commit()?;
+            Ok(rooms)
+        })
+    }
+
+    fn recent_ended_rooms(&self, limit: usize) -> Result<Vec<(RoomId, EndReason)>, StoreError> {
+        self.reading(|c| {
+            let mut stmt = c.prepare(
+                "SELECT record FROM calls WHERE open = 0 ORDER BY end_ms DESC, call_id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?;
+            let mut rooms = rows
+                .map(|r| {
+                    let record = parse_record(&r?)?;
+                    Ok((record.room_id, record.end_reason))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            rooms.reverse();
+            Ok(rooms)
+        })
+    }
+
+    fn call_history(
+        &self,
+        user: &UserId,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        self.reading(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT c.record FROM call_users u JOIN calls c ON c.call_id = u.call_id
+                 WHERE u.user_id = ?1 AND u.end_ms < ?2 AND c.open = 0
+                 ORDER BY u.end_ms DESC, u.call_id DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![user.as_str(), before.unwrap_or(i64::MAX), limit],
+                |r| r.get::<_, String>(0),
+            )?;
+            rows.map(|r| parse_record(&r?)).collect()
+        })
+    }
+
+    fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.reading(|c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                    .query_row([key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.writing(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        self.writing(|c| {
+            // Overwrite the value's bytes rather than only unlinking them, and fold the
+            // WAL back so no copy of the old page lingers there.
+            c.pragma_update(None, "secure_delete", "ON")?;
+            c.execute("DELETE FROM settings WHERE key = ?1", [key])?;
+            c.pragma_update(None, "secure_delete", "OFF")?;
+            if self.path.is_some() {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn key_file(&self) -> Option<PathBuf> {
+        self.path.as_ref().map(|p| {
+            let mut s = p.as_os_str().to_owned();
+            s.push(".key");
+            PathBuf::from(s)
+        })
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tincan_protocol::{InviteeOutcome, InviteeRecord, MediaType};
+
+    fn uid(s: &str) -> UserId {
+        UserId::new(s).unwrap()
+    }
+
+    #[test]
+    fn users_groups_and_members() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        s.add_user(&uid("alice"), "Alice", Some("h")).unwrap();
+        s.add_user(&uid("bob"), "Bob", None).unwrap();
+        assert!(matches!(
+            s.add_user(&uid("bob"), "B", None),
+            Err(StoreError::Conflict(_))
+        ));
+        let g = GroupId::new("g1").unwrap();
+        s.create_group(&g, "Team").unwrap();
+        s.add_member(&g, &uid("alice")).unwrap();
+        s.add_member(&g, &uid("bob")).unwrap();
+        s.add_member(&g, &uid("bob")).unwrap();
+        assert!(matches!(
+            s.add_member(&g, &uid("carol")),
+            Err(StoreError::Missing(_))
+        ));
+        assert_eq!(
+            s.group(&g).unwrap().unwrap().members,
+            vec![uid("alice"), uid("bob")]
+        );
+        s.remove_member(&g, &uid("bob")).unwrap();
+        assert!(s.groups_of(&uid("bob")).unwrap().is_empty());
+        assert_eq!(s.groups_of(&uid("alice")).unwrap().len(), 1);
+        assert_eq!(s.users().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn call_history_is_per_user_newest_first() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        let rec = |room: &str, end: i64| CallRecord {
+            room_id: RoomId::new(room).unwrap(),
+            inviter_user_id: uid("alice"),
+            group_id: String::new(),
+            media_type: MediaType::Audio,
+            session_type: 1,
+            invitees: vec![InviteeRecord {
+                user_id: uid("bob"),
+                outcome: InviteeOutcome::Rejected,
+                answer_time: None,
+            }],
+            participant_user_id_list: vec![uid("alice")],
+            initiate_time: end - 10,
+            answer_time: None,
+            end_time: end,
+            end_reason: EndReason::Rejected,
+        };
+        s.save_call(&rec("r1", 100)).unwrap();
+        s.save_call(&rec("r2", 200)).unwrap();
+        s.save_call(&rec("r2", 300)).unwrap();
+        assert_eq!(
+            s.call_history(&uid("bob"), 10, None).unwrap().len(),
+            3,
+            "a reused room id keeps both calls"
+        );
+        let h = s.call_history(&uid("bob"), 10, None).unwrap();
+        assert_eq!(
+            h.iter().map(|r| r.end_time).collect::<Vec<_>>(),
+            [300, 200, 100]
+        );
+        assert_eq!(s.call_history(&uid("bob"), 10, Some(200)).unwrap().len(), 1);
+        assert!(s.call_history(&uid("carol"), 10, None).unwrap().is_empty());
+    }
+
+    fn record(room: &str, end: i64, reason: EndReason) -> CallRecord {
+        CallRecord {
+            room_id: RoomId::new(room).unwrap(),
+            inviter_user_id: uid("alice"),
+            group_id: String::new(),
+            media_type: MediaType::Audio,
+            session_type: 1,
+            invitees: vec![InviteeRecord {
+                user_id: uid("bob"),
+                outcome: InviteeOutcome::Cancelled,
+                answer_time: None,
+            }],
+            participant_user_id_list: vec![uid("alice")],
+            initiate_time: end - 10,
+            answer_time: None,
+            end_time: end,
+            end_reason: reason,
+        }
+    }
+
+    #[test]
+    fn open_calls_stay_out_of_history_until_closed_at_start_up() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        let row = s
+            .put_call(None, &record("r1", 100, EndReason::ServerRestart), true)
+            .unwrap();
+        assert!(s.call_history(&uid("bob"), 10, None).unwrap().is_empty());
+        // Updated in place while it goes on: still one row.
+        let row2 = s
+            .put_call(
+                Some(row),
+                &record("r1", 150, EndReason::ServerRestart),
+                true,
+            )
+            .unwrap();
+        assert_eq!(row, row2);
+        s.save_call(&record("r0", 50, EndReason::Rejected)).unwrap();
+        assert_eq!(
+            s.close_open_calls(EndReason::ServerRestart).unwrap(),
+            [RoomId::new("r1").unwrap()]
+        );
+        let h = s.call_history(&uid("bob"), 10, None).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].end_reason, EndReason::ServerRestart);
+        assert_eq!(h[0].end_time, 150, "the last time the server wrote it");
+        assert!(s
+            .close_open_calls(EndReason::ServerRestart)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.recent_ended_rooms(10).unwrap(),
+            [
+                (RoomId::new("r0").unwrap(), EndReason::Rejected),
+                (RoomId::new("r1").unwrap(), EndReason::ServerRestart)
+            ],
+            "oldest first"
+        );
+        assert_eq!(s.recent_ended_rooms(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_final_write_for_an_unknown_row_is_a_new_row() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        s.put_call(Some(42), &record("r1", 100, EndReason::HungUp), false)
+            .unwrap();
+        assert_eq!(s.call_history(&uid("alice"), 10, None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn users_come_in_pages_after_a_cursor() {
+        let s = SqliteStore::open_in_memory().unwrap();
+        for u in ["a", "b", "c", "d", "e"] {
+            s.add_user(&uid(u), u, None).unwrap();
+        }
+        let ids = |rows: Vec<UserRow>| {
+            rows.into_iter()
+                .map(|r| r.user_id.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(s.users_page(None, 2).unwrap()), ["a", "b"]);
+        assert_eq!(ids(s.users_page(Some(&uid("b")), 2).unwrap()), ["c", "d"]);
+        assert_eq!(ids(s.users_page(Some(&uid("d")), 2).unwrap()), ["e"]);
+        assert!(s.users_page(Some(&uid("e")), 2).unwrap().is_empty());
+    }
+
+    /// A folder of its own for a file-backed store, removed afterwards.
+    struct Dir(std::path::PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let d =
+                std::env::temp_dir().join(format!("tincan-store-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            Dir(d)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn database_files_are_private_whatever_the_umask() {
+        let dir = Dir::new("modes");
+        let db = dir.0.join("sub").join("tincan.db");
+        let s = SqliteStore::open(&db).unwrap();
+        s.add_user(&uid("alice"), "Alice", Some("hash")).unwrap();
+        let [wal, shm] = super::super::files::companions(&db);
+        assert_eq!(mode(&db), 0o600, "the database");
+        assert_eq!(mode(&wal), 0o600, "its WAL, after a write");
+        assert_eq!(mode(&shm), 0o600, "its shared memory file");
+        assert_eq!(mode(db.parent().unwrap()), 0o700, "the folder it made");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn open_files_left_by_an_older_version_are_tightened_at_start_up() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Dir::new("tighten");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let db = dir.0.join("tincan.db");
+        drop(SqliteStore::open(&db).unwrap());
+        let [wal, shm] = super::super::files::companions(&db);
+        for f in [&db, &wal, &shm] {
+            if f.exists() {
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let s = SqliteStore::open(&db).unwrap();
+        s.add_user(&uid("alice"), "Alice", None).unwrap();
+        for f in [&db, &wal, &shm] {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn the_signing_key_lives_in_its_own_private_file_not_in_the_database() {
+        let dir = Dir::new("key");
+        let db = dir.0.join("tincan.db");
+        let s = SqliteStore::open(&db).unwrap();
+        let key = super::super::key::signing_key(&s).unwrap();
+        let file = s.key_file().unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), key);
+        #[cfg(unix)]
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(s.setting(super::super::key::KEY_SETTING).unwrap(), None);
+        drop(s);
+        let bytes = std::fs::read(&db).unwrap();
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+            "a copy of the database does not hold the key"
+        );
+        // The same key on the next start.
+        let s = SqliteStore::open(&db).unwrap();
+        assert_eq!(super::super::key::signing_key(&s).unwrap(), key);
+    }
+
+    #[test]
+    fn a_key_kept_in_the_database_by_an_older_version_moves_to_its_file() {
+        let dir = Dir::new("legacy-key");
+        let db = dir.0.join("tincan.db");
+        let s = SqliteStore::open(&db).unwrap();
+        s.set_setting(super::super::key::KEY_SETTING, "old-secret")
+            .unwrap();
+        assert_eq!(
+            super::super::key::signing_key(&s).unwrap(),
+            "old-secret",
+            "tokens stay valid"
+        );
+        assert_eq!(s.setting(super::super::key::KEY_SETTING).unwrap(), None);
+        drop(s);
+        let mut all = std::fs::read(&db).unwrap();
+        for f in super::super::files::companions(&db) {
+            all.extend(std::fs::read(f).unwrap_or_default());
+        }
+        assert!(
+            !all.windows(10).any(|w| w == b"old-secret"),
+            "its bytes are gone from the database files"
+        );
+    }
+}

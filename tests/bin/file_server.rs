@@ -1,0 +1,39 @@
+//! `tincan-test-server <db file>`: the real server (`tincan_server::run`) on a database
+//! file and `127.0.0.1:0`, as a process of its own, so that a test can kill it with
+//! SIGKILL (a crash: no shutdown code runs) and start it again on the same file.
+//!
+//! It prints `listening <addr>` on stdout once it accepts connections; tokens are signed
+//! with `TINCAN_SECRET` from the environment.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use tincan_server::store::SqliteStore;
+use tincan_server::ServerConfig;
+
+#[tokio::main]
+async fn main() {
+    let db = std::env::args_os()
+        .nth(1)
+        .expect("usage: tincan-test-server <db file>");
+    let store = Arc::new(SqliteStore::open(std::path::Path::new(&db)).expect("open the database"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    let config = ServerConfig {
+        secret: std::env::var("TINCAN_SECRET").ok(),
+        ..ServerConfig::default()
+    };
+    let server = tokio::spawn(tincan_server::run(
+        listener,
+        config,
+        store,
+        std::future::pending(),
+    ));
+    // The listener is bound, so connections made after this line wait in its backlog
+    // until `run` accepts them.
+    println!("listening {addr}");
+    std::io::stdout().flush().expect("stdout");
+    server.await.expect("server task").expect("server runs");
+}
