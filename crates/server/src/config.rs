@@ -23,18 +23,27 @@ pub struct Settings {
     /// Base URL clients reach this server at (e.g. ws://calls.example.org:7070).
     #[arg(long, env = "TINCAN_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Token-signing secret (default: generated once and kept in the database).
+    /// Token-signing secret (default: generated once and kept in `<db>.key`). Given as
+    /// a flag it is visible to every local user in the process list: prefer
+    /// `--secret-file` or the environment.
     #[arg(long, env = "TINCAN_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// File holding the token-signing secret (used when `--secret` is not given).
+    #[arg(long, env = "TINCAN_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
     /// STUN URL to hand to clients (repeatable).
     #[arg(long = "stun", env = "TINCAN_STUN", value_delimiter = ',')]
     pub stun: Option<Vec<String>>,
     /// TURN URL to hand to clients (repeatable).
     #[arg(long = "turn", env = "TINCAN_TURN", value_delimiter = ',')]
     pub turn: Option<Vec<String>>,
-    /// TURN REST secret (coturn's static-auth-secret).
+    /// TURN REST secret (coturn's static-auth-secret). As a flag it is visible in the
+    /// process list: prefer `--turn-secret-file` or the environment.
     #[arg(long, env = "TINCAN_TURN_SECRET", hide_env_values = true)]
     pub turn_secret: Option<String>,
+    /// File holding the TURN REST secret (used when `--turn-secret` is not given).
+    #[arg(long, env = "TINCAN_TURN_SECRET_FILE")]
+    pub turn_secret_file: Option<PathBuf>,
     /// Lifetime of TURN credentials, seconds.
     #[arg(long, env = "TINCAN_TURN_TTL")]
     pub turn_ttl: Option<u64>,
@@ -117,9 +126,11 @@ impl Settings {
             db,
             public_url,
             secret,
+            secret_file,
             stun,
             turn,
             turn_secret,
+            turn_secret_file,
             turn_ttl,
             default_timeout,
             max_timeout,
@@ -133,6 +144,33 @@ impl Settings {
             burst,
             no_registration
         )
+    }
+
+    /// Reads the secrets given as files (`secret_file`, `turn_secret_file`) into
+    /// `secret` and `turn_secret`, where those are not given directly.
+    pub fn load_secret_files(&mut self) -> Result<(), ConfigError> {
+        let read = |path: &PathBuf| {
+            crate::store::key::read_secret_file(path).map_err(|e| match e {
+                crate::store::StoreError::File { path, source } => {
+                    ConfigError::Read { path, source }
+                }
+                other => ConfigError::Read {
+                    path: path.clone(),
+                    source: std::io::Error::other(other.to_string()),
+                },
+            })
+        };
+        if self.secret.is_none() {
+            if let Some(p) = &self.secret_file {
+                self.secret = Some(read(p)?);
+            }
+        }
+        if self.turn_secret.is_none() {
+            if let Some(p) = &self.turn_secret_file {
+                self.turn_secret = Some(read(p)?);
+            }
+        }
+        Ok(())
     }
 
     /// The listen address (default 127.0.0.1:7070).
@@ -205,6 +243,32 @@ mod tests {
         assert_eq!(c.hub.default_timeout, Duration::from_secs(45));
         assert_eq!(c.limits.rate_per_sec, 5.0);
         assert_eq!(c.hub.max_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn secrets_are_read_from_their_files_unless_given_directly() {
+        let dir = std::env::temp_dir().join(format!("tincan-config-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "from-the-file\n").unwrap();
+        let mut s = Settings {
+            secret_file: Some(file.clone()),
+            turn_secret_file: Some(file.clone()),
+            turn_secret: Some("given".into()),
+            ..Settings::default()
+        };
+        s.load_secret_files().unwrap();
+        assert_eq!(s.secret.as_deref(), Some("from-the-file"));
+        assert_eq!(s.turn_secret.as_deref(), Some("given"));
+        let mut missing = Settings {
+            secret_file: Some(dir.join("missing")),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            missing.load_secret_files(),
+            Err(ConfigError::Read { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

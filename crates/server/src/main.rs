@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 use tincan_protocol::{GroupId, UserId};
 use tincan_server::config::Settings;
 use tincan_server::store::{SqliteStore, Store};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Parser)]
 #[command(
@@ -45,19 +45,49 @@ enum UserCmd {
     /// Add a user with a password.
     Add {
         user: String,
-        #[arg(long, env = "TINCAN_USER_PASSWORD", hide_env_values = true)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArg,
         #[arg(long)]
         nickname: Option<String>,
     },
     /// Set a user's password.
     Passwd {
         user: String,
-        #[arg(long, env = "TINCAN_USER_PASSWORD", hide_env_values = true)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArg,
     },
     /// List users.
     List,
+}
+
+/// Where a new password comes from. `--password` puts it in the process list, where
+/// every local user can read it while the command runs; `--password-stdin` and
+/// `TINCAN_USER_PASSWORD` do not.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct PasswordArg {
+    /// The password (visible to other local users in the process list: prefer
+    /// `--password-stdin` or TINCAN_USER_PASSWORD).
+    #[arg(long, env = "TINCAN_USER_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+impl PasswordArg {
+    fn read(self) -> Result<String, Failure> {
+        if let Some(p) = self.password {
+            return Ok(p);
+        }
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let p = line.trim_end_matches(['\r', '\n']);
+        if p.is_empty() {
+            return Err("no password on standard input".into());
+        }
+        Ok(p.to_owned())
+    }
 }
 
 #[derive(Subcommand)]
@@ -115,13 +145,29 @@ fn main_inner(cli: Cli) -> Result<(), Failure> {
         Some(p) => Settings::from_file(p)?,
         None => Settings::default(),
     };
-    let settings = cli.settings.or(file);
+    let mut settings = cli.settings.or(file);
+    settings.load_secret_files()?;
+    warn_about_secret_flags();
     let store = SqliteStore::open(&settings.db_path())
         .map_err(|e| format!("cannot open database {}: {e}", settings.db_path().display()))?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings, Arc::new(store)),
         Command::User(cmd) => user_cmd(&store, cmd),
         Command::Group(cmd) => group_cmd(&store, cmd),
+    }
+}
+
+/// Secrets given as command-line flags can be read by every local user (`ps`,
+/// `/proc/<pid>/cmdline`); say so, without repeating the secret.
+fn warn_about_secret_flags() {
+    for arg in std::env::args().skip(1) {
+        let flag = arg.split('=').next().unwrap_or("");
+        if matches!(flag, "--secret" | "--turn-secret" | "--password") {
+            tracing::warn!(
+                flag,
+                "a secret given as a flag is visible to other local users in the process list; use its file or environment variable instead"
+            );
+        }
     }
 }
 
@@ -160,12 +206,14 @@ fn user_cmd(store: &SqliteStore, cmd: UserCmd) -> Result<(), Failure> {
             nickname,
         } => {
             let id = UserId::new(user)?;
+            let password = password.read()?;
             let hash = tincan_server::auth::hash_password(&password);
             store.add_user(&id, nickname.as_deref().unwrap_or(id.as_str()), Some(&hash))?;
             println!("added user {id}");
         }
         UserCmd::Passwd { user, password } => {
             let id = UserId::new(user)?;
+            let password = password.read()?;
             store.set_password(&id, &tincan_server::auth::hash_password(&password))?;
             println!("password of {id} changed");
         }
