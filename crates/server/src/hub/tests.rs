@@ -374,3 +374,54 @@ fn calling_back_while_in_another_call_is_busy_not_a_merge() {
     assert_eq!(r["errCode"], 1603, "{r}");
     assert_eq!(h.hub.call_count(), 2);
 }
+
+#[test]
+fn a_call_is_recorded_open_from_its_first_ring_and_closed_once_at_its_end() {
+    use tincan_protocol::{EndReason, InviteeOutcome};
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    let room = h.invite(1, "bob");
+    let ringing = h.hub.take_records();
+    assert_eq!(ringing.len(), 1, "one update per input: {ringing:?}");
+    assert!(ringing[0].open);
+    assert_eq!(ringing[0].record.room_id.as_str(), room);
+    assert_eq!(ringing[0].record.end_reason, EndReason::ServerRestart);
+    assert_eq!(h.req(2, "signalingAccept", action(&room))["errCode"], 0);
+    let answered = h.hub.take_records();
+    assert_eq!(answered.len(), 1);
+    assert!(answered[0].open);
+    assert_eq!(answered[0].call, ringing[0].call, "the same row");
+    assert_eq!(
+        answered[0].record.invitees[0].outcome,
+        InviteeOutcome::Accepted
+    );
+    assert_eq!(h.req(1, "signalingHungUp", action(&room))["errCode"], 0);
+    let ended = h.hub.take_records();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert!(!ended[0].open);
+    assert_eq!(ended[0].call, ringing[0].call);
+    assert_eq!(ended[0].record.end_reason, EndReason::HungUp);
+    // A ping changes no call: nothing to write.
+    h.req(1, "ping", json!({}));
+    assert!(h.hub.take_records().is_empty());
+}
+
+#[test]
+fn rooms_ended_before_a_restart_answer_not_ringing() {
+    use tincan_protocol::{EndReason, RoomId};
+    let mut h = H::new();
+    h.hub
+        .remember_ended([(RoomId::new("cut").unwrap(), EndReason::ServerRestart)]);
+    h.login(2, "bob", "b1");
+    let r = h.req(2, "signalingAccept", action("cut"));
+    assert_eq!(r["errCode"], 1602, "{r}");
+    assert!(
+        r["errMsg"].as_str().unwrap().contains("started again"),
+        "{r}"
+    );
+    assert_eq!(
+        h.req(2, "signalingAccept", action("never"))["errCode"],
+        1004
+    );
+}
