@@ -70,5 +70,12 @@ async fn contacts_come_in_pages_with_every_user_once_and_small_frames() {
         .request(json!({"requestID": "zero", "method": "getContacts", "data": {"count": 0}}))
         .await;
     assert_eq!(reply["errCode"], 1001, "{reply}");
+
+    // The SDK's get_contacts fetches every page.
+    let alice = server.peer("alice", "a2").await;
+    let all = alice.client.get_contacts(&op("contacts")).await.unwrap();
+    assert_eq!(all.users.len(), EXTRA_USERS + USERS.len() - 1);
+    assert_eq!(all.groups.len(), 1);
+    assert!(!all.has_more && all.next_cursor.is_none());
     server.stop().await;
 }
