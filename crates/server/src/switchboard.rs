@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
+use tincan_protocol::limits::MAX_SERVER_FRAME;
 use tincan_protocol::{response_json, ClientFrame, ErrCode, Request, WireError};
 
 use crate::hub::{ConnId, Hub, Input, Now, Output};
@@ -257,11 +258,25 @@ impl Switchboard {
 
     /// Sends the reply to `frame` to `conn`, through its queue like every other frame.
     fn reply(&self, conn: ConnId, frame: &ClientFrame, result: Result<Box<RawValue>, WireError>) {
-        let text = response_json(
+        let mut text = response_json(
             Some(&frame.request_id),
             &frame.operation_id,
             result.as_ref().map(|b| &**b),
         );
+        if text.len() > MAX_SERVER_FRAME {
+            // Pages keep replies far below this; a user in very large groups could still
+            // get a first contacts page this big.
+            warn!(
+                conn,
+                bytes = text.len(),
+                "reply larger than any client accepts; answering with an error instead"
+            );
+            let e = WireError::new(
+                ErrCode::Internal,
+                "the answer is too large to send; ask for less (a smaller page or limit)",
+            );
+            text = response_json::<RawValue>(Some(&frame.request_id), &frame.operation_id, Err(&e));
+        }
         let mut inner = self.lock();
         inner.deliver(conn, Outbound::Text(Box::new(text.into())));
     }
