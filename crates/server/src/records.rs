@@ -249,3 +249,170 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::store::{GroupRow, SqliteStore, UserRow};
+    use tincan_protocol::{EndReason, GroupId, InviteeOutcome, InviteeRecord, MediaType, RoomId};
+
+    /// An in-memory store whose call writes fail "database is locked" while `locked`.
+    struct Flaky {
+        inner: SqliteStore,
+        locked: Mutex<bool>,
+        refused: AtomicUsize,
+    }
+
+    fn busy() -> StoreError {
+        StoreError::Db(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        ))
+    }
+
+    impl Store for Flaky {
+        fn add_user(&self, u: &UserId, n: &str, h: Option<&str>) -> Result<(), StoreError> {
+            self.inner.add_user(u, n, h)
+        }
+        fn set_password(&self, u: &UserId, h: &str) -> Result<(), StoreError> {
+            self.inner.set_password(u, h)
+        }
+        fn user(&self, u: &UserId) -> Result<Option<UserRow>, StoreError> {
+            self.inner.user(u)
+        }
+        fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+            self.inner.users()
+        }
+        fn users_page(&self, a: Option<&UserId>, l: u32) -> Result<Vec<UserRow>, StoreError> {
+            self.inner.users_page(a, l)
+        }
+        fn create_group(&self, g: &GroupId, n: &str) -> Result<(), StoreError> {
+            self.inner.create_group(g, n)
+        }
+        fn add_member(&self, g: &GroupId, u: &UserId) -> Result<(), StoreError> {
+            self.inner.add_member(g, u)
+        }
+        fn remove_member(&self, g: &GroupId, u: &UserId) -> Result<(), StoreError> {
+            self.inner.remove_member(g, u)
+        }
+        fn group(&self, g: &GroupId) -> Result<Option<GroupRow>, StoreError> {
+            self.inner.group(g)
+        }
+        fn groups(&self) -> Result<Vec<GroupRow>, StoreError> {
+            self.inner.groups()
+        }
+        fn groups_of(&self, u: &UserId) -> Result<Vec<GroupRow>, StoreError> {
+            self.inner.groups_of(u)
+        }
+        fn put_call(
+            &self,
+            row: Option<CallRowId>,
+            record: &CallRecord,
+            open: bool,
+        ) -> Result<CallRowId, StoreError> {
+            if *self.locked.lock().unwrap() {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(busy());
+            }
+            self.inner.put_call(row, record, open)
+        }
+        fn close_open_calls(&self, r: EndReason) -> Result<Vec<RoomId>, StoreError> {
+            self.inner.close_open_calls(r)
+        }
+        fn recent_ended_rooms(&self, l: usize) -> Result<Vec<(RoomId, EndReason)>, StoreError> {
+            self.inner.recent_ended_rooms(l)
+        }
+        fn call_history(
+            &self,
+            u: &UserId,
+            l: u32,
+            b: Option<i64>,
+        ) -> Result<Vec<CallRecord>, StoreError> {
+            self.inner.call_history(u, l, b)
+        }
+        fn setting(&self, k: &str) -> Result<Option<String>, StoreError> {
+            self.inner.setting(k)
+        }
+        fn set_setting(&self, k: &str, v: &str) -> Result<(), StoreError> {
+            self.inner.set_setting(k, v)
+        }
+        fn delete_setting(&self, k: &str) -> Result<(), StoreError> {
+            self.inner.delete_setting(k)
+        }
+    }
+
+    fn update(call: u64, open: bool) -> RecordUpdate {
+        RecordUpdate {
+            call,
+            open,
+            record: CallRecord {
+                room_id: RoomId::new(format!("room{call}")).unwrap(),
+                inviter_user_id: UserId::new("alice").unwrap(),
+                group_id: String::new(),
+                media_type: MediaType::Audio,
+                session_type: 1,
+                invitees: vec![InviteeRecord {
+                    user_id: UserId::new("bob").unwrap(),
+                    outcome: InviteeOutcome::Cancelled,
+                    answer_time: None,
+                }],
+                participant_user_id_list: vec![UserId::new("alice").unwrap()],
+                initiate_time: 1,
+                answer_time: None,
+                end_time: 2,
+                end_reason: if open {
+                    EndReason::ServerRestart
+                } else {
+                    EndReason::Cancelled
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn records_wait_out_a_locked_database_and_none_is_lost() {
+        let store = Arc::new(Flaky {
+            inner: SqliteStore::open_in_memory().unwrap(),
+            locked: Mutex::new(true),
+            refused: AtomicUsize::new(0),
+        });
+        let (records, _finished) = Records::start(store.clone());
+        for call in 0..RECORD_BACKLOG_LIMIT as u64 {
+            records.push(update(call, true));
+        }
+        assert!(records.is_backlogged(), "new calls are refused now");
+        const CLOSED: u64 = 300;
+        for call in 0..CLOSED {
+            records.push(update(call, false));
+        }
+        // The writer has tried and been refused at least once before the lock goes.
+        while store.refused.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        *store.locked.lock().unwrap() = false;
+        records.flush_blocking();
+        assert_eq!(records.backlog(), 0);
+        assert!(!records.is_backlogged());
+        let history = store
+            .inner
+            .call_history(&UserId::new("bob").unwrap(), 200, None)
+            .unwrap();
+        assert_eq!(history.len(), 200, "closed records are in the history");
+        assert!(history.iter().all(|r| r.end_reason == EndReason::Cancelled));
+        assert_eq!(
+            store
+                .inner
+                .close_open_calls(EndReason::ServerRestart)
+                .unwrap()
+                .len(),
+            RECORD_BACKLOG_LIMIT - CLOSED as usize,
+            "the calls never closed are still there, open; the others were closed in place"
+        );
+        assert_eq!(
+            store.inner.recent_ended_rooms(usize::MAX).unwrap().len(),
+            RECORD_BACKLOG_LIMIT
+        );
+    }
+}

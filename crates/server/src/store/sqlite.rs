@@ -77,7 +77,8 @@ fn migrate(c: &Connection) -> Result<(), StoreError> {
     }
     c.execute_batch(
         "CREATE INDEX IF NOT EXISTS calls_open ON calls(call_id) WHERE open = 1;
-         CREATE INDEX IF NOT EXISTS calls_by_end ON calls(end_ms);",
+         CREATE INDEX IF NOT EXISTS calls_by_end ON calls(end_ms);
+         CREATE INDEX IF NOT EXISTS call_users_by_call ON call_users(call_id);",
     )?;
     Ok(())
 }
