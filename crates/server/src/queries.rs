@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use serde_json::value::{to_raw_value, RawValue};
+use tokio::sync::Semaphore;
 use tracing::warn;
 
 use tincan_protocol::limits::{bounded_nickname, MAX_SERVER_FRAME};
@@ -41,14 +42,22 @@ pub fn is_query(request: &Request) -> bool {
 }
 
 /// Answers a query of `user`'s.
+/// Store reads on the blocking pool take one of `slots` ([`QUERY_CONCURRENCY`]);
+/// history reads are made by the record writer, in its queue, and take none (so that,
+/// while the database is locked, waiting history requests hold no contacts page up).
 pub async fn answer(
     store: Arc<dyn Store>,
+    slots: &Semaphore,
     records: &Records,
     user: UserId,
     request: Request,
 ) -> Answer {
     match request {
         Request::GetContacts(p) => {
+            let _slot = slots
+                .acquire()
+                .await
+                .map_err(|_| internal("the server is stopping"))?;
             tokio::task::spawn_blocking(move || contacts(store.as_ref(), &user, p))
                 .await
                 .map_err(|_| internal("the contacts query failed"))?

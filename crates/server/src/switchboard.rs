@@ -237,12 +237,10 @@ impl Switchboard {
         };
         let board = self.clone();
         tokio::spawn(async move {
-            let Ok(_slot) = board.query_slots.clone().acquire_owned().await else {
-                return;
-            };
             let span = tracing::info_span!("query", op = %frame.operation_id, conn, method = frame.request.method());
             let result = queries::answer(
                 board.store.clone(),
+                &board.query_slots,
                 &board.records,
                 user,
                 frame.request.clone(),
