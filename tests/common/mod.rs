@@ -429,11 +429,13 @@ impl RawClient {
 }
 
 /// A TCP proxy in front of a server whose connections can be cut, to make clients
-/// lose their connection without telling the server first.
+/// lose their connection without telling the server first, or paused, to make them
+/// fall silent the way a stopped process or a dead network path does.
 pub struct Proxy {
     /// `http://127.0.0.1:PORT` of the proxy.
     pub url: String,
     cut: tokio::sync::broadcast::Sender<()>,
+    paused: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -443,36 +445,102 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (cut, _) = tokio::sync::broadcast::channel(4);
+        let (paused, _) = tokio::sync::watch::channel(false);
         let cut2 = cut.clone();
+        let paused2 = paused.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 let mut on_cut = cut2.subscribe();
+                let (p1, p2) = (paused2.subscribe(), paused2.subscribe());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    let (ir, iw) = inbound.into_split();
+                    let (or, ow) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(ir, ow, p1) => {}
+                        _ = pump(or, iw, p2) => {}
                         _ = on_cut.recv() => {}
                     }
                 });
             }
         });
-        Proxy { url, cut, task }
+        Proxy {
+            url,
+            cut,
+            paused,
+            task,
+        }
     }
 
     /// Drops every connection through the proxy (new ones are still accepted).
     pub fn cut(&self) {
         let _ = self.cut.send(());
     }
+
+    /// Stops forwarding in both directions without closing anything: each side's bytes
+    /// stay unread, as if the peer's process had stopped. [`Proxy::resume`] undoes it.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Forwards again after [`Proxy::pause`].
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+}
+
+/// Copies `from` to `to` while not paused; while paused, reads nothing.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if *paused.borrow_and_update() {
+            if paused.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            n = from.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if to.write_all(&buf[..n]).await.is_err() { return },
+            },
+            _ = paused.changed() => {}
+        }
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Runs `fut`, failing the test if it takes longer than `limit` of REAL time. For tests
+/// on a paused clock, where tokio's own timeouts never fire: a wait for an event that
+/// never comes fails instead of hanging.
+pub async fn within_real<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    let (tx, rx) = oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        v = fut => v,
+        _ = rx => panic!("{what}: nothing within {limit:?} of real time"),
     }
 }
 

@@ -10,5 +10,6 @@ mod identity;
 mod limits;
 mod logs;
 mod media;
+mod silent_peers;
 mod records;
 mod timers;

@@ -49,11 +49,19 @@ pub enum ErrCode {
     RoomTokenInvalid,
     /// The server is shutting down.
     ShuttingDown,
+    /// Too many failed sign-ins for this account or from this address; wait the time the
+    /// message names, then retry.
+    SignInThrottled,
+    /// The server is busy hashing other passwords; retry in a moment.
+    ServerBusy,
+    /// The request came from a web page whose `Origin` the server does not allow, or
+    /// named a `Host` the server does not answer to (DNS rebinding).
+    OriginRefused,
 }
 
 impl ErrCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrCode; 19] = [
+    pub const ALL: [ErrCode; 22] = [
         ErrCode::Internal,
         ErrCode::MalformedFrame,
         ErrCode::Args,
@@ -73,6 +81,9 @@ impl ErrCode {
         ErrCode::Busy,
         ErrCode::RoomTokenInvalid,
         ErrCode::ShuttingDown,
+        ErrCode::SignInThrottled,
+        ErrCode::ServerBusy,
+        ErrCode::OriginRefused,
     ];
 
     /// The number on the wire.
@@ -90,6 +101,9 @@ impl ErrCode {
             ErrCode::TooManyDevices => 1008,
             ErrCode::AlreadyLoggedIn => 1009,
             ErrCode::UnsupportedVersion => 1010,
+            ErrCode::SignInThrottled => 1011,
+            ErrCode::ServerBusy => 1012,
+            ErrCode::OriginRefused => 1013,
             ErrCode::TokenInvalid => 1501,
             ErrCode::TokenExpired => 1502,
             ErrCode::AlreadyAnswered => 1601,
@@ -109,7 +123,11 @@ impl ErrCode {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrCode::Internal | ErrCode::RateLimited | ErrCode::ShuttingDown
+            ErrCode::Internal
+                | ErrCode::RateLimited
+                | ErrCode::ShuttingDown
+                | ErrCode::SignInThrottled
+                | ErrCode::ServerBusy
         )
     }
 
@@ -135,6 +153,9 @@ impl ErrCode {
             ErrCode::Busy => "Busy",
             ErrCode::RoomTokenInvalid => "RoomTokenInvalid",
             ErrCode::ShuttingDown => "ShuttingDown",
+            ErrCode::SignInThrottled => "SignInThrottled",
+            ErrCode::ServerBusy => "ServerBusy",
+            ErrCode::OriginRefused => "OriginRefused",
         }
     }
 }

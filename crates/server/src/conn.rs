@@ -11,12 +11,13 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::time::{sleep, Instant};
-use tracing::debug;
+use tokio::time::{sleep, sleep_until, timeout_at, Instant};
+use tracing::{debug, info};
 
 use tincan_protocol::{response_json, ClientFrame, Empty, ErrCode, Request, WireError};
 
 use crate::hub::Input;
+use crate::liveness::{Due, Liveness};
 use crate::switchboard::{Outbound, OUTBOUND_CAPACITY};
 use crate::AppState;
 
@@ -32,8 +33,14 @@ pub struct ConnLimits {
     pub rate_burst: f64,
     /// Time to send `login` after connecting.
     pub login_timeout: Duration,
-    /// A connection with no frames either way (not even a ping) for this long is closed.
-    pub idle_timeout: Duration,
+    /// Silence from the peer after which the server sends a WebSocket ping.
+    pub ping_after: Duration,
+    /// A peer that answers nothing this long after a ping is gone: its connection is
+    /// closed and the hub counts its grace from the last frame it sent.
+    pub pong_timeout: Duration,
+    /// Longest time one write (or flush) to the socket may take; it is also cut short
+    /// at the moment the peer would count as gone (see `liveness.rs`).
+    pub write_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -43,7 +50,11 @@ impl Default for ConnLimits {
             rate_per_sec: 20.0,
             rate_burst: 40.0,
             login_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(90),
+            // 5 + 5: a silent peer is found 10 s after its last frame, within the
+            // 10 s inviter grace and well within the 30 s participant grace.
+            ping_after: Duration::from_secs(5),
+            pong_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -101,8 +112,29 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
     // Boxed, and dropped once `login` is sent, so a signed-in idle connection does not
     // carry a dead timer.
     let mut login_deadline = Some(Box::pin(sleep(limits.login_timeout)));
-    let idle = sleep(limits.idle_timeout);
-    tokio::pin!(idle);
+    let mut live = Liveness::new(limits.ping_after, limits.pong_timeout, Instant::now());
+    // Lazy: frames from the peer only update `live`; when this fires, `live` says whether
+    // to ping, give up, or sleep again.
+    let live_timer = sleep_until(live.next_check());
+    tokio::pin!(live_timer);
+    // Every write is bounded, so a peer that stops reading cannot hold this task (and
+    // with it the liveness checks) in a flush for ever.
+    macro_rules! bounded {
+        ($e:expr) => {{
+            let deadline = live.write_deadline(Instant::now(), limits.write_timeout);
+            match timeout_at(deadline, $e).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(()),
+                Err(_) => {
+                    info!(
+                        conn,
+                        "the peer takes no data (write timed out); dropping its connection"
+                    );
+                    Err(())
+                }
+            }
+        }};
+    }
 
     let close = |code: u16, reason: &'static str| {
         Message::Close(Some(CloseFrame {
@@ -115,38 +147,38 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
         tokio::select! {
             out = rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
-                    let text = *text;
-                    // Traffic either way means the connection is in use: a client that
-                    // only listens (the SDK pings when *it* hears nothing) stays.
-                    idle.as_mut().reset(Instant::now() + limits.idle_timeout);
-                    if sink.feed(Message::Text(text)).await.is_err() { break; }
+                    // What we send proves nothing about the peer: it does not touch
+                    // `live`.
+                    if bounded!(sink.feed(Message::Text(*text))).is_err() { break; }
                     // Coalesce whatever else is queued into one flush.
                     let mut closing = None;
                     while let Ok(more) = rx.try_recv() {
                         match more {
-                            Outbound::Text(t) => if sink.feed(Message::Text(*t)).await.is_err() { break },
+                            Outbound::Text(t) => if bounded!(sink.feed(Message::Text(*t))).is_err() { break },
                             Outbound::Close(c) => { closing = Some(*c); break }
                         }
                     }
-                    if sink.flush().await.is_err() { break; }
+                    if bounded!(sink.flush()).is_err() { break; }
                     if let Some((code, reason)) = closing {
-                        let _ = sink.send(close(code, reason)).await;
+                        let _ = bounded!(sink.send(close(code, reason)));
                         break;
                     }
                 }
                 Some(Outbound::Close(c)) => {
                     let (code, reason) = *c;
-                    let _ = sink.send(close(code, reason)).await;
+                    let _ = bounded!(sink.send(close(code, reason)));
                     break;
                 }
                 // Our queue was dropped: too slow, replaced, or the server stopped.
                 None => {
-                    let _ = sink.send(close(1008, "connection too slow to keep up")).await;
+                    info!(conn, "connection too slow to keep up with its frames; dropping it");
+                    let _ = bounded!(sink.send(close(1008, "connection too slow to keep up")));
                     break;
                 }
             },
             msg = stream.next() => {
-                idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                // Anything from the peer, even a close or an error, ends its silence.
+                live.heard(Instant::now());
                 let text = match msg {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => {
@@ -155,7 +187,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                         } else {
                             rate_limited(limits)
                         };
-                        if sink.send(Message::Text(error_reply(None, "", &e).into())).await.is_err() { break; }
+                        if bounded!(sink.send(Message::Text(error_reply(None, "", &e).into()))).is_err() { break; }
                         continue;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -164,7 +196,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                         // closing (after other read errors the socket is gone anyway).
                         let text = e.to_string();
                         if text.contains("too long") || text.contains("Space limit") {
-                            let _ = sink.send(close(1009, "frame larger than 1 MiB")).await;
+                            let _ = bounded!(sink.send(close(1009, "frame larger than 1 MiB")));
                         }
                         break;
                     }
@@ -178,28 +210,39 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                         let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
                         if state.board.input(Input::Request { conn, frame }).is_err() {
                             let e = WireError::new(ErrCode::ShuttingDown, "the server is shutting down; reconnect in a moment");
-                            let _ = sink.send(Message::Text(error_reply(Some(&id), &op, &e).into())).await;
-                            let _ = sink.send(close(1001, "the server is shutting down")).await;
+                            let _ = bounded!(sink.send(Message::Text(error_reply(Some(&id), &op, &e).into())));
+                            let _ = bounded!(sink.send(close(1001, "the server is shutting down")));
                             break;
                         }
                     }
                     Err(reply) => {
-                        if sink.send(Message::Text(reply.into())).await.is_err() { break; }
+                        if bounded!(sink.send(Message::Text(reply.into()))).is_err() { break; }
                     }
                 }
             }
             _ = async { login_deadline.as_mut().expect("branch enabled only while set").await }, if login_deadline.is_some() => {
-                let _ = sink.send(close(1008, "sign in (send \"login\") within 10 seconds of connecting")).await;
+                let _ = bounded!(sink.send(close(1008, "sign in (send \"login\") within 10 seconds of connecting")));
                 break;
             }
-            _ = &mut idle => {
-                let _ = sink.send(close(1001, "no frames for too long")).await;
-                break;
-            }
+            _ = &mut live_timer => match live.check(Instant::now()) {
+                Due::Wait(at) => live_timer.as_mut().reset(at),
+                Due::Ping => {
+                    if bounded!(sink.send(Message::Ping(Default::default()))).is_err() { break; }
+                    live_timer.as_mut().reset(live.next_check());
+                }
+                Due::Dead => {
+                    info!(conn, "no answer to a ping; dropping the connection");
+                    let _ = bounded!(sink.send(close(1001, "no answer to ping")));
+                    break;
+                }
+            },
         }
     }
     debug!(conn, "connection task ends");
-    let _ = state.board.input(Input::Closed { conn });
+    let _ = state.board.input(Input::Closed {
+        conn,
+        last_heard: live.last_heard(),
+    });
 }
 
 fn error_reply(request_id: Option<&tincan_protocol::RequestId>, op: &str, e: &WireError) -> String {

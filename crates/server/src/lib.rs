@@ -24,6 +24,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod hub;
+pub mod liveness;
 pub mod logging;
 pub mod queries;
 pub mod records;

@@ -143,7 +143,7 @@ impl Switchboard {
         if inner.stopping {
             return Err(Stopping);
         }
-        if let Input::Closed { conn } = &input {
+        if let Input::Closed { conn, .. } = &input {
             inner.conns.remove(conn);
         }
         let before = inner.hub.next_deadline();

@@ -73,6 +73,9 @@ pub enum Input {
     Closed {
         /// Which.
         conn: ConnId,
+        /// When its peer was last heard from. A peer found silent is found late (after
+        /// its pings went unanswered); the grace periods count from this moment.
+        last_heard: Instant,
     },
     /// The server is stopping: end every call.
     Shutdown,
@@ -274,7 +277,7 @@ impl Hub {
         self.wall_ms = now.wall_ms;
         match input {
             Input::Request { conn, frame } => self.handle_request(now, conn, frame),
-            Input::Closed { conn } => self.handle_closed(now, conn),
+            Input::Closed { conn, last_heard } => self.handle_closed(now, conn, last_heard),
             Input::Shutdown => self.handle_shutdown(now),
         }
         self.flush_records(now);

@@ -182,7 +182,15 @@ impl Hub {
             .collect()
     }
 
-    pub(super) fn handle_closed(&mut self, now: Now, conn: ConnId) {
+    /// `last_heard`: when the peer last sent anything. The grace period counts from then,
+    /// not from when the server noticed; if it is already over, the device is treated as
+    /// gone at once.
+    pub(super) fn handle_closed(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        last_heard: tokio::time::Instant,
+    ) {
         let Some(me) = self.conns.remove(&conn) else {
             return;
         };
@@ -207,17 +215,23 @@ impl Hub {
                 } else {
                     self.cfg.inviter_grace
                 };
-                let deadline = now.mono + grace;
+                let silent_for = now.mono.saturating_duration_since(last_heard);
+                let deadline = last_heard.min(now.mono) + grace;
                 p.conn = None;
                 p.grace_deadline = Some(deadline);
-                info!(room = %room, grace_ms = grace.as_millis() as u64, "call device disconnected; waiting for it to come back");
-                self.arm(
-                    deadline,
-                    Timer::Grace {
-                        room,
-                        user: me.user.clone(),
-                    },
-                );
+                info!(room = %room, grace_ms = grace.as_millis() as u64, silent_ms = silent_for.as_millis() as u64, "call device disconnected; waiting for it to come back");
+                if deadline <= now.mono {
+                    // Found silent only after its grace was over: no more waiting.
+                    self.grace_expired(now, room, me.user.clone());
+                } else {
+                    self.arm(
+                        deadline,
+                        Timer::Grace {
+                            room,
+                            user: me.user.clone(),
+                        },
+                    );
+                }
             }
         }
         self.forget_if_idle(&me.user);

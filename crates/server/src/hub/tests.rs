@@ -122,7 +122,13 @@ impl H {
     }
 
     fn close(&mut self, conn: ConnId) {
-        self.hub.handle(self.now, Input::Closed { conn });
+        self.hub.handle(
+            self.now,
+            Input::Closed {
+                conn,
+                last_heard: self.now.mono,
+            },
+        );
         self.collect();
     }
 
