@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a free port, real SDK clients over real
 //! WebSockets. One test binary, so the whole suite links once.
 
+mod admission;
 mod bad_input;
 mod calls;
 mod contacts;
@@ -13,3 +14,4 @@ mod media;
 mod silent_peers;
 mod records;
 mod timers;
+mod tls;

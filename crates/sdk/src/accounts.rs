@@ -30,11 +30,25 @@ pub struct Accounts {
 impl Accounts {
     /// Accounts on the server at `base_url` (`http://host:port`; see [`Endpoint::parse`]).
     pub fn new(base_url: &str) -> Result<Accounts, SdkError> {
+        Self::with_ca_file(base_url, None)
+    }
+
+    /// Like [`Accounts::new`]; for an `https://` server, also trusts the CA
+    /// certificates in the PEM file `ca_file` (a self-signed test deployment).
+    pub fn with_ca_file(
+        base_url: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Accounts, SdkError> {
         let endpoint = Endpoint::parse(base_url)?;
         // Direct connections only, like the WebSocket: a system proxy setting must not
         // send loopback or LAN sign-ins through a proxy that cannot reach them.
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if endpoint.is_tls() {
+            let mut tls = (*crate::tls::client_config(ca_file)?).clone();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            builder = builder.use_preconfigured_tls(tls).https_only(true);
+        }
+        let http = builder
             .build()
             .map_err(|e| SdkError::Http(format!("cannot build the HTTP client: {e}")))?;
         Ok(Accounts { http, endpoint })
@@ -86,7 +100,11 @@ impl Accounts {
                 .json(body)
                 .send()
                 .await
-                .map_err(|e| SdkError::Http(format!("POST {url}: {e}")))?;
+                .map_err(|e| {
+                    crate::tls::classify(self.endpoint.host(), &e, || {
+                        SdkError::Http(format!("POST {url}: {e}"))
+                    })
+                })?;
             let status = resp.status().as_u16();
             let text = resp
                 .text()

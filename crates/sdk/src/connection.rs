@@ -9,8 +9,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::{debug, warn};
 
 use crate::endpoint::Endpoint;
@@ -89,11 +89,21 @@ pub(crate) async fn establish(
     options: &ConnectOptions,
 ) -> Result<(Connection, LoginReply), SdkError> {
     let url = endpoint.ws_url();
+    let connector = match endpoint.is_tls() {
+        true => Some(Connector::Rustls(crate::tls::client_config(
+            options.ca_file.as_deref(),
+        )?)),
+        false => None,
+    };
     let attempt = async {
-        let (ws, _) =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true)
-                .await
-                .map_err(|e| SdkError::Connect(format!("{url}: {e}")))?;
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            Some(ws_config()),
+            true,
+            connector,
+        )
+        .await
+        .map_err(|e| open_failed(endpoint, &url, e))?;
         let (sink, reader) = ws.split();
         let (writer, writer_task) = spawn_writer(sink);
         let mut conn = Connection {
@@ -118,6 +128,30 @@ pub(crate) async fn establish(
     tokio::time::timeout(options.connect_timeout, attempt)
         .await
         .map_err(|_| SdkError::Connect(format!("{url}: no login reply in time")))?
+}
+
+/// Why the WebSocket did not open: a refused certificate, a coded refusal from the
+/// server (its JSON body, e.g. too many connections), or the transport error.
+fn open_failed(endpoint: &Endpoint, url: &str, e: WsError) -> SdkError {
+    if let WsError::Http(resp) = &e {
+        let body = resp.body().as_deref().unwrap_or_default();
+        if let Ok(w) = serde_json::from_slice::<WireBody>(body) {
+            if let Some(code) = tincan_protocol::ErrCode::from_code(w.err_code) {
+                return SdkError::Server(tincan_protocol::WireError::new(code, w.err_msg));
+            }
+        }
+    }
+    crate::tls::classify(endpoint.host(), &e, || {
+        SdkError::Connect(format!("{url}: {e}"))
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireBody {
+    err_code: u32,
+    #[serde(default)]
+    err_msg: String,
 }
 
 async fn read_login_reply(reader: &mut SplitStream<Ws>) -> Result<LoginReply, SdkError> {

@@ -58,6 +58,16 @@ pub enum SdkError {
     /// the expected JSON. Retryable.
     #[error("HTTP request failed: {0}")]
     Http(String),
+    /// The server's TLS certificate was refused: not signed by a trusted authority (the
+    /// system's, or the extra CA file), issued for another host, expired… Not
+    /// retryable: the server's certificate or the client's CA setting must change.
+    #[error("the TLS certificate of {host} was refused: {reason}")]
+    Certificate {
+        /// The host connected to.
+        host: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// The server sent something this SDK does not understand. Not retryable: the
     /// client and server disagree about the protocol.
     #[error("protocol error: {0}")]
@@ -87,7 +97,10 @@ impl SdkError {
     pub fn err_code(&self) -> u32 {
         match self {
             SdkError::Server(e) => e.code.code(),
-            SdkError::Disconnected | SdkError::Connect(_) | SdkError::Http(_) => codes::NETWORK,
+            SdkError::Disconnected
+            | SdkError::Connect(_)
+            | SdkError::Http(_)
+            | SdkError::Certificate { .. } => codes::NETWORK,
             SdkError::Timeout => codes::TIMEOUT,
             SdkError::InvalidArgument(_) => codes::ARGS,
             SdkError::Protocol(_) => codes::INTERNAL,
@@ -103,7 +116,10 @@ impl SdkError {
             | SdkError::Timeout
             | SdkError::Connect(_)
             | SdkError::Http(_) => true,
-            SdkError::Closed | SdkError::Protocol(_) | SdkError::InvalidArgument(_) => false,
+            SdkError::Closed
+            | SdkError::Protocol(_)
+            | SdkError::InvalidArgument(_)
+            | SdkError::Certificate { .. } => false,
         }
     }
 

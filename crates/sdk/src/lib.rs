@@ -106,6 +106,7 @@ mod keepalive;
 mod listener;
 mod options;
 mod ringing;
+mod tls;
 
 pub use tincan_protocol as protocol;
 

@@ -89,6 +89,9 @@ pub struct ConnectOptions {
     pub max_reconnect_attempts: Option<u32>,
     /// See [`EVENT_CAPACITY`].
     pub event_capacity: usize,
+    /// For `wss://` servers: a PEM file of extra CA certificates to trust besides the
+    /// system's (a self-signed test deployment). `None`: the system's roots only.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ConnectOptions {
@@ -102,6 +105,7 @@ impl Default for ConnectOptions {
             backoff_max: BACKOFF_MAX,
             max_reconnect_attempts: None,
             event_capacity: EVENT_CAPACITY,
+            ca_file: None,
         }
     }
 }

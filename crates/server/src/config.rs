@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
-use crate::{ConnLimits, HubConfig, IceConfig, ServerConfig};
+use crate::{ConnLimits, HubConfig, IceConfig, ServerConfig, TlsFiles, TransportConfig};
 
 /// Server settings. Every flag also reads `TINCAN_<NAME>` from the environment and
 /// `<name>` (snake_case) from the `--config` file.
@@ -80,6 +80,23 @@ pub struct Settings {
     /// Close `POST /api/register` (accounts then come from `tincan-server user add`).
     #[arg(long, env = "TINCAN_NO_REGISTRATION")]
     pub no_registration: Option<bool>,
+    /// PEM certificate chain: serve https and wss (needs --tls-key). Reloaded when the
+    /// file changes or on SIGHUP.
+    #[arg(long, env = "TINCAN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "TINCAN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a client has for its TLS handshake, and for each request's headers.
+    #[arg(long, env = "TINCAN_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Most connections that have not signed in, per remote address (IPv6: per /64).
+    #[arg(long, env = "TINCAN_MAX_UNAUTHENTICATED_PER_ADDRESS")]
+    pub max_unauthenticated_per_address: Option<usize>,
+    /// Most connections that have not signed in, in all (default: a quarter of
+    /// --max-connections).
+    #[arg(long, env = "TINCAN_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<usize>,
 }
 
 /// Why the configuration is unusable.
@@ -142,7 +159,12 @@ impl Settings {
             max_frame_bytes,
             rate,
             burst,
-            no_registration
+            no_registration,
+            tls_cert,
+            tls_key,
+            header_timeout,
+            max_unauthenticated_per_address,
+            max_unauthenticated
         )
     }
 
@@ -220,7 +242,42 @@ impl Settings {
             secret: self.secret.clone(),
             allow_registration: !self.no_registration.unwrap_or(false),
             public_url: self.public_url.clone(),
+            transport: self.transport(),
             ..d
+        }
+    }
+}
+
+impl Settings {
+    fn transport(&self) -> TransportConfig {
+        let d = TransportConfig::default();
+        TransportConfig {
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
+            header_timeout: self
+                .header_timeout
+                .map(|s| Duration::from_secs(s.max(1)))
+                .unwrap_or(d.header_timeout),
+            max_unauthenticated_per_address: self
+                .max_unauthenticated_per_address
+                .unwrap_or(d.max_unauthenticated_per_address),
+            max_unauthenticated: self.max_unauthenticated.or(d.max_unauthenticated),
+            ..d
+        }
+    }
+
+    /// A certificate without its key (or the other way round) is a mistake, not plain
+    /// HTTP: clap checks it for flags, this for the file and the environment.
+    pub fn check_tls(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err("tls_cert is set but tls_key is not; set both".into()),
+            (None, Some(_)) => Err("tls_key is set but tls_cert is not; set both".into()),
+            _ => Ok(()),
         }
     }
 }
@@ -269,6 +326,23 @@ mod tests {
             Err(ConfigError::Read { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_and_admission_settings_reach_the_transport() {
+        let file: Settings = toml::from_str(
+            "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nheader_timeout = 3\nmax_unauthenticated_per_address = 40",
+        )
+        .unwrap();
+        let t = Settings::default().or(file).server_config().transport;
+        let files = t.tls.unwrap();
+        assert_eq!(files.cert, PathBuf::from("/c.pem"));
+        assert_eq!(files.key, PathBuf::from("/k.pem"));
+        assert_eq!(t.header_timeout, Duration::from_secs(3));
+        assert_eq!(t.max_unauthenticated_per_address, 40);
+        let half: Settings = toml::from_str("tls_cert = \"/c.pem\"").unwrap();
+        assert!(half.check_tls().unwrap_err().contains("tls_key"));
+        assert!(Settings::default().server_config().transport.tls.is_none());
     }
 
     #[test]

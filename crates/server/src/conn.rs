@@ -98,7 +98,14 @@ impl TokenBucket {
 }
 
 /// Serves one upgraded socket until it closes.
-pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: OwnedSemaphorePermit) {
+/// `ticket` is the connection's place among those not signed in (gate.rs): given back
+/// when `login` goes to the hub (a refused login closes the socket at once).
+pub(crate) async fn serve(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    permit: OwnedSemaphorePermit,
+    ticket: Option<crate::gate::Ticket>,
+) {
     let _permit = permit;
     let _done = state.done_tx.clone();
     let conn = state.next_conn();
@@ -206,6 +213,7 @@ pub(crate) async fn serve(socket: WebSocket, state: Arc<AppState>, permit: Owned
                     Ok(frame) => {
                         if matches!(frame.request, Request::Login(_)) {
                             login_deadline = None;
+                            if let Some(t) = &ticket { t.release(); }
                         }
                         let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
                         if state.board.input(Input::Request { conn, frame }).is_err() {

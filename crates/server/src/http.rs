@@ -67,7 +67,13 @@ fn fail(status: StatusCode, code: ErrCode, msg: impl Into<String>) -> Response {
     reply::<()>(status, Err(WireError::new(code, msg)))
 }
 
-async fn ws_upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+// `ticket`: the connection's place among those not signed in (see gate.rs); the
+// WebSocket gives it back once it signs in.
+async fn ws_upgrade(
+    State(state): State<Arc<AppState>>,
+    ticket: Option<axum::Extension<crate::gate::Ticket>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let Ok(permit) = state.conn_slots.clone().try_acquire_owned() else {
         return fail(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -80,7 +86,9 @@ async fn ws_upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) ->
         .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
-        .on_upgrade(move |socket| crate::conn::serve(socket, state, permit))
+        .on_upgrade(move |socket| {
+            crate::conn::serve(socket, state, permit, ticket.map(|t| t.0))
+        })
 }
 
 #[derive(Deserialize)]

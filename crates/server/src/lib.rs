@@ -22,14 +22,17 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod gate;
 pub mod http;
 pub mod hub;
 pub mod liveness;
 pub mod logging;
 pub mod queries;
 pub mod records;
+pub mod serve;
 pub mod store;
 pub mod switchboard;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +48,8 @@ use tincan_protocol::UserId;
 pub use auth::{IceConfig, TokenSigner};
 pub use conn::ConnLimits;
 pub use hub::HubConfig;
+pub use serve::TransportConfig;
+pub use tls::TlsFiles;
 use store::Store;
 pub use tincan_protocol::TokenInfo;
 
@@ -57,6 +62,9 @@ pub enum ServerError {
     /// The store could not be opened or read.
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Everything [`run`] needs besides the listener and the store.
@@ -75,8 +83,10 @@ pub struct ServerConfig {
     /// Whether `POST /api/register` is open.
     pub allow_registration: bool,
     /// Public base URL (`ws://host:port`) clients reach this server at; `liveURL` is
-    /// derived from it. Defaults to the listener's address.
+    /// derived from it. Defaults to the listener's address (`wss://` with TLS).
     pub public_url: Option<String>,
+    /// TLS, deadlines and caps before sign-in on the listening port.
+    pub transport: TransportConfig,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +99,7 @@ impl Default for ServerConfig {
             login_token_ttl: Duration::from_secs(30 * 24 * 3600),
             allow_registration: true,
             public_url: None,
+            transport: TransportConfig::default(),
         }
     }
 }
@@ -165,10 +176,15 @@ pub async fn run_with_records(
     } = writer;
     let addr = listener.local_addr()?;
     let signer = signer_for(store.as_ref(), config.secret.as_deref())?;
+    let certs = match &config.transport.tls {
+        Some(files) => Some(tls::CertStore::open(files.clone())?),
+        None => None,
+    };
+    let scheme = if certs.is_some() { "wss" } else { "ws" };
     let base = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("ws://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     if config.hub.live_url.is_empty() {
         config.hub.live_url = format!("{}{}", base.trim_end_matches('/'), tincan_protocol::WS_PATH);
     }
@@ -199,20 +215,29 @@ pub async fn run_with_records(
         next_conn: AtomicU64::new(1),
     });
     info!(%addr, live_url = %config.hub.live_url, "tincan-server listening");
+    serve::log_transport(&config.transport, config.max_connections);
     let app = http::router(state.clone());
     let stopper = board.clone();
-    // Signaling frames are small and latency-bound: Nagle's algorithm would hold each
-    // one back until the previous one is acknowledged (~40 ms with delayed ACKs).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            info!("shutting down");
-            stopper.shutdown();
-        })
-        .await?;
+    let transport = serve::Transport {
+        gate: gate::Gate::new(
+            config.transport.max_unauthenticated_per_address,
+            config.transport.unauthenticated_cap(config.max_connections),
+        ),
+        tls: certs
+            .as_ref()
+            .map(|c| tokio_rustls::TlsAcceptor::from(c.server_config())),
+        header_timeout: config.transport.header_timeout,
+    };
+    let reloader = certs.map(|c| tokio::spawn(tls::watch(c, config.transport.tls_reload_poll)));
+    serve::serve(listener, app, transport, async move {
+        shutdown.await;
+        info!("shutting down");
+        stopper.shutdown();
+    })
+    .await;
+    if let Some(r) = reloader {
+        r.abort();
+    }
     board.shutdown();
     drop(state);
     let _ = timer_task.await;

@@ -172,6 +172,7 @@ fn warn_about_secret_flags() {
 }
 
 fn serve(settings: Settings, store: Arc<dyn Store>) -> Result<(), Failure> {
+    settings.check_tls()?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let addr = settings.listen_addr();
