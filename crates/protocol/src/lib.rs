@@ -19,6 +19,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod account;
 pub mod error;
 pub mod event;
 pub mod ids;
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod model;
 pub mod request;
 
+pub use account::{LoginBody, RegisterBody};
 pub use error::{ErrCode, WireError};
 pub use event::{
     response_json, CustomSignalInfo, Event, KickedInfo, MediaSignalInfo, RoomParticipantInfo,

@@ -13,10 +13,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::{info, warn};
 
-use tincan_protocol::{ErrCode, UserId, WireError, WS_PATH};
+use tincan_protocol::{ErrCode, LoginBody, RegisterBody, UserId, WireError, WS_PATH};
 
 use crate::auth::{hash_password, verify_password};
 use crate::conn::HARD_FRAME_LIMIT;
@@ -91,37 +91,11 @@ async fn ws_upgrade(
         })
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RegisterBody {
-    #[serde(rename = "userID")]
-    user_id: UserId,
-    password: String,
-    #[serde(default)]
-    nickname: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LoginBody {
-    #[serde(rename = "userID")]
-    user_id: String,
-    password: String,
-}
-
 // The error is a finished response the handler returns at once.
 #[allow(clippy::result_large_err)]
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let msg = if path == "." {
-            format!("request body: {}", e.into_inner())
-        } else {
-            format!("{path}: {}", e.into_inner())
-        };
-        fail(StatusCode::BAD_REQUEST, ErrCode::Args, msg)
-    })
+    tincan_protocol::account::parse_body(body)
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, e.code, e.message))
 }
 
 const MIN_PASSWORD: usize = 6;

@@ -1,0 +1,1 @@
+{"data":{"deviceID":"laptop-1","platformID":7,"protocolVersion":1,"token":"eyJrIjoibG9naW4ifQ.c2ln"},"method":"login","operationID":"op-1","requestID":7}
