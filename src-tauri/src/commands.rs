@@ -6,8 +6,6 @@
 //! receive that shape. Arguments that carry OpenIM objects (`options`) are taken as JSON
 //! and parsed here, so a malformed object is an `errCode` 10002 result too.
 
-use std::sync::Arc;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tauri::ipc::{Channel, InvokeResponseBody};
@@ -17,16 +15,14 @@ use tincan_sdk::protocol::{
     Invitation, InviteParams, InviteReply, MediaType, RoomId, RoomParams, SESSION_GROUP,
     SESSION_SINGLE,
 };
-use tincan_sdk::{codes, ApiResult, Client, SdkError};
-use tincan_server::store::SqliteStore;
+use tincan_sdk::{codes, Accounts, ApiResult, Client, SdkError};
 
-use crate::state::{AppState, EmbeddedServer, Session, EMBEDDED_DB_FILE};
-use crate::{events, media};
+pub use crate::local_server::EMBEDDED_PORT;
+use crate::state::{AppState, Session};
+use crate::{events, local_server, media};
 
 /// `errCode` when an API command runs while nobody is signed in (OpenIM's `LoginOut`).
 pub const NOT_SIGNED_IN: u32 = codes::LOGGED_OUT;
-/// Preferred port of the embedded server; a random free port is used when it is taken.
-pub const EMBEDDED_PORT: u16 = 7070;
 
 /// What the page shows in its header, and how this instance was started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,48 +73,30 @@ fn not_signed_in() -> ApiResult {
 
 /// Starts the embedded server (once) and returns `{url}`: port 7070 on loopback when it
 /// is free, else a random port. Its database is `server.db` in the profile directory.
+/// Its secret stays on the Rust side (see [`crate::local_server`]).
 #[tauri::command]
 pub async fn start_embedded_server(app: AppHandle) -> ApiResult {
     let state = app.state::<AppState>();
     if let Some(url) = state.embedded_url() {
         return ok(serde_json::json!({ "url": url }));
     }
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", EMBEDDED_PORT)).await {
-        Ok(l) => l,
-        Err(_) => match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
-            Ok(l) => l,
-            Err(e) => return failure(codes::NETWORK, format!("cannot open a local port: {e}")),
-        },
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => return failure(codes::NETWORK, format!("cannot open a local port: {e}")),
-    };
-    if let Err(e) = std::fs::create_dir_all(&state.profile_dir) {
-        return failure(
-            codes::INTERNAL,
-            format!("cannot create the profile folder: {e}"),
-        );
+    match local_server::start(&state.profile_dir).await {
+        Ok(server) => {
+            let url = state.set_embedded(server);
+            ok(serde_json::json!({ "url": url }))
+        }
+        Err((code, msg)) => failure(code, msg),
     }
-    let db = state.profile_dir.join(EMBEDDED_DB_FILE);
-    let store = match SqliteStore::open(&db) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            return failure(
-                codes::INTERNAL,
-                format!("cannot open {}: {e}", db.display()),
-            )
-        }
-    };
-    let url = format!("http://{addr}");
-    let task = tauri::async_runtime::spawn(async move {
-        let config = tincan_server::ServerConfig::default();
-        if let Err(e) = tincan_server::run(listener, config, store, std::future::pending()).await {
-            tracing::error!("embedded server stopped: {e}");
-        }
-    });
-    let url = state.set_embedded(EmbeddedServer { url, task });
-    ok(serde_json::json!({ "url": url }))
+}
+
+/// The account endpoints of `server`, with the embedded server's secret when `server`
+/// is that server.
+fn accounts(state: &AppState, server: &str) -> Result<Accounts, SdkError> {
+    let accounts = Accounts::new(server)?;
+    match state.local_secret_for(server) {
+        Some(secret) => accounts.with_local_secret(secret.expose()),
+        None => Ok(accounts),
+    }
 }
 
 /// Creates an account on `server` and signs it in (same result as [`sign_in`]).
@@ -131,13 +109,13 @@ pub async fn register(
     nickname: Option<String>,
 ) -> ApiResult {
     let nickname = nickname.filter(|n| !n.trim().is_empty());
-    match tincan_sdk::register(
-        server.trim(),
-        user_id.trim(),
-        &password,
-        nickname.as_deref(),
-    )
-    .await
+    let accounts = match accounts(&app.state::<AppState>(), server.trim()) {
+        Ok(a) => a,
+        Err(e) => return ApiResult::from_error(&e),
+    };
+    match accounts
+        .register(user_id.trim(), &password, nickname.as_deref())
+        .await
     {
         Ok(token) => connect(&app, server.trim(), &token.token).await,
         Err(e) => ApiResult::from_error(&e),
@@ -155,7 +133,11 @@ pub async fn sign_in(
     user_id: String,
     password: String,
 ) -> ApiResult {
-    match tincan_sdk::sign_in(server.trim(), user_id.trim(), &password).await {
+    let accounts = match accounts(&app.state::<AppState>(), server.trim()) {
+        Ok(a) => a,
+        Err(e) => return ApiResult::from_error(&e),
+    };
+    match accounts.sign_in(user_id.trim(), &password).await {
         Ok(token) => connect(&app, server.trim(), &token.token).await,
         Err(e) => ApiResult::from_error(&e),
     }

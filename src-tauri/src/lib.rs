@@ -20,7 +20,9 @@
 
 pub mod commands;
 pub mod events;
+pub mod local_server;
 pub mod media;
+pub mod profile;
 pub mod state;
 
 use std::path::PathBuf;
@@ -116,7 +118,9 @@ pub fn run() {
                 Some(p) => p,
                 None => app.path().app_data_dir()?,
             };
-            std::fs::create_dir_all(&profile)?;
+            // Owner only: the embedded server's database holds password hashes and its
+            // token-signing secret.
+            profile::create_private_dir(&profile)?;
             app.manage(state::AppState::new(profile, options.server.clone()));
             // Media binds every interface but loopback unless told (`127.0.0.1:0` keeps
             // two instances on one machine, and the e2e tests, on loopback).

@@ -9,6 +9,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use tincan_sdk::protocol::{DeviceId, PlatformId, UserId};
 use tincan_sdk::{Client, DeviceInfo};
+use tincan_server::origin::LocalSecret;
+
+pub use crate::local_server::EmbeddedServer;
+use crate::{local_server, profile};
 
 /// File in the profile directory that keeps this installation's deviceID, so a
 /// restarted app resumes its call on the server (same device, within the grace period).
@@ -26,14 +30,6 @@ pub struct Session {
     pub server: String,
     /// The task forwarding the client's events to the window.
     pub forwarder: tauri::async_runtime::JoinHandle<()>,
-}
-
-/// The embedded server this app started.
-pub struct EmbeddedServer {
-    /// `http://127.0.0.1:<port>`.
-    pub url: String,
-    /// The serving task; it runs until the app exits.
-    pub task: tauri::async_runtime::JoinHandle<()>,
 }
 
 /// The app's state, managed by Tauri (`app.state::<AppState>()`).
@@ -104,6 +100,14 @@ impl AppState {
         lock(&self.server).as_ref().map(|s| s.url.clone())
     }
 
+    /// The secret to send when registering or signing in at `url`: the embedded
+    /// server's, when `url` is that server (or another instance's on this machine).
+    pub fn local_secret_for(&self, url: &str) -> Option<LocalSecret> {
+        let server = lock(&self.server);
+        let own = server.as_ref().map(|s| (s.url.as_str(), &s.secret));
+        local_server::secret_for(url, own)
+    }
+
     /// Records the embedded server, unless one is already recorded (two starts raced);
     /// returns the URL of the one that stays.
     pub fn set_embedded(&self, server: EmbeddedServer) -> String {
@@ -137,8 +141,8 @@ pub fn load_or_create_device(dir: &Path) -> std::io::Result<DeviceInfo> {
         }
     }
     let device = DeviceInfo::random_linux();
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(&path, device.device_id.as_str())?;
+    profile::create_private_dir(dir)?;
+    profile::write_private_file(&path, device.device_id.as_str().as_bytes())?;
     Ok(device)
 }
 
@@ -154,6 +158,13 @@ mod tests {
         let second = load_or_create_device(&dir).unwrap();
         assert_eq!(first, second);
         assert_eq!(first.platform_id, PlatformId::LINUX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700, "the profile folder is its owner's only");
+            assert_eq!(mode(&dir.join(DEVICE_ID_FILE)), 0o600);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

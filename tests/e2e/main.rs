@@ -12,6 +12,7 @@ mod harness;
 
 mod calls;
 mod group;
+mod local_server;
 mod media;
 mod ringing;
 mod seed;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tincan_protocol::{ErrCode, WireError};
+use tincan_protocol::{ErrCode, WireError, LOCAL_SECRET_HEADER};
 
 use crate::endpoint::Endpoint;
 use crate::error::SdkError;
@@ -25,6 +25,8 @@ pub use tincan_protocol::TokenInfo;
 pub struct Accounts {
     http: reqwest::Client,
     endpoint: Endpoint,
+    /// Sent in [`LOCAL_SECRET_HEADER`]; marked sensitive, so `Debug` does not show it.
+    local_secret: Option<reqwest::header::HeaderValue>,
 }
 
 impl Accounts {
@@ -51,7 +53,23 @@ impl Accounts {
         let http = builder
             .build()
             .map_err(|e| SdkError::Http(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Accounts { http, endpoint })
+        Ok(Accounts {
+            http,
+            endpoint,
+            local_secret: None,
+        })
+    }
+
+    /// Sends `secret` with every request, in [`LOCAL_SECRET_HEADER`]: an embedded
+    /// server creates accounts and signs in only for the app that started it, which
+    /// holds this per-launch secret. Give it to that server only.
+    pub fn with_local_secret(mut self, secret: &str) -> Result<Accounts, SdkError> {
+        let mut value = reqwest::header::HeaderValue::from_str(secret).map_err(|_| {
+            SdkError::InvalidArgument("the local server secret is not a valid header value".into())
+        })?;
+        value.set_sensitive(true);
+        self.local_secret = Some(value);
+        Ok(self)
     }
 
     /// Creates an account and signs it in.
@@ -94,17 +112,15 @@ impl Accounts {
     async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<TokenInfo, SdkError> {
         let url = self.endpoint.http_url(path);
         let exchange = async {
-            let resp = self
-                .http
-                .post(&url)
-                .json(body)
-                .send()
-                .await
-                .map_err(|e| {
-                    crate::tls::classify(self.endpoint.host(), &e, || {
-                        SdkError::Http(format!("POST {url}: {e}"))
-                    })
-                })?;
+            let mut request = self.http.post(&url).json(body);
+            if let Some(secret) = &self.local_secret {
+                request = request.header(LOCAL_SECRET_HEADER, secret.clone());
+            }
+            let resp = request.send().await.map_err(|e| {
+                crate::tls::classify(self.endpoint.host(), &e, || {
+                    SdkError::Http(format!("POST {url}: {e}"))
+                })
+            })?;
             let status = resp.status().as_u16();
             let text = resp
                 .text()
@@ -221,6 +237,19 @@ mod tests {
     fn success_without_token_data_is_a_protocol_error() {
         let e = parse_reply(200, r#"{"errCode":0,"errMsg":""}"#).unwrap_err();
         assert!(matches!(e, SdkError::Protocol(_)), "{e:?}");
+    }
+
+    #[test]
+    fn the_local_secret_is_not_shown_by_debug() {
+        let a = Accounts::new("http://127.0.0.1:7070")
+            .unwrap()
+            .with_local_secret("s3cr3t-value")
+            .unwrap();
+        assert!(!format!("{a:?}").contains("s3cr3t-value"));
+        assert!(Accounts::new("http://h:1")
+            .unwrap()
+            .with_local_secret("bad\nvalue")
+            .is_err());
     }
 
     #[test]

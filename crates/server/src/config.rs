@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::origin::{AllowedOrigin, HostPattern};
 use crate::{ConnLimits, HubConfig, IceConfig, ServerConfig, TlsFiles, TransportConfig};
 
 /// Server settings. Every flag also reads `TINCAN_<NAME>` from the environment and
@@ -97,6 +98,15 @@ pub struct Settings {
     /// --max-connections).
     #[arg(long, env = "TINCAN_MAX_UNAUTHENTICATED")]
     pub max_unauthenticated: Option<usize>,
+    /// Browser origins allowed to use the server, comma-separated
+    /// (`https://app.example.org`). Default: none; requests from web pages (any
+    /// `Origin` header) are refused, native clients send none.
+    #[arg(long, env = "TINCAN_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<AllowedOrigin>>,
+    /// `Host` names the server answers to, comma-separated (`name` or `name:port`;
+    /// `*` for any). Default: loopback names when listening on loopback, any otherwise.
+    #[arg(long, env = "TINCAN_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<HostPattern>>,
 }
 
 /// Why the configuration is unusable.
@@ -164,7 +174,9 @@ impl Settings {
             tls_key,
             header_timeout,
             max_unauthenticated_per_address,
-            max_unauthenticated
+            max_unauthenticated,
+            allowed_origins,
+            allowed_hosts
         )
     }
 
@@ -241,6 +253,8 @@ impl Settings {
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             secret: self.secret.clone(),
             allow_registration: !self.no_registration.unwrap_or(false),
+            allowed_origins: self.allowed_origins.clone().unwrap_or_default(),
+            allowed_hosts: self.allowed_hosts.clone(),
             public_url: self.public_url.clone(),
             transport: self.transport(),
             ..d
@@ -300,6 +314,26 @@ mod tests {
         assert_eq!(c.hub.default_timeout, Duration::from_secs(45));
         assert_eq!(c.limits.rate_per_sec, 5.0);
         assert_eq!(c.hub.max_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn allowed_origins_and_hosts_come_from_flags_or_the_file_and_are_checked() {
+        let file: Settings = toml::from_str(
+            "allowed_origins = [\"https://app.example.org\"]\nallowed_hosts = [\"calls.example.org\"]",
+        )
+        .unwrap();
+        let c = Settings::default().or(file).server_config();
+        assert_eq!(
+            c.allowed_origins,
+            vec!["https://app.example.org".parse().unwrap()]
+        );
+        assert_eq!(
+            c.allowed_hosts,
+            Some(vec!["calls.example.org".parse().unwrap()])
+        );
+        assert!(toml::from_str::<Settings>("allowed_origins = [\"null\"]").is_err());
+        let d = Settings::default().server_config();
+        assert!(d.allowed_origins.is_empty() && d.allowed_hosts.is_none());
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/register", post(register))
         .route("/api/login", post(login))
         .route("/healthz", get(health))
+        // Before any handler, the upgrade included: refuses web pages, rebound hosts
+        // and undeclared bodies (docs/security.md).
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            crate::origin::guard,
+        ))
         .with_state(state)
 }
 
@@ -63,7 +69,7 @@ fn reply<T: Serialize>(status: StatusCode, result: Result<T, WireError>) -> Resp
     (status, axum::Json(body)).into_response()
 }
 
-fn fail(status: StatusCode, code: ErrCode, msg: impl Into<String>) -> Response {
+pub(crate) fn fail(status: StatusCode, code: ErrCode, msg: impl Into<String>) -> Response {
     reply::<()>(status, Err(WireError::new(code, msg)))
 }
 

@@ -27,6 +27,7 @@ pub mod http;
 pub mod hub;
 pub mod liveness;
 pub mod logging;
+pub mod origin;
 pub mod queries;
 pub mod records;
 pub mod serve;
@@ -87,6 +88,15 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// TLS, deadlines and caps before sign-in on the listening port.
     pub transport: TransportConfig,
+    /// Browser origins let in (`Origin` header). Empty (the default): none, so every
+    /// request from a web page is refused; native clients send no `Origin`.
+    pub allowed_origins: Vec<origin::AllowedOrigin>,
+    /// `Host` values answered; `None`: loopback names only on a loopback listener, any
+    /// host otherwise (see [`origin::Policy::new`]).
+    pub allowed_hosts: Option<Vec<origin::HostPattern>>,
+    /// When set (the desktop app's embedded server), `/api/register` and `/api/login`
+    /// need it in [`origin::LOCAL_SECRET_HEADER`].
+    pub local_secret: Option<origin::LocalSecret>,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +110,9 @@ impl Default for ServerConfig {
             allow_registration: true,
             public_url: None,
             transport: TransportConfig::default(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: None,
+            local_secret: None,
         }
     }
 }
@@ -114,6 +127,8 @@ pub(crate) struct AppState {
     pub max_connections: usize,
     pub allow_registration: bool,
     pub login_token_ttl: Duration,
+    /// Who may talk to this server over HTTP (Origin, Host, local secret).
+    pub access: Arc<origin::Policy>,
     /// Each connection task holds a clone; [`run`] waits until all are dropped.
     pub done_tx: mpsc::Sender<()>,
     next_conn: AtomicU64,
@@ -211,6 +226,13 @@ pub async fn run_with_records(
         max_connections: config.max_connections,
         allow_registration: config.allow_registration,
         login_token_ttl: config.login_token_ttl,
+        access: Arc::new(origin::Policy::new(
+            config.allowed_origins.clone(),
+            config.allowed_hosts.clone(),
+            config.local_secret.clone(),
+            addr,
+            config.public_url.as_deref(),
+        )),
         done_tx,
         next_conn: AtomicU64::new(1),
     });
