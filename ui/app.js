@@ -62,10 +62,15 @@ function explain(res, context) {
         return 'That user ID is not valid: use letters, digits, and - _ . @ only.';
       return `The server refused the request: ${msg}`;
     case 1002:
+      // The embedded server of another window whose secret this one cannot read.
+      if (/local server/i.test(msg))
+        return 'That local server belongs to another Tincan window and does not accept sign-ins from this one. Use the window that started it, or start a local server here.';
       if (context === 'register') return msg ? msg.charAt(0).toUpperCase() + msg.slice(1) + '.' : 'Registration is closed on this server.';
       return context === 'signin' ? 'Wrong user ID or password.' : "You're not allowed to do that.";
     case 1004:
       return context === 'signin' ? 'Wrong user ID or password.' : `Not found: ${msg}`;
+    case 1013:
+      return `The server refused this request as coming from a web page or an unknown address: ${msg}`;
     case 1006:
       return 'Too many requests. Wait a moment and try again.';
     case 1008:
