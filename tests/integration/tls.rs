@@ -266,3 +266,86 @@ async fn sighup_reloads_the_certificate() {
     until_served(&s, &url, &f2).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The built `tincan` command-line client (`target/<profile>/tincan`, beside this test's
+/// `deps/` folder; `cargo build -p tincan-cli`, as scripts/test does, makes it).
+fn cli_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("tincan");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p tincan-cli)",
+        bin.display()
+    );
+    bin
+}
+
+async fn run_cli(args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(cli_binary())
+        .args(args)
+        .env_remove("TINCAN_CA_FILE")
+        .env_remove("TINCAN_SERVER")
+        .output()
+        .await
+        .expect("run tincan");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn cli_connects_over_wss_with_ca_file_and_refuses_the_certificate_without_it() {
+    let dir = folder("cli");
+    let ca = TestCa::new("Tincan test CA");
+    let ca_file = write(&dir, "ca.pem", &ca.pem);
+    let ca_path = ca_file.to_str().unwrap();
+    let (s, url) = tls_server(&dir, &ca, &["127.0.0.1"], Duration::from_secs(3600)).await;
+
+    // Register over https.
+    let (ok, out) = run_cli(&[
+        "--server",
+        &url,
+        "--ca-file",
+        ca_path,
+        "--user",
+        "yan",
+        "--password",
+        "secret-pw",
+        "register",
+    ])
+    .await;
+    assert!(ok && out.contains("\"token\""), "{out}");
+
+    // Sign in over https and read the history over wss.
+    let (ok, out) = run_cli(&[
+        "--server",
+        &url,
+        "--ca-file",
+        ca_path,
+        "--user",
+        "yan",
+        "--password",
+        "secret-pw",
+        "history",
+    ])
+    .await;
+    assert!(ok, "{out}");
+
+    // Without the CA, the certificate is refused and the message says so.
+    let token = s.token("alice");
+    let (ok, out) = run_cli(&["--server", &url, "--token", &token, "history"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("TLS certificate of 127.0.0.1 was refused")
+            && out.contains("not signed by a trusted authority"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

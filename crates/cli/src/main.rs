@@ -18,14 +18,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::util::SubscriberInitExt as _;
 use tincan_sdk::protocol::{DeviceId, HistoryParams, MediaType, PlatformId, UserId};
 use tincan_sdk::{
-    connect, new_operation_id, ApiResult, Client, CloseReason, ConnectionState, DeviceInfo,
-    SdkError, SdkEvent,
+    new_operation_id, ApiResult, Client, CloseReason, ConnectionState, DeviceInfo, SdkError,
+    SdkEvent,
 };
 use tokio::sync::mpsc;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::listen::Auto;
 use crate::media::MediaOpts;
@@ -35,7 +35,7 @@ use crate::output::{emit, reply_line, sdk_event_line};
 #[derive(Debug, Parser)]
 #[command(name = "tincan", version)]
 struct Cli {
-    /// The server (http://host:port or ws://host:port).
+    /// The server (http://host:port or ws://host:port; https:// or wss:// for TLS).
     #[arg(
         long,
         env = "TINCAN_SERVER",
@@ -43,6 +43,10 @@ struct Cli {
         global = true
     )]
     server: String,
+    /// PEM file of extra CA certificates to trust for https/wss servers, besides the
+    /// system's (for a server with a self-signed certificate).
+    #[arg(long, env = "TINCAN_CA_FILE", global = true, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
     /// The user to sign in as.
     #[arg(long, env = "TINCAN_USER", global = true)]
     user: Option<String>,
@@ -145,23 +149,32 @@ fn main() -> ExitCode {
     runtime.block_on(run(cli))
 }
 
+/// The server's account endpoints, trusting `--ca-file` too.
+fn accounts(cli: &Cli) -> Result<tincan_sdk::Accounts, SdkError> {
+    tincan_sdk::Accounts::with_ca_file(&cli.server, cli.ca_file.as_deref())
+}
+
 async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Register { ref nickname } => {
             let Some((user, password)) = credentials(&cli) else {
                 return usage("register needs --user and --password");
             };
-            let r = tincan_sdk::register(&cli.server, user, password, nickname.as_deref()).await;
+            let r = match accounts(&cli) {
+                Ok(a) => a.register(user, password, nickname.as_deref()).await,
+                Err(e) => Err(e),
+            };
             print_token(r, "register")
         }
         Command::Login => {
             let Some((user, password)) = credentials(&cli) else {
                 return usage("login needs --user and --password");
             };
-            print_token(
-                tincan_sdk::sign_in(&cli.server, user, password).await,
-                "login",
-            )
+            let r = match accounts(&cli) {
+                Ok(a) => a.sign_in(user, password).await,
+                Err(e) => Err(e),
+            };
+            print_token(r, "login")
         }
         Command::Listen {
             auto,
@@ -284,7 +297,11 @@ async fn session(
     let token = match (&cli.token, credentials(cli)) {
         (Some(token), _) => token.clone(),
         (None, Some((user, password))) => {
-            match tincan_sdk::sign_in(&cli.server, user, password).await {
+            let r = match accounts(cli) {
+                Ok(a) => a.sign_in(user, password).await,
+                Err(e) => Err(e),
+            };
+            match r {
                 Ok(t) => t.token,
                 Err(e) => return Err(report(e)),
             }
@@ -300,7 +317,10 @@ async fn session(
         Err(e) => return Err(usage(&e.to_string())),
     };
     let platform = PlatformId::new(cli.platform).expect("clap checked the range");
-    match connect(&cli.server, &token, DeviceInfo::new(device_id, platform)).await {
+    let mut options = tincan_sdk::ConnectOptions::default();
+    options.ca_file = cli.ca_file.clone();
+    let device = DeviceInfo::new(device_id, platform);
+    match tincan_sdk::connect_with(&cli.server, &token, device, options).await {
         Ok((client, events)) => {
             if announce {
                 emit(&reply_line("login", &ApiResult::from(Ok(client.session()))));
