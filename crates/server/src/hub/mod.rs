@@ -22,6 +22,8 @@ mod lifecycle;
 mod room;
 mod session;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use lifecycle::{RecordUpdate, ENDED_MEMORY};

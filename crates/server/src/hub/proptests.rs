@@ -1,0 +1,670 @@
+//! The hub driven by random sequences of requests, disconnects, reconnects and timer
+//! fires, with its invariants checked after every step (docs/security.md, "Fuzzing and
+//! the adversarial suite"):
+//!
+//! - nobody rings for a dead invitation: every room in a user's ringing list is a live
+//!   call in which that user is Ringing, with a timer armed for it; and every device's own
+//!   view (built only from the frames it got) rings for exactly those rooms;
+//! - one call per user: a user is a participant of at most one room, and busy exactly
+//!   when in one;
+//! - first answer wins: once a device of a user accepted or declined, every later answer
+//!   from any device of that user for that room is refused;
+//! - a refused request changes nothing and tells nobody but the one who asked;
+//! - every output is valid JSON addressed only to open connections, each request gets
+//!   exactly one response, and nothing panics.
+//!
+//! `PROPTEST_CASES=10000 cargo test -p tincan-server --lib proptests` runs it longer.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use tincan_protocol::{ClientFrame, GroupId, UserId};
+
+use super::call::InviteeState;
+use super::{ConnId, Hub, HubConfig, Input, Now, Output, Timer};
+use crate::auth::TokenSigner;
+use crate::store::{SqliteStore, Store};
+
+const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+/// Members of the group "team"; dave is not one.
+const MEMBERS: [&str; 3] = ["alice", "bob", "carol"];
+const DEVICES: usize = 3;
+
+impl Hub {
+    /// Checks the hub's own bookkeeping; `Err` says which rule broke.
+    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        // Connections and devices agree both ways.
+        for (conn, info) in &self.conns {
+            let p = self
+                .users
+                .get(&info.user)
+                .ok_or(format!("conn {conn} of {} has no presence", info.user))?;
+            if !p.devices.contains(&(info.device.clone(), *conn)) {
+                return Err(format!("conn {conn} missing from {}'s devices", info.user));
+            }
+        }
+        let mut participant_of: HashMap<&UserId, &tincan_protocol::RoomId> = HashMap::new();
+        for (room, call) in &self.calls {
+            if &call.room != room {
+                return Err(format!("call {} filed under {room}", call.room));
+            }
+            if call.participants.is_empty() {
+                return Err(format!("live call {room} has no participant"));
+            }
+            if call.was_connected && call.participants.len() < 2 {
+                return Err(format!("connected call {room} has one participant left"));
+            }
+            if !call.was_connected && call.ringing().next().is_none() {
+                return Err(format!("unanswered call {room} rings nobody"));
+            }
+            for p in &call.participants {
+                if let Some(other) = participant_of.insert(&p.user, room) {
+                    return Err(format!("{} is in two calls: {other} and {room}", p.user));
+                }
+                let presence_room = self.users.get(&p.user).and_then(|u| u.room.as_ref());
+                if presence_room != Some(room) {
+                    return Err(format!(
+                        "{} is a participant of {room} but busy in {presence_room:?}",
+                        p.user
+                    ));
+                }
+                if call.invitee(&p.user).is_some_and(|i| i.is_ringing()) {
+                    return Err(format!("{} rings for {room}, which they are in", p.user));
+                }
+                match (p.conn, p.grace_deadline) {
+                    (Some(c), None) => {
+                        let info = self
+                            .conns
+                            .get(&c)
+                            .ok_or(format!("{} in {room} on closed conn {c}", p.user))?;
+                        if info.user != p.user || info.device != p.device {
+                            return Err(format!("{room}: conn {c} is not {}'s device", p.user));
+                        }
+                    }
+                    (None, Some(d)) => {
+                        let t = Timer::Grace {
+                            room: room.clone(),
+                            user: p.user.clone(),
+                        };
+                        if !self.timers.contains(&(d, t)) {
+                            return Err(format!("{}'s grace in {room} has no timer", p.user));
+                        }
+                    }
+                    other => return Err(format!("{} in {room}: conn/grace {other:?}", p.user)),
+                }
+            }
+            for inv in &call.invitees {
+                let listed = self
+                    .users
+                    .get(&inv.user)
+                    .is_some_and(|u| u.ringing.contains(room));
+                if let InviteeState::Ringing { deadline } = inv.state {
+                    if !listed {
+                        return Err(format!("{} Ringing in {room} but not listed", inv.user));
+                    }
+                    let t = Timer::Ring {
+                        room: room.clone(),
+                        user: inv.user.clone(),
+                    };
+                    if !self.timers.contains(&(deadline, t)) {
+                        return Err(format!("{}'s ring in {room} has no timer", inv.user));
+                    }
+                } else if listed {
+                    return Err(format!(
+                        "{} rings for {room} but is {:?} there",
+                        inv.user, inv.state
+                    ));
+                }
+            }
+            if let Some(g) = &call.group {
+                if self.group_calls.get(g) != Some(room) {
+                    return Err(format!("group call {room} not filed under {g}"));
+                }
+            }
+        }
+        for (user, p) in &self.users {
+            if p.is_idle() {
+                return Err(format!("idle presence of {user} kept"));
+            }
+            for room in &p.ringing {
+                let ringing = self
+                    .calls
+                    .get(room)
+                    .and_then(|c| c.invitee(user))
+                    .is_some_and(|i| i.is_ringing());
+                if !ringing {
+                    return Err(format!("{user} rings for dead invitation {room}"));
+                }
+            }
+            if let Some(room) = &p.room {
+                if participant_of.get(user) != Some(&room) {
+                    return Err(format!("{user} busy in {room} but not a participant"));
+                }
+            }
+            for (_, c) in &p.devices {
+                if self.conns.get(c).map(|i| &i.user) != Some(user) {
+                    return Err(format!("{user}'s device on unknown conn {c}"));
+                }
+            }
+        }
+        for (g, room) in &self.group_calls {
+            if self.calls.get(room).and_then(|c| c.group.as_ref()) != Some(g) {
+                return Err(format!("group {g} points at {room}, not its call"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every piece of call state, as text: equal digests, same state.
+    fn digest(&self) -> String {
+        let mut s = String::new();
+        let conns: BTreeMap<_, _> = self.conns.iter().collect();
+        for (c, i) in conns {
+            let _ = writeln!(s, "conn {c} {} {} {}", i.user, i.device, i.platform);
+        }
+        let users: BTreeMap<_, _> = self.users.iter().collect();
+        for (u, p) in users {
+            let _ = writeln!(s, "user {u} {:?} {:?} {:?}", p.devices, p.room, p.ringing);
+        }
+        let calls: BTreeMap<_, _> = self.calls.iter().collect();
+        for (r, c) in calls {
+            let _ = writeln!(s, "call {r} connected={}", c.was_connected);
+            for p in &c.participants {
+                let _ = writeln!(
+                    s,
+                    "  p {} {} {:?} {:?}",
+                    p.user, p.device, p.conn, p.grace_deadline
+                );
+            }
+            for i in &c.invitees {
+                let _ = writeln!(
+                    s,
+                    "  i {} {:?} by {}/{}",
+                    i.user, i.state, i.invited_by, i.invited_by_device
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "groups {:?}",
+            self.group_calls.iter().collect::<BTreeMap<_, _>>()
+        );
+        s
+    }
+
+    fn is_ringing_for(&self, user: &str, room: &str) -> bool {
+        self.calls
+            .iter()
+            .find(|(r, _)| r.as_str() == room)
+            .and_then(|(_, c)| c.invitees.iter().find(|i| i.user.as_str() == user))
+            .is_some_and(|i| i.is_ringing())
+    }
+
+    fn ringing_rooms(&self, user: &str) -> BTreeSet<String> {
+        self.users
+            .iter()
+            .find(|(u, _)| u.as_str() == user)
+            .map(|(_, p)| p.ringing.iter().map(|r| r.as_str().to_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Accept,
+    Reject,
+    Cancel,
+    HungUp,
+}
+
+impl Answer {
+    fn method(self) -> &'static str {
+        match self {
+            Answer::Accept => "signalingAccept",
+            Answer::Reject => "signalingReject",
+            Answer::Cancel => "signalingCancel",
+            Answer::HungUp => "signalingHungUp",
+        }
+    }
+}
+
+/// One step. Indices pick among what exists at that moment (modulo its length), so
+/// every generated sequence is meaningful and shrinks well.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A new connection signs in as `USERS[user]` on device `device` (reconnecting, or
+    /// replacing the same device's connection).
+    Login { user: usize, device: usize },
+    /// An open connection closes.
+    Close { conn: usize },
+    /// A 1:1 or group invitation from an open connection.
+    Invite {
+        from: usize,
+        to: Vec<usize>,
+        group: bool,
+        timeout: u8,
+    },
+    /// Accept, reject, cancel or hang up a room seen so far; `as_user` names someone
+    /// (perhaps not the sender) as opUserID.
+    Answer {
+        from: usize,
+        what: Answer,
+        room: usize,
+        as_user: Option<usize>,
+    },
+    /// One of the other requests, about a room seen so far.
+    Other { from: usize, which: u8, room: usize },
+    /// A connection that never signs in sends a request.
+    Anonymous,
+    /// Time passes and due timers fire.
+    Advance { secs: u8 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0..USERS.len(), 0..DEVICES).prop_map(|(user, device)| Step::Login { user, device }),
+        2 => any::<usize>().prop_map(|conn| Step::Close { conn }),
+        4 => (any::<usize>(), prop::collection::vec(0..USERS.len(), 1..3), any::<bool>(), 0u8..40)
+            .prop_map(|(from, to, group, timeout)| Step::Invite { from, to, group, timeout }),
+        6 => (
+            any::<usize>(),
+            prop_oneof![
+                Just(Answer::Accept),
+                Just(Answer::Reject),
+                Just(Answer::Cancel),
+                Just(Answer::HungUp)
+            ],
+            any::<usize>(),
+            prop::option::weighted(0.2, 0..USERS.len()),
+        )
+            .prop_map(|(from, what, room, as_user)| Step::Answer { from, what, room, as_user }),
+        1 => (any::<usize>(), 0u8..5, any::<usize>())
+            .prop_map(|(from, which, room)| Step::Other { from, which, room }),
+        1 => Just(Step::Anonymous),
+        3 => (0u8..45).prop_map(|secs| Step::Advance { secs }),
+    ]
+}
+
+/// The hub, the clock, and what the clients have seen.
+struct World {
+    hub: Hub,
+    now: Now,
+    signer: TokenSigner,
+    next_conn: ConnId,
+    next_req: u64,
+    /// Open connections, oldest first, with who signed in on them.
+    open: Vec<(ConnId, Option<(usize, usize)>)>,
+    /// Every room id seen in any frame, in order.
+    rooms: Vec<String>,
+    /// The rooms each open connection rings for, as its client works it out.
+    ringing: HashMap<ConnId, BTreeSet<String>>,
+    /// (room, user) pairs some device of `user` answered (accept or reject).
+    answered: HashSet<(String, String)>,
+}
+
+impl World {
+    fn new() -> World {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        for u in USERS {
+            store.add_user(&UserId::new(u).unwrap(), u, None).unwrap();
+        }
+        let g = GroupId::new("team").unwrap();
+        store.create_group(&g, "Team").unwrap();
+        for u in MEMBERS {
+            store.add_member(&g, &UserId::new(u).unwrap()).unwrap();
+        }
+        let signer = TokenSigner::new(b"proptest");
+        let cfg = HubConfig {
+            // Small, so that the limit is reached and refused too.
+            max_devices_per_user: 2,
+            max_room_size: 3,
+            ..HubConfig::default()
+        };
+        World {
+            hub: Hub::new(cfg, store as Arc<dyn Store>, signer.clone()),
+            now: Now {
+                mono: Instant::now(),
+                wall_ms: 1_000_000,
+            },
+            signer,
+            next_conn: 1,
+            next_req: 1,
+            open: Vec::new(),
+            rooms: Vec::new(),
+            ringing: HashMap::new(),
+            answered: HashSet::new(),
+        }
+    }
+
+    fn is_open(&self, conn: ConnId) -> bool {
+        self.open.iter().any(|(c, _)| *c == conn)
+    }
+
+    /// A signed-in connection, picked by `i`.
+    fn signed_in(&self, i: usize) -> Option<(ConnId, usize)> {
+        let signed: Vec<_> = self
+            .open
+            .iter()
+            .filter_map(|(c, who)| who.map(|(u, _)| (*c, u)))
+            .collect();
+        (!signed.is_empty()).then(|| signed[i % signed.len()])
+    }
+
+    fn room(&self, i: usize) -> String {
+        // Now and then a room nobody made.
+        if self.rooms.is_empty() || i % 8 == 7 {
+            "no-such-room".to_owned()
+        } else {
+            self.rooms[i % self.rooms.len()].clone()
+        }
+    }
+
+    fn note_room(&mut self, v: &Value) {
+        for r in [&v["roomID"], &v["invitation"]["roomID"]] {
+            if let Some(r) = r.as_str() {
+                if !r.is_empty() && !self.rooms.iter().any(|x| x == r) {
+                    self.rooms.push(r.to_owned());
+                }
+            }
+        }
+    }
+
+    /// Takes the hub's outputs, checks them, updates what each client saw, and closes
+    /// the connections the hub closed. Returns the frames by recipient.
+    fn deliver(&mut self) -> Result<Vec<(ConnId, Value)>, TestCaseError> {
+        let mut frames = Vec::new();
+        // Closing a connection is an input too; its outputs belong to this step. Each
+        // round closes at least one connection, so this ends.
+        loop {
+            let round = self.deliver_once()?;
+            if round.is_empty() {
+                return Ok(frames);
+            }
+            frames.extend(round);
+        }
+    }
+
+    fn deliver_once(&mut self) -> Result<Vec<(ConnId, Value)>, TestCaseError> {
+        let mut frames = Vec::new();
+        let mut closed = Vec::new();
+        for out in self.hub.take_outputs() {
+            let (to, text) = match out {
+                Output::Send { to, text } => (to, text),
+                Output::Close { conn, text, .. } => {
+                    closed.push(conn);
+                    (vec![conn], text)
+                }
+            };
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| TestCaseError::fail(format!("not JSON: {e}: {text}")))?;
+            prop_assert!(v.is_object(), "not an object: {text}");
+            prop_assert!(!to.is_empty(), "a frame for nobody: {text}");
+            for c in to {
+                prop_assert!(self.is_open(c), "frame for closed conn {c}: {text}");
+                frames.push((c, v.clone()));
+            }
+            // A connection the hub closed gets nothing more.
+            for c in &closed {
+                self.open.retain(|(o, _)| o != c);
+            }
+        }
+        for (c, v) in &frames {
+            self.note_room(&v["data"]);
+            if v["type"] == "event" {
+                let room = v["data"]["invitation"]["roomID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let set = self.ringing.entry(*c).or_default();
+                match v["event"].as_str().unwrap_or_default() {
+                    "onReceiveNewInvitation" => {
+                        set.insert(room);
+                    }
+                    "onInvitationCancelled"
+                    | "onInvitationTimeout"
+                    | "onInviteeAcceptedByOtherDevice"
+                    | "onInviteeRejectedByOtherDevice" => {
+                        set.remove(&room);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for c in closed {
+            self.closed(c);
+        }
+        Ok(frames)
+    }
+
+    fn closed(&mut self, conn: ConnId) {
+        self.open.retain(|(o, _)| *o != conn);
+        self.ringing.remove(&conn);
+        self.hub.handle(
+            self.now,
+            Input::Closed {
+                conn,
+                last_heard: self.now.mono,
+            },
+        );
+    }
+
+    /// Sends a request; checks it got exactly one response, addressed to the sender,
+    /// and that a refusal changed nothing and told nobody else. Returns the response.
+    fn request(&mut self, conn: ConnId, method: &str, data: Value) -> Result<Value, TestCaseError> {
+        let id = self.next_req;
+        self.next_req += 1;
+        let text = json!({"requestID": id, "operationID": format!("op{id}"), "method": method, "data": data});
+        let frame = ClientFrame::parse(&text.to_string())
+            .map_err(|e| TestCaseError::fail(format!("test made a bad frame {text}: {e:?}")))?;
+        let before = self.hub.digest();
+        self.hub.handle(self.now, Input::Request { conn, frame });
+        let after = self.hub.digest();
+        let frames = self.deliver()?;
+        let mut responses = frames
+            .iter()
+            .filter(|(_, v)| v["type"] == "response" && v["requestID"] == id);
+        let (to, response) = responses
+            .next()
+            .ok_or_else(|| TestCaseError::fail(format!("no response to {text}")))?
+            .clone();
+        prop_assert!(responses.next().is_none(), "two responses to {}", text);
+        prop_assert_eq!(to, conn);
+        if response["errCode"] != 0 {
+            prop_assert_eq!(
+                frames.len(),
+                1,
+                "a refused {} told others: {:?}",
+                text,
+                frames
+            );
+            prop_assert_eq!(before, after, "a refused {} changed the hub", text);
+        }
+        Ok(response)
+    }
+
+    fn run(&mut self, step: &Step) -> Result<(), TestCaseError> {
+        match step.clone() {
+            Step::Login { user, device } => {
+                let conn = self.next_conn;
+                self.next_conn += 1;
+                self.open.push((conn, None));
+                let token = self
+                    .signer
+                    .login_token(&UserId::new(USERS[user]).unwrap(), i64::MAX);
+                let r = self.request(
+                    conn,
+                    "login",
+                    json!({"token": token, "deviceID": format!("d{device}"), "platformID": 7}),
+                )?;
+                if r["errCode"] == 0 {
+                    prop_assert!(self.is_open(conn), "signed in but closed");
+                    let entry = self.open.iter_mut().find(|(c, _)| *c == conn).unwrap();
+                    entry.1 = Some((user, device));
+                    let pending = r["data"]["pendingInvitations"].as_array().cloned();
+                    let set = self.ringing.entry(conn).or_default();
+                    for p in pending.unwrap_or_default() {
+                        set.insert(p["invitation"]["roomID"].as_str().unwrap().to_owned());
+                    }
+                } else {
+                    prop_assert!(!self.is_open(conn), "a refused sign-in stays open");
+                }
+            }
+            Step::Close { conn } => {
+                if !self.open.is_empty() {
+                    let c = self.open[conn % self.open.len()].0;
+                    self.closed(c);
+                    self.deliver()?;
+                }
+            }
+            Step::Invite {
+                from,
+                to,
+                group,
+                timeout,
+            } => {
+                let Some((conn, _)) = self.signed_in(from) else {
+                    return Ok(());
+                };
+                let invitees: Vec<&str> = to.iter().map(|u| USERS[*u]).collect();
+                let data = if group {
+                    json!({"invitation": {"inviteeUserIDList": invitees, "groupID": "team",
+                        "sessionType": 2, "mediaType": "audio", "timeout": timeout}})
+                } else {
+                    json!({"invitation": {"inviteeUserIDList": [invitees[0]],
+                        "sessionType": 1, "mediaType": "video", "timeout": timeout}})
+                };
+                let r = self.request(conn, "signalingInvite", data)?;
+                if r["errCode"] == 0 {
+                    // A crossing invitation joins the call that rang this device.
+                    let room = r["data"]["roomID"].as_str().unwrap_or_default().to_owned();
+                    self.ringing.entry(conn).or_default().remove(&room);
+                }
+            }
+            Step::Answer {
+                from,
+                what,
+                room,
+                as_user,
+            } => {
+                let Some((conn, user)) = self.signed_in(from) else {
+                    return Ok(());
+                };
+                let room = self.room(room);
+                let op = as_user.map(|u| USERS[u]).unwrap_or("");
+                let key = (room.clone(), USERS[user].to_owned());
+                let already = self.answered.contains(&key);
+                let r = self.request(
+                    conn,
+                    what.method(),
+                    json!({"opUserID": op, "invitation": {"roomID": room}}),
+                )?;
+                let ok = r["errCode"] == 0;
+                if !op.is_empty() && op != USERS[user] {
+                    prop_assert!(!ok, "{} acted as {}: {}", USERS[user], op, r);
+                }
+                if matches!(what, Answer::Accept | Answer::Reject) {
+                    prop_assert!(
+                        !(already && ok),
+                        "{} answered {} twice: {}",
+                        USERS[user],
+                        room,
+                        r
+                    );
+                    if ok {
+                        self.answered.insert(key);
+                        self.ringing.entry(conn).or_default().remove(&room);
+                    }
+                }
+            }
+            Step::Other { from, which, room } => {
+                let Some((conn, _)) = self.signed_in(from) else {
+                    return Ok(());
+                };
+                let room = self.room(room);
+                let (method, data) = match which {
+                    0 => ("signalingGetTokenByRoomID", json!({"roomID": room})),
+                    1 => ("signalingGetRoomByGroupID", json!({"groupID": "team"})),
+                    2 => ("getSignalingInvitationInfoStartApp", json!({})),
+                    3 => (
+                        "signalingSendCustomSignal",
+                        json!({"roomID": room, "customInfo": "hi"}),
+                    ),
+                    _ => ("ping", json!({})),
+                };
+                self.request(conn, method, data)?;
+            }
+            Step::Anonymous => {
+                let conn = self.next_conn;
+                self.next_conn += 1;
+                self.open.push((conn, None));
+                let r = self.request(conn, "ping", json!({}))?;
+                prop_assert!(r["errCode"] == 1007, "{}", r);
+                self.closed(conn);
+                self.deliver()?;
+            }
+            Step::Advance { secs } => {
+                let d = Duration::from_secs(secs.into());
+                self.now.mono += d;
+                self.now.wall_ms += d.as_millis() as i64;
+                self.hub.handle_timeout(self.now);
+                self.deliver()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The invariants that hold between steps.
+    fn check(&mut self) -> Result<(), TestCaseError> {
+        self.hub.check_invariants().map_err(TestCaseError::fail)?;
+        // A user rung again for a room may answer again.
+        let hub = &self.hub;
+        self.answered
+            .retain(|(room, user)| !hub.is_ringing_for(user, room));
+        // Every device rings, by what it was told, for exactly what the hub rings.
+        for (conn, who) in &self.open {
+            let Some((user, _)) = who else { continue };
+            let seen = self.ringing.get(conn).cloned().unwrap_or_default();
+            let hub_rings = self.hub.ringing_rooms(USERS[*user]);
+            prop_assert_eq!(
+                &seen,
+                &hub_rings,
+                "conn {} of {} rings for {:?}, the hub for {:?}",
+                conn,
+                USERS[*user],
+                seen,
+                hub_rings
+            );
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    // 256 cases of up to 60 steps take a few seconds in a debug build;
+    // PROPTEST_CASES raises the count.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn hub_keeps_its_invariants_under_random_traffic(steps in prop::collection::vec(step(), 1..60)) {
+        let mut w = World::new();
+        for s in &steps {
+            w.run(s)?;
+            w.check()?;
+        }
+        // Shutting down ends every call and leaves nobody busy or ringing.
+        w.hub.handle(w.now, Input::Shutdown);
+        w.deliver()?;
+        w.hub.check_invariants().map_err(TestCaseError::fail)?;
+        prop_assert_eq!(w.hub.call_count(), 0);
+    }
+}
