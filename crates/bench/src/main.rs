@@ -177,6 +177,8 @@ async fn start_tincan(users: usize) -> Tincan {
     config.limits.rate_per_sec = 1e9;
     config.limits.rate_burst = 1e9;
     config.hub.max_devices_per_user = 5;
+    // All bench clients come from 127.0.0.1.
+    config.transport.max_unauthenticated_per_address = 10_000;
     start_runtime_thread(move || async move {
         let listener = TcpListener::from_std(std_listener).unwrap();
         let _ = tincan_server::run(listener, config, store, std::future::pending()).await;
@@ -450,6 +452,10 @@ async fn idle(n: usize, server_bin: &str) {
             "bench-secret",
         ])
         .args(["--max-connections", &(n + 100).to_string()])
+        // The ramp opens 200 connections at a time from one address before they sign
+        // in; the default cap on those (16 per address) is for the public internet.
+        .args(["--max-unauthenticated-per-address", "1000"])
+        .args(["--max-unauthenticated", "1000"])
         .env("RUST_LOG", "warn,tincan_server=info")
         .stderr(std::process::Stdio::piped())
         .spawn()
