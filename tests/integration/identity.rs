@@ -130,3 +130,58 @@ async fn actions_need_a_known_room() {
     p.invitation.room_id = room.to_string();
     assert_eq!(code(alice.client.signaling_invite(&op("x"), p).await), 1002);
 }
+
+/// An operator removes an account while it is signed in and in a call: its device is
+/// signed out with the reason, the other side hears the hang-up at once, and its token
+/// no longer signs in.
+#[tokio::test]
+async fn a_removed_account_is_signed_out_and_leaves_its_call() {
+    use std::time::Duration;
+    use tincan_sdk::{CloseReason, ConnectionState};
+    use tincan_server::store::Store as _;
+    let config = tincan_server::ServerConfig {
+        account_check_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let s = TestServer::start_with(config).await;
+    let mut alice = s.peer("alice", "a1").await;
+    let mut erin = s.peer("erin", "e1").await;
+    let room = alice.invite("erin").await.unwrap().room_id.to_string();
+    erin.expect("onReceiveNewInvitation").await;
+    erin.accept(&room).await.unwrap();
+    alice.expect("onInviteeAccepted").await;
+
+    s.store.delete_user(&uid("erin")).unwrap();
+
+    let (state, _) = within_real(
+        Duration::from_secs(10),
+        "erin signed out",
+        erin.next_state(),
+    )
+    .await;
+    match state {
+        ConnectionState::Closed {
+            reason: CloseReason::KickedOffline(why),
+        } => assert!(why.contains("removed"), "{why}"),
+        other => panic!("erin is signed out, got {other:?}"),
+    }
+    let hung_up = alice.expect_info("onHangUp").await;
+    assert_eq!(hung_up.op_user_id, "erin");
+    let record = &s.history("alice")[0];
+    assert_eq!(record.end_reason, tincan_protocol::EndReason::HungUp);
+
+    let refused = tincan_sdk::connect_with(
+        &s.url,
+        &s.token("erin"),
+        tincan_sdk::DeviceInfo::new(
+            tincan_protocol::DeviceId::new("e2").unwrap(),
+            tincan_protocol::PlatformId::LINUX,
+        ),
+        no_reconnect(),
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "a removed account's token no longer signs in"
+    );
+}

@@ -86,16 +86,22 @@ fn printable(path: &str, value: &str, max: usize) -> Result<(), FieldError> {
 
 /// Checks a display name: 1 to [`MAX_NICKNAME_CHARS`] printable characters.
 pub fn check_nickname(nickname: &str) -> Result<(), String> {
-    let chars = nickname.chars().count();
-    if chars == 0 || nickname.trim().is_empty() {
-        return Err("nickname must not be empty".into());
+    check_name("nickname", nickname)
+}
+
+/// Checks a display name given as `field` (a nickname, a group's name): 1 to
+/// [`MAX_NICKNAME_CHARS`] printable characters.
+pub fn check_name(field: &str, name: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars == 0 || name.trim().is_empty() {
+        return Err(format!("{field} must not be empty"));
     }
     if chars > MAX_NICKNAME_CHARS {
         return Err(format!(
-            "nickname is {chars} characters; at most {MAX_NICKNAME_CHARS} are allowed"
+            "{field} is {chars} characters; at most {MAX_NICKNAME_CHARS} are allowed"
         ));
     }
-    printable("nickname", nickname, MAX_NICKNAME_CHARS * 4)
+    printable(field, name, MAX_NICKNAME_CHARS * 4)
 }
 
 /// A nickname as others see it. Stores written before names were bounded (or edited by

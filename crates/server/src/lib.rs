@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod accounts;
 pub mod auth;
 pub mod config;
 pub mod conn;
@@ -83,6 +84,9 @@ pub struct ServerConfig {
     pub login_token_ttl: Duration,
     /// Whether `POST /api/register` is open.
     pub allow_registration: bool,
+    /// How often signed-in users are checked against the store, so that an account an
+    /// operator removed is signed out (`accounts.rs`).
+    pub account_check_interval: Duration,
     /// Public base URL (`ws://host:port`) clients reach this server at; `liveURL` is
     /// derived from it. Defaults to the listener's address (`wss://` with TLS).
     pub public_url: Option<String>,
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             secret: None,
             login_token_ttl: Duration::from_secs(30 * 24 * 3600),
             allow_registration: true,
+            account_check_interval: Duration::from_secs(30),
             public_url: None,
             transport: TransportConfig::default(),
             allowed_origins: Vec::new(),
@@ -217,6 +222,11 @@ pub async fn run_with_records(
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let board = switchboard::Switchboard::new(hub, store.clone(), records.clone());
     let timer_task = tokio::spawn(board.clone().run_timers());
+    let account_task = tokio::spawn(accounts::watch_removed(
+        board.clone(),
+        store.clone(),
+        config.account_check_interval,
+    ));
     let state = Arc::new(AppState {
         store,
         signer,
@@ -260,6 +270,7 @@ pub async fn run_with_records(
     if let Some(r) = reloader {
         r.abort();
     }
+    account_task.abort();
     board.shutdown();
     drop(state);
     let _ = timer_task.await;

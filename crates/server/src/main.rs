@@ -56,6 +56,9 @@ enum UserCmd {
         #[command(flatten)]
         password: PasswordArg,
     },
+    /// Remove a user: their devices are signed out within the server's account check
+    /// interval (30 s by default) and they leave their call; their call records stay.
+    Delete { user: String },
     /// List users.
     List,
 }
@@ -207,6 +210,9 @@ fn user_cmd(store: &SqliteStore, cmd: UserCmd) -> Result<(), Failure> {
             nickname,
         } => {
             let id = UserId::new(user)?;
+            if let Some(n) = &nickname {
+                tincan_protocol::limits::check_nickname(n)?;
+            }
             let password = password.read()?;
             let hash = tincan_server::auth::hash_password(&password);
             store.add_user(&id, nickname.as_deref().unwrap_or(id.as_str()), Some(&hash))?;
@@ -217,6 +223,11 @@ fn user_cmd(store: &SqliteStore, cmd: UserCmd) -> Result<(), Failure> {
             let password = password.read()?;
             store.set_password(&id, &tincan_server::auth::hash_password(&password))?;
             println!("password of {id} changed");
+        }
+        UserCmd::Delete { user } => {
+            let id = UserId::new(user)?;
+            store.delete_user(&id)?;
+            println!("removed user {id}; a running server signs them out within its account check interval");
         }
         UserCmd::List => {
             for u in store.users()? {
@@ -235,7 +246,9 @@ fn group_cmd(store: &SqliteStore, cmd: GroupCmd) -> Result<(), Failure> {
             members,
         } => {
             let id = GroupId::new(group)?;
-            store.create_group(&id, name.as_deref().unwrap_or(id.as_str()))?;
+            let name = name.unwrap_or_else(|| id.to_string());
+            tincan_protocol::limits::check_name("group name", &name)?;
+            store.create_group(&id, &name)?;
             for m in members {
                 store.add_member(&id, &UserId::new(m)?)?;
             }

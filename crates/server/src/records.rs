@@ -279,6 +279,9 @@ mod tests {
         fn set_password(&self, u: &UserId, h: &str) -> Result<(), StoreError> {
             self.inner.set_password(u, h)
         }
+        fn delete_user(&self, u: &UserId) -> Result<(), StoreError> {
+            self.inner.delete_user(u)
+        }
         fn user(&self, u: &UserId) -> Result<Option<UserRow>, StoreError> {
             self.inner.user(u)
         }

@@ -157,6 +157,11 @@ impl Switchboard {
         Ok(())
     }
 
+    /// Users with a signed-in device now.
+    pub fn signed_in_users(&self) -> Vec<tincan_protocol::UserId> {
+        self.lock().hub.signed_in_users()
+    }
+
     /// Fires the hub's timers until the server stops.
     pub async fn run_timers(self: Arc<Self>) {
         loop {

@@ -79,6 +79,12 @@ pub enum Input {
         /// its pings went unanswered); the grace periods count from this moment.
         last_heard: Instant,
     },
+    /// The user's account was removed from the store: sign out every device of theirs
+    /// and take them out of their call.
+    AccountRemoved {
+        /// Whose.
+        user: UserId,
+    },
     /// The server is stopping: end every call.
     Shutdown,
 }
@@ -269,6 +275,15 @@ impl Hub {
         self.calls.len()
     }
 
+    /// Users with a signed-in device.
+    pub fn signed_in_users(&self) -> Vec<UserId> {
+        self.users
+            .iter()
+            .filter(|(_, p)| !p.devices.is_empty())
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+
     /// Number of signed-in connections.
     pub fn conn_count(&self) -> usize {
         self.conns.len()
@@ -280,6 +295,7 @@ impl Hub {
         match input {
             Input::Request { conn, frame } => self.handle_request(now, conn, frame),
             Input::Closed { conn, last_heard } => self.handle_closed(now, conn, last_heard),
+            Input::AccountRemoved { user } => self.account_removed(now, user),
             Input::Shutdown => self.handle_shutdown(now),
         }
         self.flush_records(now);

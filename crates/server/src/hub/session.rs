@@ -238,6 +238,39 @@ impl Hub {
         debug!("connection closed");
     }
 
+    /// An account removed from the store (`tincan-server user delete`) keeps no open
+    /// connection: each device is told why and closed, and the user leaves their call at
+    /// once (they could not sign in again to resume it, so a grace period would only keep
+    /// the others waiting). Invitations to them ring out as for anyone offline.
+    pub(super) fn account_removed(&mut self, now: Now, user: UserId) {
+        let conns = self.user_conns(&user);
+        if conns.is_empty() {
+            return;
+        }
+        let _span = tracing::info_span!("account removed", user = %user).entered();
+        info!(
+            devices = conns.len(),
+            "account removed from the store; signing it out"
+        );
+        let text = Event::KickedOffline(KickedInfo {
+            reason: "your account was removed from this server".into(),
+        })
+        .to_frame_json();
+        for conn in conns {
+            self.out.push(Output::Close {
+                conn,
+                text: text.clone(),
+                reason: "account removed",
+            });
+            self.handle_closed(now, conn, now.mono);
+        }
+        if let Some(room) = self.users.get(&user).and_then(|p| p.room.clone()) {
+            self.leave(&room, &user, "account removed");
+            self.maybe_end(now, &room, tincan_protocol::EndReason::HungUp);
+        }
+        self.forget_if_idle(&user);
+    }
+
     pub(super) fn forget_if_idle(&mut self, user: &UserId) {
         if self.users.get(user).is_some_and(Presence::is_idle) {
             self.users.remove(user);

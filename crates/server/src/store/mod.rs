@@ -97,6 +97,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Replaces a user's password hash.
     fn set_password(&self, user: &UserId, password_hash: &str) -> Result<(), StoreError>;
+    /// Removes a user and their group memberships; `Missing` if there is no such user.
+    /// Their call records stay (they are the other participants' history too).
+    fn delete_user(&self, user: &UserId) -> Result<(), StoreError>;
     /// One user.
     fn user(&self, user: &UserId) -> Result<Option<UserRow>, StoreError>;
     /// Every user, sorted by id.

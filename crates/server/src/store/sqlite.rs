@@ -255,6 +255,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn delete_user(&self, user: &UserId) -> Result<(), StoreError> {
+        self.writing(|c| {
+            // group_members goes with it (ON DELETE CASCADE, foreign keys on).
+            let n = c.execute("DELETE FROM users WHERE user_id = ?1", [user.as_str()])?;
+            if n == 0 {
+                return Err(StoreError::Missing(format!("user {user}")));
+            }
+            Ok(())
+        })
+    }
+
     fn user(&self, user: &UserId) -> Result<Option<UserRow>, StoreError> {
         self.reading(|c| {
             let row = c
