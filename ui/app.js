@@ -180,6 +180,28 @@ function signinForm() {
   };
 }
 
+/** How a server address is reached: 'tls' (https/wss), 'loopback' (plain, but it never
+ * leaves this computer) or 'plain' (plain over a network: not encrypted). */
+function transportOf(url) {
+  const m = /^\s*([a-z]+):\/\//i.exec(url || '');
+  const scheme = m ? m[1].toLowerCase() : 'http';
+  if (scheme === 'https' || scheme === 'wss') return 'tls';
+  const rest = (url || '').trim().replace(/^[a-z]+:\/\//i, '');
+  const authority = rest.split('/')[0];
+  const host = authority.startsWith('[')
+    ? authority.slice(1, authority.indexOf(']'))
+    : authority.split(':')[0];
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h)) return 'loopback';
+  return 'plain';
+}
+
+/** Shows the sign-in note when the address typed would not be encrypted. */
+function updateEncryptionNote() {
+  const url = $('login-server').value.trim();
+  $('login-unencrypted').hidden = !url || transportOf(url) !== 'plain';
+}
+
 async function submitSignin(register) {
   const f = signinForm();
   showError('login-error', '');
@@ -214,6 +236,7 @@ async function useLocalServer() {
     return;
   }
   $('login-server').value = res.data.url;
+  updateEncryptionNote();
   showError('login-error', '');
   $('login-server').dataset.local = 'true';
 }
@@ -225,6 +248,14 @@ async function signedIn(me) {
   $('signed-in-user').hidden = false;
   $('sign-out').hidden = false;
   $('settings-server').textContent = me.server;
+  const transport = transportOf(me.server);
+  $('settings-encryption').textContent =
+    transport === 'tls'
+      ? 'Encrypted (TLS)'
+      : transport === 'loopback'
+        ? 'Not encrypted (this computer only)'
+        : 'Not encrypted: use an https:// or wss:// address';
+  $('settings-encryption').dataset.transport = transport;
   $('settings-user').textContent = me.userID;
   $('settings-device').textContent = me.deviceID || '';
   $('reconnecting-banner').hidden = true;
@@ -467,6 +498,7 @@ function wireControls() {
   });
   $('register-submit').addEventListener('click', () => submitSignin(true));
   $('use-local-server').addEventListener('click', useLocalServer);
+  $('login-server').addEventListener('input', updateEncryptionNote);
   $('sign-out').addEventListener('click', signOut);
   $('refresh-contacts').addEventListener('click', loadContacts);
   $('refresh-history').addEventListener('click', loadHistory);
@@ -513,6 +545,7 @@ async function start() {
     $('settings-profile').textContent = info.profileDir;
     document.title = info.name;
     if (info.defaultServer) $('login-server').value = info.defaultServer;
+    updateEncryptionNote();
     setStatus('', '');
     const session = await openIM.session();
     if (session) await signedIn(session);

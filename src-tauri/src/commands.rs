@@ -92,7 +92,7 @@ pub async fn start_embedded_server(app: AppHandle) -> ApiResult {
 /// The account endpoints of `server`, with the embedded server's secret when `server`
 /// is that server.
 fn accounts(state: &AppState, server: &str) -> Result<Accounts, SdkError> {
-    let accounts = Accounts::new(server)?;
+    let accounts = Accounts::with_ca_file(server, state.ca_file.as_deref())?;
     match state.local_secret_for(server) {
         Some(secret) => accounts.with_local_secret(secret.expose()),
         None => Ok(accounts),
@@ -154,7 +154,10 @@ async fn connect(app: &AppHandle, server: &str, token: &str) -> ApiResult {
     // The same device may not be connected twice: close the old session first.
     media::end(app, None);
     close_session(&state).await;
-    let (client, rx) = match tincan_sdk::connect(server, token, device.clone()).await {
+    let mut options = tincan_sdk::ConnectOptions::default();
+    options.ca_file = state.ca_file.clone();
+    let (client, rx) = match tincan_sdk::connect_with(server, token, device.clone(), options).await
+    {
         Ok(c) => c,
         Err(e) => return ApiResult::from_error(&e),
     };

@@ -39,6 +39,9 @@ pub struct StartOptions {
     /// `--media-bind ADDR` / `TINCAN_MEDIA_BIND`: the local address media uses
     /// (default: every interface except loopback; `127.0.0.1:0` keeps calls on loopback).
     pub media_bind: Option<String>,
+    /// `--ca-file PEM` / `TINCAN_CA_FILE`: extra CA certificates to trust for https/wss
+    /// servers (a self-signed test deployment), besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl StartOptions {
@@ -56,13 +59,14 @@ impl StartOptions {
                 None => (arg.clone(), None),
             };
             match flag.as_str() {
-                "--server" | "--profile" | "--media-bind" => {
+                "--server" | "--profile" | "--media-bind" | "--ca-file" => {
                     let Some(value) = inline.or_else(|| args.next()) else {
                         continue;
                     };
                     match flag.as_str() {
                         "--server" => opts.server = Some(value),
                         "--profile" => opts.profile = Some(PathBuf::from(value)),
+                        "--ca-file" => opts.ca_file = Some(PathBuf::from(value)),
                         _ => opts.media_bind = Some(value),
                     }
                 }
@@ -75,6 +79,9 @@ impl StartOptions {
             opts.profile = nonempty(env("TINCAN_PROFILE")).map(PathBuf::from);
         }
         opts.media_bind = nonempty(opts.media_bind).or_else(|| nonempty(env("TINCAN_MEDIA_BIND")));
+        if opts.ca_file.is_none() {
+            opts.ca_file = nonempty(env("TINCAN_CA_FILE")).map(PathBuf::from);
+        }
         opts
     }
 }
@@ -121,7 +128,10 @@ pub fn run() {
             // Owner only: the embedded server's database holds password hashes and its
             // token-signing secret.
             profile::create_private_dir(&profile)?;
-            app.manage(state::AppState::new(profile, options.server.clone()));
+            app.manage(
+                state::AppState::new(profile, options.server.clone())
+                    .with_ca_file(options.ca_file.clone()),
+            );
             // Media binds every interface but loopback unless told (`127.0.0.1:0` keeps
             // two instances on one machine, and the e2e tests, on loopback).
             let bind = std::env::var("TINCAN_MEDIA_BIND")
@@ -182,6 +192,18 @@ mod tests {
         );
         assert_eq!(o.server.as_deref(), Some("http://h:1"));
         assert_eq!(o.profile, Some(PathBuf::from("/tmp/p")));
+    }
+
+    #[test]
+    fn ca_file_comes_from_the_flag_or_the_environment() {
+        let o = parse(
+            &["--ca-file", "/tmp/ca.pem"],
+            &[("TINCAN_CA_FILE", "/env.pem")],
+        );
+        assert_eq!(o.ca_file, Some(PathBuf::from("/tmp/ca.pem")));
+        let o = parse(&[], &[("TINCAN_CA_FILE", "/env.pem")]);
+        assert_eq!(o.ca_file, Some(PathBuf::from("/env.pem")));
+        assert_eq!(parse(&[], &[]).ca_file, None);
     }
 
     const INDEX_HTML: &str = include_str!("../../ui/index.html");

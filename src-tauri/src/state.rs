@@ -38,6 +38,8 @@ pub struct AppState {
     pub profile_dir: PathBuf,
     /// Server URL given on the command line or in `TINCAN_SERVER`, to prefill sign-in.
     pub default_server: Option<String>,
+    /// `--ca-file` / `TINCAN_CA_FILE`: extra CA certificates for https/wss servers.
+    pub ca_file: Option<PathBuf>,
     session: Mutex<Option<Session>>,
     server: Mutex<Option<EmbeddedServer>>,
     /// Incremented per sign-in; events from an older session are dropped.
@@ -55,10 +57,17 @@ impl AppState {
         AppState {
             profile_dir,
             default_server,
+            ca_file: None,
             session: Mutex::new(None),
             server: Mutex::new(None),
             generation: Mutex::new(0),
         }
+    }
+
+    /// Trusts the CA certificates in `ca_file` too, for https/wss servers.
+    pub fn with_ca_file(mut self, ca_file: Option<PathBuf>) -> Self {
+        self.ca_file = ca_file;
+        self
     }
 
     /// The signed-in client, if any.
