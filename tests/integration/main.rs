@@ -14,5 +14,6 @@ mod logs;
 mod media;
 mod records;
 mod silent_peers;
+mod throttling;
 mod timers;
 mod tls;

@@ -81,6 +81,39 @@ pub struct Settings {
     /// Close `POST /api/register` (accounts then come from `tincan-server user add`).
     #[arg(long, env = "TINCAN_NO_REGISTRATION")]
     pub no_registration: Option<bool>,
+    /// Seconds of silence from a client before the server pings it (WebSocket ping).
+    #[arg(long, env = "TINCAN_PING_AFTER")]
+    pub ping_after: Option<u64>,
+    /// Seconds a client has to answer a ping before it counts as gone.
+    #[arg(long, env = "TINCAN_PONG_TIMEOUT")]
+    pub pong_timeout: Option<u64>,
+    /// Failed password sign-ins per account before lockouts start.
+    #[arg(long, env = "TINCAN_LOGIN_FREE_FAILURES")]
+    pub login_free_failures: Option<u32>,
+    /// Failed password sign-ins per address (IPv6: per /64) before lockouts start.
+    #[arg(long, env = "TINCAN_LOGIN_ADDRESS_FREE_FAILURES")]
+    pub login_address_free_failures: Option<u32>,
+    /// Longest sign-in lockout, seconds (lockouts start at 1 s and double).
+    #[arg(long, env = "TINCAN_LOGIN_MAX_LOCKOUT")]
+    pub login_max_lockout: Option<u64>,
+    /// Registrations one address may make at once.
+    #[arg(long, env = "TINCAN_REGISTER_BURST")]
+    pub register_burst: Option<u32>,
+    /// Registrations one address may make per hour, sustained.
+    #[arg(long, env = "TINCAN_REGISTER_PER_HOUR")]
+    pub register_per_hour: Option<u32>,
+    /// Registrations the whole server takes at once.
+    #[arg(long, env = "TINCAN_REGISTER_GLOBAL_BURST")]
+    pub register_global_burst: Option<u32>,
+    /// Registrations the whole server takes per hour, sustained.
+    #[arg(long, env = "TINCAN_REGISTER_GLOBAL_PER_HOUR")]
+    pub register_global_per_hour: Option<u32>,
+    /// Password-hashing threads (0: one per core).
+    #[arg(long, env = "TINCAN_HASH_THREADS")]
+    pub hash_threads: Option<usize>,
+    /// Password hashes that may wait for a thread; more are refused with ServerBusy.
+    #[arg(long, env = "TINCAN_HASH_QUEUE")]
+    pub hash_queue: Option<usize>,
     /// PEM certificate chain: serve https and wss (needs --tls-key). Reloaded when the
     /// file changes or on SIGHUP.
     #[arg(long, env = "TINCAN_TLS_CERT", requires = "tls_key")]
@@ -170,6 +203,17 @@ impl Settings {
             rate,
             burst,
             no_registration,
+            ping_after,
+            pong_timeout,
+            login_free_failures,
+            login_address_free_failures,
+            login_max_lockout,
+            register_burst,
+            register_per_hour,
+            register_global_burst,
+            register_global_per_hour,
+            hash_threads,
+            hash_queue,
             tls_cert,
             tls_key,
             header_timeout,
@@ -248,8 +292,13 @@ impl Settings {
                 max_frame_bytes: self.max_frame_bytes.unwrap_or(lim_d.max_frame_bytes),
                 rate_per_sec: self.rate.unwrap_or(lim_d.rate_per_sec),
                 rate_burst: self.burst.unwrap_or(lim_d.rate_burst),
+                ping_after: secs(self.ping_after.map(|s| s.max(1)), lim_d.ping_after),
+                pong_timeout: secs(self.pong_timeout.map(|s| s.max(1)), lim_d.pong_timeout),
                 ..lim_d
             },
+            throttle: self.throttle(),
+            hash_threads: self.hash_threads.unwrap_or(d.hash_threads),
+            hash_queue: self.hash_queue.unwrap_or(d.hash_queue),
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             secret: self.secret.clone(),
             allow_registration: !self.no_registration.unwrap_or(false),
@@ -263,6 +312,29 @@ impl Settings {
 }
 
 impl Settings {
+    fn throttle(&self) -> crate::throttle::ThrottleConfig {
+        let d = crate::throttle::ThrottleConfig::default();
+        crate::throttle::ThrottleConfig {
+            account_free_failures: self.login_free_failures.unwrap_or(d.account_free_failures),
+            address_free_failures: self
+                .login_address_free_failures
+                .unwrap_or(d.address_free_failures),
+            max_delay: self
+                .login_max_lockout
+                .map(|s| Duration::from_secs(s.max(1)))
+                .unwrap_or(d.max_delay),
+            register_burst: self.register_burst.unwrap_or(d.register_burst),
+            register_per_hour: self.register_per_hour.unwrap_or(d.register_per_hour),
+            register_global_burst: self
+                .register_global_burst
+                .unwrap_or(d.register_global_burst),
+            register_global_per_hour: self
+                .register_global_per_hour
+                .unwrap_or(d.register_global_per_hour),
+            ..d
+        }
+    }
+
     fn transport(&self) -> TransportConfig {
         let d = TransportConfig::default();
         TransportConfig {

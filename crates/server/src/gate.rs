@@ -172,6 +172,11 @@ impl Ticket {
     pub fn release(&self) {
         self.0.release();
     }
+
+    /// The address this connection is counted under (sign-in throttling uses it too).
+    pub fn address(&self) -> AddressKey {
+        self.0.key
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use tincan_protocol::{ErrCode, LoginBody, RegisterBody, UserId, WireError, WS_PA
 use crate::auth::{hash_password, verify_password};
 use crate::conn::HARD_FRAME_LIMIT;
 use crate::store::StoreError;
+use crate::throttle::Refused;
 use crate::AppState;
 
 /// tungstenite reads into a buffer of this size; it is allocated for every connection,
@@ -92,9 +93,7 @@ async fn ws_upgrade(
         .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
-        .on_upgrade(move |socket| {
-            crate::conn::serve(socket, state, permit, ticket.map(|t| t.0))
-        })
+        .on_upgrade(move |socket| crate::conn::serve(socket, state, permit, ticket.map(|t| t.0)))
 }
 
 // The error is a finished response the handler returns at once.
@@ -107,7 +106,50 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response
 const MIN_PASSWORD: usize = 6;
 const MAX_PASSWORD: usize = 256;
 
-async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+/// The address a request is counted under for throttling (`None` only for requests
+/// that did not come through the accept loop, which has none to give).
+type Peer = Option<axum::Extension<crate::gate::Ticket>>;
+
+fn address(peer: &Peer) -> Option<crate::gate::AddressKey> {
+    peer.as_ref().map(|t| t.0.address())
+}
+
+/// The answer to a throttled request: the code, the wait in the message and in
+/// `Retry-After`.
+fn throttled(code: ErrCode, r: Refused) -> Response {
+    let mut resp = fail(StatusCode::TOO_MANY_REQUESTS, code, r.message());
+    resp.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(r.retry_after_secs()),
+    );
+    resp
+}
+
+/// The hashing pool is full.
+fn busy(state: &AppState) -> Response {
+    let (threads, queue) = state.hashers.size();
+    let mut resp = fail(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrCode::ServerBusy,
+        format!(
+            "the server is busy checking other passwords ({threads} at a time, {queue} waiting); retry after 1 s"
+        ),
+    );
+    resp.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    resp
+}
+
+fn throttle(state: &AppState) -> std::sync::MutexGuard<'_, crate::throttle::Throttle> {
+    state
+        .throttle
+        .lock()
+        .expect("the throttle lock is never poisoned: its methods do not panic")
+}
+
+async fn register(State(state): State<Arc<AppState>>, peer: Peer, body: Bytes) -> Response {
     if !state.allow_registration {
         return fail(
             StatusCode::FORBIDDEN,
@@ -130,14 +172,23 @@ async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     if let Err(why) = tincan_protocol::limits::check_nickname(&nickname) {
         return fail(StatusCode::BAD_REQUEST, ErrCode::Args, why);
     }
+    let now = tokio::time::Instant::now();
+    if let Err(r) = throttle(&state).register(address(&peer), now) {
+        info!(?r, "registration refused: rate limit");
+        return throttled(ErrCode::RateLimited, r);
+    }
     let store = state.store.clone();
     let user = b.user_id.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let hash = hash_password(&b.password);
-        store.add_user(&user, &nickname, Some(&hash))
-    })
-    .await
-    .expect("hashing does not panic");
+    let result = state
+        .hashers
+        .run(move || {
+            let hash = hash_password(&b.password);
+            store.add_user(&user, &nickname, Some(&hash))
+        })
+        .await;
+    let Ok(result) = result else {
+        return busy(&state);
+    };
     match result {
         Ok(()) => {
             info!(user = %b.user_id, "registered");
@@ -159,7 +210,7 @@ async fn register(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     }
 }
 
-async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn login(State(state): State<Arc<AppState>>, peer: Peer, body: Bytes) -> Response {
     let b: LoginBody = match parse_body(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -171,31 +222,46 @@ async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             "wrong user ID or password",
         )
     };
-    let Ok(user) = UserId::new(b.user_id) else {
+    let addr = address(&peer);
+    // Refused before any password is checked, the right one included.
+    if let Err(r) = throttle(&state).check_sign_in(&b.user_id, addr, tokio::time::Instant::now()) {
+        info!(?r, "sign-in refused: too many failures");
+        return throttled(ErrCode::SignInThrottled, r);
+    }
+    let Ok(user) = UserId::new(b.user_id.clone()) else {
+        throttle(&state).sign_in_failed(&b.user_id, addr, tokio::time::Instant::now());
         return wrong();
     };
     let store = state.store.clone();
     let u = user.clone();
-    let ok = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
-        Ok(match store.user(&u)? {
-            Some(row) => row
-                .password_hash
-                .is_some_and(|h| verify_password(&b.password, &h)),
-            None => {
-                // Spend the same time as a real check, so timing does not reveal who exists.
-                let _ = verify_password(&b.password, dummy_hash());
-                false
-            }
+    let ok = state
+        .hashers
+        .run(move || -> Result<bool, StoreError> {
+            Ok(match store.user(&u)? {
+                Some(row) => row
+                    .password_hash
+                    .is_some_and(|h| verify_password(&b.password, &h)),
+                None => {
+                    // Spend the same time as a real check, so timing does not reveal who exists.
+                    let _ = verify_password(&b.password, dummy_hash());
+                    false
+                }
+            })
         })
-    })
-    .await
-    .expect("verifying does not panic");
+        .await;
+    let Ok(ok) = ok else {
+        return busy(&state);
+    };
     match ok {
         Ok(true) => {
+            throttle(&state).sign_in_succeeded(user.as_str());
             info!(user = %user, "signed in over HTTP");
             reply(StatusCode::OK, Ok(state.issue_token(user)))
         }
-        Ok(false) => wrong(),
+        Ok(false) => {
+            throttle(&state).sign_in_failed(user.as_str(), addr, tokio::time::Instant::now());
+            wrong()
+        }
         Err(e) => {
             warn!(error = %e, "sign-in failed");
             fail(

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod gate;
+pub mod hashing;
 pub mod http;
 pub mod hub;
 pub mod liveness;
@@ -34,6 +35,7 @@ pub mod records;
 pub mod serve;
 pub mod store;
 pub mod switchboard;
+pub mod throttle;
 pub mod tls;
 
 use std::future::Future;
@@ -101,6 +103,12 @@ pub struct ServerConfig {
     /// When set (the desktop app's embedded server), `/api/register` and `/api/login`
     /// need it in [`origin::LOCAL_SECRET_HEADER`].
     pub local_secret: Option<origin::LocalSecret>,
+    /// Sign-in backoff and registration limits.
+    pub throttle: throttle::ThrottleConfig,
+    /// Password-hashing threads (0: one per core).
+    pub hash_threads: usize,
+    /// Password hashes that may wait for a thread; past that, `ServerBusy` (1012).
+    pub hash_queue: usize,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +126,9 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: None,
             local_secret: None,
+            throttle: throttle::ThrottleConfig::default(),
+            hash_threads: 0,
+            hash_queue: 32,
         }
     }
 }
@@ -134,6 +145,11 @@ pub(crate) struct AppState {
     pub login_token_ttl: Duration,
     /// Who may talk to this server over HTTP (Origin, Host, local secret).
     pub access: Arc<origin::Policy>,
+    /// Sign-in backoff and registration limits; locked for microseconds, never across
+    /// an await.
+    pub throttle: std::sync::Mutex<throttle::Throttle>,
+    /// Where passwords are hashed and checked.
+    pub hashers: hashing::HashPool,
     /// Each connection task holds a clone; [`run`] waits until all are dropped.
     pub done_tx: mpsc::Sender<()>,
     next_conn: AtomicU64,
@@ -243,6 +259,8 @@ pub async fn run_with_records(
             addr,
             config.public_url.as_deref(),
         )),
+        throttle: std::sync::Mutex::new(throttle::Throttle::new(&config.throttle)),
+        hashers: hashing::HashPool::new(config.hash_threads, config.hash_queue),
         done_tx,
         next_conn: AtomicU64::new(1),
     });
