@@ -17,4 +17,5 @@ mod media;
 mod ringing;
 mod seed;
 mod signin;
+mod tls;
 mod window;
