@@ -147,3 +147,24 @@ async fn silent_participant_is_found_while_its_socket_is_full_and_is_free_afterw
     carol.quiet().await;
     bob.expect("onReceiveNewInvitation").await;
 }
+
+// Real clock, short limits: an idle SDK client with its own keepalive off stays
+// connected only if it answers the server's WebSocket pings (tungstenite queues the
+// pong when the SDK reads, and the SDK always reads).
+#[tokio::test]
+async fn an_idle_sdk_client_answers_the_server_pings_and_stays_connected() {
+    let mut config = ServerConfig::default();
+    config.limits.ping_after = Duration::from_millis(300);
+    config.limits.pong_timeout = Duration::from_millis(700);
+    let s = TestServer::start_with(config).await;
+    let mut alice = s
+        .peer_with(&s.url, "alice", "a1", PlatformId::LINUX, passive())
+        .await;
+    // The idle time under test (several ping rounds), not a synchronisation.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    alice.quiet().await;
+    assert!(
+        alice.events.try_recv().is_err(),
+        "no connection-state change: the connection was never lost"
+    );
+}
