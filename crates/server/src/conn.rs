@@ -131,7 +131,10 @@ pub(crate) async fn serve(
             let deadline = live.write_deadline(Instant::now(), limits.write_timeout);
             match timeout_at(deadline, $e).await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(_)) => Err(()),
+                Ok(Err(e)) => {
+                    info!(conn, error = %e, "writing to the peer failed; dropping its connection");
+                    Err(())
+                }
                 Err(_) => {
                     info!(
                         conn,
