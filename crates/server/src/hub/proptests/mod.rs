@@ -177,10 +177,34 @@ impl World {
         (!signed.is_empty()).then(|| signed[i % signed.len()])
     }
 
+    /// Mostly a device that rings for `room`, or one of a user who already answered it
+    /// (the races are there); now and then anyone signed in.
+    fn answerer(&self, i: usize, room: &str) -> Option<(ConnId, usize)> {
+        let involved: Vec<(ConnId, usize)> = self
+            .open
+            .iter()
+            .filter_map(|(c, who)| who.map(|(u, _)| (*c, u)))
+            .filter(|(c, u)| {
+                self.ringing.get(c).is_some_and(|r| r.contains(room))
+                    || self
+                        .answered
+                        .contains(&(room.to_owned(), USERS[*u].to_owned()))
+            })
+            .collect();
+        if involved.is_empty() || i % 4 == 3 {
+            self.signed_in(i)
+        } else {
+            Some(involved[i % involved.len()])
+        }
+    }
+
     fn room(&self, i: usize) -> String {
         // Now and then a room nobody made.
         if self.rooms.is_empty() || i % 8 == 7 {
             "no-such-room".to_owned()
+        } else if i % 2 == 0 {
+            // Mostly the newest call, where the races are.
+            self.rooms[self.rooms.len() - 1].clone()
         } else {
             self.rooms[i % self.rooms.len()].clone()
         }
@@ -360,7 +384,12 @@ impl World {
                     json!({"invitation": {"inviteeUserIDList": [invitees[0]],
                         "sessionType": 1, "mediaType": "video", "timeout": timeout}})
                 };
-                let r = self.request(conn, "signalingInvite", data)?;
+                let method = if group {
+                    "signalingInviteInGroup"
+                } else {
+                    "signalingInvite"
+                };
+                let r = self.request(conn, method, data)?;
                 if r["errCode"] == 0 {
                     // A crossing invitation joins the call that rang this device.
                     let room = r["data"]["roomID"].as_str().unwrap_or_default().to_owned();
@@ -373,10 +402,10 @@ impl World {
                 room,
                 as_user,
             } => {
-                let Some((conn, user)) = self.signed_in(from) else {
+                let room = self.room(room);
+                let Some((conn, user)) = self.answerer(from, &room) else {
                     return Ok(());
                 };
-                let room = self.room(room);
                 let op = as_user.map(|u| USERS[u]).unwrap_or("");
                 let key = (room.clone(), USERS[user].to_owned());
                 let already = self.answered.contains(&key);
@@ -404,10 +433,11 @@ impl World {
                 }
             }
             Step::Other { from, which, room } => {
-                let Some((conn, _)) = self.signed_in(from) else {
+                let room = self.room(room);
+                let Some((conn, user)) = self.answerer(from, &room) else {
                     return Ok(());
                 };
-                let room = self.room(room);
+                let was_ringing = self.hub.is_ringing_for(USERS[user], &room);
                 let (method, data) = match which {
                     0 => ("signalingGetTokenByRoomID", json!({"roomID": room})),
                     1 => ("signalingGetRoomByGroupID", json!({"groupID": "team"})),
@@ -418,7 +448,15 @@ impl World {
                     ),
                     _ => ("ping", json!({})),
                 };
-                self.request(conn, method, data)?;
+                let r = self.request(conn, method, data)?;
+                if which == 0 && r["errCode"] == 0 {
+                    // Joining a group call by its room id answers it, if it rang: the
+                    // reply tells this device, "answered elsewhere" the others.
+                    self.ringing.entry(conn).or_default().remove(&room);
+                    if was_ringing {
+                        self.answered.insert((room, USERS[user].to_owned()));
+                    }
+                }
             }
             Step::Anonymous => {
                 let conn = self.next_conn;
