@@ -22,6 +22,8 @@ pub mod negotiation;
 pub mod path;
 pub mod pattern;
 pub mod peer;
+pub mod processing;
+pub mod screen;
 pub mod session;
 pub mod source;
 
@@ -37,5 +39,7 @@ pub use error::MediaError;
 pub use event::{MediaEvent, OutSignal, Quality};
 pub use pattern::Stamp;
 pub use peer::{IceServer, PeerSettings, PeerState};
+pub use processing::{AudioProcessing, AudioProcessor};
+pub use screen::{screens, ScreenKind, ScreenSource};
 pub use session::MediaSession;
 pub use source::{TestPattern, VideoSettings, VideoSource};
