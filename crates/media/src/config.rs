@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::peer::PeerSettings;
+use crate::processing::AudioProcessing;
 use crate::source::VideoSettings;
 
 /// How a call's media is set up.
@@ -29,6 +30,9 @@ pub struct MediaConfig {
     pub microphone: AudioInput,
     /// Where received sound is played.
     pub speakers: AudioOutput,
+    /// Echo cancellation and noise suppression (with gain control) for the microphone;
+    /// both on by default. The synthetic tone is never processed.
+    pub processing: AudioProcessing,
 }
 
 /// Where outgoing pictures come from.
@@ -40,6 +44,11 @@ pub enum VideoInput {
     /// opened, or stops, the test pattern is sent instead and
     /// [`crate::MediaEvent::DeviceUnavailable`] says why.
     Camera(Option<String>),
+    /// A screen or window by id ([`crate::screen::screens`]), sent at its own size (up to
+    /// 1920×1080) with the encoder tuned for screen content; the far end is told it is a
+    /// screen. If it cannot be opened, the test pattern is sent instead and
+    /// [`crate::MediaEvent::DeviceUnavailable`] (device `screen`) says why.
+    Screen(String),
 }
 
 /// Where outgoing sound comes from.
@@ -77,6 +86,7 @@ impl MediaConfig {
             camera_device: VideoInput::TestPattern,
             microphone: AudioInput::Tone,
             speakers: AudioOutput::None,
+            processing: AudioProcessing::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod path;
 pub mod pattern;
 pub mod peer;
 pub mod processing;
+pub mod screen;
 pub mod session;
 pub mod source;
 
@@ -39,5 +40,6 @@ pub use event::{MediaEvent, OutSignal, Quality};
 pub use pattern::Stamp;
 pub use peer::{IceServer, PeerSettings, PeerState};
 pub use processing::{AudioProcessing, AudioProcessor};
+pub use screen::{screens, ScreenKind, ScreenSource};
 pub use session::MediaSession;
 pub use source::{TestPattern, VideoSettings, VideoSource};

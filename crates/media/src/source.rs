@@ -22,6 +22,7 @@ use crate::config::VideoInput;
 use crate::error::MediaError;
 use crate::event::MediaEvent;
 use crate::pattern::{self, Stamp, I420};
+use crate::screen;
 
 /// Picture size, rate and bitrate of outgoing video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,13 @@ pub trait VideoSource: Send + 'static {
         counter: u32,
         captured_us: u64,
     ) -> Result<(), MediaError>;
+
+    /// The size of the pictures the source has (a shared screen's), when it has one of
+    /// its own; the capture thread then sends at that size (see
+    /// [`crate::screen::share_settings`]) instead of the call's camera size.
+    fn native_size(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// The synthetic camera: a moving pattern stamped with its frame counter and capture time.
@@ -89,6 +97,47 @@ fn open(input: &VideoInput, settings: &VideoSettings) -> Result<Box<dyn VideoSou
     match input {
         VideoInput::TestPattern => Ok(Box::new(TestPattern)),
         VideoInput::Camera(id) => Ok(Box::new(Camera::open(id.as_deref(), settings)?)),
+        VideoInput::Screen(id) => {
+            let (w, h) = screen::SHARE_MAX;
+            screen::open(id, &screen::share_settings(w, h))
+        }
+    }
+}
+
+/// What the encoder is set up for: the picture's size, rate and bitrate, and whether
+/// it is screen content (text, sharp edges, still) or camera video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EncoderSetup {
+    settings: VideoSettings,
+    screen: bool,
+}
+
+impl EncoderSetup {
+    /// The setup for `source` opened from `input`: a screen at its own size (capped),
+    /// anything else at the call's camera settings.
+    fn for_source(input: &VideoInput, source: &dyn VideoSource, camera: VideoSettings) -> Self {
+        match input {
+            VideoInput::Screen(_) => {
+                let (w, h) = source.native_size().unwrap_or(screen::SHARE_MAX);
+                EncoderSetup {
+                    settings: screen::share_settings(w, h),
+                    screen: true,
+                }
+            }
+            _ => EncoderSetup {
+                settings: camera,
+                screen: false,
+            },
+        }
+    }
+
+    fn encoder(&self) -> Result<VideoEncoder, MediaError> {
+        let content = if self.screen {
+            codec::Content::Screen
+        } else {
+            codec::Content::Camera
+        };
+        VideoEncoder::with_content(self.settings.fps, self.settings.bitrate_bps, content)
     }
 }
 
@@ -126,19 +175,27 @@ pub(crate) fn capture_loop(
     preview_width: u32,
 ) {
     // Reports go out without waiting: the session may be closing and not reading.
-    let unavailable = |e: MediaError| {
-        tracing::warn!(error = %e, "camera unavailable; sending the test pattern");
+    let unavailable = |input: &VideoInput, e: MediaError| {
+        let device = match input {
+            VideoInput::Screen(_) => "screen",
+            _ => "camera",
+        };
+        tracing::warn!(error = %e, device, "video source unavailable; sending the test pattern");
         let _ = events.try_send(MediaEvent::DeviceUnavailable {
-            device: "camera",
+            device,
             reason: e.to_string(),
         });
     };
     // Open only while the camera is on.
     let mut source: Option<Box<dyn VideoSource>> = None;
-    // The local preview is a small copy, five times a second: it only shows that the
-    // camera works and what the others see.
-    let preview_every = (settings.fps / 5).max(1);
-    let mut encoder = match VideoEncoder::new(settings.fps, settings.bitrate_bps) {
+    // The camera's settings; a shared screen has its own size, rate and encoder tuning,
+    // so the encoder and the picture are made anew when the source changes between them.
+    let camera_settings = settings;
+    let mut setup = EncoderSetup {
+        settings,
+        screen: false,
+    };
+    let mut encoder = match setup.encoder() {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(error = %e, "video capture stopped");
@@ -146,7 +203,7 @@ pub(crate) fn capture_loop(
         }
     };
     let mut frame = I420::new(settings.width, settings.height);
-    let period = settings.frame_duration();
+    let mut period = settings.frame_duration();
     let mut next = Instant::now();
     let mut counter = 0u32;
     let mut ticks = 0u32;
@@ -189,20 +246,48 @@ pub(crate) fn capture_loop(
         if !camera {
             continue;
         }
-        let current = source.get_or_insert_with(|| {
-            open(&input, &settings).unwrap_or_else(|e| {
-                unavailable(e);
+        if source.is_none() {
+            let opened = open(&input, &camera_settings).unwrap_or_else(|e| {
+                unavailable(&input, e);
                 input = VideoInput::TestPattern;
                 Box::new(TestPattern)
-            })
-        });
+            });
+            let wanted = EncoderSetup::for_source(&input, opened.as_ref(), camera_settings);
+            if wanted != setup {
+                // A new size, rate or tuning: a new encoder, whose first picture is a
+                // key frame carrying the new SPS, so decoders follow the size change.
+                match wanted.encoder() {
+                    Ok(e) => {
+                        encoder = e;
+                        setup = wanted;
+                        frame = I420::new(setup.settings.width, setup.settings.height);
+                        period = setup.settings.frame_duration();
+                        tracing::info!(
+                            width = setup.settings.width,
+                            height = setup.settings.height,
+                            fps = setup.settings.fps,
+                            screen = setup.screen,
+                            "video encoder set up"
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "keeping the previous video encoder"),
+                }
+            }
+            source = Some(opened);
+        }
+        let Some(current) = source.as_mut() else {
+            continue;
+        };
         if let Err(e) = current.capture(&mut frame, counter, pattern::now_us()) {
-            unavailable(e);
+            unavailable(&input, e);
             input = VideoInput::TestPattern;
             source = None;
             continue;
         }
         ticks = ticks.wrapping_add(1);
+        // The local preview is a small copy, five times a second: it only shows that the
+        // camera works and what the others see.
+        let preview_every = (setup.settings.fps / 5).max(1);
         if preview_width > 0 && ticks.is_multiple_of(preview_every) {
             let _ = events.try_send(MediaEvent::Preview {
                 frame: codec::preview(&frame, preview_width),

@@ -1,0 +1,294 @@
+//! X11 capture: the only importer of x11rb.
+//!
+//! Lists the display's screens, monitors (RandR) and named top-level windows, and reads
+//! one's pixels with `GetImage` each frame. A window's pixels are what the X server has
+//! for it: parts covered by other windows may show those windows (no compositing).
+
+use x11rb::connection::Connection;
+use x11rb::protocol::randr::ConnectionExt as _;
+use x11rb::protocol::xproto::{
+    Atom, AtomEnum, ConnectionExt as _, ImageFormat, ImageOrder, MapState, Window,
+};
+use x11rb::rust_connection::RustConnection;
+
+use super::convert::bgrx_to_i420;
+use super::{ScreenKind, ScreenSource, NO_SCREEN_CAPTURE};
+use crate::error::MediaError;
+use crate::pattern::I420;
+use crate::source::VideoSource;
+
+/// Windows listed at most: a desktop with more is unusual, and the chooser must stay short.
+const MAX_WINDOWS: usize = 64;
+
+fn err(what: &str, e: impl std::fmt::Display) -> MediaError {
+    MediaError::Device(format!("X11 {what}: {e}"))
+}
+
+fn connect(display: Option<&str>) -> Result<(RustConnection, usize), MediaError> {
+    x11rb::connect(display).map_err(|e| {
+        MediaError::Device(format!(
+            "cannot connect to the X display {}: {e} ({NO_SCREEN_CAPTURE})",
+            display.unwrap_or("$DISPLAY")
+        ))
+    })
+}
+
+/// Everything on `display` (or `$DISPLAY`) that can be shared; ids carry the display
+/// when one was named.
+pub fn sources(display: Option<&str>) -> Result<Vec<ScreenSource>, MediaError> {
+    let (conn, _) = connect(display)?;
+    let prefix = display.map(|d| format!("{d}/")).unwrap_or_default();
+    let mut out = Vec::new();
+    let roots: Vec<_> = conn
+        .setup()
+        .roots
+        .iter()
+        .map(|s| (s.root, s.width_in_pixels, s.height_in_pixels))
+        .collect();
+    for (n, (root, w, h)) in roots.iter().enumerate() {
+        out.push(ScreenSource {
+            id: format!("{prefix}screen:{n}"),
+            name: format!("Screen {n} ({w}×{h})"),
+            kind: ScreenKind::Screen,
+        });
+        // One monitor is the screen itself: list monitors only when there are several.
+        let monitors = conn
+            .randr_get_monitors(*root, true)
+            .ok()
+            .and_then(|c| c.reply().ok())
+            .map(|r| r.monitors)
+            .unwrap_or_default();
+        if monitors.len() > 1 {
+            for m in monitors {
+                let name = atom_name(&conn, m.name).unwrap_or_else(|| format!("{}", m.name));
+                out.push(ScreenSource {
+                    id: format!("{prefix}monitor:{name}"),
+                    name: format!("Monitor {name} ({}×{})", m.width, m.height),
+                    kind: ScreenKind::Monitor,
+                });
+            }
+        }
+        for (window, title) in windows(&conn, *root)? {
+            out.push(ScreenSource {
+                id: format!("{prefix}window:{window:#x}"),
+                name: title,
+                kind: ScreenKind::Window,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn atom(conn: &RustConnection, name: &str) -> Option<Atom> {
+    Some(
+        conn.intern_atom(false, name.as_bytes())
+            .ok()?
+            .reply()
+            .ok()?
+            .atom,
+    )
+}
+
+fn atom_name(conn: &RustConnection, atom: Atom) -> Option<String> {
+    let reply = conn.get_atom_name(atom).ok()?.reply().ok()?;
+    Some(String::from_utf8_lossy(&reply.name).into_owned())
+}
+
+/// A window's title: `_NET_WM_NAME` (UTF-8), else `WM_NAME`.
+fn title(conn: &RustConnection, window: Window, net_wm_name: Option<Atom>) -> Option<String> {
+    let read = |property: Atom| -> Option<String> {
+        let reply = conn
+            .get_property(false, window, property, AtomEnum::ANY, 0, 256)
+            .ok()?
+            .reply()
+            .ok()?;
+        (!reply.value.is_empty()).then(|| String::from_utf8_lossy(&reply.value).into_owned())
+    };
+    net_wm_name
+        .and_then(read)
+        .or_else(|| read(AtomEnum::WM_NAME.into()))
+}
+
+/// The named, mapped top-level windows: the window manager's client list when there is
+/// one, else the root's mapped children (no window manager, as under Xvfb).
+fn windows(conn: &RustConnection, root: Window) -> Result<Vec<(Window, String)>, MediaError> {
+    let net_wm_name = atom(conn, "_NET_WM_NAME");
+    let client_list = atom(conn, "_NET_CLIENT_LIST")
+        .and_then(|a| {
+            conn.get_property(false, root, a, AtomEnum::WINDOW, 0, 4096)
+                .ok()
+        })
+        .and_then(|c| c.reply().ok())
+        .and_then(|r| r.value32().map(|v| v.collect::<Vec<_>>()))
+        .filter(|v| !v.is_empty());
+    let candidates = match client_list {
+        Some(list) => list,
+        None => {
+            conn.query_tree(root)
+                .map_err(|e| err("query_tree", e))?
+                .reply()
+                .map_err(|e| err("query_tree", e))?
+                .children
+        }
+    };
+    let mut out = Vec::new();
+    for window in candidates {
+        if out.len() >= MAX_WINDOWS {
+            break;
+        }
+        let Some(attrs) = conn
+            .get_window_attributes(window)
+            .ok()
+            .and_then(|c| c.reply().ok())
+        else {
+            continue;
+        };
+        if attrs.map_state != MapState::VIEWABLE || attrs.override_redirect {
+            continue;
+        }
+        if let Some(name) = title(conn, window, net_wm_name) {
+            out.push((window, name));
+        }
+    }
+    Ok(out)
+}
+
+/// What is read each frame.
+#[derive(Debug, Clone, Copy)]
+enum Area {
+    /// A rectangle of a root window (a screen or a monitor).
+    Rect {
+        root: Window,
+        x: i16,
+        y: i16,
+        width: u16,
+        height: u16,
+    },
+    /// A window, at whatever size it has now.
+    Window(Window),
+}
+
+/// One screen, monitor or window being captured.
+pub struct X11Screen {
+    conn: RustConnection,
+    area: Area,
+}
+
+impl X11Screen {
+    /// Opens `target` (`screen:N`, `monitor:NAME`, `window:0xID`) on `display`.
+    pub fn open(display: Option<&str>, target: &str) -> Result<X11Screen, MediaError> {
+        let (conn, default_screen) = connect(display)?;
+        check_pixel_format(&conn)?;
+        let unknown =
+            || MediaError::Device(format!("no screen or window {target:?} on this display"));
+        let area = match target.split_once(':') {
+            Some(("screen", n)) => {
+                let n: usize = n.parse().map_err(|_| unknown())?;
+                let s = conn.setup().roots.get(n).ok_or_else(unknown)?;
+                Area::Rect {
+                    root: s.root,
+                    x: 0,
+                    y: 0,
+                    width: s.width_in_pixels,
+                    height: s.height_in_pixels,
+                }
+            }
+            Some(("monitor", name)) => {
+                let root = conn.setup().roots[default_screen].root;
+                let monitors = conn
+                    .randr_get_monitors(root, true)
+                    .map_err(|e| err("RandR", e))?
+                    .reply()
+                    .map_err(|e| err("RandR", e))?
+                    .monitors;
+                let m = monitors
+                    .into_iter()
+                    .find(|m| atom_name(&conn, m.name).as_deref() == Some(name))
+                    .ok_or_else(unknown)?;
+                Area::Rect {
+                    root,
+                    x: m.x,
+                    y: m.y,
+                    width: m.width,
+                    height: m.height,
+                }
+            }
+            Some(("window", id)) => {
+                let id =
+                    u32::from_str_radix(id.trim_start_matches("0x"), 16).map_err(|_| unknown())?;
+                conn.get_geometry(id)
+                    .map_err(|e| err("get_geometry", e))?
+                    .reply()
+                    .map_err(|_| unknown())?;
+                Area::Window(id)
+            }
+            _ => return Err(unknown()),
+        };
+        Ok(X11Screen { conn, area })
+    }
+
+    /// Where to read now: the drawable and its rectangle.
+    fn rect(&self) -> Result<(Window, i16, i16, u16, u16), MediaError> {
+        match self.area {
+            Area::Rect {
+                root,
+                x,
+                y,
+                width,
+                height,
+            } => Ok((root, x, y, width, height)),
+            Area::Window(w) => {
+                let g = self
+                    .conn
+                    .get_geometry(w)
+                    .map_err(|e| err("get_geometry", e))?
+                    .reply()
+                    .map_err(|e| MediaError::Device(format!("the shared window is gone: {e}")))?;
+                Ok((w, 0, 0, g.width, g.height))
+            }
+        }
+    }
+}
+
+/// Only the layout every current X server uses is read: 32 bits a pixel, least
+/// significant byte first (BGRX in memory).
+fn check_pixel_format(conn: &RustConnection) -> Result<(), MediaError> {
+    let setup = conn.setup();
+    let depth = setup.roots.first().map_or(0, |s| s.root_depth);
+    let bpp = setup
+        .pixmap_formats
+        .iter()
+        .find(|f| f.depth == depth)
+        .map_or(0, |f| f.bits_per_pixel);
+    if bpp != 32 || setup.image_byte_order != ImageOrder::LSB_FIRST || depth < 24 {
+        return Err(MediaError::Device(format!(
+            "X11 pixel format not supported for sharing (depth {depth}, {bpp} bits a pixel)"
+        )));
+    }
+    Ok(())
+}
+
+impl VideoSource for X11Screen {
+    fn capture(
+        &mut self,
+        frame: &mut I420,
+        _counter: u32,
+        _captured_us: u64,
+    ) -> Result<(), MediaError> {
+        let (drawable, x, y, width, height) = self.rect()?;
+        let image = self
+            .conn
+            .get_image(ImageFormat::Z_PIXMAP, drawable, x, y, width, height, !0)
+            .map_err(|e| err("get_image", e))?
+            .reply()
+            .map_err(|e| err("get_image", e))?;
+        let (w, h) = (usize::from(width), usize::from(height));
+        bgrx_to_i420(&image.data, w, h, w * 4, frame);
+        Ok(())
+    }
+
+    fn native_size(&self) -> Option<(usize, usize)> {
+        let (_, _, _, w, h) = self.rect().ok()?;
+        Some((usize::from(w), usize::from(h)))
+    }
+}
