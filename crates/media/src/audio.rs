@@ -11,14 +11,22 @@
 //! Playback mixes every participant into one stream, each with its own queue, which is
 //! kept short (a queue longer than 200 ms drops its oldest samples) so that a
 //! stall does not turn into a growing delay.
+//!
+//! For echo cancellation ([`crate::processing`]) the speakers keep a copy of what they
+//! mixed, at 48 kHz, for the session's task to take every 20 ms as the far-end
+//! reference, and both directions remember the latency cpal's callback timestamps
+//! report (mix to loudspeaker, microphone to callback), which gives the canceller its
+//! delay hint.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
+use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig, StreamInstant};
 use serde::Serialize;
 
 use crate::census;
@@ -28,6 +36,30 @@ use crate::error::MediaError;
 /// At most this much audio waits to be played per participant, or to be sent (samples
 /// at 48 kHz: 200 ms).
 const MAX_QUEUE: usize = AUDIO_RATE as usize / 5;
+
+/// A device latency as the last callback reported it, in µs; [`UNKNOWN`] until then (or
+/// when the host reports none).
+type Latency = Arc<AtomicU32>;
+const UNKNOWN: u32 = u32::MAX;
+
+fn new_latency() -> Latency {
+    Arc::new(AtomicU32::new(UNKNOWN))
+}
+
+fn store_latency(latency: &AtomicU32, later: StreamInstant, earlier: StreamInstant) {
+    let us = later
+        .duration_since(earlier)
+        .as_micros()
+        .min(u128::from(UNKNOWN - 1));
+    latency.store(us as u32, Ordering::Relaxed);
+}
+
+fn load_latency(latency: &AtomicU32) -> Option<Duration> {
+    match latency.load(Ordering::Relaxed) {
+        UNKNOWN => None,
+        us => Some(Duration::from_micros(u64::from(us))),
+    }
+}
 
 /// A sound device a person can pick in settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -195,6 +227,11 @@ pub(crate) type SpeakerSlot = Arc<Mutex<Option<Speakers>>>;
 pub struct Speakers {
     queues: Arc<Mutex<HashMap<String, VecDeque<i16>>>>,
     rate: u32,
+    /// What was mixed, at 48 kHz, until [`Speakers::take_played`] (at most 200 ms: the
+    /// oldest is dropped if nobody takes it).
+    played: Arc<Mutex<VecDeque<i16>>>,
+    /// From mixing a sample to its leaving the loudspeaker.
+    latency: Latency,
     _stream: HeldStream,
 }
 
@@ -205,16 +242,37 @@ impl Speakers {
         let (config, format) = config(&device, false)?;
         let queues: Arc<Mutex<HashMap<String, VecDeque<i16>>>> = Arc::default();
         let rate = config.sample_rate;
-        let mix = queues.clone();
+        let played: Arc<Mutex<VecDeque<i16>>> = Arc::default();
+        let latency = new_latency();
+        let out = Mixer {
+            queues: queues.clone(),
+            played: played.clone(),
+            latency: latency.clone(),
+        };
         let stream = hold_stream("tincan-speakers", move || match format {
-            SampleFormat::F32 => output::<f32>(&device, config, mix),
-            _ => output::<i16>(&device, config, mix),
+            SampleFormat::F32 => output::<f32>(&device, config, out),
+            _ => output::<i16>(&device, config, out),
         })?;
         Ok(Speakers {
             queues,
             rate,
+            played,
+            latency,
             _stream: stream,
         })
+    }
+
+    /// Whole 20 ms frames of what was mixed for the loudspeaker since the last call
+    /// (48 kHz mono), oldest first: the echo canceller's reference.
+    pub fn take_played(&self) -> Vec<i16> {
+        let mut played = self.played.lock().expect("played audio");
+        let whole = played.len() / AUDIO_FRAME * AUDIO_FRAME;
+        played.drain(..whole).collect()
+    }
+
+    /// From mixing to the loudspeaker, as the device last reported (None until it has).
+    pub fn latency(&self) -> Option<Duration> {
+        load_latency(&self.latency)
     }
 
     /// Queues 48 kHz mono PCM from `from` for playback.
@@ -235,25 +293,45 @@ impl Speakers {
     }
 }
 
+/// What the output callback shares with [`Speakers`].
+struct Mixer {
+    queues: Arc<Mutex<HashMap<String, VecDeque<i16>>>>,
+    played: Arc<Mutex<VecDeque<i16>>>,
+    latency: Latency,
+}
+
 fn output<T: SizedSample + FromSample<f32>>(
     device: &cpal::Device,
     config: StreamConfig,
-    queues: Arc<Mutex<HashMap<String, VecDeque<i16>>>>,
+    mixer: Mixer,
 ) -> Result<cpal::Stream, MediaError> {
     let channels = usize::from(config.channels.max(1));
+    let rate = config.sample_rate;
+    let mut mixed_now = Vec::new();
     device
         .build_output_stream(
             config,
-            move |data: &mut [T], _| {
-                let mut queues = queues.lock().expect("speaker queues");
+            move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+                let t = info.timestamp();
+                store_latency(&mixer.latency, t.playback, t.callback);
+                mixed_now.clear();
+                let mut queues = mixer.queues.lock().expect("speaker queues");
                 for frame in data.chunks_mut(channels) {
                     let mixed: i32 = queues
                         .values_mut()
                         .filter_map(|q| q.pop_front())
                         .map(i32::from)
                         .sum();
-                    let value = (mixed.clamp(i16::MIN.into(), i16::MAX.into()) as f32) / 32768.0;
-                    frame.fill(T::from_sample(value));
+                    let mixed = mixed.clamp(i16::MIN.into(), i16::MAX.into()) as i16;
+                    mixed_now.push(mixed);
+                    frame.fill(T::from_sample(f32::from(mixed) / 32768.0));
+                }
+                drop(queues);
+                let mut played = mixer.played.lock().expect("played audio");
+                played.extend(resample(&mixed_now, rate, AUDIO_RATE));
+                if played.len() > MAX_QUEUE {
+                    let extra = played.len() - MAX_QUEUE;
+                    played.drain(..extra);
                 }
             },
             |e| tracing::warn!(error = %e, "speakers"),
@@ -265,6 +343,8 @@ fn output<T: SizedSample + FromSample<f32>>(
 /// A microphone: 20 ms frames of 48 kHz mono PCM as the device delivers them.
 pub struct Microphone {
     queue: Arc<Mutex<VecDeque<i16>>>,
+    /// From the sound reaching the microphone to the callback that delivers it.
+    latency: Latency,
     _stream: HeldStream,
 }
 
@@ -275,14 +355,30 @@ impl Microphone {
         let (config, format) = config(&device, true)?;
         let queue: Arc<Mutex<VecDeque<i16>>> = Arc::default();
         let fill = queue.clone();
+        let latency = new_latency();
+        let reported = latency.clone();
         let stream = hold_stream("tincan-microphone", move || match format {
-            SampleFormat::F32 => input::<f32>(&device, config, fill),
-            _ => input::<i16>(&device, config, fill),
+            SampleFormat::F32 => input::<f32>(&device, config, fill, reported),
+            _ => input::<i16>(&device, config, fill, reported),
         })?;
         Ok(Microphone {
             queue,
+            latency,
             _stream: stream,
         })
+    }
+
+    /// How long the sound of a sample analysed now as played reaches the echo canceller
+    /// in the microphone's next frame: the speakers' latency, the microphone's, and what
+    /// waits in the microphone's queue. None when neither device reports a latency.
+    pub fn echo_delay(&self, speakers: &Speakers) -> Option<Duration> {
+        let (out, inp) = (speakers.latency(), load_latency(&self.latency));
+        if out.is_none() && inp.is_none() {
+            return None;
+        }
+        let queued = self.queue.lock().expect("microphone queue").len();
+        let queued = Duration::from_micros(queued as u64 * 1_000_000 / u64::from(AUDIO_RATE));
+        Some(out.unwrap_or_default() + inp.unwrap_or_default() + queued)
     }
 
     /// The next 20 ms, if the device has delivered that much. More than 60 ms waiting
@@ -302,6 +398,7 @@ fn input<T: SizedSample>(
     device: &cpal::Device,
     config: StreamConfig,
     queue: Arc<Mutex<VecDeque<i16>>>,
+    latency: Latency,
 ) -> Result<cpal::Stream, MediaError>
 where
     f32: FromSample<T>,
@@ -311,7 +408,9 @@ where
     device
         .build_input_stream(
             config,
-            move |data: &[T], _| {
+            move |data: &[T], info: &cpal::InputCallbackInfo| {
+                let t = info.timestamp();
+                store_latency(&latency, t.callback, t.capture);
                 let mono: Vec<i16> = data
                     .chunks(channels)
                     .map(|frame| {
@@ -363,8 +462,40 @@ mod tests {
             std::thread::yield_now();
         };
         assert_eq!(frame.len(), AUDIO_FRAME);
+        // What the speakers mixed comes back, in whole frames, for the echo canceller.
+        let played = loop {
+            let p = speakers.take_played();
+            if !p.is_empty() {
+                break p;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing played into the null speakers"
+            );
+            std::thread::yield_now();
+        };
+        assert_eq!(played.len() % AUDIO_FRAME, 0);
+        if let Some(delay) = mic.echo_delay(&speakers) {
+            assert!(delay < std::time::Duration::from_secs(10), "{delay:?}");
+        }
         drop(mic);
         drop(speakers);
         assert_eq!(census::census().threads, 0);
+    }
+
+    #[test]
+    fn latencies_are_unknown_until_reported() {
+        let latency = new_latency();
+        assert_eq!(load_latency(&latency), None);
+        let at = |ms: u64| {
+            StreamInstant::ZERO
+                .checked_add(Duration::from_millis(ms))
+                .unwrap()
+        };
+        store_latency(&latency, at(45), at(5));
+        assert_eq!(load_latency(&latency), Some(Duration::from_millis(40)));
+        // A host whose clocks disagree reports no negative latency.
+        store_latency(&latency, at(5), at(45));
+        assert_eq!(load_latency(&latency), Some(Duration::ZERO));
     }
 }

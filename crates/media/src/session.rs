@@ -35,6 +35,7 @@ use crate::inbound::{inbound_sink, spawn_decoder};
 use crate::negotiation::{Negotiation, Signal, Step};
 use crate::path::{PathChange, PathWatch};
 use crate::peer::{Counters, Peer, PeerEvent, PeerState};
+use crate::processing::{AudioProcessing, AudioProcessor};
 use crate::source::{self, CaptureCommand, EncodedVideo};
 
 /// Events waiting for the consumer. Pictures, previews and audio reports are dropped
@@ -53,6 +54,7 @@ enum Command {
     Camera(bool),
     CameraDevice(VideoInput),
     Devices(Option<AudioInput>, Option<AudioOutput>),
+    Processing(AudioProcessing),
     Close(oneshot::Sender<()>),
 }
 
@@ -87,6 +89,7 @@ impl MediaSession {
             )
         });
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+        let config_processing = config.processing;
         let driver = Driver {
             microphone: None,
             speakers: SpeakerSlot::default(),
@@ -101,6 +104,7 @@ impl MediaSession {
             capture: Some(capture_tx),
             capture_thread: Some(capture),
             tone: Tone::new(),
+            processor: AudioProcessor::new(config_processing),
             audio: AudioEncoder::new().ok(),
         };
         let task = tokio::spawn(census::task(driver.run(command_rx, peer_rx, video_rx)));
@@ -139,6 +143,12 @@ impl MediaSession {
     /// Switches sound devices during the call (`None`: keep the one in use).
     pub fn set_devices(&self, microphone: Option<AudioInput>, speakers: Option<AudioOutput>) {
         let _ = self.commands.send(Command::Devices(microphone, speakers));
+    }
+
+    /// Echo cancellation and noise suppression on or off for the microphone, from its
+    /// next 20 ms frame (what the far end hears changes at once).
+    pub fn set_processing(&self, processing: AudioProcessing) {
+        let _ = self.commands.send(Command::Processing(processing));
     }
 
     /// Camera on or off (nothing is sent, the far end is told).
@@ -194,6 +204,10 @@ struct Driver {
     capture: Option<std_mpsc::Sender<CaptureCommand>>,
     capture_thread: Option<ThreadHandle<()>>,
     tone: Tone,
+    /// Echo cancellation, noise suppression, gain control for the microphone (never the
+    /// tone: no acoustic path to cancel, and noise suppression would take a steady tone
+    /// for noise).
+    processor: AudioProcessor,
     microphone: Option<Microphone>,
     /// Shared with every participant's inbound sink, so the speakers can change mid-call.
     speakers: SpeakerSlot,
@@ -332,6 +346,7 @@ impl Driver {
                 }
             }
             Command::Devices(input, output) => self.switch_sound_devices(input, output).await,
+            Command::Processing(processing) => self.processor.set(processing),
             Command::Close(_) => unreachable!("handled by the loop"),
         }
     }
@@ -594,19 +609,21 @@ impl Driver {
         }
     }
 
+    /// Every 20 ms: what the speakers played goes to the echo canceller, the microphone's
+    /// next frame through it (also while muted or alone, so the canceller stays adapted),
+    /// and that frame (or the tone) to everyone connected.
     async fn send_audio(&mut self) {
+        let captured = self.capture_processed();
         let Some(encoder) = self.audio.as_mut() else {
             return;
         };
         if !self.mic || !self.peers.values().any(|r| r.path.is_up()) {
             return;
         }
-        let frame = match &self.microphone {
-            Some(mic) => match mic.next_frame() {
-                Some(f) => f,
-                None => return,
-            },
-            None => self.tone.next_frame(),
+        let frame = match (&self.microphone, captured) {
+            (Some(_), Some(frame)) => frame,
+            (Some(_), None) => return,
+            (None, _) => self.tone.next_frame(),
         };
         let packet = match encoder.encode(&frame) {
             Ok(p) => Bytes::from(p),
@@ -620,6 +637,31 @@ impl Driver {
                 tracing::debug!(error = %e, "audio not sent");
             }
         }
+    }
+
+    /// Feeds the echo canceller what was played since the last tick, then processes the
+    /// microphone's next frame, if there is a microphone and it has one.
+    fn capture_processed(&mut self) -> Option<Vec<i16>> {
+        let (played, delay) = {
+            let speakers = self.speakers.lock().expect("speakers slot");
+            let speakers = speakers.as_ref();
+            let delay = speakers.zip(self.microphone.as_ref());
+            (
+                speakers.map(|s| s.take_played()),
+                delay.and_then(|(s, mic)| mic.echo_delay(s)),
+            )
+        };
+        let mic = self.microphone.as_ref()?;
+        if let Some(played) = played {
+            self.processor.analyze_render(&played);
+        }
+        // The delay the devices report, if they do; otherwise the processor's default.
+        if let Some(delay) = delay {
+            self.processor.set_delay_ms(delay.as_millis() as u32);
+        }
+        let mut frame = mic.next_frame()?;
+        self.processor.process_capture(&mut frame);
+        Some(frame)
     }
 
     /// Once a second: quality per participant, and giving up on paths lost too long.
