@@ -11,8 +11,8 @@ use std::future::pending;
 use clap::Args;
 use serde_json::json;
 use tincan_media::{
-    pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings, VideoInput,
-    VideoSettings,
+    pattern, AudioInput, AudioOutput, AudioProcessing, CallMedia, MediaConfig, MediaEvent,
+    PeerSettings, VideoInput, VideoSettings,
 };
 use tincan_sdk::protocol::{Event, IceServer, Invitation, RoomId};
 use tincan_sdk::Client;
@@ -40,6 +40,14 @@ pub struct MediaOpts {
     /// a device id from `tincan devices`.
     #[arg(long, value_name = "DEVICE", default_value = "tone")]
     pub microphone: String,
+    /// Echo cancellation for the microphone (`on` or `off`; off with a headset). The
+    /// synthetic tone is never processed.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub echo_cancellation: bool,
+    /// Noise suppression and automatic gain control for the microphone (`on` or `off`;
+    /// off for music).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub noise_suppression: bool,
     /// Where to play received sound: `none`, `default`, or a device id from `tincan devices`.
     #[arg(long, value_name = "DEVICE", default_value = "none")]
     pub speakers: String,
@@ -47,6 +55,14 @@ pub struct MediaOpts {
     /// (the first camera), or a camera id from `tincan devices` (`/dev/video0`).
     #[arg(long, value_name = "DEVICE", default_value = "pattern")]
     pub camera: String,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
 }
 
 fn parse_video(s: &str) -> Result<VideoSettings, String> {
@@ -116,6 +132,10 @@ impl CliMedia {
         config.camera = video;
         config.microphone = AudioInput::from_choice(&opts.microphone);
         config.speakers = AudioOutput::from_choice(&opts.speakers);
+        config.processing = AudioProcessing {
+            echo_cancellation: opts.echo_cancellation,
+            noise_suppression: opts.noise_suppression,
+        };
         config.camera_device = VideoInput::from_choice(&opts.camera);
         emit(&json!({"media": "started", "roomID": room.as_str()}).to_string());
         let (media, events) = CallMedia::start(client.clone(), room, token, config);
@@ -242,5 +262,28 @@ mod tests {
         assert!(parse_video("320x240").is_err());
         assert!(parse_video("31x240@15").is_err());
         assert!(parse_video("320x240@0").is_err());
+    }
+
+    #[test]
+    fn audio_processing_is_on_unless_turned_off() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Opts {
+            #[command(flatten)]
+            media: MediaOpts,
+        }
+        let on = Opts::try_parse_from(["t", "--media"]).unwrap().media;
+        assert!(on.echo_cancellation && on.noise_suppression);
+        let off = Opts::try_parse_from([
+            "t",
+            "--echo-cancellation",
+            "off",
+            "--noise-suppression",
+            "off",
+        ])
+        .unwrap()
+        .media;
+        assert!(!off.echo_cancellation && !off.noise_suppression);
+        assert!(Opts::try_parse_from(["t", "--echo-cancellation", "maybe"]).is_err());
     }
 }
