@@ -17,7 +17,10 @@
 //! [`SHARE_FPS`], with the encoder tuned for screen content ([`share_settings`]).
 
 mod convert;
+mod portal;
 pub mod x11;
+
+pub use portal::{open_portal, portal_available, PortalScreen};
 
 use serde::Serialize;
 

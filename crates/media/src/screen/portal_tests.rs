@@ -1,0 +1,399 @@
+//! Tests of the portal path that need no desktop: pixel orders, the frame slot, the
+//! capture side, error wording, and the answers without a bus or without a portal (a
+//! private `dbus-daemon` with nothing on it).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use super::*;
+
+/// A `width`×`height` picture of four coloured quadrants (RGB triples) in `order`, rows
+/// `stride` bytes apart (padding filled with junk that must not be read as pixels).
+fn quadrants(order: PixelOrder, w: usize, h: usize, stride: usize, rgb: [[u8; 3]; 4]) -> Vec<u8> {
+    let mut out = vec![0xAB; stride * h];
+    let [bo, go, ro] = order.offsets();
+    for y in 0..h {
+        for x in 0..w {
+            let [r, g, b] = rgb[usize::from(y >= h / 2) * 2 + usize::from(x >= w / 2)];
+            let p = &mut out[y * stride + x * 4..][..4];
+            p.fill(0x11);
+            p[bo] = b;
+            p[go] = g;
+            p[ro] = r;
+        }
+    }
+    out
+}
+
+const COLOURS: [[u8; 3]; 4] = [[220, 30, 30], [30, 200, 30], [30, 30, 220], [240, 240, 240]];
+const ORDERS: [PixelOrder; 4] = [
+    PixelOrder::Bgrx,
+    PixelOrder::Rgbx,
+    PixelOrder::Xrgb,
+    PixelOrder::Xbgr,
+];
+
+#[test]
+fn every_accepted_byte_order_becomes_the_same_bgrx() {
+    let (w, h) = (8, 4);
+    let reference = quadrants(PixelOrder::Bgrx, w, h, w * 4, COLOURS);
+    for order in ORDERS {
+        // Rows padded to 40 bytes, as a compositor may align them.
+        let src = quadrants(order, w, h, 40, COLOURS);
+        let mut dst = vec![0; w * h * 4];
+        assert!(copy_as_bgrx(order, &src, w, h, 40, &mut dst), "{order:?}");
+        for (i, (got, want)) in dst.chunks(4).zip(reference.chunks(4)).enumerate() {
+            assert_eq!(got[..3], want[..3], "{order:?}, pixel {i}");
+        }
+    }
+}
+
+#[test]
+fn spa_formats_map_to_their_byte_order_and_others_are_refused() {
+    use spa::param::video::VideoFormat as F;
+    assert_eq!(PixelOrder::from_spa(F::BGRx), Some(PixelOrder::Bgrx));
+    assert_eq!(PixelOrder::from_spa(F::BGRA), Some(PixelOrder::Bgrx));
+    assert_eq!(PixelOrder::from_spa(F::RGBx), Some(PixelOrder::Rgbx));
+    assert_eq!(PixelOrder::from_spa(F::RGBA), Some(PixelOrder::Rgbx));
+    assert_eq!(PixelOrder::from_spa(F::xRGB), Some(PixelOrder::Xrgb));
+    assert_eq!(PixelOrder::from_spa(F::ABGR), Some(PixelOrder::Xbgr));
+    assert_eq!(PixelOrder::from_spa(F::I420), None);
+    assert_eq!(PixelOrder::from_spa(F::RGB), None);
+}
+
+#[test]
+fn a_short_or_misshapen_buffer_is_refused_not_read_past() {
+    let mut dst = vec![0; 4 * 2 * 4];
+    let src = vec![0; 4 * 4 + 15]; // one byte short of two rows
+    assert!(!copy_as_bgrx(PixelOrder::Rgbx, &src, 4, 2, 16, &mut dst));
+    let src = vec![0; 64];
+    assert!(
+        !copy_as_bgrx(PixelOrder::Bgrx, &src, 4, 2, 8, &mut dst),
+        "stride < row"
+    );
+    assert!(
+        !copy_as_bgrx(PixelOrder::Bgrx, &src, 0, 2, 16, &mut dst),
+        "no width"
+    );
+    let mut wrong = vec![0; 10];
+    assert!(
+        !copy_as_bgrx(PixelOrder::Bgrx, &src, 4, 2, 16, &mut wrong),
+        "dst size"
+    );
+}
+
+/// BT.601 video-range luma of an RGB colour, as the converter computes it.
+fn luma(rgb: [u8; 3]) -> i32 {
+    let [r, g, b] = rgb.map(i32::from);
+    ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+}
+
+#[test]
+fn the_newest_picture_wins_and_a_taken_one_is_not_taken_again() {
+    let slot = FrameSlot::default();
+    assert!(matches!(slot.take(), Taken::Nothing));
+    for value in 1..=3u8 {
+        slot.put(2, 1, |dst| {
+            dst.fill(value);
+            true
+        });
+    }
+    match slot.take() {
+        Taken::Picture(p) => {
+            assert_eq!((p.width, p.height), (2, 1));
+            assert_eq!(p.data, vec![3; 8], "the newest of three pictures");
+        }
+        other => panic!("expected a picture, got {other:?}"),
+    }
+    assert!(matches!(slot.take(), Taken::Nothing));
+    assert_eq!(slot.size(), Some((2, 1)));
+}
+
+#[test]
+fn an_unreadable_picture_is_dropped_and_the_slot_keeps_working() {
+    let slot = FrameSlot::default();
+    slot.put(2, 2, |_| false);
+    assert!(matches!(slot.take(), Taken::Nothing));
+    assert_eq!(slot.size(), None);
+    slot.put(1, 1, |dst| {
+        dst.copy_from_slice(&[1, 2, 3, 4]);
+        true
+    });
+    assert!(matches!(slot.take(), Taken::Picture(p) if p.data == [1, 2, 3, 4]));
+}
+
+#[test]
+fn buffers_are_recycled_not_reallocated() {
+    let slot = FrameSlot::default();
+    slot.put(16, 16, |_| true);
+    let Taken::Picture(first) = slot.take() else {
+        panic!("no picture")
+    };
+    let address = first.data.as_ptr();
+    slot.recycle(first.data);
+    slot.put(16, 16, |_| true);
+    let Taken::Picture(second) = slot.take() else {
+        panic!("no picture")
+    };
+    assert_eq!(
+        second.data.as_ptr(),
+        address,
+        "the recycled buffer took the picture"
+    );
+}
+
+#[test]
+fn an_ended_stream_is_reported_with_its_first_reason() {
+    let slot = FrameSlot::default();
+    slot.put(1, 1, |_| true);
+    slot.end("PipeWire stream ended: node gone".into());
+    slot.end("PipeWire stream ended".into());
+    assert!(matches!(slot.take(), Taken::Ended(r) if r == "PipeWire stream ended: node gone"));
+}
+
+/// A portal share with no portal behind it: the capture side on its own slot.
+fn screen_on(slot: Arc<FrameSlot>) -> PortalScreen {
+    PortalScreen {
+        slot,
+        current: None,
+        portal_size: Some((1280, 720)),
+        pipewire: None,
+        session: None,
+        connection: None,
+    }
+}
+
+#[test]
+fn capture_is_black_until_the_first_picture_then_converts_the_newest_at_the_frame_size() {
+    let slot = Arc::new(FrameSlot::default());
+    let mut screen = screen_on(slot.clone());
+    assert_eq!(
+        screen.native_size(),
+        Some((1280, 720)),
+        "the portal's size first"
+    );
+    let mut frame = I420::new(8, 4);
+    screen.capture(&mut frame, 0, 0).unwrap();
+    assert!(
+        frame.y().iter().all(|&y| y == 16),
+        "black before any picture"
+    );
+
+    // An RGBx picture twice the frame's size, as PipeWire might send it.
+    let (w, h) = (16, 8);
+    let src = quadrants(PixelOrder::Rgbx, w, h, w * 4, COLOURS);
+    slot.put(w, h, |dst| {
+        copy_as_bgrx(PixelOrder::Rgbx, &src, w, h, w * 4, dst)
+    });
+    assert_eq!(
+        screen.native_size(),
+        Some((16, 8)),
+        "then what PipeWire sends"
+    );
+    screen.capture(&mut frame, 1, 0).unwrap();
+    let y = |x: usize, row: usize| i32::from(frame.y()[row * 8 + x]);
+    for (q, (x, row)) in [(1, 0), (6, 0), (1, 3), (6, 3)].into_iter().enumerate() {
+        assert!(
+            (y(x, row) - luma(COLOURS[q])).abs() <= 1,
+            "quadrant {q}: luma {} for {:?}",
+            y(x, row),
+            COLOURS[q]
+        );
+    }
+    // Nothing new: the same picture again, not black.
+    let before = frame.data.clone();
+    frame.data.fill(0);
+    screen.capture(&mut frame, 2, 0).unwrap();
+    assert_eq!(frame.data, before);
+
+    slot.end("PipeWire stream ended".into());
+    let e = screen.capture(&mut frame, 3, 0).unwrap_err();
+    assert!(e.to_string().contains("PipeWire stream ended"), "{e}");
+}
+
+#[test]
+fn portal_errors_say_what_failed() {
+    let declined = portal_error(ashpd::Error::Response(ResponseError::Cancelled));
+    assert!(
+        declined.to_string().contains("the user declined"),
+        "{declined}"
+    );
+    let declined = portal_error(ashpd::Error::Portal(ashpd::PortalError::Cancelled(
+        "no".into(),
+    )));
+    assert!(
+        declined.to_string().contains("the user declined"),
+        "{declined}"
+    );
+    let missing = portal_error(ashpd::Error::PortalNotFound(
+        zbus::names::OwnedInterfaceName::try_from("org.freedesktop.portal.ScreenCast").unwrap(),
+    ));
+    assert!(
+        missing.to_string().contains("no desktop portal"),
+        "{missing}"
+    );
+    let other = portal_error(ashpd::Error::Response(ResponseError::Other));
+    assert!(
+        other.to_string().contains("the desktop portal failed"),
+        "{other}"
+    );
+}
+
+#[test]
+fn the_session_bus_is_found_from_the_environment_or_the_runtime_dir() {
+    assert_eq!(session_bus_address(None, None), None);
+    assert_eq!(session_bus_address(Some("".into()), None), None);
+    assert_eq!(
+        session_bus_address(Some("unix:path=/x".into()), Some("/nonexistent".into())),
+        Some("unix:path=/x".into())
+    );
+    let dir = tempdir();
+    assert_eq!(session_bus_address(None, Some(dir.path().into())), None);
+    let socket = dir.path().join("bus");
+    let _listener = UnixListener::bind(&socket).unwrap();
+    assert_eq!(
+        session_bus_address(None, Some(dir.path().into())),
+        Some(format!("unix:path={}", socket.display()))
+    );
+}
+
+#[test]
+fn no_portal_without_a_session_bus() {
+    let dir = tempdir();
+    let missing = format!("unix:path={}", dir.path().join("no-such-bus").display());
+    assert!(!available_at(&missing, PROBE_TIMEOUT));
+    let e = open_at(&missing, &VideoSettings::default(), PROBE_TIMEOUT).unwrap_err();
+    assert!(
+        e.to_string().starts_with("device: no desktop portal"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bus_that_never_answers_is_given_up_on_not_waited_for() {
+    let dir = tempdir();
+    let socket = dir.path().join("silent-bus");
+    // Accepts connections (the kernel's backlog) and never says a word.
+    let _listener = UnixListener::bind(&socket).unwrap();
+    let address = format!("unix:path={}", socket.display());
+    let started = Instant::now();
+    assert!(!available_at(&address, Duration::from_millis(300)));
+    // A bound, not a speed goal: the probe must not wait on the bus for ever.
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let e = open_at(
+        &address,
+        &VideoSettings::default(),
+        Duration::from_millis(300),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no answer"), "{e}");
+}
+
+/// A private session bus with nothing on it (no services to start either).
+struct PrivateBus {
+    child: Child,
+    address: String,
+    _dir: TempDir,
+}
+
+impl PrivateBus {
+    fn start() -> PrivateBus {
+        let dir = tempdir();
+        let config = dir.path().join("session.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                dir.path().join("bus").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("dbus-daemon (Debian: dbus-daemon, installed by scripts/deps)");
+        // The daemon prints its address once it listens, then nothing: one line.
+        let mut address = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+        assert!(
+            address.starts_with("unix:"),
+            "dbus-daemon printed {address:?}"
+        );
+        PrivateBus {
+            child,
+            address: address.trim().to_string(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_session_bus_without_a_portal_is_no_portal_and_open_says_so_plainly() {
+    let bus = PrivateBus::start();
+    assert!(!available_at(&bus.address, PROBE_TIMEOUT));
+    let e = open_at(&bus.address, &VideoSettings::default(), PROBE_TIMEOUT).unwrap_err();
+    assert!(
+        e.to_string().starts_with("device: no desktop portal"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_format_we_offer_pipewire_is_a_valid_pod() {
+    let bytes = format_param(10).unwrap();
+    let pod = spa::pod::Pod::from_bytes(&bytes).expect("a pod");
+    assert!(pod.is_object());
+}
+
+/// A temporary directory removed when dropped (no tempfile crate in the media crate).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> TempDir {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tincan-portal-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
