@@ -64,6 +64,7 @@ function wireMedia() {
   });
   openIM.subscribeFrames(onFrame);
   loadDevices();
+  loadProcessing();
 }
 
 // Settings: the sound devices and the camera, remembered in this window's storage and
@@ -111,6 +112,37 @@ async function saveDevices(changed) {
   localStorage.setItem(DEVICE_KEY, JSON.stringify(choice));
   const res = await openIM.setMediaDevices(choice);
   if (res.errCode !== 0) notice(`Could not change the devices: ${explain(res)}`);
+}
+
+// Settings: echo cancellation and noise suppression (on unless turned off), remembered
+// in this window's storage; the same checkboxes in Settings and on the call screen, and
+// a change reaches the call in progress at once.
+const PROCESSING_KEY = 'tincan.processing';
+
+function processingChoice() {
+  const saved = JSON.parse(localStorage.getItem(PROCESSING_KEY) || '{}');
+  return {
+    echoCancellation: saved.echoCancellation !== false,
+    noiseSuppression: saved.noiseSuppression !== false,
+  };
+}
+
+async function loadProcessing() {
+  const choice = processingChoice();
+  for (const box of document.querySelectorAll('input[data-processing]')) {
+    box.checked = choice[box.dataset.processing];
+    box.addEventListener('change', () => saveProcessing(box));
+  }
+  await openIM.setAudioProcessing(choice);
+}
+
+async function saveProcessing(changed) {
+  const choice = processingChoice();
+  choice[changed.dataset.processing] = changed.checked;
+  for (const box of document.querySelectorAll(`input[data-processing="${changed.dataset.processing}"]`)) box.checked = changed.checked;
+  localStorage.setItem(PROCESSING_KEY, JSON.stringify(choice));
+  const res = await openIM.setAudioProcessing(choice);
+  if (res.errCode !== 0) notice(`Could not change the sound processing: ${explain(res)}`);
 }
 
 function inCall() {

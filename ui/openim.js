@@ -132,6 +132,9 @@
     // Sound devices: list them, and choose for the next call ({microphone, speakers}).
     getMediaDevices: (callback) => call('media_devices', {}, callback),
     setMediaDevices: (options, callback) => call('media_set_devices', { options }, callback),
+    // Echo cancellation and noise suppression ({echoCancellation, noiseSuppression}), for
+    // the call in progress at once and the next ones.
+    setAudioProcessing: (options, callback) => call('media_set_processing', { options }, callback),
     // Decoded pictures: `onFrame(ArrayBuffer)` per picture (layout in src-tauri/src/media.rs).
     subscribeFrames: (onFrame, callback) => {
       if (!tauri) return call('media_frames', {}, callback);

@@ -587,6 +587,16 @@ pub fn media_set_devices(app: AppHandle, options: serde_json::Value) -> ApiResul
     ok(serde_json::json!({}))
 }
 
+/// Echo cancellation and noise suppression (with gain control) for the microphone, for
+/// the call in progress (the far end hears the change at once) and the next ones:
+/// `{echoCancellation, noiseSuppression}`. Data: `{}`.
+#[tauri::command]
+pub fn media_set_processing(app: AppHandle, options: serde_json::Value) -> ApiResult {
+    let processing: tincan_media::AudioProcessing = try_args!(parse("options", options));
+    app.state::<media::MediaState>().set_processing(processing);
+    ok(serde_json::json!({}))
+}
+
 /// `getContacts`: the other users and this user's groups.
 #[tauri::command]
 pub async fn get_contacts(app: AppHandle, operation_id: String) -> ApiResult {

@@ -111,6 +111,7 @@ pub const COMMANDS: &[&str] = &[
     "media_set_camera",
     "media_devices",
     "media_set_devices",
+    "media_set_processing",
     "media_end",
 ];
 
@@ -164,6 +165,7 @@ pub fn run() {
             commands::media_set_camera,
             commands::media_devices,
             commands::media_set_devices,
+            commands::media_set_processing,
             commands::media_end,
         ])
         .run(tauri::generate_context!())

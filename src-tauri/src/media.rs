@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Manager};
 use tincan_media::{
-    pattern, AudioInput, AudioOutput, CallMedia, MediaConfig, MediaEvent, PeerSettings, VideoInput,
-    VideoSettings,
+    pattern, AudioInput, AudioOutput, AudioProcessing, CallMedia, MediaConfig, MediaEvent,
+    PeerSettings, VideoInput, VideoSettings,
 };
 use tincan_sdk::protocol::{
     ActionParams, Event, IceServer, Invitation, MediaType, RoomId, SESSION_SINGLE,
@@ -49,6 +49,8 @@ pub struct MediaState {
     bind: Mutex<Option<String>>,
     /// The sound devices and camera chosen in settings.
     devices: Mutex<DeviceChoice>,
+    /// Echo cancellation and noise suppression as chosen in settings (both on by default).
+    processing: Mutex<AudioProcessing>,
 }
 
 /// Devices as settings name them: `default`, a device id, or `tone` / `none` /
@@ -116,6 +118,15 @@ impl MediaState {
         }
     }
 
+    /// Echo cancellation and noise suppression for the call in progress, at once, and
+    /// the next ones.
+    pub fn set_processing(&self, processing: AudioProcessing) {
+        *lock(&self.processing) = processing;
+        if let Some(media) = self.media() {
+            media.set_processing(processing);
+        }
+    }
+
     /// The page's channel for pictures (it registers one at start-up).
     pub fn set_frames(&self, channel: Channel<InvokeResponseBody>) {
         *lock(&self.frames) = Some(channel);
@@ -163,6 +174,7 @@ pub fn start(
     config.microphone = devices.input();
     config.speakers = devices.output();
     config.camera_device = devices.video();
+    config.processing = *lock(&state.processing);
     let (media, events) = CallMedia::start(client.clone(), room.clone(), token, config);
     let media = Arc::new(media);
     if let Some(peer) = peer {

@@ -112,6 +112,11 @@ impl CallMedia {
         self.session.set_camera(on);
     }
 
+    /// Echo cancellation and noise suppression for the microphone, at once.
+    pub fn set_processing(&self, processing: crate::processing::AudioProcessing) {
+        self.session.set_processing(processing);
+    }
+
     /// Switches the picture source during the call.
     pub fn set_camera_device(&self, input: VideoInput) {
         self.session.set_camera_device(input);
