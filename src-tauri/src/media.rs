@@ -290,10 +290,15 @@ async fn pump(
                     serde_json::json!({"userID": user, "state": state}),
                 );
             }
-            MediaEvent::RemoteState { user, mic, camera } => events::emit_media(
+            MediaEvent::RemoteState {
+                user,
+                mic,
+                camera,
+                screen,
+            } => events::emit_media(
                 &app,
                 "mediaRemoteState",
-                serde_json::json!({"userID": user, "mic": mic, "camera": camera}),
+                serde_json::json!({"userID": user, "mic": mic, "camera": camera, "screen": screen}),
             ),
             MediaEvent::Quality { user, quality } => {
                 events::emit_media(

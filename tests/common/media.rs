@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use tincan_media::udp_sockets;
-use tincan_media::{CallMedia, MediaConfig, MediaEvent, PeerSettings, PeerState, VideoSettings};
+use tincan_media::{
+    CallMedia, DecodedFrame, MediaConfig, MediaEvent, PeerSettings, PeerState, VideoSettings,
+};
 use tincan_protocol::{IceServer as WireIceServer, RoomId};
 use tincan_sdk::SdkEvent;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -36,6 +38,11 @@ pub struct FromPeer {
     pub first_frame_at: Option<Instant>,
     /// The far end's last `(mic, camera)`.
     pub remote: Option<(bool, bool)>,
+    /// Whether the far end last said its picture is a shared screen.
+    pub screen: Option<bool>,
+    /// The latest decoded picture, when the side asked for RGBA copies
+    /// (`frame_rgba_width`): what a window would show.
+    pub last_picture: Option<DecodedFrame>,
     pub failed: Option<String>,
     pub quality_reports: usize,
     /// The media path's kind from the last quality report (`host`, `relay`, …).
@@ -210,6 +217,9 @@ fn record(r: &mut Received, event: MediaEvent) {
         MediaEvent::Frame { user, frame, at } => {
             let from = r.from.entry(user).or_default();
             from.first_frame_at.get_or_insert(at);
+            if !frame.rgba.is_empty() {
+                from.last_picture = Some(frame.clone());
+            }
             match frame.stamp {
                 Some(stamp) => {
                     from.counters.push(stamp.counter);
@@ -231,8 +241,15 @@ fn record(r: &mut Received, event: MediaEvent) {
             from.loudest = from.loudest.max(level);
             from.last_level = level;
         }
-        MediaEvent::RemoteState { user, mic, camera } => {
-            r.from.entry(user).or_default().remote = Some((mic, camera));
+        MediaEvent::RemoteState {
+            user,
+            mic,
+            camera,
+            screen,
+        } => {
+            let from = r.from.entry(user).or_default();
+            from.remote = Some((mic, camera));
+            from.screen = Some(screen);
         }
         MediaEvent::Quality { user, quality } => {
             let from = r.from.entry(user).or_default();

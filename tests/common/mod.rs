@@ -8,6 +8,7 @@
 
 pub mod media;
 pub mod turn;
+pub mod xvfb;
 
 use std::sync::Arc;
 use std::time::Duration;

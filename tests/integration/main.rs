@@ -13,6 +13,7 @@ mod limits;
 mod logs;
 mod media;
 mod records;
+mod screen;
 mod silent_peers;
 mod throttling;
 mod timers;

@@ -203,8 +203,13 @@ impl CliMedia {
                 t.loudest = t.loudest.max(level);
                 return;
             }
-            MediaEvent::RemoteState { user, mic, camera } => {
-                json!({"media": "remoteState", "user": user, "mic": mic, "camera": camera})
+            MediaEvent::RemoteState {
+                user,
+                mic,
+                camera,
+                screen,
+            } => {
+                json!({"media": "remoteState", "user": user, "mic": mic, "camera": camera, "screen": screen})
             }
             MediaEvent::Quality { user, quality } => {
                 let t = self.tallies.entry(user.clone()).or_default();

@@ -50,8 +50,12 @@ impl VideoEncoder {
             Content::Camera => UsageType::CameraVideoRealTime,
             Content::Screen => UsageType::ScreenContentRealTime,
         };
+        let screen = content == Content::Screen;
         let config = EncoderConfig::new()
             .usage_type(usage)
+            // Not available in screen-content mode (OpenH264 turns them off with a warning).
+            .adaptive_quantization(!screen)
+            .background_detection(!screen)
             .bitrate(BitRate::from_bps(bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(fps as f32))
             .rate_control_mode(RateControlMode::Bitrate)

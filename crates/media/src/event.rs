@@ -80,11 +80,13 @@ pub enum MediaEvent {
         level: f32,
         at: Instant,
     },
-    /// `user` turned their microphone or camera on or off.
+    /// `user` turned their microphone or camera on or off, or started or stopped
+    /// sharing a screen (`screen`: their picture is a screen, not a camera).
     RemoteState {
         user: String,
         mic: bool,
         camera: bool,
+        screen: bool,
     },
     Quality {
         user: String,

@@ -26,10 +26,14 @@ pub enum Signal {
         sdp: String,
     },
     Candidate(Candidate),
-    /// What the sender is sending: the far end shows "muted" or "camera off".
+    /// What the sender is sending: the far end shows "muted" or "camera off", and
+    /// labels the picture a shared screen. `screen` is absent from senders that predate
+    /// sharing: read as false.
     State {
         mic: bool,
         camera: bool,
+        #[serde(default)]
+        screen: bool,
     },
     /// The sender gave up on media with this participant (it could not recover).
     Bye {
@@ -86,7 +90,11 @@ pub enum Step {
     /// Give a remote candidate to ICE.
     AddCandidate(Candidate),
     /// The far end's send state changed.
-    RemoteState { mic: bool, camera: bool },
+    RemoteState {
+        mic: bool,
+        camera: bool,
+        screen: bool,
+    },
     /// The far end gave up; end media with it.
     Closed { reason: String },
 }
@@ -177,7 +185,18 @@ impl Negotiation {
                 self.pending.push(c);
                 Vec::new()
             }
-            (Signal::State { mic, camera }, _) => vec![Step::RemoteState { mic, camera }],
+            (
+                Signal::State {
+                    mic,
+                    camera,
+                    screen,
+                },
+                _,
+            ) => vec![Step::RemoteState {
+                mic,
+                camera,
+                screen,
+            }],
             (Signal::Bye { reason }, _) => {
                 // Shown to a person: keep what the far end says short.
                 let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();

@@ -95,6 +95,7 @@ impl MediaSession {
             speakers: SpeakerSlot::default(),
             mic: true,
             camera: config.camera,
+            screen: matches!(config.camera_device, VideoInput::Screen(_)),
             config,
             peers: HashMap::new(),
             generation: 0,
@@ -196,6 +197,8 @@ struct Driver {
     config: MediaConfig,
     mic: bool,
     camera: bool,
+    /// Whether the picture chosen is a shared screen (the far end labels it so).
+    screen: bool,
     peers: HashMap<String, Remote>,
     generation: u64,
     events: mpsc::Sender<MediaEvent>,
@@ -341,8 +344,13 @@ impl Driver {
                 self.broadcast_state();
             }
             Command::CameraDevice(input) => {
+                let screen = matches!(input, VideoInput::Screen(_));
                 if let Some(capture) = &self.capture {
                     let _ = capture.send(CaptureCommand::Input(input));
+                }
+                if screen != self.screen {
+                    self.screen = screen;
+                    self.broadcast_state();
                 }
             }
             Command::Devices(input, output) => self.switch_sound_devices(input, output).await,
@@ -355,6 +363,7 @@ impl Driver {
         let state = Signal::State {
             mic: self.mic,
             camera: self.camera,
+            screen: self.screen,
         };
         for user in self.peers.keys() {
             self.send_signal(user, &state);
@@ -506,13 +515,18 @@ impl Driver {
                     }
                     Ok(())
                 }
-                Step::RemoteState { mic, camera } => {
+                Step::RemoteState {
+                    mic,
+                    camera,
+                    screen,
+                } => {
                     let _ = self
                         .events
                         .send(MediaEvent::RemoteState {
                             user: user.to_owned(),
                             mic,
                             camera,
+                            screen,
                         })
                         .await;
                     Ok(())
@@ -580,12 +594,13 @@ impl Driver {
                             let _ = capture.send(CaptureCommand::KeyFrame);
                         }
                         // Tell the newcomer what we are (not) sending.
-                        if !self.mic || !self.camera {
+                        if !self.mic || !self.camera || self.screen {
                             self.send_signal(
                                 &user,
                                 &Signal::State {
                                     mic: self.mic,
                                     camera: self.camera,
+                                    screen: self.screen,
                                 },
                             );
                         }

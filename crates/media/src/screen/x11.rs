@@ -24,7 +24,20 @@ fn err(what: &str, e: impl std::fmt::Display) -> MediaError {
     MediaError::Device(format!("X11 {what}: {e}"))
 }
 
+/// The highest display number: X listens on TCP port 6000 + N, and x11rb overflows
+/// (panics in debug builds) past this, so larger numbers are refused here.
+const MAX_DISPLAY: u32 = u16::MAX as u32 - 6000;
+
 fn connect(display: Option<&str>) -> Result<(RustConnection, usize), MediaError> {
+    if let Some(d) = display {
+        let number = d.rsplit_once(':').map_or("", |(_, n)| n);
+        let number = number.split('.').next().unwrap_or("");
+        if number.parse::<u32>().map_or(true, |n| n > MAX_DISPLAY) {
+            return Err(MediaError::Device(format!(
+                "{d:?} is not an X display name (:N with N up to {MAX_DISPLAY}; {NO_SCREEN_CAPTURE})"
+            )));
+        }
+    }
     x11rb::connect(display).map_err(|e| {
         MediaError::Device(format!(
             "cannot connect to the X display {}: {e} ({NO_SCREEN_CAPTURE})",
