@@ -73,6 +73,16 @@ function explain(res, context) {
       return `The server refused this request as coming from a web page or an unknown address: ${msg}`;
     case 1006:
       return 'Too many requests. Wait a moment and try again.';
+    case 1011: {
+      // The server says how long in its message ("… retry after 8 s").
+      const wait = /retry after (\d+) s/.exec(msg);
+      const when = wait ? `in ${wait[1]} second${wait[1] === '1' ? '' : 's'}` : 'in a little while';
+      return /address/i.test(msg)
+        ? `Too many failed sign-ins from this network. Try again ${when}.`
+        : `Too many failed sign-ins for this account. Try again ${when}.`;
+    }
+    case 1012:
+      return 'The server is busy checking other sign-ins. Try again in a moment.';
     case 1008:
       return 'You are signed in on too many devices. Sign out on one of them first.';
     case 1501:

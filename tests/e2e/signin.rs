@@ -85,3 +85,30 @@ fn malformed_server_address_is_explained() {
         assert_eq!(s.app.state().await.unwrap().as_deref(), Some("signin"));
     });
 }
+
+#[test]
+fn a_throttled_sign_in_says_how_long_to_wait() {
+    harness::run_with("throttled", with_password("alice"), |s| async move {
+        // Someone guesses alice's password until the server locks the account for a
+        // while; then alice signs in with the right one from the window.
+        for _ in 0..8 {
+            let guess = tincan_sdk::sign_in(&s.server.url, "alice", "a guess").await;
+            if matches!(&guess, Err(tincan_sdk::SdkError::Server(e))
+                if e.code == tincan_protocol::ErrCode::SignInThrottled)
+            {
+                break;
+            }
+        }
+        s.app.wait_state("signin").await;
+        s.app.type_into("login-user", "alice").await;
+        s.app.type_into("login-password", harness::PASSWORD).await;
+        s.app.click("login-submit").await;
+        let error = s.app.wait_text("login-error", |t| !t.is_empty()).await;
+        s.app.screenshot("signin-throttled").await;
+        assert!(
+            error.starts_with("Too many failed sign-ins for this account. Try again in "),
+            "error shown: {error:?}"
+        );
+        assert_eq!(s.app.state().await.unwrap().as_deref(), Some("signin"));
+    });
+}
