@@ -113,8 +113,9 @@ enum Command {
     /// start-app · history · contacts · ping · quit. A missing roomID means the last
     /// invitation or call seen.
     Repl,
-    /// Print the microphones, speakers and cameras this machine has, as JSON (ids for
-    /// --microphone, --speakers and --camera).
+    /// Print the microphones, speakers and cameras this machine has, and the screens and
+    /// windows it can share, as JSON (ids for --microphone, --speakers, --camera and
+    /// --screen).
     Devices,
     /// Print this user's call history as JSON.
     History {

@@ -55,6 +55,11 @@ pub struct MediaOpts {
     /// (the first camera), or a camera id from `tincan devices` (`/dev/video0`).
     #[arg(long, value_name = "DEVICE", default_value = "pattern")]
     pub camera: String,
+    /// Share a screen instead of sending a camera: `default` (the X display's first
+    /// screen, or the desktop portal's dialog on Wayland), or a screen or window id from
+    /// `tincan devices` (`screen:0`, `window:0x400001`, `:5/screen:0`, `portal`).
+    #[arg(long, value_name = "ID", conflicts_with = "camera")]
+    pub screen: Option<String>,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -136,7 +141,10 @@ impl CliMedia {
             echo_cancellation: opts.echo_cancellation,
             noise_suppression: opts.noise_suppression,
         };
-        config.camera_device = VideoInput::from_choice(&opts.camera);
+        config.camera_device = match &opts.screen {
+            Some(id) => VideoInput::Screen(id.clone()),
+            None => VideoInput::from_choice(&opts.camera),
+        };
         emit(&json!({"media": "started", "roomID": room.as_str()}).to_string());
         let (media, events) = CallMedia::start(client.clone(), room, token, config);
         CliMedia {

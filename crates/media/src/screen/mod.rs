@@ -69,12 +69,13 @@ pub const NO_SCREEN_CAPTURE: &str =
 /// and the portal's entry when the desktop has one. Empty when there is neither; this
 /// talks to the X server, so call it off async threads.
 pub fn screens() -> Vec<ScreenSource> {
-    let mut list = match std::env::var("DISPLAY") {
-        Ok(d) if !d.is_empty() => x11::sources(None).unwrap_or_else(|e| {
+    let mut list = if x_display_set() {
+        x11::sources(None).unwrap_or_else(|e| {
             tracing::debug!(error = %e, "no X11 screens to share");
             Vec::new()
-        }),
-        _ => Vec::new(),
+        })
+    } else {
+        Vec::new()
     };
     list.extend(portal_entry());
     list
@@ -88,20 +89,41 @@ pub fn screens_on(display: &str) -> Result<Vec<ScreenSource>, MediaError> {
 
 /// The portal's entry, when the desktop offers one.
 fn portal_entry() -> Option<ScreenSource> {
-    None
+    portal_available().then(|| ScreenSource {
+        id: PORTAL_ID.to_owned(),
+        name: "Screen or window (chosen in the system's dialog)".to_owned(),
+        kind: ScreenKind::Portal,
+    })
+}
+
+/// The id of the portal's entry.
+pub const PORTAL_ID: &str = "portal";
+
+/// Whether an X display is named in `$DISPLAY`.
+fn x_display_set() -> bool {
+    std::env::var("DISPLAY").is_ok_and(|d| !d.is_empty())
 }
 
 /// Opens the source `id` names (see the module doc), capturing at the size of `frame`
 /// that the caller passes to each [`VideoSource::capture`]; see [`native_size`].
+/// `default` is the X display's first screen, or the portal where there is no X display.
 pub fn open(id: &str, settings: &VideoSettings) -> Result<Box<dyn VideoSource>, MediaError> {
-    let _ = settings;
-    if id == "portal" {
-        return Err(MediaError::Device(format!(
-            "the desktop portal is not available: {NO_SCREEN_CAPTURE}"
-        )));
+    let id = match id {
+        "default" | "" if x_display_set() => "screen:0",
+        "default" | "" => PORTAL_ID,
+        id => id,
+    };
+    if id == PORTAL_ID {
+        return match open_portal(settings) {
+            Ok(p) => Ok(Box::new(p)),
+            Err(e) if !x_display_set() => {
+                Err(MediaError::Device(format!("{e} ({NO_SCREEN_CAPTURE})")))
+            }
+            Err(e) => Err(e),
+        };
     }
     let (display, target) = split_display(id);
-    if display.is_none() && std::env::var("DISPLAY").map_or(true, |d| d.is_empty()) {
+    if display.is_none() && !x_display_set() {
         return Err(MediaError::Device(format!(
             "no X display (DISPLAY is not set): {NO_SCREEN_CAPTURE}"
         )));
