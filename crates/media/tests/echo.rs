@@ -261,6 +261,13 @@ fn echo_is_cancelled_and_near_end_speech_survives() {
     let scene = echo_scene(120);
     let on = run(AudioProcessing::default(), &scene.played, &scene.microphone);
     let converged = erle(&scene, &on, 3.0, 6.0);
+    let by_second: Vec<String> = (0..6)
+        .map(|s| format!("{:.0}", erle(&scene, &on, s as f32, s as f32 + 1.0)))
+        .collect();
+    println!(
+        "ERLE second by second from the start (dB): {}",
+        by_second.join(", ")
+    );
     let after_double_talk = erle(&scene, &on, 10.5, 12.0);
     let double_talk = seconds(6.0)..seconds(10.0);
     let survival = envelope_correlation(&on[double_talk.clone()], &scene.near[double_talk.clone()]);
@@ -415,20 +422,35 @@ fn cpu_per_stream() {
         unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
         t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
     };
-    let start = cpu();
-    let rounds = 5;
-    for _ in 0..rounds {
-        std::hint::black_box(run(
-            AudioProcessing::default(),
-            &scene.played,
-            &scene.microphone,
-        ));
+    let settings = [
+        ("AEC3 + NS + AGC2", AudioProcessing::default()),
+        (
+            "AEC3 only",
+            AudioProcessing {
+                echo_cancellation: true,
+                noise_suppression: false,
+            },
+        ),
+        (
+            "NS + AGC2 only",
+            AudioProcessing {
+                echo_cancellation: false,
+                noise_suppression: true,
+            },
+        ),
+    ];
+    for (name, setting) in settings {
+        let rounds = 5;
+        let start = cpu();
+        for _ in 0..rounds {
+            std::hint::black_box(run(setting, &scene.played, &scene.microphone));
+        }
+        let spent = cpu() - start;
+        let audio = 12.0 * f64::from(rounds);
+        println!(
+            "processing ({name}, 48 kHz mono, render + capture): {:.2} % of a core per stream \
+             ({spent:.2} s CPU for {audio:.0} s of audio)",
+            100.0 * spent / audio
+        );
     }
-    let spent = cpu() - start;
-    let audio = 12.0 * f64::from(rounds);
-    println!(
-        "processing (AEC3 + NS + AGC2, 48 kHz mono, render + capture): {:.2} % of a core per stream \
-         ({spent:.2} s for {audio:.0} s of audio)",
-        100.0 * spent / audio
-    );
 }
