@@ -14,6 +14,7 @@ mod calls;
 mod group;
 mod local_server;
 mod media;
+mod processing;
 mod ringing;
 mod seed;
 mod signin;
