@@ -525,6 +525,9 @@ function wireControls() {
   $('hangup').addEventListener('click', hangUp);
   $('toggle-mute').addEventListener('click', toggleMute);
   $('toggle-camera').addEventListener('click', toggleCamera);
+  $('share-screen').addEventListener('click', toggleSharing);
+  $('share-start').addEventListener('click', startSharing);
+  $('share-cancel').addEventListener('click', () => ($('share-chooser').hidden = true));
   $('add-people').addEventListener('click', openAddPeople);
   $('group-pick-audio').addEventListener('click', () => groupPickCall('audio'));
   $('group-pick-video').addEventListener('click', () => groupPickCall('video'));

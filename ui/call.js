@@ -244,12 +244,16 @@ function enterCall(invitation, others) {
   $('in-call-media').textContent = mediaWord(call.media);
   $('add-people').hidden = !call.groupID;
   $('toggle-camera').hidden = call.media === 'audio';
+  // Sharing sends pictures: video calls only.
+  $('share-screen').hidden = call.media === 'audio';
+  $('share-chooser').hidden = true;
+  call.sharing = prev && prev.sharing ? prev.sharing : null;
   // Audio calls have no pictures: no preview, tiles without a canvas, nothing sent.
   $('local-preview').parentElement.hidden = call.media === 'audio';
   if (call.media === 'audio') openIM.setCamera(false);
   showError('in-call-error', '');
   clearMedia();
-  $('local-state').textContent = call.cameraOff ? 'You (camera off)' : 'You';
+  $('local-state').textContent = localState(call);
   renderToggles();
   renderParticipants();
   showRinging();
@@ -312,6 +316,16 @@ function renderToggles() {
   cam.textContent = call.cameraOff ? 'Camera on' : 'Camera off';
   cam.setAttribute('aria-pressed', String(call.cameraOff));
   cam.dataset.on = String(!call.cameraOff);
+  const share = $('share-screen');
+  share.textContent = call.sharing ? 'Stop sharing' : 'Share screen';
+  share.setAttribute('aria-pressed', String(Boolean(call.sharing)));
+  share.dataset.sharing = String(Boolean(call.sharing));
+}
+
+// What the line under our preview says we send.
+function localState(call) {
+  if (call.sharing) return 'You (sharing your screen)';
+  return call.cameraOff ? 'You (camera off)' : 'You';
 }
 
 async function hangUp() {

@@ -25,11 +25,12 @@ function wireMedia() {
     t.peer = state;
     renderTile(userID);
   });
-  globalEvent.on('mediaRemoteState', ({ userID, mic, camera }) => {
+  globalEvent.on('mediaRemoteState', ({ userID, mic, camera, screen }) => {
     const t = tile(userID);
     if (!t) return;
     t.mic = mic;
     t.camera = camera;
+    t.screen = Boolean(screen);
     renderTile(userID);
   });
   globalEvent.on('mediaQuality', ({ userID, quality }) => {
@@ -54,6 +55,7 @@ function wireMedia() {
       microphone: `No microphone could be opened (${reason}): the others hear a test tone.`,
       speakers: `No speakers could be opened (${reason}): you will not hear the call.`,
       camera: `No camera could be used (${reason}): the others see a test pattern.`,
+      screen: `The screen could not be shared (${reason}): the others see a test pattern.`,
     }[device] || `A device could not be opened (${device}: ${reason}).`;
     // Several can fail as a call starts (microphone and camera): say all of them.
     ui.deviceNotice = ui.deviceNotice ? `${ui.deviceNotice} ${text}` : text;
@@ -161,7 +163,7 @@ function tile(userID) {
     const counter = el('span', { class: 'small muted counter', testid: `video-counter-${userID}` });
     const node = el('figure', { class: 'tile', testid: `video-tile-${userID}` }, canvas, el('figcaption', {}, nameOf(userID), ' ', state, ' ', counter));
     $('video-grid').append(node);
-    call.tiles.set(userID, { node, canvas, state, counter, peer: 'connecting', mic: true, camera: call.media === 'video', frames: 0 });
+    call.tiles.set(userID, { node, canvas, state, counter, peer: 'connecting', mic: true, camera: call.media === 'video', screen: false, frames: 0 });
     renderTile(userID);
   }
   return call.tiles.get(userID);
@@ -179,9 +181,13 @@ function renderTile(userID) {
   const words = [PEER_WORDS[t.peer] ?? t.peer];
   if (!t.mic) words.push('muted');
   if (!t.camera && ui.call.media === 'video') words.push('camera off');
+  else if (t.screen) words.push('sharing a screen');
   t.state.textContent = words.filter(Boolean).join(', ');
   t.state.dataset.mic = String(t.mic);
   t.state.dataset.camera = String(t.camera);
+  t.state.dataset.screen = String(t.screen);
+  t.node.classList.toggle('screen', t.screen);
+  t.canvas.setAttribute('aria-label', t.screen ? `${nameOf(userID)}'s screen` : `${nameOf(userID)}'s camera`);
   t.state.dataset.peer = t.peer;
 }
 
@@ -243,7 +249,54 @@ async function toggleCamera() {
   if (!call) return;
   call.cameraOff = !call.cameraOff;
   renderToggles();
-  $('local-state').textContent = call.cameraOff ? 'You (camera off)' : 'You';
+  $('local-state').textContent = localState(call);
   const res = await openIM.setCamera(!call.cameraOff);
   if (res.errCode !== 0 && ui.call === call) flash(`Could not change the camera: ${explain(res)}`);
+}
+
+// Screen sharing: the button opens the chooser (what screens() lists), or stops sharing.
+async function toggleSharing() {
+  const call = ui.call;
+  if (!call) return;
+  if (call.sharing) return stopSharing(call);
+  const res = await openIM.getScreens();
+  if (ui.call !== call) return;
+  const list = res.errCode === 0 ? res.data : [];
+  if (!list.length) {
+    flash(res.errCode === 0
+      ? 'Nothing can be shared here: screen sharing needs an X11 session or the desktop portal (Wayland).'
+      : `Could not list the screens: ${explain(res)}`);
+    return;
+  }
+  const select = $('share-source');
+  select.replaceChildren();
+  for (const s of list) select.append(el('option', { value: s.id, 'data-kind': s.kind }, s.name));
+  $('share-chooser').hidden = false;
+}
+
+async function startSharing() {
+  const call = ui.call;
+  const id = $('share-source').value;
+  if (!call || !id) return;
+  $('share-chooser').hidden = true;
+  call.sharing = id;
+  renderToggles();
+  $('local-state').textContent = localState(call);
+  const res = await openIM.shareScreen(id);
+  if (res.errCode !== 0 && ui.call === call) {
+    call.sharing = null;
+    renderToggles();
+    $('local-state').textContent = localState(call);
+    flash(`Could not share the screen: ${explain(res)}`);
+  }
+}
+
+async function stopSharing(call) {
+  call.sharing = null;
+  renderToggles();
+  $('local-state').textContent = localState(call);
+  const res = await openIM.shareScreen(null);
+  // Back to the camera, on or off as its button says.
+  if (res.errCode === 0) await openIM.setCamera(!call.cameraOff);
+  else if (ui.call === call) flash(`Could not stop sharing: ${explain(res)}`);
 }

@@ -135,6 +135,10 @@
     // Echo cancellation and noise suppression ({echoCancellation, noiseSuppression}), for
     // the call in progress at once and the next ones.
     setAudioProcessing: (options, callback) => call('media_set_processing', { options }, callback),
+    // Screen sharing: what can be shared ([{id, name, kind}]), and share one in the call
+    // in progress instead of the camera (`id` null: stop, back to the camera).
+    getScreens: (callback) => call('media_screens', {}, callback),
+    shareScreen: (id, callback) => call('media_share_screen', { id: id || null }, callback),
     // Decoded pictures: `onFrame(ArrayBuffer)` per picture (layout in src-tauri/src/media.rs).
     subscribeFrames: (onFrame, callback) => {
       if (!tauri) return call('media_frames', {}, callback);

@@ -567,13 +567,38 @@ pub fn media_set_camera(app: AppHandle, on: bool) -> ApiResult {
     }
 }
 
-/// The machine's microphones, speakers and cameras. Data: `{microphones: [{id, name}],
-/// speakers: [...], cameras: [...]}` (empty lists for what the machine lacks).
+/// The machine's microphones, speakers and cameras, and what it can share. Data:
+/// `{microphones: [{id, name}], speakers: [...], cameras: [...], screens: [{id, name,
+/// kind}]}` (empty lists for what the machine lacks).
 #[tauri::command]
 pub async fn media_devices() -> ApiResult {
     match tauri::async_runtime::spawn_blocking(tincan_media::devices).await {
         Ok(devices) => ok(serde_json::to_value(devices).expect("devices serialize")),
         Err(e) => failure(codes::INTERNAL, format!("cannot list devices: {e}")),
+    }
+}
+
+/// The screens and windows that can be shared (`kind`: `screen`, `monitor`, `window`,
+/// or `portal`: the system's own dialog chooses). Data: `[{id, name, kind}]`, empty
+/// where there is neither an X11 session nor the desktop portal.
+#[tauri::command]
+pub async fn media_screens() -> ApiResult {
+    match tauri::async_runtime::spawn_blocking(tincan_media::screens).await {
+        Ok(list) => ok(serde_json::to_value(list).expect("screens serialize")),
+        Err(e) => failure(codes::INTERNAL, format!("cannot list screens: {e}")),
+    }
+}
+
+/// Shares the screen or window `id` (from [`media_screens`]) in the call in progress
+/// instead of the camera; `id` null stops sharing and goes back to the camera. A source
+/// that cannot be opened is reported as `mediaDeviceUnavailable` (device `screen`).
+/// Data: `{}`.
+#[tauri::command]
+pub fn media_share_screen(app: AppHandle, id: Option<String>) -> ApiResult {
+    if app.state::<media::MediaState>().share_screen(id) {
+        ok(serde_json::json!({}))
+    } else {
+        failure(codes::ARGS, "no call in progress")
     }
 }
 

@@ -112,6 +112,8 @@ pub const COMMANDS: &[&str] = &[
     "media_devices",
     "media_set_devices",
     "media_set_processing",
+    "media_screens",
+    "media_share_screen",
     "media_end",
 ];
 
@@ -166,6 +168,8 @@ pub fn run() {
             commands::media_devices,
             commands::media_set_devices,
             commands::media_set_processing,
+            commands::media_screens,
+            commands::media_share_screen,
             commands::media_end,
         ])
         .run(tauri::generate_context!())

@@ -51,6 +51,8 @@ pub struct MediaState {
     devices: Mutex<DeviceChoice>,
     /// Echo cancellation and noise suppression as chosen in settings (both on by default).
     processing: Mutex<AudioProcessing>,
+    /// The screen or window the active call shares instead of the camera, if any.
+    sharing: Mutex<Option<String>>,
 }
 
 /// Devices as settings name them: `default`, a device id, or `tone` / `none` /
@@ -112,10 +114,30 @@ impl MediaState {
         let previous = std::mem::replace(&mut *lock(&self.devices), choice.clone());
         if let Some(media) = self.media() {
             media.set_devices(Some(choice.input()), Some(choice.output()));
-            if choice.camera != previous.camera {
+            // While a screen is shared the camera choice waits for sharing to stop.
+            if choice.camera != previous.camera && lock(&self.sharing).is_none() {
                 media.set_camera_device(choice.video());
             }
         }
+    }
+
+    /// Shares the screen or window `id` (from [`tincan_media::screens`]) in the call in
+    /// progress instead of the camera, turning the picture on; `None` stops sharing and
+    /// goes back to the camera chosen in settings (the page then sets the camera on or
+    /// off as its button says). `false` when there is no call.
+    pub fn share_screen(&self, id: Option<String>) -> bool {
+        let Some(media) = self.media() else {
+            return false;
+        };
+        match &id {
+            Some(id) => {
+                media.set_camera_device(VideoInput::Screen(id.clone()));
+                media.set_camera(true);
+            }
+            None => media.set_camera_device(lock(&self.devices).video()),
+        }
+        *lock(&self.sharing) = id;
+        true
     }
 
     /// Echo cancellation and noise suppression for the call in progress, at once, and
@@ -185,6 +207,8 @@ pub fn start(
         invitation,
         media: media.clone(),
     });
+    // A new call starts with the camera, whatever the last one shared.
+    *lock(&state.sharing) = None;
     if let Some(previous) = previous {
         tauri::async_runtime::spawn(async move { previous.media.close().await });
     }

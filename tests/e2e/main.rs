@@ -16,6 +16,7 @@ mod local_server;
 mod media;
 mod processing;
 mod ringing;
+mod screen;
 mod seed;
 mod signin;
 mod tls;

@@ -13,14 +13,14 @@ use tokio::process::{Child, ChildStdout, Command};
 use crate::harness::{self, with_password, within, App};
 
 /// The command-line client as a far end: its JSON lines, one at a time.
-struct FarEnd {
+pub(crate) struct FarEnd {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
     seen: Vec<Value>,
 }
 
 impl FarEnd {
-    async fn start(server: &str, token: &str, user: &str, args: &[&str]) -> FarEnd {
+    pub(crate) async fn start(server: &str, token: &str, user: &str, args: &[&str]) -> FarEnd {
         let mut child = Command::new(cli_binary())
             .args([
                 "--server",
@@ -49,7 +49,7 @@ impl FarEnd {
     }
 
     /// Reads lines until one satisfies `ok` (bounded by the harness's wait).
-    async fn wait_line(&mut self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_line(&mut self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let found = tokio::time::timeout(harness::WAIT, async {
             while let Ok(Some(line)) = self.lines.next_line().await {
                 let Ok(v) = serde_json::from_str::<Value>(&line) else {
@@ -89,14 +89,14 @@ fn cli_binary() -> PathBuf {
 }
 
 /// The option values of the select with test id `arguments[0]`.
-const SELECT_OPTIONS_JS: &str = r#"
+pub(crate) const SELECT_OPTIONS_JS: &str = r#"
 const s = document.querySelector(`[data-testid="${arguments[0]}"]`);
 return s ? Array.from(s.options).map((o) => o.value) : [];
 "#;
 
 /// Chooses `value` in the select with test id `id` and tells the page, as a person's
 /// choice would (WebDriver's select support differs between drivers).
-async fn choose(app: &App, id: &str, value: &str) {
+pub(crate) async fn choose(app: &App, id: &str, value: &str) {
     const SELECT_JS: &str = r#"
 const s = document.querySelector(`[data-testid="${arguments[0]}"]`);
 s.value = arguments[1];

@@ -105,6 +105,8 @@ struct Tally {
     latency_us: Vec<u32>,
     audio_packets: u64,
     loudest: f32,
+    /// Width and height of the latest picture (a shared screen has its own).
+    size: Option<(u32, u32)>,
 }
 
 /// One call's media, reporting as it goes.
@@ -189,6 +191,7 @@ impl CliMedia {
             MediaEvent::Frame { user, frame, .. } => {
                 let t = self.tallies.entry(user).or_default();
                 t.frames += 1;
+                t.size = Some((frame.width, frame.height));
                 match frame.stamp {
                     Some(stamp) => {
                         if let Some(last) = t.last_counter {
@@ -230,7 +233,7 @@ impl CliMedia {
                     "media": "received", "user": user, "frames": t.frames, "lastCounter": t.last_counter,
                     "gaps": t.gaps, "outOfOrder": t.out_of_order, "unstamped": t.unstamped,
                     "latencyMsP50": p50, "audioPackets": t.audio_packets, "audioLevel": t.loudest,
-                    "quality": quality,
+                    "quality": quality, "size": t.size,
                 });
                 t.loudest = 0.0;
                 line
