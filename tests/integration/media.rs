@@ -2,7 +2,9 @@
 //! connections on loopback, negotiating through `signalingSendMediaSignal`, carrying the
 //! synthetic camera's stamped pictures and the synthetic tone.
 
-use tincan_media::{census, AudioInput, AudioOutput, Census, MediaConfig, PeerState, VideoInput};
+use tincan_media::{
+    census, AudioInput, AudioOutput, AudioProcessing, Census, MediaConfig, PeerState, VideoInput,
+};
 use tincan_tests::media::{
     alive_tasks, exclusive, loopback, one_to_one, server_with_turn, settle, small, udp_sockets,
     MediaSide,
@@ -415,6 +417,51 @@ async fn sound_devices_can_be_switched_during_a_call() {
         .set_devices(Some(AudioInput::Tone), Some(AudioOutput::None));
     b.wait_for("the tone again", |r| r.of("alice").last_level > 0.05)
         .await;
+    a.close().await;
+    b.close().await;
+    assert_eq!(census(), Census::default(), "no device thread is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_processing_runs_on_sound_devices_and_switches_during_a_call() {
+    let _turn = exclusive().await;
+    let server = TestServer::start().await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
+    // Alice's microphone and speakers are ALSA's null devices, with processing on (the
+    // default): Bob's tone is mixed into her speakers and becomes the echo canceller's
+    // reference, her (silent) microphone goes through it.
+    let (a, mut b, _room) = one_to_one(alice, bob, |me, ice| {
+        let mut c = small(me, ice, false);
+        if me == "alice" {
+            c.microphone = AudioInput::Device(Some("alsa:null".into()));
+            c.speakers = AudioOutput::Device(Some("alsa:null".into()));
+        }
+        assert_eq!(c.processing, AudioProcessing::default());
+        c
+    })
+    .await;
+    let before = b
+        .wait_for("processed sound from alice", |r| {
+            r.of("alice").audio_packets >= 25
+        })
+        .await
+        .of("alice")
+        .audio_packets;
+    // Off and on again mid-call: her sound keeps going out, still silence.
+    a.media.set_processing(AudioProcessing::OFF);
+    let f = b
+        .wait_for("unprocessed sound from alice", |r| {
+            r.of("alice").audio_packets >= before + 25
+        })
+        .await
+        .of("alice");
+    assert!(f.loudest < 0.01, "silence: {}", f.loudest);
+    a.media.set_processing(AudioProcessing::default());
+    b.wait_for("processed sound again", |r| {
+        r.of("alice").audio_packets >= before + 50
+    })
+    .await;
     a.close().await;
     b.close().await;
     assert_eq!(census(), Census::default(), "no device thread is left");
