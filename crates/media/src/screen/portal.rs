@@ -611,8 +611,10 @@ fn run_stream(
     ready: &std::sync::mpsc::SyncSender<Result<(), String>>,
 ) -> Result<(), String> {
     pw::init();
-    let mainloop = pw::main_loop::MainLoopRc::new(None).map_err(|e| e.to_string())?;
-    let context = pw::context::ContextRc::new(&mainloop, None).map_err(|e| e.to_string())?;
+    let mainloop = pw::main_loop::MainLoopRc::new(None)
+        .map_err(|e| format!("cannot make PipeWire's main loop: {e}"))?;
+    let context = pw::context::ContextRc::new(&mainloop, None)
+        .map_err(|e| format!("cannot make a PipeWire context: {e}"))?;
     let core = context
         .connect_fd_rc(fd, None)
         .map_err(|e| format!("cannot connect to the portal's PipeWire: {e}"))?;

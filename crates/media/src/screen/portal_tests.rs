@@ -364,6 +364,219 @@ fn a_session_bus_without_a_portal_is_no_portal_and_open_says_so_plainly() {
     );
 }
 
+/// What the fake portal answers the user's choice with.
+#[derive(Debug, Clone, Copy)]
+enum Choice {
+    /// The user closes the dialog: SelectSources answers "cancelled".
+    Decline,
+    /// The user picks a screen: node 42, 1280×720, and a PipeWire descriptor.
+    Share,
+}
+
+/// A stand-in for xdg-desktop-portal on a private bus, answering the ScreenCast calls the
+/// way the real one does (a Request object per call, its answer in a Response signal).
+/// Runs until its connection closes; `remote` is the descriptor it hands out as the
+/// PipeWire remote.
+fn fake_portal(address: &str, choice: Choice, remote: Option<OwnedFd>) -> zbus::Connection {
+    use ashpd::zvariant::{OwnedObjectPath, OwnedValue, Value};
+    use futures_lite::StreamExt;
+    use std::collections::HashMap;
+
+    let connection = async_io::block_on(async {
+        zbus::connection::Builder::address(address)
+            .unwrap()
+            .name("org.freedesktop.portal.Desktop")
+            .unwrap()
+            .build()
+            .await
+            .unwrap()
+    });
+    let serving = connection.clone();
+    std::thread::spawn(move || {
+        async_io::block_on(async move {
+            let conn = serving;
+            let mut messages = zbus::MessageStream::from(&conn);
+            while let Some(Ok(msg)) = messages.next().await {
+                let header = msg.header();
+                if header.message_type() != zbus::message::Type::MethodCall {
+                    continue;
+                }
+                let interface = header
+                    .interface()
+                    .map(|i| i.to_string())
+                    .unwrap_or_default();
+                let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+                let path = header.path().map(|p| p.to_string()).unwrap_or_default();
+                let sender = header
+                    .sender()
+                    .map(|s| s.trim_start_matches(':').replace('.', "_"))
+                    .unwrap_or_default();
+                // The Request object of a call: where ashpd waits for the Response signal.
+                let option = |options: &HashMap<String, OwnedValue>, key: &str| {
+                    options
+                        .get(key)
+                        .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
+                        .unwrap_or_else(|| "t".into())
+                };
+                let request = |options: &HashMap<String, OwnedValue>| {
+                    let token = option(options, "handle_token");
+                    OwnedObjectPath::try_from(format!(
+                        "/org/freedesktop/portal/desktop/request/{sender}/{token}"
+                    ))
+                    .unwrap()
+                };
+                match (interface.as_str(), member.as_str()) {
+                    ("org.freedesktop.DBus.Properties", "GetAll")
+                        if path == "/org/freedesktop/portal/desktop" =>
+                    {
+                        let props: HashMap<&str, Value> = HashMap::from([
+                            ("version", Value::U32(5)),
+                            ("AvailableSourceTypes", Value::U32(3)),
+                            ("AvailableCursorModes", Value::U32(7)),
+                        ]);
+                        conn.reply(&header, &props).await.unwrap();
+                    }
+                    ("org.freedesktop.DBus.Properties", "Get")
+                        if path == "/org/freedesktop/portal/desktop" =>
+                    {
+                        let (_, name): (String, String) = msg.body().deserialize().unwrap();
+                        let value = match name.as_str() {
+                            "version" => 5u32,
+                            "AvailableSourceTypes" => 3,
+                            _ => 7,
+                        };
+                        conn.reply(&header, &Value::U32(value)).await.unwrap();
+                    }
+                    ("org.freedesktop.portal.ScreenCast", "CreateSession") => {
+                        let (options,): (HashMap<String, OwnedValue>,) =
+                            msg.body().deserialize().unwrap();
+                        let token = option(&options, "session_handle_token");
+                        let session =
+                            format!("/org/freedesktop/portal/desktop/session/{sender}/{token}");
+                        let req = request(&options);
+                        conn.reply(&header, &req).await.unwrap();
+                        let results = HashMap::from([("session_handle", Value::from(session))]);
+                        respond(&conn, &req, 0, results).await;
+                    }
+                    ("org.freedesktop.portal.ScreenCast", "SelectSources") => {
+                        let (_, options): (OwnedObjectPath, HashMap<String, OwnedValue>) =
+                            msg.body().deserialize().unwrap();
+                        let req = request(&options);
+                        conn.reply(&header, &req).await.unwrap();
+                        let code = match choice {
+                            Choice::Decline => 1,
+                            Choice::Share => 0,
+                        };
+                        respond(&conn, &req, code, HashMap::new()).await;
+                    }
+                    ("org.freedesktop.portal.ScreenCast", "Start") => {
+                        let (_, _, options): (
+                            OwnedObjectPath,
+                            String,
+                            HashMap<String, OwnedValue>,
+                        ) = msg.body().deserialize().unwrap();
+                        let req = request(&options);
+                        conn.reply(&header, &req).await.unwrap();
+                        let stream: (u32, HashMap<&str, Value>) = (
+                            42,
+                            HashMap::from([("size", Value::from((1280i32, 720i32)))]),
+                        );
+                        let results = HashMap::from([("streams", Value::from(vec![stream]))]);
+                        respond(&conn, &req, 0, results).await;
+                    }
+                    ("org.freedesktop.portal.ScreenCast", "OpenPipeWireRemote") => {
+                        let fd = remote.as_ref().expect("a PipeWire remote to hand out");
+                        conn.reply(&header, &ashpd::zvariant::Fd::from(fd))
+                            .await
+                            .unwrap();
+                    }
+                    ("org.freedesktop.portal.Session", "Close") => {
+                        conn.reply(&header, &()).await.unwrap();
+                    }
+                    _ => {
+                        conn.reply_error(
+                            &header,
+                            "org.freedesktop.DBus.Error.UnknownInterface",
+                            &format!("the fake portal has no {interface}.{member} at {path}"),
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }
+            }
+        })
+    });
+    connection
+}
+
+/// Answers a portal Request: `code` 0 for done, 1 for cancelled by the user.
+async fn respond(
+    conn: &zbus::Connection,
+    request: &ashpd::zvariant::OwnedObjectPath,
+    code: u32,
+    results: std::collections::HashMap<&str, ashpd::zvariant::Value<'_>>,
+) {
+    conn.emit_signal(
+        None::<&str>,
+        request.as_ref(),
+        "org.freedesktop.portal.Request",
+        "Response",
+        &(code, results),
+    )
+    .await
+    .unwrap();
+}
+
+#[test]
+fn closing_the_portals_dialog_is_the_user_declining() {
+    let bus = PrivateBus::start();
+    let _portal = fake_portal(&bus.address, Choice::Decline, None);
+    assert!(
+        available_at(&bus.address, PROBE_TIMEOUT),
+        "the fake portal offers ScreenCast"
+    );
+    let e = open_at(&bus.address, &VideoSettings::default(), PROBE_TIMEOUT).unwrap_err();
+    assert!(e.to_string().contains("the user declined"), "{e}");
+}
+
+#[test]
+fn a_granted_share_streams_through_pipewire_and_its_end_reaches_the_capture_side() {
+    let bus = PrivateBus::start();
+    // The PipeWire remote the portal hands out: a socket whose far end we hold and
+    // close, as a PipeWire daemon going away would.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let _portal = fake_portal(&bus.address, Choice::Share, Some(OwnedFd::from(theirs)));
+    let mut screen =
+        open_at(&bus.address, &VideoSettings::default(), PROBE_TIMEOUT).expect("the share starts");
+    assert_eq!(
+        screen.native_size(),
+        Some((1280, 720)),
+        "the portal's stream size"
+    );
+    let mut frame = I420::new(16, 8);
+    screen
+        .capture(&mut frame, 0, 0)
+        .expect("no picture yet is not an error");
+    assert!(
+        frame.y().iter().all(|&y| y == 16),
+        "black until PipeWire sends a picture"
+    );
+
+    drop(ours);
+    // PipeWire's thread sees the remote hang up, ends the stream and stops its loop.
+    let thread = screen.pipewire.as_mut().unwrap().handle.take().unwrap();
+    let (joined, stopped) = sync_channel(1);
+    std::thread::spawn(move || {
+        let _ = thread.join();
+        let _ = joined.send(());
+    });
+    stopped
+        .recv_timeout(Duration::from_secs(20))
+        .expect("PipeWire's thread stops when its remote hangs up");
+    let e = screen.capture(&mut frame, 1, 0).unwrap_err();
+    assert!(e.to_string().contains("PipeWire stream ended"), "{e}");
+}
+
 #[test]
 fn the_format_we_offer_pipewire_is_a_valid_pod() {
     let bytes = format_param(10).unwrap();
