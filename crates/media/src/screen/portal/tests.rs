@@ -5,9 +5,13 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
+use super::slot::{copy_as_bgrx, PixelOrder};
+use super::stream::{format_param, pixel_order};
 use super::*;
+use ::pipewire::spa;
 
 /// A `width`×`height` picture of four coloured quadrants (RGB triples) in `order`, rows
 /// `stride` bytes apart (padding filled with junk that must not be read as pixels).
@@ -53,14 +57,14 @@ fn every_accepted_byte_order_becomes_the_same_bgrx() {
 #[test]
 fn spa_formats_map_to_their_byte_order_and_others_are_refused() {
     use spa::param::video::VideoFormat as F;
-    assert_eq!(PixelOrder::from_spa(F::BGRx), Some(PixelOrder::Bgrx));
-    assert_eq!(PixelOrder::from_spa(F::BGRA), Some(PixelOrder::Bgrx));
-    assert_eq!(PixelOrder::from_spa(F::RGBx), Some(PixelOrder::Rgbx));
-    assert_eq!(PixelOrder::from_spa(F::RGBA), Some(PixelOrder::Rgbx));
-    assert_eq!(PixelOrder::from_spa(F::xRGB), Some(PixelOrder::Xrgb));
-    assert_eq!(PixelOrder::from_spa(F::ABGR), Some(PixelOrder::Xbgr));
-    assert_eq!(PixelOrder::from_spa(F::I420), None);
-    assert_eq!(PixelOrder::from_spa(F::RGB), None);
+    assert_eq!(pixel_order(F::BGRx), Some(PixelOrder::Bgrx));
+    assert_eq!(pixel_order(F::BGRA), Some(PixelOrder::Bgrx));
+    assert_eq!(pixel_order(F::RGBx), Some(PixelOrder::Rgbx));
+    assert_eq!(pixel_order(F::RGBA), Some(PixelOrder::Rgbx));
+    assert_eq!(pixel_order(F::xRGB), Some(PixelOrder::Xrgb));
+    assert_eq!(pixel_order(F::ABGR), Some(PixelOrder::Xbgr));
+    assert_eq!(pixel_order(F::I420), None);
+    assert_eq!(pixel_order(F::RGB), None);
 }
 
 #[test]
