@@ -112,6 +112,8 @@ fn run_stream(
             *pw::keys::MEDIA_TYPE => "Video",
             *pw::keys::MEDIA_CATEGORY => "Capture",
             *pw::keys::MEDIA_ROLE => "Screen",
+            // How the stream shows in the desktop's PipeWire tools (pw-top, graphs).
+            *pw::keys::NODE_NAME => "tincan-screen",
         },
     )
     .map_err(|e| e.to_string())?;

@@ -614,3 +614,284 @@ fn tempdir() -> TempDir {
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
 }
+
+/// A PipeWire daemon of our own, with no session manager: its socket is what a portal
+/// would hand out.
+struct PipeWireDaemon {
+    child: Child,
+    socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl PipeWireDaemon {
+    fn start() -> PipeWireDaemon {
+        let dir = tempdir();
+        let child = Command::new("pipewire")
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("PIPEWIRE_RUNTIME_DIR", dir.path())
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pipewire (Debian: pipewire, installed by scripts/deps)");
+        let socket = dir.path().join("pipewire-0");
+        let daemon = PipeWireDaemon {
+            child,
+            socket,
+            _dir: dir,
+        };
+        // PipeWire has no readiness signal: try its socket, a bounded number of times.
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(&daemon.socket).is_ok() {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "pipewire did not open {} within 5 s",
+            daemon.socket.display()
+        );
+    }
+
+    fn connect(&self) -> OwnedFd {
+        OwnedFd::from(std::os::unix::net::UnixStream::connect(&self.socket).unwrap())
+    }
+}
+
+impl Drop for PipeWireDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Size and byte order of the test screen PipeWire carries.
+const PRODUCED: (u32, u32) = (64, 32);
+
+/// A screen for PipeWire to carry: a stream of our own sending RGBx quadrants ten times a
+/// second, linked by hand to the consumer named `tincan-screen` once both exist (there is
+/// no session manager to do it). Runs until `quit`.
+fn produce_screen(remote: OwnedFd, quit: ::pipewire::channel::Receiver<()>) {
+    use ::pipewire as pw;
+    use spa::pod::{Object, Property, PropertyFlags, Value};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    let (w, h) = PRODUCED;
+    let stride = w * 4;
+    pw::init();
+    let mainloop = pw::main_loop::MainLoopRc::new(None).unwrap();
+    let context = pw::context::ContextRc::new(&mainloop, None).unwrap();
+    let core = context.connect_fd_rc(remote, None).unwrap();
+    let stream = pw::stream::StreamRc::new(
+        core.clone(),
+        "test-screen",
+        pw::properties::properties! {
+            *pw::keys::MEDIA_TYPE => "Video",
+            *pw::keys::MEDIA_CATEGORY => "Source",
+            *pw::keys::MEDIA_ROLE => "Screen",
+            *pw::keys::MEDIA_CLASS => "Video/Source",
+            *pw::keys::NODE_NAME => "test-screen",
+        },
+    )
+    .unwrap();
+    let picture = quadrants(
+        PixelOrder::Rgbx,
+        w as usize,
+        h as usize,
+        stride as usize,
+        COLOURS,
+    );
+    let _listener = stream
+        .add_local_listener_with_user_data(())
+        .param_changed(move |stream, _, id, param| {
+            if param.is_none() || id != spa::param::ParamType::Format.as_raw() {
+                return;
+            }
+            let int = |key: u32, v: i32| Property {
+                key,
+                flags: PropertyFlags::empty(),
+                value: Value::Int(v),
+            };
+            let buffers = Value::Object(Object {
+                type_: spa::utils::SpaTypes::ObjectParamBuffers.as_raw(),
+                id: spa::param::ParamType::Buffers.as_raw(),
+                properties: vec![
+                    int(spa::sys::SPA_PARAM_BUFFERS_buffers, 4),
+                    int(spa::sys::SPA_PARAM_BUFFERS_blocks, 1),
+                    int(spa::sys::SPA_PARAM_BUFFERS_size, (stride * h) as i32),
+                    int(spa::sys::SPA_PARAM_BUFFERS_stride, stride as i32),
+                ],
+            });
+            let bytes = spa::pod::serialize::PodSerializer::serialize(
+                std::io::Cursor::new(Vec::new()),
+                &buffers,
+            )
+            .unwrap()
+            .0
+            .into_inner();
+            let mut params = [spa::pod::Pod::from_bytes(&bytes).unwrap()];
+            stream.update_params(&mut params).unwrap();
+        })
+        .process(move |stream, _| {
+            let Some(mut buffer) = stream.dequeue_buffer() else {
+                return;
+            };
+            let data = &mut buffer.datas_mut()[0];
+            if let Some(bytes) = data.data() {
+                let n = picture.len().min(bytes.len());
+                bytes[..n].copy_from_slice(&picture[..n]);
+            }
+            let chunk = data.chunk_mut();
+            *chunk.offset_mut() = 0;
+            *chunk.size_mut() = stride * h;
+            *chunk.stride_mut() = stride as i32;
+        })
+        .register()
+        .unwrap();
+
+    let format = {
+        use spa::param::format::{FormatProperties, MediaSubtype, MediaType};
+        use spa::param::video::VideoFormat;
+        use spa::pod::property;
+        use spa::utils::{Fraction, Rectangle, SpaTypes};
+        let object = Object {
+            type_: SpaTypes::ObjectParamFormat.as_raw(),
+            id: spa::param::ParamType::EnumFormat.as_raw(),
+            properties: vec![
+                property!(FormatProperties::MediaType, Id, MediaType::Video),
+                property!(FormatProperties::MediaSubtype, Id, MediaSubtype::Raw),
+                property!(FormatProperties::VideoFormat, Id, VideoFormat::RGBx),
+                property!(
+                    FormatProperties::VideoSize,
+                    Rectangle,
+                    Rectangle {
+                        width: w,
+                        height: h
+                    }
+                ),
+                property!(
+                    FormatProperties::VideoFramerate,
+                    Fraction,
+                    Fraction { num: 10, denom: 1 }
+                ),
+            ],
+        };
+        spa::pod::serialize::PodSerializer::serialize(
+            std::io::Cursor::new(Vec::new()),
+            &Value::Object(object),
+        )
+        .unwrap()
+        .0
+        .into_inner()
+    };
+    let mut params = [spa::pod::Pod::from_bytes(&format).unwrap()];
+    stream
+        .connect(
+            spa::utils::Direction::Output,
+            None,
+            pw::stream::StreamFlags::DRIVER | pw::stream::StreamFlags::MAP_BUFFERS,
+            &mut params,
+        )
+        .unwrap();
+
+    // Link producer → consumer once both nodes are known.
+    let registry = core.get_registry_rc().unwrap();
+    let nodes: Rc<RefCell<(Option<u32>, Option<u32>)>> = Rc::default();
+    let links: Rc<RefCell<Vec<pw::link::Link>>> = Rc::default();
+    let _registry_listener = registry
+        .add_listener_local()
+        .global({
+            let core = core.clone();
+            let nodes = nodes.clone();
+            let links = links.clone();
+            move |global| {
+                let Some(name) = global.props.and_then(|p| p.get("node.name")) else {
+                    return;
+                };
+                let mut known = nodes.borrow_mut();
+                match name {
+                    "test-screen" => known.0 = Some(global.id),
+                    "tincan-screen" => known.1 = Some(global.id),
+                    _ => return,
+                }
+                if let (Some(out), Some(input)) = *known {
+                    let link = core
+                        .create_object::<pw::link::Link>(
+                            "link-factory",
+                            &pw::properties::properties! {
+                                "link.output.node" => out.to_string(),
+                                "link.input.node" => input.to_string(),
+                                "object.linger" => "true",
+                            },
+                        )
+                        .unwrap();
+                    links.borrow_mut().push(link);
+                }
+            }
+        })
+        .register();
+
+    let timer = mainloop.loop_().add_timer({
+        let stream = stream.clone();
+        move |_| {
+            // The safe wrapper needs the crate's v0_3_34 feature, which the app does not
+            // need; the call is the same. SAFETY: the stream is alive (held by this closure).
+            unsafe { pw::sys::pw_stream_trigger_process(stream.as_raw_ptr()) };
+        }
+    });
+    timer
+        .update_timer(
+            Some(Duration::from_millis(100)),
+            Some(Duration::from_millis(100)),
+        )
+        .into_result()
+        .unwrap();
+    let _quit = quit.attach(mainloop.loop_(), {
+        let mainloop = mainloop.downgrade();
+        move |()| {
+            if let Some(mainloop) = mainloop.upgrade() {
+                mainloop.quit();
+            }
+        }
+    });
+    mainloop.run();
+}
+
+#[test]
+fn pictures_from_pipewire_reach_the_capture_side_in_their_colours() {
+    let bus = PrivateBus::start();
+    let daemon = PipeWireDaemon::start();
+    let (quit, quit_rx) = ::pipewire::channel::channel::<()>();
+    let producer_remote = daemon.connect();
+    let producer = std::thread::spawn(move || produce_screen(producer_remote, quit_rx));
+    let _portal = fake_portal(&bus.address, Choice::Share, Some(daemon.connect()));
+    let mut screen =
+        open_at(&bus.address, &VideoSettings::default(), PROBE_TIMEOUT).expect("the share starts");
+
+    // The capture thread asks at its own pace; ask the same way, a bounded number of times.
+    let mut frame = I420::new(32, 16);
+    let mut seen = false;
+    for counter in 0..200 {
+        screen.capture(&mut frame, counter, 0).unwrap();
+        if screen.native_size() == Some((PRODUCED.0 as usize, PRODUCED.1 as usize))
+            && frame.y()[0] != 16
+        {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = quit.send(());
+    producer.join().unwrap();
+    assert!(seen, "no picture from PipeWire within 10 s");
+    let y = |x: usize, row: usize| i32::from(frame.y()[row * 32 + x]);
+    for (q, (x, row)) in [(4, 2), (28, 2), (4, 13), (28, 13)].into_iter().enumerate() {
+        assert!(
+            (y(x, row) - luma(COLOURS[q])).abs() <= 1,
+            "quadrant {q}: luma {} for {:?}",
+            y(x, row),
+            COLOURS[q]
+        );
+    }
+}
