@@ -347,4 +347,6 @@ fn fill_black(frame: &mut I420) {
 }
 
 #[cfg(test)]
+mod fakes;
+#[cfg(test)]
 mod tests;
