@@ -168,3 +168,26 @@ pub(super) fn copy_as_bgrx(
     }
     true
 }
+
+/// The part of a `width`×`height` picture to share, as (x, y, width, height): the
+/// compositor's crop region (a window inside a larger buffer) clipped to the picture, or
+/// the whole picture when there is no region or nothing of it is inside.
+pub(super) fn crop_area(
+    crop: Option<(i32, i32, u32, u32)>,
+    width: usize,
+    height: usize,
+) -> (usize, usize, usize, usize) {
+    let whole = (0, 0, width, height);
+    let Some((x, y, w, h)) = crop else {
+        return whole;
+    };
+    let (x, y) = (x.max(0) as usize, y.max(0) as usize);
+    if x >= width || y >= height {
+        return whole;
+    }
+    let (w, h) = ((w as usize).min(width - x), (h as usize).min(height - y));
+    if w == 0 || h == 0 {
+        return whole;
+    }
+    (x, y, w, h)
+}

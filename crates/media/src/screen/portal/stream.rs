@@ -10,7 +10,7 @@ use std::time::Duration;
 use pipewire as pw;
 use pw::spa;
 
-use super::slot::{copy_as_bgrx, FrameSlot, PixelOrder};
+use super::slot::{copy_as_bgrx, crop_area, FrameSlot, PixelOrder};
 use crate::error::MediaError;
 
 /// How long PipeWire has to accept the portal's descriptor and the stream.
@@ -136,10 +136,12 @@ fn run_stream(
             }
         }
     };
-    let on_param = |_: &pw::stream::Stream,
-                    agreed: &mut Negotiated,
-                    id: u32,
-                    param: Option<&spa::pod::Pod>| {
+    // Asked for once the format is known: where in each buffer the shared window is.
+    let crop_meta = crop_meta_param()?;
+    let on_param = move |stream: &pw::stream::Stream,
+                         agreed: &mut Negotiated,
+                         id: u32,
+                         param: Option<&spa::pod::Pod>| {
         let Some(param) = param else { return };
         if id != spa::param::ParamType::Format.as_raw() {
             return;
@@ -154,6 +156,11 @@ fn run_stream(
         if agreed.order.is_none() {
             tracing::warn!(format = ?info.format(), "PipeWire sent a pixel format we did not ask for");
         }
+        if let Some(meta) = spa::pod::Pod::from_bytes(&crop_meta) {
+            if let Err(e) = stream.update_params(&mut [meta]) {
+                tracing::debug!(error = %e, "PipeWire refused the crop metadata request");
+            }
+        }
     };
     let on_process = {
         let slot = slot.clone();
@@ -163,6 +170,19 @@ fn run_stream(
             };
             let Some(order) = agreed.order else { return };
             let (width, height) = (agreed.width, agreed.height);
+            // A shared window may fill only part of its buffer; the compositor says which.
+            let crop = buffer
+                .find_meta::<spa::buffer::meta::MetaVideoCrop>()
+                .map(|c| c.meta_region())
+                .filter(|r| r.is_valid())
+                .map(|r| {
+                    (
+                        r.position().x,
+                        r.position().y,
+                        r.size().width,
+                        r.size().height,
+                    )
+                });
             let datas = buffer.datas_mut();
             let Some(data) = datas.first_mut() else {
                 return;
@@ -184,9 +204,11 @@ fn run_stream(
                 return;
             };
             let stride = if stride == 0 { width * 4 } else { stride };
-            slot.put(width, height, |dst| {
-                copy_as_bgrx(order, picture, width, height, stride, dst)
-            });
+            let (x, y, w, h) = crop_area(crop, width, height);
+            let Some(region) = picture.get(y * stride + x * 4..) else {
+                return;
+            };
+            slot.put(w, h, |dst| copy_as_bgrx(order, region, w, h, stride, dst));
         }
     };
     let _listener = stream
@@ -296,6 +318,35 @@ pub(super) fn format_param(fps: u32) -> Result<Vec<u8>, String> {
     )
     .map(|(cursor, _)| cursor.into_inner())
     .map_err(|e| format!("cannot build the format parameter: {e:?}"))
+}
+
+/// The metadata we ask for on each buffer: the crop region (a window inside a larger
+/// buffer). Compositors that have none send none.
+fn crop_meta_param() -> Result<Vec<u8>, String> {
+    use spa::pod::{Object, Property, PropertyFlags, Value};
+    use spa::utils::{Id, SpaTypes};
+    let object = Object {
+        type_: SpaTypes::ObjectParamMeta.as_raw(),
+        id: spa::param::ParamType::Meta.as_raw(),
+        properties: vec![
+            Property {
+                key: spa::sys::SPA_PARAM_META_type,
+                flags: PropertyFlags::empty(),
+                value: Value::Id(Id(spa::sys::SPA_META_VideoCrop)),
+            },
+            Property {
+                key: spa::sys::SPA_PARAM_META_size,
+                flags: PropertyFlags::empty(),
+                value: Value::Int(std::mem::size_of::<spa::sys::spa_meta_region>() as i32),
+            },
+        ],
+    };
+    spa::pod::serialize::PodSerializer::serialize(
+        std::io::Cursor::new(Vec::new()),
+        &Value::Object(object),
+    )
+    .map(|(cursor, _)| cursor.into_inner())
+    .map_err(|e| format!("cannot build the metadata parameter: {e:?}"))
 }
 
 /// The byte order of a PipeWire video format, for the formats we take.

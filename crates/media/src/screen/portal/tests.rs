@@ -75,6 +75,48 @@ fn luma(rgb: [u8; 3]) -> i32 {
 }
 
 #[test]
+fn a_crop_region_is_clipped_to_the_picture_and_a_useless_one_ignored() {
+    use super::slot::crop_area;
+    assert_eq!(crop_area(None, 64, 32), (0, 0, 64, 32));
+    assert_eq!(crop_area(Some((8, 4, 16, 8)), 64, 32), (8, 4, 16, 8));
+    // Past the right and bottom edges: clipped.
+    assert_eq!(crop_area(Some((60, 30, 16, 8)), 64, 32), (60, 30, 4, 2));
+    // Negative origin: from the edge.
+    assert_eq!(crop_area(Some((-5, -5, 10, 10)), 64, 32), (0, 0, 10, 10));
+    // Outside the picture, or empty: the whole picture.
+    assert_eq!(crop_area(Some((64, 0, 10, 10)), 64, 32), (0, 0, 64, 32));
+    assert_eq!(crop_area(Some((0, 0, 0, 10)), 64, 32), (0, 0, 64, 32));
+}
+
+#[test]
+fn a_cropped_region_is_copied_with_the_buffers_stride() {
+    use super::slot::crop_area;
+    // A 4×2 window at (2, 1) of an 8×4 RGBx buffer; only it must be copied.
+    let (w, h, stride) = (8usize, 4usize, 32usize);
+    let mut src = vec![0u8; stride * h];
+    for y in 0..h {
+        for x in 0..w {
+            src[y * stride + x * 4..][..4].copy_from_slice(&[x as u8, y as u8, 0, 0]);
+        }
+    }
+    let (x, y, cw, ch) = crop_area(Some((2, 1, 4, 2)), w, h);
+    let mut dst = vec![0; cw * ch * 4];
+    assert!(copy_as_bgrx(
+        PixelOrder::Rgbx,
+        &src[y * stride + x * 4..],
+        cw,
+        ch,
+        stride,
+        &mut dst
+    ));
+    // RGBx → BGRx: red (the x coordinate) lands in byte 2, green (y) in byte 1.
+    let first = (dst[2], dst[1]);
+    let last = (dst[dst.len() - 2], dst[dst.len() - 3]);
+    assert_eq!(first, (2, 1));
+    assert_eq!(last, (5, 2));
+}
+
+#[test]
 fn the_newest_picture_wins_and_a_taken_one_is_not_taken_again() {
     let slot = FrameSlot::default();
     assert!(matches!(slot.take(), Taken::Nothing));
