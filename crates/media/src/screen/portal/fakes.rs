@@ -112,12 +112,9 @@ pub(super) enum Choice {
 /// A stand-in for xdg-desktop-portal on a private bus, answering the ScreenCast calls the
 /// way the real one does (a Request object per call, its answer in a Response signal).
 /// Runs until its connection closes; `remote` is the descriptor it hands out as the
-/// PipeWire remote.
-pub(super) fn fake_portal(
-    address: &str,
-    choice: Choice,
-    remote: Option<OwnedFd>,
-) -> zbus::Connection {
+/// PipeWire remote. Each call it gets is reported on `FakePortal::calls` as
+/// `Interface.Member`.
+pub(super) fn fake_portal(address: &str, choice: Choice, remote: Option<OwnedFd>) -> FakePortal {
     use ashpd::zvariant::{OwnedObjectPath, OwnedValue, Value};
     use futures_lite::StreamExt;
     use std::collections::HashMap;
@@ -132,6 +129,7 @@ pub(super) fn fake_portal(
             .unwrap()
     });
     let serving = connection.clone();
+    let (calls, calls_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         async_io::block_on(async move {
             let conn = serving;
@@ -146,6 +144,7 @@ pub(super) fn fake_portal(
                     .map(|i| i.to_string())
                     .unwrap_or_default();
                 let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+                let _ = calls.send(format!("{interface}.{member}"));
                 let path = header.path().map(|p| p.to_string()).unwrap_or_default();
                 let sender = header
                     .sender()
@@ -246,7 +245,16 @@ pub(super) fn fake_portal(
             }
         })
     });
-    connection
+    FakePortal {
+        _connection: connection,
+        calls: calls_rx,
+    }
+}
+
+/// The fake portal: on the bus while this lives.
+pub(super) struct FakePortal {
+    _connection: zbus::Connection,
+    pub(super) calls: std::sync::mpsc::Receiver<String>,
 }
 
 /// Answers a portal Request: `code` 0 for done, 1 for cancelled by the user.

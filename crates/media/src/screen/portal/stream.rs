@@ -43,9 +43,10 @@ impl PipeWireThread {
             .spawn(move || {
                 let ended = slot.clone();
                 let result = run_stream(fd, node_id, fps, slot, quit_rx, &ready_tx);
+                // run_stream fails only before its loop runs: a stream that never started.
                 let reason = match result {
                     Ok(()) => "PipeWire stream ended".to_string(),
-                    Err(e) => format!("PipeWire stream ended: {e}"),
+                    Err(e) => format!("PipeWire could not start the shared screen's stream: {e}"),
                 };
                 ended.end(reason.clone());
                 let _ = ready_tx.try_send(Err(reason));

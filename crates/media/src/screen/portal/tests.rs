@@ -386,6 +386,31 @@ fn the_format_we_offer_pipewire_is_a_valid_pod() {
 }
 
 #[test]
+fn stopping_a_share_stops_pipewire_and_closes_the_portal_session() {
+    let bus = PrivateBus::start();
+    let daemon = PipeWireDaemon::start();
+    let portal = fake_portal(&bus.address, Choice::Share, Some(daemon.connect()));
+    let screen =
+        open_at(&bus.address, &VideoSettings::default(), PROBE_TIMEOUT).expect("the share starts");
+    // Dropping joins PipeWire's thread and closes the session: on a thread of its own, so
+    // a hang fails the test instead of stalling it.
+    let (dropped, done) = sync_channel(1);
+    std::thread::spawn(move || {
+        drop(screen);
+        let _ = dropped.send(());
+    });
+    done.recv_timeout(Duration::from_secs(10))
+        .expect("stopping a share returns");
+    let calls: Vec<String> = portal.calls.try_iter().collect();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == "org.freedesktop.portal.Session.Close"),
+        "the portal session was not closed: {calls:?}"
+    );
+}
+
+#[test]
 fn pictures_from_pipewire_reach_the_capture_side_in_their_colours() {
     let bus = PrivateBus::start();
     let daemon = PipeWireDaemon::start();
