@@ -325,6 +325,16 @@ impl Live {
 // One call
 
 pub(super) fn media_config(me: &str, ice_check: Duration, video: VideoSettings) -> MediaConfig {
+    media_config_sharing(me, ice_check, video, None)
+}
+
+/// [`media_config`], sharing the screen `screen` (an id of `tincan devices`) when given.
+pub(super) fn media_config_sharing(
+    me: &str,
+    ice_check: Duration,
+    video: VideoSettings,
+    screen: Option<&str>,
+) -> MediaConfig {
     let peer = PeerSettings {
         ice_servers: vec![],
         relay_only: false,
@@ -333,6 +343,9 @@ pub(super) fn media_config(me: &str, ice_check: Duration, video: VideoSettings) 
     };
     let mut config = MediaConfig::new(me, peer);
     config.video = video;
+    if let Some(id) = screen {
+        config.camera_device = tincan_media::VideoInput::Screen(id.to_owned());
+    }
     config
 }
 
@@ -357,11 +370,14 @@ pub(super) struct Setup {
     pub(super) inviter_first_frame: Duration,
 }
 
+/// Places a call from `a` to `b` and starts media on both sides; `a` shares the screen
+/// `sharing` instead of its camera when given.
 pub(super) async fn place_call(
     a: &mut Client,
     b: &mut Client,
     ice_check: Duration,
     video: VideoSettings,
+    sharing: Option<&str>,
 ) -> Result<Call, String> {
     let op = tincan_sdk::new_operation_id();
     let invite = a
@@ -374,7 +390,7 @@ pub(super) async fn place_call(
         a,
         room.clone(),
         invite.token,
-        media_config(&a.user, ice_check, video),
+        media_config_sharing(&a.user, ice_check, video, sharing),
     );
     if let Err(e) = b.invitation(&room).await {
         inviter.close(a).await;
@@ -446,7 +462,7 @@ pub(super) async fn one_call(
     ice_check: Duration,
     video: VideoSettings,
 ) -> Result<Setup, String> {
-    let call = place_call(a, b, ice_check, video).await?;
+    let call = place_call(a, b, ice_check, video, None).await?;
     let setup = call.established().await;
     let ended = call.end(a, b).await;
     let setup = setup?;

@@ -55,6 +55,11 @@ pub struct MediaArgs {
     /// call with the first (200 is the stack's default); 0 to skip.
     #[arg(long, default_value_t = 200)]
     compare_ice_check_ms: u64,
+    /// Only the steady state, with the inviter sharing this screen (an id of `tincan
+    /// devices`, e.g. `:5/screen:0`) instead of its camera: the CPU of a call with
+    /// screen sharing.
+    #[arg(long, value_name = "ID")]
+    screen: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -123,9 +128,10 @@ async fn steady_phase(
     b: &mut Client,
     ice_check: Duration,
     secs: u64,
+    sharing: Option<&str>,
 ) -> Result<Value, String> {
     let video = VideoSettings::default();
-    let call = place_call(a, b, ice_check, video).await?;
+    let call = place_call(a, b, ice_check, video, sharing).await?;
     if let Err(e) = call.established().await {
         let _ = call.end(a, b).await;
         return Err(e);
@@ -240,6 +246,7 @@ async fn steady_phase(
     );
     Ok(json!({
         "video": "640x480@30",
+        "inviterShares": sharing,
         "windowSecs": round(wall.as_secs_f64()),
         "glassToGlassMs": {"n": both.len(), "p50": round(g50), "p99": round(g99)},
         "directions": Value::Object(dirs),
@@ -380,6 +387,20 @@ pub async fn run(args: MediaArgs) {
         tokio::runtime::Handle::current().metrics().num_workers()
     );
 
+    if let Some(screen) = &args.screen {
+        println!(
+            "\n## steady state: the inviter shares {screen}, the invitee sends 640x480@30; {} s window after 1 s warm-up",
+            args.secs
+        );
+        match steady_phase(&mut a, &mut b, ice, args.secs, Some(screen)).await {
+            Ok(steady) => println!("{}", json!({"bench": "media-screen", "steady": steady})),
+            Err(e) => {
+                eprintln!("tincan-bench media: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     match main_phases(&args, &mut a, &mut b, &intervals, udp_baseline).await {
         Ok(report) => println!("{report}"),
         Err(e) => {
@@ -430,7 +451,7 @@ async fn main_phases(
         args.secs,
         ice.as_millis()
     );
-    let steady = steady_phase(a, b, ice, args.secs).await?;
+    let steady = steady_phase(a, b, ice, args.secs, None).await?;
 
     println!(
         "\n## {} call cycles, 320x240@15 (ICE {} ms): resources at start, after {} cycles, at end",
