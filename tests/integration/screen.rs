@@ -3,7 +3,7 @@
 //! content and the "screen" flag are checked; then switching camera ↔ screen mid-call.
 //! Skipped, with a message, where Xvfb is not installed.
 
-use tincan_media::{census, screen, Census, DecodedFrame, ScreenKind, VideoInput};
+use tincan_media::{census, screen, Census, DecodedFrame, ScreenKind, VideoInput, VideoSource};
 use tincan_tests::media::{exclusive, one_to_one, small};
 use tincan_tests::xvfb::{Xvfb, QUADRANTS};
 use tincan_tests::TestServer;
@@ -44,6 +44,25 @@ fn the_screens_of_a_display_and_its_named_windows_are_listed() {
             .any(|s| s.kind == ScreenKind::Window && s.name == "tincan test window"),
         "the named window is listed: {list:?}"
     );
+}
+
+#[test]
+fn a_local_x_server_is_read_through_shared_memory() {
+    let Some(x) = Xvfb::start(320, 240) else {
+        return;
+    };
+    let _drawn = x.draw_quadrants("tincan test window");
+    let mut screen = screen::x11::X11Screen::open(Some(&x.display), "screen:0").expect("open");
+    assert!(
+        screen.shared_memory(),
+        "MIT-SHM is used with a local server"
+    );
+    assert_eq!(screen.native_size(), Some((320, 240)));
+    // The bottom-right quadrant, read through the segment: near white in I420.
+    let mut frame = tincan_media::pattern::I420::new(320, 240);
+    screen.capture(&mut frame, 0, 0).expect("capture");
+    let luma = frame.y()[180 * 320 + 240];
+    assert!(luma > 200, "bottom-right luma {luma}");
 }
 
 #[test]

@@ -1,11 +1,15 @@
 //! X11 capture: the only importer of x11rb.
 //!
 //! Lists the display's screens, monitors (RandR) and named top-level windows, and reads
-//! one's pixels with `GetImage` each frame. A window's pixels are what the X server has
-//! for it: parts covered by other windows may show those windows (no compositing).
+//! one's pixels each frame: through a shared-memory segment (MIT-SHM) when the server
+//! offers it (a local server), which saves copying every picture through the X socket,
+//! else with plain `GetImage`. A window's pixels are what the X server has for it: parts
+//! covered by other windows may show those windows (no compositing).
 
 use x11rb::connection::Connection;
+use x11rb::connection::RequestConnection as _;
 use x11rb::protocol::randr::ConnectionExt as _;
+use x11rb::protocol::shm::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{
     Atom, AtomEnum, ConnectionExt as _, ImageFormat, ImageOrder, MapState, Window,
 };
@@ -185,6 +189,78 @@ enum Area {
 pub struct X11Screen {
     conn: RustConnection,
     area: Area,
+    /// Where the server writes pictures, when it does shared memory.
+    shm: Option<ShmSegment>,
+}
+
+/// A System V shared-memory segment attached both here and in the X server.
+struct ShmSegment {
+    seg: shm::Seg,
+    addr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone and only read through `&self`
+// after the server's reply says the picture is written.
+unsafe impl Send for ShmSegment {}
+
+impl ShmSegment {
+    /// A segment of `len` bytes attached to the server, or `None` (no MIT-SHM: a remote
+    /// server, or it refused), in which case capture goes through the socket.
+    fn attach(conn: &RustConnection, len: usize) -> Option<ShmSegment> {
+        conn.extension_information(shm::X11_EXTENSION_NAME).ok()??;
+        conn.shm_query_version().ok()?.reply().ok()?;
+        let seg = conn.generate_id().ok()?;
+        // SAFETY: plain System V calls; the address is checked before use and the
+        // segment is detached in every path that does not keep it.
+        unsafe {
+            let id = libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600);
+            if id < 0 {
+                return None;
+            }
+            let addr = libc::shmat(id, std::ptr::null(), 0);
+            if addr as isize == -1 {
+                libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+                return None;
+            }
+            let attached = conn
+                .shm_attach(seg, id as u32, false)
+                .ok()
+                .and_then(|c| c.check().ok());
+            // Removed once both sides detach (also if this process dies).
+            libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
+            if attached.is_none() {
+                libc::shmdt(addr);
+                return None;
+            }
+            Some(ShmSegment {
+                seg,
+                addr: addr.cast(),
+                len,
+            })
+        }
+    }
+
+    /// The first `len` bytes, as the server last wrote them.
+    fn bytes(&self, len: usize) -> &[u8] {
+        // SAFETY: `addr` maps `self.len` bytes for the life of `self`; callers ask for no
+        // more, and read only after the server's reply to the request that wrote them.
+        unsafe { std::slice::from_raw_parts(self.addr, len.min(self.len)) }
+    }
+
+    fn detach(self, conn: &RustConnection) {
+        let _ = conn.shm_detach(self.seg).map(|c| c.ignore_error());
+        // SAFETY: attached in `attach`, detached once here.
+        unsafe { libc::shmdt(self.addr.cast()) };
+    }
+}
+
+impl Drop for X11Screen {
+    fn drop(&mut self) {
+        if let Some(shm) = self.shm.take() {
+            shm.detach(&self.conn);
+        }
+    }
 }
 
 impl X11Screen {
@@ -237,7 +313,17 @@ impl X11Screen {
             }
             _ => return Err(unknown()),
         };
-        Ok(X11Screen { conn, area })
+        // Room for the whole root window: a screen, a monitor, or a window on it.
+        let root = conn.setup().roots[default_screen].clone();
+        let len = usize::from(root.width_in_pixels) * usize::from(root.height_in_pixels) * 4;
+        let shm = ShmSegment::attach(&conn, len);
+        tracing::debug!(shm = shm.is_some(), "X11 capture opened");
+        Ok(X11Screen { conn, area, shm })
+    }
+
+    /// Whether pictures come through shared memory (MIT-SHM) rather than the socket.
+    pub fn shared_memory(&self) -> bool {
+        self.shm.is_some()
     }
 
     /// Where to read now: the drawable and its rectangle.
@@ -289,13 +375,23 @@ impl VideoSource for X11Screen {
         _captured_us: u64,
     ) -> Result<(), MediaError> {
         let (drawable, x, y, width, height) = self.rect()?;
+        let (w, h) = (usize::from(width), usize::from(height));
+        if let Some(shm) = self.shm.as_ref().filter(|s| w * h * 4 <= s.len) {
+            let format = u8::from(ImageFormat::Z_PIXMAP);
+            self.conn
+                .shm_get_image(drawable, x, y, width, height, !0, format, shm.seg, 0)
+                .map_err(|e| err("shm_get_image", e))?
+                .reply()
+                .map_err(|e| err("shm_get_image", e))?;
+            bgrx_to_i420(shm.bytes(w * h * 4), w, h, w * 4, frame);
+            return Ok(());
+        }
         let image = self
             .conn
             .get_image(ImageFormat::Z_PIXMAP, drawable, x, y, width, height, !0)
             .map_err(|e| err("get_image", e))?
             .reply()
             .map_err(|e| err("get_image", e))?;
-        let (w, h) = (usize::from(width), usize::from(height));
         bgrx_to_i420(&image.data, w, h, w * 4, frame);
         Ok(())
     }
