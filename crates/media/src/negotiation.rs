@@ -219,6 +219,30 @@ impl Negotiation {
 mod tests {
     use super::*;
 
+    #[test]
+    fn state_without_screen_from_an_older_sender_reads_as_not_a_screen() {
+        let old: Signal = serde_json::from_str(r#"{"type":"state","mic":true,"camera":false}"#)
+            .expect("a state without screen parses");
+        assert_eq!(
+            old,
+            Signal::State {
+                mic: true,
+                camera: false,
+                screen: false
+            }
+        );
+        let new = serde_json::to_value(Signal::State {
+            mic: true,
+            camera: true,
+            screen: true,
+        })
+        .unwrap();
+        assert_eq!(
+            new,
+            serde_json::json!({"type": "state", "mic": true, "camera": true, "screen": true})
+        );
+    }
+
     fn cand(n: u8) -> Candidate {
         Candidate {
             candidate: format!("candidate:{n}"),
