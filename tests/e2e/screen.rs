@@ -122,3 +122,57 @@ fn sharing_the_screen_from_the_window_reaches_the_far_end_and_stops() {
         s.app.wait_state("contacts").await;
     });
 }
+
+#[test]
+fn a_far_end_sharing_its_screen_is_labelled_a_screen_in_the_window() {
+    harness::run_with(
+        "media-screen-remote",
+        with_password("alice"),
+        |s| async move {
+            let token = s.server.token("bob");
+            // Bob shares the display the window is on (the CLI inherits $DISPLAY).
+            let mut bob = FarEnd::start(
+                &s.server.url,
+                &token,
+                "bob",
+                &[
+                    "listen",
+                    "--auto",
+                    "accept",
+                    "--media",
+                    "--media-bind",
+                    "127.0.0.1:0",
+                    "--screen",
+                    "default",
+                ],
+            )
+            .await;
+            s.sign_in("alice").await;
+            s.app.click("call-video-bob").await;
+            s.app.wait_state("in-call").await;
+
+            // Bob's tile says it is a screen, and draws it at the screen's shape.
+            s.app
+                .wait_attr_where("video-state-bob", "data-screen", |v| v == "true")
+                .await;
+            let state = s.app.text_of("video-state-bob").await;
+            assert!(state.contains("sharing a screen"), "{state:?}");
+            let (w, h) = shared_size();
+            let height = (320 * h / w).to_string();
+            s.app
+                .wait_attr_where("video-canvas-bob", "height", |v| v == height)
+                .await;
+            assert_eq!(
+                s.app.attr_of("video-canvas-bob", "width").await.as_deref(),
+                Some("320")
+            );
+            let label = s.app.attr_of("video-canvas-bob", "aria-label").await;
+            assert_eq!(label.as_deref(), Some("bob's screen"));
+            s.app.screenshot("in-call-remote-screen").await;
+
+            s.app.click("hangup").await;
+            within(bob.wait_line("media ended", |v| v["media"] == "ended")).await;
+            s.app.wait_state("contacts").await;
+        },
+    );
+}
