@@ -61,6 +61,13 @@ impl I420 {
         }
     }
 
+    /// Paints the picture black (video range: luma 16, no colour).
+    pub fn fill_black(&mut self) {
+        let luma = self.width * self.height;
+        self.data[..luma].fill(16);
+        self.data[luma..].fill(128);
+    }
+
     pub fn y(&self) -> &[u8] {
         &self.data[..self.width * self.height]
     }

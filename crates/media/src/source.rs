@@ -131,6 +131,32 @@ impl EncoderSetup {
         }
     }
 
+    /// A new encoder for this setup, whose first picture is a key frame carrying the new
+    /// SPS (so decoders follow a size change), with a picture and a period to match; `None`
+    /// (logged) keeps the previous ones.
+    fn start(&self) -> Option<(VideoEncoder, I420, Duration)> {
+        match self.encoder() {
+            Ok(encoder) => {
+                tracing::info!(
+                    width = self.settings.width,
+                    height = self.settings.height,
+                    fps = self.settings.fps,
+                    screen = self.screen,
+                    "video encoder set up"
+                );
+                Some((
+                    encoder,
+                    I420::new(self.settings.width, self.settings.height),
+                    self.settings.frame_duration(),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "keeping the previous video encoder");
+                None
+            }
+        }
+    }
+
     fn encoder(&self) -> Result<VideoEncoder, MediaError> {
         let content = if self.screen {
             codec::Content::Screen
@@ -254,23 +280,9 @@ pub(crate) fn capture_loop(
             });
             let wanted = EncoderSetup::for_source(&input, opened.as_ref(), camera_settings);
             if wanted != setup {
-                // A new size, rate or tuning: a new encoder, whose first picture is a
-                // key frame carrying the new SPS, so decoders follow the size change.
-                match wanted.encoder() {
-                    Ok(e) => {
-                        encoder = e;
-                        setup = wanted;
-                        frame = I420::new(setup.settings.width, setup.settings.height);
-                        period = setup.settings.frame_duration();
-                        tracing::info!(
-                            width = setup.settings.width,
-                            height = setup.settings.height,
-                            fps = setup.settings.fps,
-                            screen = setup.screen,
-                            "video encoder set up"
-                        );
-                    }
-                    Err(e) => tracing::warn!(error = %e, "keeping the previous video encoder"),
+                if let Some(new) = wanted.start() {
+                    (encoder, frame, period) = new;
+                    setup = wanted;
                 }
             }
             source = Some(opened);
@@ -283,6 +295,18 @@ pub(crate) fn capture_loop(
             input = VideoInput::TestPattern;
             source = None;
             continue;
+        }
+        // A screen learns its size late (the portal's, once the user has chosen): follow
+        // it from the next picture on, rather than stretching it to the size guessed.
+        if setup.screen {
+            let wanted = EncoderSetup::for_source(&input, current.as_ref(), camera_settings);
+            if wanted != setup {
+                if let Some(new) = wanted.start() {
+                    (encoder, frame, period) = new;
+                    setup = wanted;
+                    continue;
+                }
+            }
         }
         ticks = ticks.wrapping_add(1);
         // The local preview is a small copy, five times a second: it only shows that the

@@ -17,6 +17,7 @@
 //! [`SHARE_FPS`], with the encoder tuned for screen content ([`share_settings`]).
 
 mod convert;
+mod pending;
 mod portal;
 pub mod x11;
 
@@ -114,13 +115,19 @@ pub fn open(id: &str, settings: &VideoSettings) -> Result<Box<dyn VideoSource>, 
         id => id,
     };
     if id == PORTAL_ID {
-        return match open_portal(settings) {
-            Ok(p) => Ok(Box::new(p)),
-            Err(e) if !x_display_set() => {
-                Err(MediaError::Device(format!("{e} ({NO_SCREEN_CAPTURE})")))
-            }
-            Err(e) => Err(e),
-        };
+        // The portal's dialog waits for the user: ask on a thread of its own, so the
+        // capture thread (and hanging up, which joins it) never waits for the dialog.
+        let settings = *settings;
+        let x_display = x_display_set();
+        let pending =
+            pending::Pending::start("tincan-portal", move || match open_portal(&settings) {
+                Ok(p) => Ok(Box::new(p) as Box<dyn VideoSource>),
+                Err(e) if !x_display => {
+                    Err(MediaError::Device(format!("{e} ({NO_SCREEN_CAPTURE})")))
+                }
+                Err(e) => Err(e),
+            })?;
+        return Ok(Box::new(pending));
     }
     let (display, target) = split_display(id);
     if display.is_none() && !x_display_set() {

@@ -116,7 +116,7 @@ impl VideoSource for PortalScreen {
         }
         match &self.current {
             Some(p) => convert::bgrx_to_i420(&p.data, p.width, p.height, p.width * 4, frame),
-            None => fill_black(frame),
+            None => frame.fill_black(),
         }
         Ok(())
     }
@@ -338,12 +338,6 @@ fn dbus_error_name(e: &ashpd::Error) -> Option<String> {
         }
         _ => None,
     }
-}
-
-fn fill_black(frame: &mut I420) {
-    let luma = frame.width * frame.height;
-    frame.data[..luma].fill(16);
-    frame.data[luma..].fill(128);
 }
 
 #[cfg(test)]
