@@ -86,6 +86,16 @@ impl StartOptions {
     }
 }
 
+impl StartOptions {
+    /// The media state these options ask for. Media binds every interface but loopback
+    /// unless told (`127.0.0.1:0` keeps two instances on one machine, and the e2e tests,
+    /// on loopback).
+    /// ([`StartOptions::parse`] has already taken the flag or the environment.)
+    fn media_state(&self) -> media::MediaState {
+        media::MediaState::new(self.media_bind.clone())
+    }
+}
+
 /// Names of the commands [`run`] registers, as the page invokes them.
 pub const COMMANDS: &[&str] = &[
     "app_info",
@@ -135,12 +145,7 @@ pub fn run() {
                 state::AppState::new(profile, options.server.clone())
                     .with_ca_file(options.ca_file.clone()),
             );
-            // Media binds every interface but loopback unless told (`127.0.0.1:0` keeps
-            // two instances on one machine, and the e2e tests, on loopback).
-            let bind = std::env::var("TINCAN_MEDIA_BIND")
-                .ok()
-                .filter(|s| !s.trim().is_empty());
-            app.manage(media::MediaState::new(bind));
+            app.manage(options.media_state());
             Ok(())
         })
         .invoke_handler(tauri::generate_handler![
@@ -188,6 +193,15 @@ mod tests {
         StartOptions::parse(args.iter().map(|s| s.to_string()), |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
+    }
+
+    #[test]
+    fn the_media_bind_flag_reaches_the_media_state() {
+        let o = parse(&["--media-bind", "127.0.0.1:0"], &[]);
+        assert_eq!(o.media_state().bind().as_deref(), Some("127.0.0.1:0"));
+        let o = parse(&[], &[("TINCAN_MEDIA_BIND", "127.0.0.1:0")]);
+        assert_eq!(o.media_state().bind().as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(parse(&[], &[]).media_state().bind(), None);
     }
 
     #[test]

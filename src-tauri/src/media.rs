@@ -108,6 +108,12 @@ impl MediaState {
         }
     }
 
+    /// Where media binds: `--media-bind` / `TINCAN_MEDIA_BIND`, or `None` for every
+    /// interface but loopback.
+    pub fn bind(&self) -> Option<String> {
+        lock(&self.bind).clone()
+    }
+
     /// Devices for the call in progress, if any, and the next ones. The camera is only
     /// reopened when it changed (reopening costs a moment of picture).
     pub fn set_devices(&self, choice: DeviceChoice) {
