@@ -234,3 +234,48 @@ async fn media_negotiation_is_relayed_between_participants_only() {
     carol.quiet().await;
     bob.quiet().await;
 }
+
+#[tokio::test]
+async fn the_seeds_bare_options_object_rings_like_the_wrapped_invitation() {
+    // The seed's `openIM.signalingInvite(operationID, options)` passes the RtcInvite
+    // itself; a client that forwards it as `data` is understood, for one-to-one and group.
+    let s = TestServer::start().await;
+    let mut bob = s.peer("bob", "b1").await;
+    let mut carol = s.peer("carol", "c1").await;
+    let mut raw = RawClient::connect(&s, Some(("alice", "a1"))).await;
+    let r = raw
+        .request(serde_json::json!({"requestID": 1, "operationID": "op-bare", "method": "signalingInvite",
+            "data": {"inviterUserID": "alice", "inviteeUserIDList": ["bob"], "groupID": "",
+                     "roomID": "", "timeout": 30, "mediaType": "audio", "sessionType": 1,
+                     "platformID": 5}}))
+        .await;
+    assert_eq!(r["errCode"], 0, "{r}");
+    let inv = bob.expect_info("onReceiveNewInvitation").await;
+    assert_eq!(
+        inv.invitation.room_id,
+        r["data"]["roomID"].as_str().unwrap()
+    );
+    assert_eq!(inv.invitation.media_type, tincan_protocol::MediaType::Audio);
+    assert_eq!(inv.invitation.timeout, 30);
+    let room = inv.invitation.room_id.clone();
+    let r = raw
+        .request(
+            serde_json::json!({"requestID": 2, "method": "signalingCancel",
+            "data": {"invitation": {"roomID": room}}}),
+        )
+        .await;
+    assert_eq!(r["errCode"], 0, "{r}");
+    bob.expect("onInvitationCancelled").await;
+
+    let r = raw
+        .request(
+            serde_json::json!({"requestID": 3, "method": "signalingInviteInGroup",
+            "data": {"inviterUserID": "alice", "inviteeUserIDList": ["carol"], "groupID": "team",
+                     "roomID": "", "timeout": 30, "mediaType": "video", "sessionType": 2,
+                     "platformID": 5}}),
+        )
+        .await;
+    assert_eq!(r["errCode"], 0, "{r}");
+    let inv = carol.expect_info("onReceiveNewInvitation").await;
+    assert_eq!(inv.invitation.group_id, "team");
+}

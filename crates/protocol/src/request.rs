@@ -59,6 +59,58 @@ pub struct InviteParams {
     pub offline_push_info: Option<OfflinePushInfo>,
 }
 
+/// How a method's params are read from `data`.
+trait FromData: Sized {
+    fn from_data(data: Option<&RawValue>) -> Result<Self, WireError>;
+}
+
+/// The params read as they are declared (serde), with the bad field's path in errors.
+macro_rules! from_data_as_declared {
+    ($($params:ty),* $(,)?) => {
+        $(impl FromData for $params {
+            fn from_data(data: Option<&RawValue>) -> Result<Self, WireError> {
+                parse_params::<$params>(data)
+            }
+        })*
+    };
+}
+
+from_data_as_declared!(
+    LoginParams,
+    ActionParams,
+    GroupParams,
+    RoomParams,
+    CustomSignalParams,
+    MediaSignalParams,
+    HistoryParams,
+    ContactsParams,
+);
+
+impl FromData for InviteParams {
+    /// Reads `data` in either form a client sends: `{invitation, offlinePushInfo}` (OpenIM's
+    /// `RtcInviteOptions`, what the SDKs send), or the invitation itself, as the seed's
+    /// `openIM.signalingInvite(operationID, options)` example passes it (`options` is the
+    /// `RtcInvite`). A top-level `invitation` field decides: with it, the wrapped form.
+    fn from_data(data: Option<&RawValue>) -> Result<InviteParams, WireError> {
+        /// Only whether there is an `invitation`; everything else is skipped unread.
+        #[derive(Deserialize)]
+        struct Form {
+            invitation: Option<serde::de::IgnoredAny>,
+        }
+        let bare = data.is_some_and(|d| {
+            serde_json::from_str::<Form>(d.get()).is_ok_and(|f| f.invitation.is_none())
+        });
+        if bare {
+            Ok(InviteParams {
+                invitation: parse_params::<Invitation>(data)?,
+                offline_push_info: None,
+            })
+        } else {
+            parse_params::<InviteParams>(data)
+        }
+    }
+}
+
 /// `signalingAccept`, `signalingReject`, `signalingCancel`, `signalingHungUp`
 /// (OpenIM's `RtcActionParams`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,7 +274,7 @@ macro_rules! methods {
         }
     };
     (@ignore $t:ty) => { _ };
-    (@build $variant:ident $data:ident $params:ty) => { Request::$variant(parse_params::<$params>($data)?) };
+    (@build $variant:ident $data:ident $params:ty) => { Request::$variant(<$params as FromData>::from_data($data)?) };
     (@build $variant:ident $data:ident) => { Request::$variant };
 }
 
@@ -542,3 +594,60 @@ pub struct TokenInfo {
 /// Reply data of methods that return nothing (`{}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Empty {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite(data: &str) -> Result<InviteParams, WireError> {
+        let text = format!(r#"{{"requestID":1,"method":"signalingInvite","data":{data}}}"#);
+        match ClientFrame::parse(&text) {
+            Ok(ClientFrame {
+                request: Request::Invite(p),
+                ..
+            }) => Ok(p),
+            Ok(other) => panic!("not an invite: {other:?}"),
+            Err(e) => Err(e.error),
+        }
+    }
+
+    #[test]
+    fn the_seeds_bare_invitation_is_read_as_the_invitation() {
+        // The seed's example: `options` is the RtcInvite itself.
+        let bare = invite(
+            r#"{"inviterUserID":"alice","inviteeUserIDList":["bob"],"groupID":"","roomID":"","timeout":30,"mediaType":"audio","sessionType":1,"platformID":5}"#,
+        )
+        .expect("the bare form is accepted");
+        let wrapped = invite(
+            r#"{"invitation":{"inviterUserID":"alice","inviteeUserIDList":["bob"],"groupID":"","roomID":"","timeout":30,"mediaType":"audio","sessionType":1,"platformID":5}}"#,
+        )
+        .expect("the wrapped form is accepted");
+        assert_eq!(bare, wrapped);
+        assert_eq!(bare.invitation.invitee_user_id_list[0].as_str(), "bob");
+        assert_eq!(bare.invitation.timeout, 30);
+    }
+
+    #[test]
+    fn a_bad_field_names_its_path_in_either_form() {
+        let e = invite(r#"{"inviteeUserIDList":["bob"],"timeout":"30"}"#).unwrap_err();
+        assert!(
+            e.message.starts_with("data.timeout: invalid type"),
+            "{}",
+            e.message
+        );
+        let e =
+            invite(r#"{"invitation":{"inviteeUserIDList":["bob"],"timeout":"30"}}"#).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("data.invitation.timeout: invalid type"),
+            "{}",
+            e.message
+        );
+        let e = invite(r#"{"invitation":5}"#).unwrap_err();
+        assert!(
+            e.message.starts_with("data.invitation: invalid type"),
+            "{}",
+            e.message
+        );
+    }
+}
