@@ -93,11 +93,11 @@ function explain(res, context) {
     case 1602:
       return 'This call is no longer ringing — it was cancelled, timed out or already ended.';
     case 1603:
-      return /full/i.test(msg)
-        ? 'This call is full.'
-        : /group/i.test(msg)
-          ? 'This group already has a call in progress.'
-          : "You're already in a call. Hang up first.";
+      return "You're already in a call. Hang up first.";
+    case 1606:
+      return 'This group already has a call in progress. Join it instead.';
+    case 1607:
+      return 'This call is full.';
     case 1605:
       return 'The server is shutting down. Try again in a moment.';
     case 500:

@@ -45,6 +45,10 @@ pub enum ErrCode {
     NotRinging,
     /// The signed-in user is already in a call.
     Busy,
+    /// The group already has a call in progress; join it instead of starting another.
+    GroupCallInProgress,
+    /// The call already has as many people as the server allows in one room.
+    RoomFull,
     /// The room token is missing, expired or for another room.
     RoomTokenInvalid,
     /// The server is shutting down.
@@ -61,7 +65,7 @@ pub enum ErrCode {
 
 impl ErrCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrCode; 22] = [
+    pub const ALL: [ErrCode; 24] = [
         ErrCode::Internal,
         ErrCode::MalformedFrame,
         ErrCode::Args,
@@ -79,6 +83,8 @@ impl ErrCode {
         ErrCode::AlreadyAnswered,
         ErrCode::NotRinging,
         ErrCode::Busy,
+        ErrCode::GroupCallInProgress,
+        ErrCode::RoomFull,
         ErrCode::RoomTokenInvalid,
         ErrCode::ShuttingDown,
         ErrCode::SignInThrottled,
@@ -111,6 +117,8 @@ impl ErrCode {
             ErrCode::Busy => 1603,
             ErrCode::RoomTokenInvalid => 1604,
             ErrCode::ShuttingDown => 1605,
+            ErrCode::GroupCallInProgress => 1606,
+            ErrCode::RoomFull => 1607,
         }
     }
 
@@ -151,6 +159,8 @@ impl ErrCode {
             ErrCode::AlreadyAnswered => "AlreadyAnswered",
             ErrCode::NotRinging => "NotRinging",
             ErrCode::Busy => "Busy",
+            ErrCode::GroupCallInProgress => "GroupCallInProgress",
+            ErrCode::RoomFull => "RoomFull",
             ErrCode::RoomTokenInvalid => "RoomTokenInvalid",
             ErrCode::ShuttingDown => "ShuttingDown",
             ErrCode::SignInThrottled => "SignInThrottled",

@@ -127,7 +127,7 @@ impl Hub {
         }
         if let Some(r) = group_id.as_ref().and_then(|g| self.group_calls.get(g)) {
             return Err(WireError::new(
-                ErrCode::Busy,
+                ErrCode::GroupCallInProgress,
                 format!(
                     "group {} already has a call in progress (room {r}); join it with signalingGetTokenByRoomID",
                     inv.group_id

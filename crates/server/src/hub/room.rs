@@ -3,9 +3,8 @@
 //! contacts are answered outside the hub: `queries.rs`.)
 
 use tincan_protocol::{
-    CustomSignalInfo, CustomSignalParams, Empty, ErrCode, Event, GroupParams,
-    InviteeOutcome, MediaSignalInfo, MediaSignalParams, RoomByGroupReply, RoomParams,
-    StartAppReply, WireError,
+    CustomSignalInfo, CustomSignalParams, Empty, ErrCode, Event, GroupParams, InviteeOutcome,
+    MediaSignalInfo, MediaSignalParams, RoomByGroupReply, RoomParams, StartAppReply, WireError,
 };
 
 use super::call::Invitee;
@@ -76,7 +75,7 @@ impl Hub {
         self.check_not_in_call(&me.user)?;
         if call.participants.len() >= self.cfg.max_room_size {
             return Err(WireError::new(
-                ErrCode::Busy,
+                ErrCode::RoomFull,
                 format!("room {room} is full ({} people)", self.cfg.max_room_size),
             ));
         }

@@ -23,6 +23,10 @@ struct H {
 
 impl H {
     fn new() -> H {
+        H::with_config(HubConfig::default())
+    }
+
+    fn with_config(config: HubConfig) -> H {
         let store = Arc::new(SqliteStore::open_in_memory().unwrap());
         for u in ["alice", "bob", "carol", "dave"] {
             store.add_user(&uid(u), u, None).unwrap();
@@ -33,11 +37,7 @@ impl H {
             store.add_member(&g, &uid(u)).unwrap();
         }
         let signer = TokenSigner::new(b"test");
-        let hub = Hub::new(
-            HubConfig::default(),
-            store as Arc<dyn Store>,
-            signer.clone(),
-        );
+        let hub = Hub::new(config, store as Arc<dyn Store>, signer.clone());
         H {
             hub,
             now: Now {
@@ -430,4 +430,41 @@ fn rooms_ended_before_a_restart_answer_not_ringing() {
         h.req(2, "signalingAccept", action("never"))["errCode"],
         1004
     );
+}
+
+#[test]
+fn a_full_room_and_a_second_group_call_have_codes_of_their_own() {
+    let mut h = H::with_config(HubConfig {
+        max_room_size: 2,
+        ..HubConfig::default()
+    });
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    h.login(3, "carol", "c1");
+    let r = h.req(
+        1,
+        "signalingInviteInGroup",
+        json!({"invitation": {"inviteeUserIDList": ["bob"], "groupID": "team", "sessionType": 2}}),
+    );
+    assert_eq!(r["errCode"], 0, "{r}");
+    let room = r["data"]["roomID"].as_str().unwrap().to_owned();
+    assert_eq!(h.req(2, "signalingAccept", action(&room))["errCode"], 0);
+    // A second call in the group: 1606, not "you are in a call" (she is not).
+    let r = h.req(
+        3,
+        "signalingInviteInGroup",
+        json!({"invitation": {"inviteeUserIDList": ["alice"], "groupID": "team", "sessionType": 2}}),
+    );
+    assert_eq!(r["errCode"], 1606, "{r}");
+    assert!(r["errMsg"].as_str().unwrap().contains(&room), "{r}");
+    // Joining the call, with two people in a room for two: 1607.
+    let r = h.req(3, "signalingGetTokenByRoomID", json!({"roomID": room}));
+    assert_eq!(r["errCode"], 1607, "{r}");
+    // Already in a call is still 1603.
+    let r = h.req(
+        2,
+        "signalingInvite",
+        json!({"invitation": {"inviteeUserIDList": ["carol"], "sessionType": 1}}),
+    );
+    assert_eq!(r["errCode"], 1603, "{r}");
 }
