@@ -65,7 +65,10 @@ pub(crate) fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> Opti
             return describe(r);
         }
         // An io::Error's `source()` skips the error it wraps; step into it instead.
-        cur = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => err.source(),
         };

@@ -53,9 +53,9 @@ pub use auth::{IceConfig, TokenSigner};
 pub use conn::ConnLimits;
 pub use hub::HubConfig;
 pub use serve::TransportConfig;
-pub use tls::TlsFiles;
 use store::Store;
 pub use tincan_protocol::TokenInfo;
+pub use tls::TlsFiles;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -19,10 +19,10 @@ mod answer;
 mod call;
 mod invite;
 mod lifecycle;
-mod room;
-mod session;
 #[cfg(test)]
 mod proptests;
+mod room;
+mod session;
 #[cfg(test)]
 mod tests;
 
