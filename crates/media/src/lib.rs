@@ -7,8 +7,10 @@
 //! [`peer`] is the only module that touches the WebRTC stack; [`negotiation`] decides
 //! who offers and [`path`] when to restart ICE or give up, both without IO.
 
+pub mod adaptation;
 pub mod allocator;
 pub mod audio;
+pub mod bandwidth;
 pub mod call;
 pub mod camera;
 pub mod census;
@@ -24,6 +26,7 @@ pub mod pattern;
 pub mod peer;
 pub mod processing;
 pub mod screen;
+mod sdp;
 pub mod session;
 pub mod source;
 
