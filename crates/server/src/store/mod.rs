@@ -9,7 +9,13 @@
 //! Everything that writes or may take long is kept out of the hub: call records go
 //! through the record writer (`records.rs`), contacts and history are answered by
 //! `queries.rs`. Operator commands that edit the file while the server runs are seen
-//! at once. A networked backend would implement the trait with a cache.
+//! at once.
+//!
+//! [`PostgresStore`] (`--database postgres://…`) keeps the same promise with a copy of
+//! users and groups in memory, kept current by the database's notifications, so the
+//! hub's reads never wait for the network ([`Database`] says which store a setting
+//! names). Both stores bring their schema up to date at start-up with numbered
+//! migrations.
 //!
 //! The database file holds password hashes, so it and its `-wal`/`-shm` companions are
 //! kept readable by their owner only (`files.rs`); the token-signing key is kept in a
@@ -17,13 +23,18 @@
 
 mod files;
 pub mod key;
+pub mod postgres;
 mod sqlite;
+#[cfg(any(test, feature = "test-postgres"))]
+pub mod test_postgres;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tincan_protocol::{CallRecord, EndReason, GroupId, RoomId, UserId};
 
 pub use files::{private_file_mode_fixed, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, READ_BUSY_TIMEOUT, WRITE_BUSY_TIMEOUT};
 
 /// Why the store failed.
@@ -38,6 +49,14 @@ pub enum StoreError {
     /// The database failed. Retryable when [`StoreError::is_busy`].
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// PostgreSQL failed (or its connection is gone). Retryable when
+    /// [`StoreError::is_busy`].
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database setting is unusable (a bad URL, an unsupported option, a schema
+    /// newer than this build). Not retryable without the operator.
+    #[error("{0}")]
+    Config(String),
     /// A stored record did not decode. Not retryable.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -55,9 +74,79 @@ pub enum StoreError {
 impl StoreError {
     /// Someone else holds the database's lock (SQLITE_BUSY / SQLITE_LOCKED): the same
     /// operation succeeds later.
+    /// For PostgreSQL: a serialization failure, a deadlock, a lock or statement timeout.
     pub fn is_busy(&self) -> bool {
-        matches!(self, StoreError::Db(rusqlite::Error::SqliteFailure(f, _))
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+        use tokio_postgres::error::SqlState;
+        match self {
+            StoreError::Db(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            StoreError::Postgres(e) => e.code().is_some_and(|c| {
+                [
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::LOCK_NOT_AVAILABLE,
+                    SqlState::QUERY_CANCELED,
+                ]
+                .contains(c)
+            }),
+            _ => false,
+        }
+    }
+}
+
+/// Which store a `--database` setting names: a `postgres://` (or `postgresql://`) URL,
+/// or a SQLite file given as a path or a `sqlite:` URL (`sqlite:tincan.db`,
+/// `sqlite:///var/lib/tincan/tincan.db`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection string (it may hold a password: see [`Database::describe`]).
+    Postgres(String),
+}
+
+impl Database {
+    /// Reads a `--database` value.
+    pub fn parse(s: &str) -> Database {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Database::Postgres(s.to_owned())
+        } else if let Some(path) = s.strip_prefix("sqlite://") {
+            Database::Sqlite(PathBuf::from(path))
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            Database::Sqlite(PathBuf::from(path))
+        } else {
+            Database::Sqlite(PathBuf::from(s))
+        }
+    }
+
+    /// Opens it (creating the SQLite file, migrating either schema).
+    pub fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+            Database::Postgres(url) => Arc::new(PostgresStore::connect(url)?),
+        })
+    }
+
+    /// For logs and errors: the file, or PostgreSQL's user, hosts and database —
+    /// never a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(url) => postgres::describe(url),
+        }
+    }
+
+    /// Whether the setting itself holds a password (a `postgres://user:password@…`).
+    pub fn has_password(&self) -> bool {
+        matches!(self, Database::Postgres(url) if postgres::has_password(url))
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Database({})", self.describe())
     }
 }
 
@@ -157,3 +246,6 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -67,8 +67,36 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 ";
 
-/// Changes to databases made by earlier versions, each safe to run again.
+/// The newest schema version this build knows (kept in SQLite's `user_version`).
+/// Version 1 is `SCHEMA` plus the changes below; databases made before versions were
+/// kept are at 0 and come up to 1 through the same, repeatable, steps.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Brings the database up to [`SCHEMA_VERSION`], one numbered step at a time, each in
+/// a transaction with its version; a database from a newer build is refused.
 fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let at: i32 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if at > SCHEMA_VERSION {
+        return Err(StoreError::Config(format!(
+            "the database is at schema version {at}, newer than this server's {SCHEMA_VERSION}; run a newer tincan-server"
+        )));
+    }
+    let steps: [fn(&Connection) -> Result<(), StoreError>; SCHEMA_VERSION as usize] = [migration_1];
+    for (i, step) in steps.iter().enumerate().skip(at as usize) {
+        let version = i as i32 + 1;
+        let tx = c.unchecked_transaction()?;
+        step(&tx)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "SQLite schema migrated");
+    }
+    Ok(())
+}
+
+/// Migration 1: the schema as it stood when versions began, reached from any earlier
+/// database (every step is safe to run again).
+fn migration_1(c: &Connection) -> Result<(), StoreError> {
+    c.execute_batch(SCHEMA)?;
     let has_open = c
         .prepare("SELECT 1 FROM pragma_table_info('calls') WHERE name = 'open'")?
         .exists([])?;
@@ -92,7 +120,6 @@ impl SqliteStore {
         write.pragma_update(None, "synchronous", "NORMAL")?;
         write.pragma_update(None, "foreign_keys", "ON")?;
         write.busy_timeout(WRITE_BUSY_TIMEOUT)?;
-        write.execute_batch(SCHEMA)?;
         migrate(&write)?;
         let read = Connection::open(path)?;
         read.busy_timeout(READ_BUSY_TIMEOUT)?;
@@ -112,7 +139,6 @@ impl SqliteStore {
     pub fn open_in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory()?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         Ok(Self {
             read: Mutex::new(conn),
