@@ -7,6 +7,7 @@
 //! connection's frames in order, any event sent before the pong is already here.
 
 pub mod media;
+pub mod netlab;
 pub mod turn;
 pub mod xvfb;
 
@@ -70,7 +71,30 @@ impl TestServer {
         Self::start_on(store, config).await
     }
 
-    async fn start_on(store: SqliteStore, mut config: ServerConfig) -> TestServer {
+    async fn start_on(store: SqliteStore, config: ServerConfig) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve(store, config, listener).await
+    }
+
+    /// A server like [`TestServer::start_with`] on a listener made elsewhere, e.g. in
+    /// the network lab's public namespace (common/netlab).
+    pub async fn start_listening(
+        listener: std::net::TcpListener,
+        config: ServerConfig,
+    ) -> TestServer {
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let listener = TcpListener::from_std(listener).expect("listener");
+        let store = SqliteStore::open_in_memory().expect("store");
+        Self::serve(store, config, listener).await
+    }
+
+    async fn serve(
+        store: SqliteStore,
+        mut config: ServerConfig,
+        listener: TcpListener,
+    ) -> TestServer {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -82,7 +106,6 @@ impl TestServer {
         seed(store.as_ref());
         config.secret = Some(SECRET.into());
         let signer = tincan_server::signer_for(store.as_ref(), Some(SECRET)).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let s = store.clone();
@@ -226,12 +249,13 @@ pub fn op(step: &str) -> String {
 }
 
 impl Peer {
-    /// The next signaling event (connection-state events are skipped).
+    /// The next signaling event (connection-state and call-state events are skipped; the
+    /// call state is `client.call_state()`).
     pub async fn next(&mut self) -> Event {
         loop {
             match self.events.recv().await {
                 Some(SdkEvent::Signaling(e)) => return e,
-                Some(SdkEvent::Connection(_)) => continue,
+                Some(SdkEvent::Connection(_) | SdkEvent::CallStateChanged(_)) => continue,
                 Some(other) => panic!("{}: unexpected {other:?}", self.user),
                 None => panic!("{}: event channel closed", self.user),
             }
@@ -245,6 +269,7 @@ impl Peer {
             match self.events.recv().await {
                 Some(SdkEvent::Signaling(e)) => seen.push(e),
                 Some(SdkEvent::Connection(s)) => return (s, seen),
+                Some(SdkEvent::CallStateChanged(_)) => continue,
                 Some(other) => panic!("{}: unexpected {other:?}", self.user),
                 None => panic!("{}: event channel closed", self.user),
             }

@@ -279,3 +279,79 @@ async fn the_seeds_bare_options_object_rings_like_the_wrapped_invitation() {
     let inv = carol.expect_info("onReceiveNewInvitation").await;
     assert_eq!(inv.invitation.group_id, "team");
 }
+
+/// The call-state snapshots `peer` got since last asked (after a ping, so everything the
+/// server sent before is on the channel); other events are dropped.
+async fn call_phases(peer: &mut Peer) -> Vec<String> {
+    peer.client.ping(&op("phases")).await.expect("ping");
+    let mut out = Vec::new();
+    while let Ok(e) = peer.events.try_recv() {
+        if let tincan_sdk::SdkEvent::CallStateChanged(s) = e {
+            let mut label = serde_json::to_value(s.phase)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned();
+            if let Some(end) = &s.end {
+                label = format!(
+                    "{label}:{}",
+                    serde_json::to_value(end.reason).unwrap().as_str().unwrap()
+                );
+            }
+            out.push(label);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_call_state_follows_a_call_on_both_sides_and_on_the_other_device() {
+    let s = TestServer::start().await;
+    let mut alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let mut bob2 = s.peer("bob", "b2").await;
+
+    let room = alice.invite("bob").await.unwrap().room_id.to_string();
+    assert_eq!(call_phases(&mut alice).await, ["connecting", "ringingOut"]);
+    bob.expect("onReceiveNewInvitation").await;
+    bob2.expect("onReceiveNewInvitation").await;
+    for b in [&mut bob, &mut bob2] {
+        assert_eq!(b.client.call_state().room_id, room);
+        assert_eq!(call_phases(b).await, ["ringingIn"]);
+    }
+
+    bob.accept(&room).await.unwrap();
+    assert_eq!(call_phases(&mut bob).await, ["connecting", "inCall"]);
+    bob2.expect("onInviteeAcceptedByOtherDevice").await;
+    assert_eq!(call_phases(&mut bob2).await, ["ended:answeredElsewhere"]);
+    alice.expect("onInviteeAccepted").await;
+    assert_eq!(call_phases(&mut alice).await, ["inCall"]);
+    assert_eq!(alice.client.call_state().peers, [uid("bob")]);
+
+    alice.hang_up(&room).await.unwrap();
+    assert_eq!(call_phases(&mut alice).await, ["ended:hungUp"]);
+    bob.expect("onHangUp").await;
+    assert_eq!(call_phases(&mut bob).await, ["ended:remoteHungUp"]);
+    assert_eq!(bob.client.call_state().end.unwrap().by, Some(uid("alice")));
+}
+
+#[tokio::test]
+async fn an_accept_that_loses_the_race_to_another_device_ends_the_call_here() {
+    let s = TestServer::start().await;
+    let alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let mut bob2 = s.peer("bob", "b2").await;
+    let room = alice.invite("bob").await.unwrap().room_id.to_string();
+    bob.expect("onReceiveNewInvitation").await;
+    bob2.expect("onReceiveNewInvitation").await;
+    bob.accept(&room).await.unwrap();
+    // b2's accept was sent after b1's: refused, and the call is over on b2 whichever of
+    // the refusal and onInviteeAcceptedByOtherDevice it saw first.
+    assert_eq!(code(bob2.accept(&room).await), 1601);
+    let state = bob2.client.call_state();
+    assert_eq!(state.phase, tincan_sdk::CallPhase::Ended);
+    assert_eq!(
+        state.end.unwrap().reason,
+        tincan_sdk::EndReason::AnsweredElsewhere
+    );
+}

@@ -15,6 +15,7 @@ use tincan_protocol::{
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::call::{CallModel, CallState};
 use crate::connection::establish;
 use crate::driver::{lock, Command, Driver, View, COMMAND_CAPACITY};
 use crate::endpoint::Endpoint;
@@ -61,18 +62,29 @@ pub async fn connect_with(
     let mut ringing = Ringing::default();
     let initial = ringing.resync(&reply.pending_invitations, reply.server_time);
     let user_id = reply.user_id.clone();
+    let mut call = CallModel::new(user_id.clone(), &reply);
+    // `Connected`, the call this device resumes (if any), and the first login's pending
+    // invitations, each followed by the call state it leads to.
+    let mut first = vec![SdkEvent::Connection(ConnectionState::Connected)];
+    if call.state().is_active() {
+        first.push(SdkEvent::CallStateChanged(call.state().clone()));
+    }
+    for event in initial {
+        let changes = call.on_event(&event);
+        first.push(SdkEvent::Signaling(event));
+        first.extend(changes.into_iter().map(SdkEvent::CallStateChanged));
+    }
     let view = Arc::new(Mutex::new(View {
         session: reply,
         state: ConnectionState::Connected,
         ringing,
+        call,
     }));
 
-    // `Connected` and the first login's pending invitations are on the channel before
-    // this returns (those that fit; the driver sends the rest).
+    // The first events are on the channel before this returns (those that fit; the
+    // driver sends the rest).
     let (event_tx, event_rx) = mpsc::channel(options.event_capacity.max(1));
     let mut backlog = Vec::new();
-    let first = std::iter::once(SdkEvent::Connection(ConnectionState::Connected))
-        .chain(initial.into_iter().map(SdkEvent::Signaling));
     for event in first {
         if backlog.is_empty() {
             if let Err(TrySendError::Full(event)) = event_tx.try_send(event) {
@@ -169,6 +181,11 @@ impl Client {
     /// has them (see the crate docs).
     pub fn ringing(&self) -> Vec<SignalingInfo> {
         lock(&self.inner.view).ringing.invitations()
+    }
+
+    /// This device's current call now (the events on the channel may lag behind it).
+    pub fn call_state(&self) -> CallState {
+        lock(&self.inner.view).call.state().clone()
     }
 
     /// Closes the connection gracefully and stops reconnecting. Returns once the

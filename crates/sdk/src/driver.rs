@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use tincan_protocol::{
-    ClientFrame, Event, LoginParams, LoginReply, Request, RequestId, ServerFrame, WireError,
+    ClientFrame, ErrCode, Event, LoginParams, LoginReply, Request, RequestId, ServerFrame,
+    WireError,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant, Interval, MissedTickBehavior};
@@ -24,6 +25,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::{debug, info, warn};
 
 use crate::backoff::{random_jitter, Backoff};
+use crate::call::{CallModel, CallRequest, CallState, EndReason};
 use crate::connection::{describe_close, establish, Connection, LOGIN_REQUEST_ID};
 use crate::endpoint::Endpoint;
 use crate::error::SdkError;
@@ -70,6 +72,8 @@ pub(crate) struct View {
     pub(crate) state: ConnectionState,
     /// Invitations ringing on this device.
     pub(crate) ringing: Ringing,
+    /// This device's current call.
+    pub(crate) call: CallModel,
 }
 
 /// Locks the view. No code panics or awaits while holding it.
@@ -85,6 +89,16 @@ struct Pending {
     operation_id: String,
     /// For accept and reject: the room whose ringing the reply may settle.
     answers_room: Option<String>,
+    /// For invite and accept: what the call model learns from the reply.
+    call: Option<CallReply>,
+}
+
+/// A request whose reply moves this device's call on.
+enum CallReply {
+    /// Our invite, as sent.
+    Invite(Box<tincan_protocol::Invitation>),
+    /// Our accept of this room.
+    Accept(String),
 }
 
 /// Why [`Driver::serve`] stopped using a connection.
@@ -200,6 +214,8 @@ impl Driver {
                         return ConnEnd::Close;
                     }
                     Some(Command::Request { operation_id, request, reply }) => {
+                        let changes = note_request(&self.view, &request);
+                        self.emit_calls(changes).await;
                         if let Err(why) = self.send_request(conn, operation_id, request, reply).await {
                             return ConnEnd::Lost(why);
                         }
@@ -255,6 +271,13 @@ impl Driver {
             Request::Accept(p) | Request::Reject(p) => Some(p.invitation.room_id.clone()),
             _ => None,
         };
+        let call = match &*request {
+            Request::Invite(p) | Request::InviteInGroup(p) => {
+                Some(CallReply::Invite(Box::new(p.invitation.clone())))
+            }
+            Request::Accept(p) => Some(CallReply::Accept(p.invitation.room_id.clone())),
+            _ => None,
+        };
         let text = ClientFrame {
             request_id: RequestId::Num(id),
             operation_id: operation_id.clone(),
@@ -269,6 +292,7 @@ impl Driver {
                 method,
                 operation_id,
                 answers_room,
+                call,
             },
         );
         if self.pending.len() > SWEEP_THRESHOLD {
@@ -288,7 +312,8 @@ impl Driver {
                 operation_id,
                 result,
             }) => {
-                self.on_response(request_id, &operation_id, result);
+                let changes = self.on_response(request_id, &operation_id, result);
+                self.emit_calls(changes).await;
                 None
             }
             Ok(ServerFrame::Event(event)) => self.on_event(event).await,
@@ -301,12 +326,13 @@ impl Driver {
         }
     }
 
+    /// Answers the waiting caller; returns the call states the reply led to.
     fn on_response(
         &mut self,
         request_id: Option<RequestId>,
         operation_id: &str,
         result: Result<Box<RawValue>, WireError>,
-    ) {
+    ) -> Vec<CallState> {
         let pending = match &request_id {
             Some(RequestId::Num(id)) => self.pending.remove(id),
             _ => None,
@@ -318,12 +344,16 @@ impl Driver {
                 }
                 Ok(_) => debug!(?request_id, %operation_id, "reply to no waiting request"),
             }
-            return;
+            return Vec::new();
         };
         if let Some(room) = &p.answers_room {
             let outcome = result.as_ref().map(|_| ()).map_err(|e| e.code);
             lock(&self.view).ringing.on_answer_reply(room, outcome);
         }
+        let changes = match &p.call {
+            Some(call) => call_reply(&mut lock(&self.view).call, call, &result),
+            None => Vec::new(),
+        };
         match &result {
             Ok(_) => debug!(operation_id = %p.operation_id, method = p.method, "reply ok"),
             Err(e) => {
@@ -332,22 +362,36 @@ impl Driver {
         }
         // The caller may have timed out meanwhile; the bookkeeping above still counts.
         let _ = p.reply.send(result.map_err(SdkError::Server));
+        changes
     }
 
     async fn on_event(&mut self, event: Event) -> Option<ConnEnd> {
         if let Event::KickedOffline(info) = &event {
             let why = info.reason.clone();
             warn!(reason = %why, "kicked offline: another connection took this deviceID");
-            self.emit(SdkEvent::Signaling(event)).await;
+            self.deliver(event).await;
             return Some(ConnEnd::Kicked(why));
         }
         let deliver = lock(&self.view).ringing.on_event(&event);
         if deliver {
-            self.emit(SdkEvent::Signaling(event)).await;
+            self.deliver(event).await;
         } else {
             debug!(event = event.name(), "dropping a repeated invitation");
         }
         None
+    }
+
+    /// Emits a server event, then the call states it led to.
+    async fn deliver(&mut self, event: Event) {
+        let changes = lock(&self.view).call.on_event(&event);
+        self.emit(SdkEvent::Signaling(event)).await;
+        self.emit_calls(changes).await;
+    }
+
+    async fn emit_calls(&mut self, changes: Vec<CallState>) {
+        for state in changes {
+            self.emit(SdkEvent::CallStateChanged(state)).await;
+        }
     }
 
     /// Tries again until signed in, told to stop, or out of attempts.
@@ -371,6 +415,7 @@ impl Driver {
             let waited = while_offline(
                 &mut self.commands,
                 &mut self.close_acks,
+                (&self.view, &self.events),
                 tokio::time::sleep(delay),
             )
             .await;
@@ -380,6 +425,7 @@ impl Driver {
             let result = while_offline(
                 &mut self.commands,
                 &mut self.close_acks,
+                (&self.view, &self.events),
                 establish(&self.endpoint, &self.login, &self.options),
             )
             .await;
@@ -403,18 +449,21 @@ impl Driver {
 
     /// Adopts a reconnect's login reply and tells the app what changed meanwhile.
     async fn resync(&mut self, login: LoginReply) {
-        let catch_up = {
+        let (catch_up, changes) = {
             let mut view = lock(&self.view);
             view.session = login.clone();
-            view.ringing
-                .resync(&login.pending_invitations, login.server_time)
+            let catch_up = view
+                .ringing
+                .resync(&login.pending_invitations, login.server_time);
+            (catch_up, view.call.on_resync(&login))
         };
         self.set_state(ConnectionState::Resynced {
             login: Box::new(login),
         })
         .await;
+        self.emit_calls(changes).await;
         for event in catch_up {
-            self.emit(SdkEvent::Signaling(event)).await;
+            self.deliver(event).await;
         }
     }
 
@@ -449,6 +498,13 @@ impl Driver {
     /// The end: fails everything still waiting, reports `Closed`, releases `close()`.
     async fn finish(&mut self, reason: CloseReason) {
         self.fail_pending(&SdkError::Closed);
+        let ended = match reason {
+            CloseReason::ClientClosed => EndReason::ClientClosed,
+            CloseReason::KickedOffline(_) => EndReason::SignedInElsewhere,
+            _ => EndReason::ConnectionLost,
+        };
+        let changes = lock(&self.view).call.on_closed(ended);
+        self.emit_calls(changes).await;
         self.set_state(ConnectionState::Closed { reason }).await;
         self.commands.close();
         while let Ok(command) = self.commands.try_recv() {
@@ -495,10 +551,13 @@ impl Driver {
 }
 
 /// Runs `fut` while there is no connection, refusing requests with `Disconnected`.
-/// `None` when the app closed the client meanwhile.
+/// `None` when the app closed the client meanwhile. A hang-up, cancel or decline refused
+/// this way still ends the call here (`calls`: the view and the app's channel): the
+/// person pressed the button, and the server ends the call when the grace runs out.
 async fn while_offline<F: Future>(
     commands: &mut mpsc::Receiver<Command>,
     close_acks: &mut Vec<oneshot::Sender<()>>,
+    calls: (&Mutex<View>, &mpsc::Sender<SdkEvent>),
     fut: F,
 ) -> Option<F::Output> {
     tokio::pin!(fut);
@@ -511,11 +570,49 @@ async fn while_offline<F: Future>(
                     close_acks.push(done);
                     return None;
                 }
-                Some(Command::Request { reply, .. }) => {
+                Some(Command::Request { request, reply, .. }) => {
                     let _ = reply.send(Err(SdkError::Disconnected));
+                    for state in note_request(calls.0, &request) {
+                        let _ = calls.1.send(SdkEvent::CallStateChanged(state)).await;
+                    }
                 }
             },
         }
+    }
+}
+
+/// Tells the call model about a request of ours; returns the call states it led to.
+fn note_request(view: &Mutex<View>, request: &Request) -> Vec<CallState> {
+    match CallRequest::of(request) {
+        Some(call) => lock(view).call.on_request(&call),
+        None => Vec::new(),
+    }
+}
+
+/// Tells the call model what the server answered to our invite or accept.
+fn call_reply(
+    model: &mut CallModel,
+    call: &CallReply,
+    result: &Result<Box<RawValue>, WireError>,
+) -> Vec<CallState> {
+    /// A successful reply's data; `None` (logged) when this SDK cannot read it.
+    fn read<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Option<T> {
+        serde_json::from_str(raw.get())
+            .map_err(|e| warn!(error = %e, "a call reply this SDK cannot read"))
+            .ok()
+    }
+    fn refused(e: &WireError) -> (ErrCode, &str) {
+        (e.code, e.message.as_str())
+    }
+    match (call, result) {
+        (CallReply::Invite(sent), Ok(raw)) => read(raw)
+            .map(|reply| model.on_invite_reply(sent, Ok(&reply)))
+            .unwrap_or_default(),
+        (CallReply::Invite(sent), Err(e)) => model.on_invite_reply(sent, Err(refused(e))),
+        (CallReply::Accept(room), Ok(raw)) => read(raw)
+            .map(|reply| model.on_accept_reply(room, Ok(&reply)))
+            .unwrap_or_default(),
+        (CallReply::Accept(room), Err(e)) => model.on_accept_reply(room, Err(refused(e))),
     }
 }
 

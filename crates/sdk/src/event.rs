@@ -20,6 +20,10 @@ pub enum SdkEvent {
     Signaling(Event),
     /// The connection changed state.
     Connection(ConnectionState),
+    /// This device's current call changed (see [`crate::CallModel`]): a snapshot, right
+    /// after the event, request or reconnect that changed it. Serialized for a page as
+    /// `callStateChanged`.
+    CallStateChanged(crate::CallState),
 }
 
 /// The connection's state, as the app sees it.

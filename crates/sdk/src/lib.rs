@@ -96,6 +96,7 @@
 
 mod accounts;
 mod backoff;
+mod call;
 mod client;
 mod connection;
 mod driver;
@@ -112,6 +113,7 @@ pub use tincan_protocol as protocol;
 
 pub use accounts::{register, sign_in, Accounts, TokenInfo, HTTP_TIMEOUT};
 pub use backoff::Backoff;
+pub use call::{CallEnd, CallError, CallModel, CallPhase, CallState, Direction, EndReason};
 pub use client::{connect, connect_with, new_operation_id, Client};
 pub use endpoint::Endpoint;
 pub use error::{codes, ApiResult, SdkError};

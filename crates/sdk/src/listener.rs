@@ -43,12 +43,15 @@ pub trait SignalingListener: Send + Sync + 'static {
     fn on_kicked_offline(&self, info: KickedInfo) {}
     /// The connection changed state (connected, reconnecting, resynced, closed).
     fn on_connection_state(&self, state: ConnectionState) {}
+    /// This device's current call changed (Tincan; see [`crate::CallModel`]).
+    fn on_call_state_changed(&self, state: crate::CallState) {}
 }
 
 /// Calls the listener method for one event.
 pub fn dispatch(listener: &dyn SignalingListener, event: SdkEvent) {
     match event {
         SdkEvent::Connection(state) => listener.on_connection_state(state),
+        SdkEvent::CallStateChanged(state) => listener.on_call_state_changed(state),
         SdkEvent::Signaling(event) => match event {
             Event::ReceiveNewInvitation(i) => listener.on_receive_new_invitation(i),
             Event::InviteeAccepted(i) => listener.on_invitee_accepted(i),

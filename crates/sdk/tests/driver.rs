@@ -164,12 +164,17 @@ fn label(e: &SdkEvent) -> String {
     }
 }
 
+/// The next event's label; call-state snapshots are skipped (see [`next_call`]).
 async fn next(events: &mut mpsc::Receiver<SdkEvent>) -> String {
-    let e = within(Duration::from_secs(120), events.recv())
-        .await
-        .expect("an event in time")
-        .expect("channel open");
-    label(&e)
+    loop {
+        let e = within(Duration::from_secs(120), events.recv())
+            .await
+            .expect("an event in time")
+            .expect("channel open");
+        if !matches!(e, SdkEvent::CallStateChanged(_)) {
+            return label(&e);
+        }
+    }
 }
 
 async fn next_n(events: &mut mpsc::Receiver<SdkEvent>, n: usize) -> Vec<String> {
