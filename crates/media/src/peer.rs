@@ -20,17 +20,19 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind, TYPE_RTCP_FB_CCM,
+    TYPE_RTCP_FB_TRANSPORT_CC,
 };
+use rtc::sdp::extmap::{SDES_MID_URI, TRANSPORT_CC_URI};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer,
-    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
     RTCSessionDescription, RTCStatsReportEntry, Registry, SettingEngineBuilder, StatsSelector,
 };
 use webrtc::rtp_transceiver::RtpSender;
@@ -38,6 +40,7 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::census;
 use crate::error::MediaError;
 use crate::negotiation::Candidate;
+use crate::sdp;
 
 /// How every peer connection of a session is set up.
 #[derive(Debug, Clone)]
@@ -146,6 +149,42 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
+/// What every m-section negotiates besides its codec: the MID header extension (BUNDLE
+/// demultiplexes by it; without it a peer that sends no `a=ssrc` gets no media), the
+/// transport-wide sequence number with its `transport-cc` feedback (congestion control
+/// needs both), and for video `ccm fir`, the key-frame request some stacks send instead
+/// of PLI.
+fn register_extensions(media: &mut MediaEngine) -> Result<(), MediaError> {
+    for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+        for uri in [SDES_MID_URI, TRANSPORT_CC_URI] {
+            media
+                .register_header_extension(
+                    RTCRtpHeaderExtensionCapability {
+                        uri: uri.to_owned(),
+                    },
+                    kind,
+                    None,
+                )
+                .map_err(webrtc_err("register header extension"))?;
+        }
+        media.register_feedback(
+            RTCPFeedback {
+                typ: TYPE_RTCP_FB_TRANSPORT_CC.to_owned(),
+                parameter: String::new(),
+            },
+            kind,
+        );
+    }
+    media.register_feedback(
+        RTCPFeedback {
+            typ: TYPE_RTCP_FB_CCM.to_owned(),
+            parameter: "fir".to_owned(),
+        },
+        RtpCodecKind::Video,
+    );
+    Ok(())
+}
+
 fn webrtc_err(what: &str) -> impl Fn(webrtc::error::Error) -> MediaError + '_ {
     move |e| MediaError::WebRtc(format!("{what}: {e}"))
 }
@@ -245,21 +284,39 @@ struct Handler {
     events: EventSink,
     inbound: InboundSink,
     readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// The mid of the local description's first m-section: every candidate belongs to it
+    /// (one BUNDLE transport), and the far end looks the candidate's m-section up by it.
+    mid: Arc<Mutex<Option<String>>>,
+}
+
+impl Handler {
+    /// A candidate line (empty: the end of candidates) for the first m-section.
+    fn candidate(&self, candidate: String) -> Candidate {
+        Candidate {
+            candidate,
+            sdp_mid: self.mid.lock().expect("mid lock").clone(),
+            sdp_mline_index: Some(0),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for Handler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         match event.candidate.to_json() {
+            // The stack names no mid (`""`); ours is the first m-section's.
             Ok(init) if !init.candidate.is_empty() => {
-                (self.events)(PeerEvent::Candidate(Candidate {
-                    candidate: init.candidate,
-                    sdp_mid: init.sdp_mid,
-                    sdp_mline_index: init.sdp_mline_index,
-                }));
+                (self.events)(PeerEvent::Candidate(self.candidate(init.candidate)));
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "local ICE candidate not serialisable"),
+        }
+    }
+
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            // End of candidates, as browsers signal it: an empty candidate (RFC 8838 §8.2).
+            (self.events)(PeerEvent::Candidate(self.candidate(String::new())));
         }
     }
 
@@ -358,6 +415,8 @@ pub struct Peer {
     video: Outgoing,
     audio: Outgoing,
     readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Shared with the handler: the first mid of our local description.
+    mid: Arc<Mutex<Option<String>>>,
     _live: census::PeerGuard,
 }
 
@@ -388,7 +447,8 @@ impl Peer {
                 RtpCodecKind::Audio,
             )
             .map_err(webrtc_err("register Opus"))?;
-        // After the codecs: NACK feedback is attached only to codecs already registered.
+        // After the codecs: feedback is attached only to codecs already registered.
+        register_extensions(&mut media)?;
         let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
 
         let interval = settings.ice_check_interval.max(Duration::from_millis(1));
@@ -429,10 +489,12 @@ impl Peer {
             .build();
 
         let readers = Arc::new(Mutex::new(Vec::new()));
+        let mid = Arc::new(Mutex::new(None));
         let handler = Handler {
             events,
             inbound,
             readers: readers.clone(),
+            mid: mid.clone(),
         };
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
@@ -475,6 +537,7 @@ impl Peer {
             video,
             audio,
             readers,
+            mid,
             _live: live,
         })
     }
@@ -487,17 +550,15 @@ impl Peer {
             .create_offer(options)
             .await
             .map_err(webrtc_err("create offer"))?;
-        let sdp = offer.sdp.clone();
-        self.pc
-            .set_local_description(offer)
-            .await
-            .map_err(webrtc_err("set local offer"))?;
-        Ok(sdp)
+        let sent = sdp::announce_trickle(&offer.sdp);
+        self.set_local(offer, "set local offer").await?;
+        Ok(sent)
     }
 
     /// Applies the remote offer and returns the answer, already set locally.
     pub async fn answer(&self, offer_sdp: String) -> Result<String, MediaError> {
-        let offer = RTCSessionDescription::offer(offer_sdp).map_err(webrtc_err("parse offer"))?;
+        let offer =
+            RTCSessionDescription::offer(offer_sdp.clone()).map_err(webrtc_err("parse offer"))?;
         self.pc
             .set_remote_description(offer)
             .await
@@ -507,12 +568,25 @@ impl Peer {
             .create_answer(None)
             .await
             .map_err(webrtc_err("create answer"))?;
-        let sdp = answer.sdp.clone();
+        let sent = sdp::fix_answer(&offer_sdp, &answer.sdp);
+        self.set_local(answer, "set local answer").await?;
+        Ok(sent)
+    }
+
+    /// Sets the stack's description locally, first noting its mid for candidates. The
+    /// stack refuses any text but its own (it compares them), so the far end gets the
+    /// corrected copy (see [`sdp`]): it differs only in declarations the stack does not
+    /// act on.
+    async fn set_local(
+        &self,
+        description: RTCSessionDescription,
+        what: &'static str,
+    ) -> Result<(), MediaError> {
+        *self.mid.lock().expect("mid lock") = sdp::first_mid(&description.sdp);
         self.pc
-            .set_local_description(answer)
+            .set_local_description(description)
             .await
-            .map_err(webrtc_err("set local answer"))?;
-        Ok(sdp)
+            .map_err(webrtc_err(what))
     }
 
     pub async fn apply_answer(&self, answer_sdp: String) -> Result<(), MediaError> {
