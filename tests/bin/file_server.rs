@@ -1,22 +1,22 @@
-//! `tincan-test-server <db file>`: the real server (`tincan_server::run`) on a database
-//! file and `127.0.0.1:0`, as a process of its own, so that a test can kill it with
-//! SIGKILL (a crash: no shutdown code runs) and start it again on the same file.
+//! `tincan-test-server <database>`: the real server (`tincan_server::run`) on a database
+//! and `127.0.0.1:0`, as a process of its own, so that a test can kill it with SIGKILL
+//! (a crash: no shutdown code runs) and start it again on the same database. The
+//! argument is read as `--database` is: a SQLite file, or a `postgres://` URL.
 //!
 //! It prints `listening <addr>` on stdout once it accepts connections; tokens are signed
 //! with `TINCAN_SECRET` from the environment.
 
 use std::io::Write;
-use std::sync::Arc;
 
-use tincan_server::store::SqliteStore;
+use tincan_server::store::Database;
 use tincan_server::ServerConfig;
 
 #[tokio::main]
 async fn main() {
-    let db = std::env::args_os()
+    let db = std::env::args()
         .nth(1)
-        .expect("usage: tincan-test-server <db file>");
-    let store = Arc::new(SqliteStore::open(std::path::Path::new(&db)).expect("open the database"));
+        .expect("usage: tincan-test-server <database>");
+    let store = Database::parse(&db).open().expect("open the database");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -18,9 +18,14 @@ pub struct Settings {
     /// Address to listen on.
     #[arg(long, env = "TINCAN_LISTEN")]
     pub listen: Option<String>,
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing). `--database` names either engine.
     #[arg(long, env = "TINCAN_DB")]
     pub db: Option<PathBuf>,
+    /// The store: a `postgres://user:password@host:port/db` URL, or a SQLite file as a
+    /// path or `sqlite:` URL (default: `--db`, else ./tincan.db). A password in it is
+    /// visible in the process list as a flag: prefer the environment or the file.
+    #[arg(long, env = "TINCAN_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// Base URL clients reach this server at (e.g. ws://calls.example.org:7070).
     #[arg(long, env = "TINCAN_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -184,6 +189,7 @@ impl Settings {
         pick!(
             listen,
             db,
+            database,
             public_url,
             secret,
             secret_file,
@@ -256,6 +262,14 @@ impl Settings {
         self.listen
             .clone()
             .unwrap_or_else(|| "127.0.0.1:7070".into())
+    }
+
+    /// The store to open: `--database`, else the SQLite file `--db`, else ./tincan.db.
+    pub fn database(&self) -> crate::store::Database {
+        match &self.database {
+            Some(d) => crate::store::Database::parse(d),
+            None => crate::store::Database::Sqlite(self.db_path()),
+        }
     }
 
     /// The database path (default ./tincan.db).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tincan_protocol::{GroupId, UserId};
 use tincan_server::config::Settings;
-use tincan_server::store::{SqliteStore, Store};
+use tincan_server::store::Store;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -151,13 +151,28 @@ fn main_inner(cli: Cli) -> Result<(), Failure> {
     let mut settings = cli.settings.or(file);
     settings.load_secret_files()?;
     warn_about_secret_flags();
-    let store = SqliteStore::open(&settings.db_path())
-        .map_err(|e| format!("cannot open database {}: {e}", settings.db_path().display()))?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings, Arc::new(store)),
-        Command::User(cmd) => user_cmd(&store, cmd),
-        Command::Group(cmd) => group_cmd(&store, cmd),
+    let database = settings.database();
+    if database.has_password() && flag_given("--database") {
+        tracing::warn!(
+            flag = "--database",
+            "a password given in a flag is visible to other local users in the process list; use TINCAN_DATABASE or the config file instead"
+        );
     }
+    let store = database
+        .open()
+        .map_err(|e| format!("cannot open database {}: {e}", database.describe()))?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings, store),
+        Command::User(cmd) => user_cmd(store.as_ref(), cmd),
+        Command::Group(cmd) => group_cmd(store.as_ref(), cmd),
+    }
+}
+
+/// Whether `flag` was given on the command line (as `--flag value` or `--flag=value`).
+fn flag_given(flag: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .any(|a| a.split('=').next() == Some(flag))
 }
 
 /// Secrets given as command-line flags can be read by every local user (`ps`,
@@ -202,7 +217,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn user_cmd(store: &SqliteStore, cmd: UserCmd) -> Result<(), Failure> {
+fn user_cmd(store: &dyn Store, cmd: UserCmd) -> Result<(), Failure> {
     match cmd {
         UserCmd::Add {
             user,
@@ -238,7 +253,7 @@ fn user_cmd(store: &SqliteStore, cmd: UserCmd) -> Result<(), Failure> {
     Ok(())
 }
 
-fn group_cmd(store: &SqliteStore, cmd: GroupCmd) -> Result<(), Failure> {
+fn group_cmd(store: &dyn Store, cmd: GroupCmd) -> Result<(), Failure> {
     match cmd {
         GroupCmd::Create {
             group,

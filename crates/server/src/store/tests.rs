@@ -42,6 +42,7 @@ macro_rules! on_every_engine {
 }
 
 on_every_engine!(
+    a_deleted_user_leaves_their_groups,
     users_groups_and_members,
     call_history_is_per_user_newest_first,
     open_calls_stay_out_of_history_until_closed_at_start_up,
@@ -187,4 +188,178 @@ fn users_come_in_pages_after_a_cursor(s: &dyn Store) {
     assert_eq!(ids(s.users_page(Some(&uid("b")), 2).unwrap()), ["c", "d"]);
     assert_eq!(ids(s.users_page(Some(&uid("d")), 2).unwrap()), ["e"]);
     assert!(s.users_page(Some(&uid("e")), 2).unwrap().is_empty());
+}
+
+fn a_deleted_user_leaves_their_groups(s: &dyn Store) {
+    let g = GroupId::new("g1").unwrap();
+    s.add_user(&uid("alice"), "Alice", None).unwrap();
+    s.add_user(&uid("bob"), "Bob", None).unwrap();
+    s.create_group(&g, "Team").unwrap();
+    s.add_member(&g, &uid("alice")).unwrap();
+    s.add_member(&g, &uid("bob")).unwrap();
+    s.delete_user(&uid("bob")).unwrap();
+    assert_eq!(s.user(&uid("bob")).unwrap(), None);
+    assert_eq!(s.group(&g).unwrap().unwrap().members, vec![uid("alice")]);
+    assert!(matches!(
+        s.delete_user(&uid("bob")),
+        Err(StoreError::Missing(_))
+    ));
+    s.set_password(&uid("alice"), "h2").unwrap();
+    assert_eq!(
+        s.user(&uid("alice"))
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("h2"),
+        "a write is read back at once"
+    );
+}
+
+/// How long another server's change may take to arrive (a loopback notification).
+const CHANGE_ARRIVES: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[test]
+fn users_and_groups_written_by_another_server_are_seen_without_a_restart() {
+    let pg = postgres();
+    let url = pg._server.create_database("shared");
+    let ours = PostgresStore::connect(&url).unwrap();
+    let theirs = PostgresStore::connect(&url).unwrap();
+    let g = GroupId::new("g1").unwrap();
+    theirs.add_user(&uid("alice"), "Alice", None).unwrap();
+    theirs.create_group(&g, "Team").unwrap();
+    theirs.add_member(&g, &uid("alice")).unwrap();
+    assert!(
+        ours.wait_for_mirror(CHANGE_ARRIVES, |s| {
+            s.user(&uid("alice")).unwrap().is_some()
+                && s.group(&g)
+                    .unwrap()
+                    .is_some_and(|g| g.members == [uid("alice")])
+        }),
+        "the other server's user and group never arrived"
+    );
+    theirs.delete_user(&uid("alice")).unwrap();
+    assert!(
+        ours.wait_for_mirror(CHANGE_ARRIVES, |s| {
+            s.user(&uid("alice")).unwrap().is_none()
+                && s.group(&g).unwrap().is_some_and(|g| g.members.is_empty())
+        }),
+        "the deletion never arrived"
+    );
+}
+
+#[test]
+fn reads_by_key_never_wait_for_the_database() {
+    let Pg { store, _server } = postgres();
+    let g = GroupId::new("g1").unwrap();
+    store.add_user(&uid("alice"), "Alice", None).unwrap();
+    store.create_group(&g, "Team").unwrap();
+    // The database goes away; what the hub reads under its lock is still answered.
+    drop(_server);
+    assert_eq!(
+        store.user(&uid("alice")).unwrap().unwrap().nickname,
+        "Alice"
+    );
+    assert_eq!(store.group(&g).unwrap().unwrap().name, "Team");
+    assert!(store.users().is_err(), "other reads do go to the database");
+}
+
+#[test]
+fn a_postgres_database_from_a_newer_version_is_refused() {
+    let pg = postgres();
+    let url = pg._server.create_database("newer");
+    drop(PostgresStore::connect(&url).unwrap());
+    {
+        let s = PostgresStore::connect(&url).unwrap();
+        s.writing(|c| {
+            futures_executor::block_on(
+                c.batch_execute("INSERT INTO schema_migrations (version) VALUES (99)"),
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    let e = PostgresStore::connect(&url).err().expect("refused");
+    assert!(e.to_string().contains("schema version 99"), "{e}");
+}
+
+#[test]
+fn a_sqlite_file_made_before_versions_is_migrated_and_a_newer_one_refused() {
+    let dir = std::env::temp_dir().join(format!("tincan-store-versions-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("old.db");
+    {
+        // The schema before call records had `open`, and before user_version was kept.
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE users (user_id TEXT PRIMARY KEY, nickname TEXT NOT NULL, password_hash TEXT);
+             CREATE TABLE calls (call_id INTEGER PRIMARY KEY, room_id TEXT NOT NULL,
+                                 end_ms INTEGER NOT NULL, record TEXT NOT NULL);
+             INSERT INTO users VALUES ('alice', 'Alice', NULL);",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&db).unwrap();
+    assert!(s.user(&uid("alice")).unwrap().is_some(), "rows are kept");
+    s.put_call(None, &record("r1", 100, EndReason::HungUp), true)
+        .unwrap();
+    drop(s);
+    let version = |db: &std::path::Path| -> i32 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(version(&db), sqlite::SCHEMA_VERSION);
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let e = SqliteStore::open(&db).err().expect("refused");
+    assert!(e.to_string().contains("schema version 99"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_database_setting_names_its_engine_and_is_described_without_its_password() {
+    let pg = Database::parse("postgres://tincan:s3cret-pw@db.example.org:5433/calls");
+    assert!(matches!(pg, Database::Postgres(_)));
+    assert!(pg.has_password());
+    let shown = format!("{} {:?}", pg.describe(), pg);
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(
+        shown.contains("tincan@db.example.org:5433/calls"),
+        "{shown}"
+    );
+    assert!(matches!(
+        Database::parse("postgresql://localhost/calls"),
+        Database::Postgres(_)
+    ));
+    assert!(!Database::parse("postgresql://localhost/calls").has_password());
+    for (setting, path) in [
+        ("tincan.db", "tincan.db"),
+        ("/var/lib/tincan/tincan.db", "/var/lib/tincan/tincan.db"),
+        ("sqlite:tincan.db", "tincan.db"),
+        (
+            "sqlite:///var/lib/tincan/tincan.db",
+            "/var/lib/tincan/tincan.db",
+        ),
+    ] {
+        assert_eq!(
+            Database::parse(setting),
+            Database::Sqlite(path.into()),
+            "{setting}"
+        );
+    }
+    let bad = Database::parse("postgres://u:pw-in-a-bad-url@host:notaport/db");
+    assert!(!bad.describe().contains("pw-in-a-bad-url"));
+    let e = PostgresStore::connect("postgres://u:pw-in-a-bad-url@host:notaport/db")
+        .err()
+        .expect("refused");
+    assert!(!e.to_string().contains("pw-in-a-bad-url"), "{e}");
+    let e = PostgresStore::connect("postgres://u@127.0.0.1/db?sslmode=require")
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("sslmode=require"), "{e}");
 }

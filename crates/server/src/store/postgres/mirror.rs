@@ -13,7 +13,7 @@
 //! an older read can never overwrite a newer one.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
 
 use tincan_protocol::{GroupId, UserId};
 
@@ -24,6 +24,9 @@ use super::super::{GroupRow, UserRow};
 pub struct Mirror {
     rows: RwLock<Rows>,
     reload: Mutex<()>,
+    /// How many changes were applied, for tests that wait for another writer's change.
+    applied: Mutex<u64>,
+    changed: Condvar,
 }
 
 #[derive(Default)]
@@ -78,6 +81,8 @@ impl Mirror {
             Some(r) => rows.users.insert(user.clone(), r),
             None => rows.users.remove(user),
         };
+        drop(rows);
+        self.applied_one();
     }
 
     /// Sets (or, with `None`, forgets) one group.
@@ -87,6 +92,34 @@ impl Mirror {
             Some(r) => rows.groups.insert(group.clone(), r),
             None => rows.groups.remove(group),
         };
+        drop(rows);
+        self.applied_one();
+    }
+
+    /// Waits (at most `timeout`) until `done` holds, checking after every change.
+    #[cfg(any(test, feature = "test-postgres"))]
+    pub fn wait_until(&self, timeout: std::time::Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut applied = self.applied.lock().expect("never poisoned");
+        loop {
+            if done(self) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            applied = self
+                .changed
+                .wait_timeout(applied, left)
+                .expect("never poisoned")
+                .0;
+        }
+    }
+
+    fn applied_one(&self) {
+        *self.applied.lock().expect("never poisoned") += 1;
+        self.changed.notify_all();
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Rows> {

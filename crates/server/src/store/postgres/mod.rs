@@ -90,7 +90,18 @@ impl PostgresStore {
         &self.target
     }
 
-    fn writing<T>(
+    /// Waits (at most `timeout`) until the copy of users and groups in memory satisfies
+    /// `done`: for tests of changes made by another server.
+    #[cfg(any(test, feature = "test-postgres"))]
+    pub fn wait_for_mirror(
+        &self,
+        timeout: std::time::Duration,
+        done: impl Fn(&Self) -> bool,
+    ) -> bool {
+        self.mirror.wait_until(timeout, |_| done(self))
+    }
+
+    pub(in crate::store) fn writing<T>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
