@@ -12,6 +12,7 @@ mod identity;
 mod limits;
 mod logs;
 mod media;
+mod postgres;
 mod records;
 mod screen;
 mod silent_peers;
