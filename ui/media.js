@@ -7,7 +7,7 @@
 // other participant: its canvas, its name, its state (connecting, muted, camera off)
 // and the frame counter stamped into the picture it shows.
 
-const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable'];
+const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable', 'mediaAudioOnly'];
 
 const PEER_WORDS = {
   connecting: 'connecting…',
@@ -38,10 +38,22 @@ function wireMedia() {
     const q = quality;
     const loss = Math.round(q.loss * 100);
     const path = q.path === 'relay' ? ', relayed' : '';
+    // What the congestion controller lets us send, and whether it left room for video.
+    const target = q.targetKbps ? `, sending up to ${Math.round(q.targetKbps)} kbit/s` : '';
+    const audioOnly = ui.audioOnly ? ' — audio only: the link is too slow for video' : '';
     $('media-quality').textContent =
       `${nameOf(userID)}: ${q.rttMs < 10 ? q.rttMs.toFixed(1) : Math.round(q.rttMs)} ms round trip, ${loss}% loss, ` +
-      `${Math.round(q.kbpsIn)} kbit/s in, ${q.fpsIn} fps${path}`;
+      `${Math.round(q.kbpsIn)} kbit/s in, ${q.fpsIn} fps${path}${target}${audioOnly}`;
     $('media-quality').dataset.fps = String(q.fpsIn);
+    $('media-quality').dataset.targetKbps = String(Math.round(q.targetKbps || 0));
+    $('media-quality').dataset.audioOnly = String(Boolean(ui.audioOnly));
+  });
+  globalEvent.on('mediaAudioOnly', ({ on }) => {
+    ui.audioOnly = on;
+    if (!inCall()) return;
+    flash(on
+      ? 'Your connection is too slow for video: the others hear you but no longer see you.'
+      : 'Your connection has recovered: the others see you again.');
   });
   globalEvent.on('mediaFailed', ({ userID, reason }) => {
     if (!inCall()) return;
@@ -63,6 +75,7 @@ function wireMedia() {
   });
   globalEvent.on('mediaEnded', () => {
     ui.deviceNotice = '';
+    ui.audioOnly = false;
   });
   openIM.subscribeFrames(onFrame);
   loadDevices();

@@ -342,6 +342,11 @@ async fn pump(
                 "mediaDeviceUnavailable",
                 serde_json::json!({"device": device, "reason": reason}),
             ),
+            MediaEvent::AudioOnly { on, target_kbps } => events::emit_media(
+                &app,
+                "mediaAudioOnly",
+                serde_json::json!({"on": on, "targetKbps": target_kbps}),
+            ),
             MediaEvent::Audio { .. } => {}
             MediaEvent::Ended => break,
         }

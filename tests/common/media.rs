@@ -62,6 +62,8 @@ pub struct Received {
     pub from: BTreeMap<String, FromPeer>,
     /// Sound devices that could not be opened (`microphone`, `speakers`).
     pub unavailable: Vec<String>,
+    /// Each `AudioOnly` announcement, in order: `true` went audio only, `false` back.
+    pub audio_only: Vec<bool>,
     pub ended: bool,
 }
 
@@ -261,6 +263,7 @@ fn record(r: &mut Received, event: MediaEvent) {
         }
         MediaEvent::Ended => r.ended = true,
         MediaEvent::DeviceUnavailable { device, .. } => r.unavailable.push(device.to_owned()),
+        MediaEvent::AudioOnly { on, .. } => r.audio_only.push(on),
         MediaEvent::Preview { .. } => {}
     }
 }

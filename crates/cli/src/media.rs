@@ -244,6 +244,9 @@ impl CliMedia {
             MediaEvent::DeviceUnavailable { device, reason } => {
                 json!({"media": "deviceUnavailable", "device": device, "reason": reason})
             }
+            MediaEvent::AudioOnly { on, target_kbps } => {
+                json!({"media": "audioOnly", "on": on, "targetKbps": target_kbps})
+            }
             MediaEvent::Ended | MediaEvent::Preview { .. } => return,
         };
         emit(&line.to_string());

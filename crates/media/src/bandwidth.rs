@@ -18,7 +18,35 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
+use rtc::interceptor::{
+    BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, PacerBuilder, PacketReport,
+    Registry, Slot, TwccReceiverBuilder, TwccSenderBuilder,
+};
+
+use crate::source::VideoSettings;
+
+/// Adds send-side congestion control to a peer connection's interceptors: the send
+/// history and feedback ingest driving [`Estimator`], a pacer with a small queue, the
+/// transport-wide sequence numbers our feedback refers to, and the TWCC reports that
+/// feed the far end's estimator. (The `transport-cc` feedback and the TWCC header
+/// extension are negotiated in the media engine, by `peer`.) Returns the handle that
+/// reads the estimate.
+pub fn congestion_control(registry: Registry) -> (Registry, BandwidthHandle) {
+    let (estimator, handle) = Estimator::new(initial_bps(VideoSettings::default().bitrate_bps));
+    let pacer = PacerBuilder::new()
+        .with_target_bitrate(estimator.pacing_bps())
+        .with_queue_limit(PACER_QUEUE)
+        .build();
+    let registry = registry
+        .with(
+            Slot::CongestionControl,
+            CongestionControlBuilder::new(estimator).build(),
+        )
+        .with(Slot::Pacer, pacer)
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+        .with(Slot::TwccReceiver, TwccReceiverBuilder::new().build());
+    (registry, handle)
+}
 
 /// The estimate before any feedback: what the call's video is configured for plus audio,
 /// so a call on a good link starts at full quality and a thin link is found within a

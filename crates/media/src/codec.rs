@@ -32,6 +32,7 @@ pub enum Content {
 /// Encodes pictures to H.264 access units (Annex-B).
 pub struct VideoEncoder {
     inner: Encoder,
+    bitrate_bps: u32,
 }
 
 impl VideoEncoder {
@@ -66,7 +67,7 @@ impl VideoEncoder {
             .intra_frame_period(IntraFramePeriod::from_num_frames(fps * 2));
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| MediaError::Codec(format!("H.264 encoder: {e}")))?;
-        Ok(VideoEncoder { inner })
+        Ok(VideoEncoder { inner, bitrate_bps })
     }
 
     /// One access unit for `frame`; empty when the encoder skipped it to hold the bitrate.
@@ -83,7 +84,56 @@ impl VideoEncoder {
     pub fn force_key_frame(&mut self) {
         self.inner.force_intra_frame();
     }
+
+    /// Aims at `bps` from the next picture on, without a new key frame: what the
+    /// bandwidth estimate asks for. The ceiling moves with it (OpenH264 holds the target
+    /// under the ceiling it was created with), raised first and lowered last so the
+    /// target never sits above it.
+    pub fn set_bitrate(&mut self, bps: u32) -> Result<(), MediaError> {
+        use openh264_sys2::{
+            SBitrateInfo, ENCODER_OPTION, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE,
+            LAYER_NUM, SPATIAL_LAYER_0, SPATIAL_LAYER_ALL,
+        };
+        let bps = bps.clamp(MIN_VIDEO_BPS, i32::MAX as u32);
+        // The target is the whole stream's; the ceiling that rate control checks it
+        // against is the (only) spatial layer's.
+        let target = (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL);
+        let ceiling = (ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0);
+        let options: [(ENCODER_OPTION, LAYER_NUM); 2] = if bps > self.bitrate_bps {
+            [ceiling, target]
+        } else {
+            [target, ceiling]
+        };
+        for (option, layer) in options {
+            let mut info = SBitrateInfo {
+                iLayer: layer,
+                iBitrate: bps as i32,
+            };
+            // SAFETY: the encoder is initialised (created in `with_content`), and both
+            // options take a pointer to an `SBitrateInfo` that lives across the call.
+            let rc = unsafe {
+                self.inner
+                    .raw_api()
+                    .set_option(option, std::ptr::addr_of_mut!(info).cast())
+            };
+            if rc != 0 {
+                return Err(MediaError::Codec(format!(
+                    "H.264 encoder refused bitrate {bps} (option {option}, code {rc})"
+                )));
+            }
+        }
+        self.bitrate_bps = bps;
+        Ok(())
+    }
+
+    /// The bitrate aimed at, bit/s.
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate_bps
+    }
 }
+
+/// The least a video encoder is asked for: OpenH264's rate control misbehaves far below.
+pub const MIN_VIDEO_BPS: u32 = 30_000;
 
 /// A decoded picture: its size, its stamp if it carries one, and optionally RGBA pixels.
 #[derive(Debug, Clone)]
@@ -191,7 +241,25 @@ impl AudioEncoder {
             audiopus::Application::Voip,
         )
         .map_err(|e| MediaError::Codec(format!("Opus encoder: {e}")))?;
-        Ok(AudioEncoder { inner })
+        let mut encoder = AudioEncoder { inner };
+        // FEC on from the start; its strength follows the loss the far end reports.
+        encoder.set_protection(crate::adaptation::AUDIO_BPS, 0)?;
+        Ok(encoder)
+    }
+
+    /// Sets the bitrate and the loss to expect (per cent), which tunes the in-band FEC
+    /// (always on: a lost packet is then rebuilt from the next one's redundancy).
+    pub fn set_protection(&mut self, bps: u32, expected_loss_pct: u8) -> Result<(), MediaError> {
+        let err = |e: audiopus::Error| MediaError::Codec(format!("Opus settings: {e}"));
+        self.inner
+            .set_bitrate(audiopus::Bitrate::BitsPerSecond(
+                bps.clamp(6_000, 510_000) as i32
+            ))
+            .map_err(err)?;
+        self.inner.set_inband_fec(true).map_err(err)?;
+        self.inner
+            .set_packet_loss_perc(expected_loss_pct.min(100))
+            .map_err(err)
     }
 
     pub fn encode(&mut self, pcm: &[i16]) -> Result<Vec<u8>, MediaError> {
@@ -294,6 +362,61 @@ mod tests {
             }
         }
         assert_eq!(read, vec![0, 1, 2, 3, 4]);
+    }
+
+    /// Bits per picture over `n` pictures of the moving pattern after the first second.
+    fn bits_per_second(enc: &mut VideoEncoder, n: u32) -> f64 {
+        let mut frame = I420::new(320, 240);
+        let mut bytes = 0usize;
+        for counter in 0..n {
+            pattern::draw(
+                &mut frame,
+                Stamp {
+                    counter,
+                    captured_us: counter * 33_333,
+                },
+            );
+            // Noise below the stamp, so that the picture takes every bit it is given.
+            let mut x = 0x9E37_79B9u32 ^ counter.wrapping_mul(0x85EB_CA6B);
+            for px in &mut frame.data[320 * 60..320 * 240] {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *px = (x >> 24) as u8;
+            }
+            let au = enc.encode(&frame).unwrap();
+            if counter >= 30 {
+                bytes += au.len();
+            }
+        }
+        (bytes * 8) as f64 / (f64::from(n - 30) / 30.0)
+    }
+
+    #[test]
+    fn a_running_encoder_follows_a_lower_bitrate_without_a_new_key_frame() {
+        let mut enc = VideoEncoder::new(30, 1_500_000).unwrap();
+        let high = bits_per_second(&mut enc, 120);
+        enc.set_bitrate(150_000).unwrap();
+        assert_eq!(enc.bitrate(), 150_000);
+        let low = bits_per_second(&mut enc, 120);
+        assert!(low < high / 2.0, "{high} -> {low} bit/s");
+        assert!(low < 150_000.0 * 1.5, "{low} bit/s aiming at 150 kbit/s");
+        // And back up, above the ceiling it was created with.
+        enc.set_bitrate(2_000_000).unwrap();
+        let again = bits_per_second(&mut enc, 120);
+        assert!(again > low * 2.0, "{low} -> {again} bit/s");
+    }
+
+    #[test]
+    fn opus_takes_a_lower_bitrate_and_loss_protection() {
+        let mut tone = Tone::new();
+        let mut enc = AudioEncoder::new().unwrap();
+        enc.set_protection(16_000, 10).unwrap();
+        let total: usize = (0..50)
+            .map(|_| enc.encode(&tone.next_frame()).unwrap().len())
+            .sum();
+        // 50 packets are a second: 16 kbit/s is 2000 bytes, give or take.
+        assert!(total < 3000, "{total} bytes in a second at 16 kbit/s");
     }
 
     #[test]

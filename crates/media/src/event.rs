@@ -30,6 +30,9 @@ pub struct Quality {
     pub fps_in: u32,
     /// `host` (direct), `srflx` (through a NAT) or `relay` (through TURN).
     pub path: String,
+    /// What the congestion controller allows us to send to the participant, kbit/s
+    /// (audio, video and their overhead; the encoders aim a little under it).
+    pub target_kbps: f64,
 }
 
 impl Quality {
@@ -50,6 +53,7 @@ impl Quality {
             kbps_out: kbit(now.bytes_sent.saturating_sub(prev.bytes_sent)),
             fps_in,
             path: now.path.clone(),
+            target_kbps: now.target_bps / 1000.0,
         }
     }
 }
@@ -92,6 +96,13 @@ pub enum MediaEvent {
         user: String,
         quality: Quality,
     },
+    /// The link is too thin for video (`on`): we send audio only, and tell the others
+    /// our camera is off; or it has recovered and pictures go out again. `target_kbps`
+    /// is the estimate that decided it (the lowest over the participants).
+    AudioOnly {
+        on: bool,
+        target_kbps: f64,
+    },
     /// A device could not be opened or stopped working (`device` is `microphone`,
     /// `speakers` or `camera`); the call goes on with the tone, without playback, or
     /// with the test pattern.
@@ -129,12 +140,14 @@ mod tests {
             packets_received: 180,
             packets_lost: 15,
             path: "relay".into(),
+            target_bps: 480_000.0,
         };
         let q = Quality::between(&prev, &now, 30);
         assert_eq!(q.kbps_in, 1000.0);
         assert_eq!(q.kbps_out, 400.0);
         assert_eq!(q.loss, 0.1, "10 lost of 100");
         assert_eq!((q.rtt_ms, q.fps_in, q.path.as_str()), (12.5, 30, "relay"));
+        assert_eq!(q.target_kbps, 480.0);
         // Nothing sent or lost: no loss, not a division by zero.
         assert_eq!(Quality::between(&now, &now, 0).loss, 0.0);
     }

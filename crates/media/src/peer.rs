@@ -37,6 +37,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use crate::bandwidth::{self, BandwidthHandle, Reading};
 use crate::census;
 use crate::error::MediaError;
 use crate::negotiation::Candidate;
@@ -122,6 +123,8 @@ pub struct Counters {
     /// How the selected path reaches the far end: `host` (direct), `srflx` (through a
     /// NAT), `relay` (through TURN); empty before a path is chosen.
     pub path: String,
+    /// What the congestion controller allows us to send to this peer, bit/s.
+    pub target_bps: f64,
 }
 
 /// The largest H.264 picture accepted from a peer (a 1080p key frame is well under this).
@@ -417,6 +420,8 @@ pub struct Peer {
     readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// Shared with the handler: the first mid of our local description.
     mid: Arc<Mutex<Option<String>>>,
+    /// The congestion controller's latest figures.
+    bandwidth: BandwidthHandle,
     _live: census::PeerGuard,
 }
 
@@ -450,6 +455,7 @@ impl Peer {
         // After the codecs: feedback is attached only to codecs already registered.
         register_extensions(&mut media)?;
         let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let (registry, bandwidth) = bandwidth::congestion_control(registry);
 
         let interval = settings.ice_check_interval.max(Duration::from_millis(1));
         // Keep the stack's default budget of checks per pair (7 × 200 ms ≈ 1.4 s) at the
@@ -538,6 +544,7 @@ impl Peer {
             audio,
             readers,
             mid,
+            bandwidth,
             _live: live,
         })
     }
@@ -621,10 +628,18 @@ impl Peer {
         self.audio.write(packet, Duration::from_millis(20)).await
     }
 
+    /// What the congestion controller says about the path to this peer.
+    pub fn bandwidth(&self) -> Reading {
+        self.bandwidth.reading()
+    }
+
     /// The stack's counters, for the quality indicator.
     pub async fn counters(&self) -> Counters {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
-        let mut c = Counters::default();
+        let mut c = Counters {
+            target_bps: self.bandwidth.reading().target_bps,
+            ..Counters::default()
+        };
         if let Some(transport) = report.transport() {
             if let Some(pair) = report
                 .candidate_pairs()

@@ -26,7 +26,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::adaptation::{Adaptation, Estimate};
 use crate::audio::{Microphone, SpeakerSlot, Speakers};
+use crate::bandwidth;
 use crate::census;
 use crate::codec::{AudioEncoder, Tone};
 use crate::config::{AudioInput, AudioOutput, MediaConfig, VideoInput};
@@ -45,6 +47,9 @@ const EVENT_CAPACITY: usize = 256;
 const ENCODED_CAPACITY: usize = 2;
 /// Access units waiting for a participant's decoder thread; dropped when it is behind.
 const DECODE_CAPACITY: usize = 8;
+/// How often the encoders' targets follow the bandwidth estimate: a few times per
+/// feedback-driven change of it, and the policy's own holds do the smoothing.
+const ADAPT_EVERY: Duration = Duration::from_millis(250);
 
 enum Command {
     AddPeer(String),
@@ -107,6 +112,9 @@ impl MediaSession {
             tone: Tone::new(),
             processor: AudioProcessor::new(config_processing),
             audio: AudioEncoder::new().ok(),
+            // The capture thread holds each picture to its own setup's bitrate; this is
+            // only the ceiling the estimate may ask for.
+            adaptation: Adaptation::new(bandwidth::MAX_BPS as u32),
         };
         let task = tokio::spawn(census::task(driver.run(command_rx, peer_rx, video_rx)));
         (
@@ -215,6 +223,8 @@ struct Driver {
     /// Shared with every participant's inbound sink, so the speakers can change mid-call.
     speakers: SpeakerSlot,
     audio: Option<AudioEncoder>,
+    /// What the encoders aim for, from the bandwidth estimates of the participants.
+    adaptation: Adaptation,
 }
 
 impl Driver {
@@ -228,7 +238,8 @@ impl Driver {
         audio_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut quality_tick = tokio::time::interval(Duration::from_secs(1));
         quality_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let frame_duration = self.config.video.frame_duration();
+        let mut adapt_tick = tokio::time::interval(ADAPT_EVERY);
+        adapt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let devices = (self.config.microphone.clone(), self.config.speakers.clone());
         self.switch_sound_devices(Some(devices.0), Some(devices.1))
             .await;
@@ -244,13 +255,14 @@ impl Driver {
                 }
                 Some(picture) = video.recv() => {
                     for remote in self.peers.values_mut().filter(|r| r.path.is_up()) {
-                        if let Err(e) = remote.peer.send_video(picture.data.clone(), frame_duration).await {
+                        if let Err(e) = remote.peer.send_video(picture.data.clone(), picture.duration).await {
                             tracing::debug!(error = %e, "video not sent");
                         }
                     }
                 }
                 _ = audio_tick.tick() => self.send_audio().await,
                 _ = quality_tick.tick() => self.check_quality().await,
+                _ = adapt_tick.tick() => self.adapt().await,
             }
         };
         self.teardown().await;
@@ -362,7 +374,9 @@ impl Driver {
     fn broadcast_state(&self) {
         let state = Signal::State {
             mic: self.mic,
-            camera: self.camera,
+            // Audio only (a thin link) looks like a camera turned off to the others:
+            // no pictures are coming, and the window shows why not on our side.
+            camera: self.camera && !self.adaptation.plan().audio_only(),
             screen: self.screen,
         };
         for user in self.peers.keys() {
@@ -677,6 +691,63 @@ impl Driver {
         let mut frame = mic.next_frame()?;
         self.processor.process_capture(&mut frame);
         Some(frame)
+    }
+
+    /// Every [`ADAPT_EVERY`]: the encoders follow the bandwidth estimate. One encoder
+    /// serves every participant, so the thinnest path (and the worst loss) decides.
+    async fn adapt(&mut self) {
+        let mut readings = self
+            .peers
+            .values()
+            .filter(|r| r.path.is_up())
+            .map(|r| r.peer.bandwidth());
+        let Some(first) = readings.next() else {
+            return;
+        };
+        let estimate = readings.fold(
+            Estimate {
+                target_bps: first.target_bps,
+                loss: first.loss,
+            },
+            |e, r| Estimate {
+                target_bps: e.target_bps.min(r.target_bps),
+                loss: e.loss.max(r.loss),
+            },
+        );
+        let was_audio_only = self.adaptation.plan().audio_only();
+        let Some(plan) = self.adaptation.update(Instant::now(), estimate) else {
+            return;
+        };
+        tracing::debug!(
+            target_bps = estimate.target_bps as u64,
+            loss = estimate.loss,
+            ?plan,
+            "encoders follow the bandwidth estimate"
+        );
+        if let Some(capture) = &self.capture {
+            let _ = capture.send(CaptureCommand::Target(plan.video));
+        }
+        if let Some(audio) = self.audio.as_mut() {
+            if let Err(e) = audio.set_protection(plan.audio_bps, plan.expected_loss_pct) {
+                tracing::warn!(error = %e, "audio bitrate not changed");
+            }
+        }
+        if plan.audio_only() != was_audio_only {
+            let on = plan.audio_only();
+            tracing::info!(
+                on,
+                target_kbps = estimate.target_bps / 1000.0,
+                "audio only (the link is too thin for video)"
+            );
+            let _ = self
+                .events
+                .send(MediaEvent::AudioOnly {
+                    on,
+                    target_kbps: estimate.target_bps / 1000.0,
+                })
+                .await;
+            self.broadcast_state();
+        }
     }
 
     /// Once a second: quality per participant, and giving up on paths lost too long.

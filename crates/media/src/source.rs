@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::adaptation::VideoTarget;
 use crate::camera::Camera;
 use crate::codec::{self, VideoEncoder};
 use crate::config::VideoInput;
@@ -157,6 +158,28 @@ impl EncoderSetup {
         }
     }
 
+    /// This setup as the bandwidth allows (`target`): the picture divided by its scale,
+    /// the rate by its divisor, the bitrate never above the setup's own.
+    fn shaped(&self, target: Option<VideoTarget>) -> EncoderSetup {
+        let Some(target) = target else {
+            return *self;
+        };
+        let s = self.settings;
+        let scale = target.scale.max(1) as usize;
+        // Even sizes (I420's colour planes are half the size), and never so small that
+        // the encoder or the pattern's stamp cannot work with it.
+        let side = |full: usize| ((full / scale) & !1).max(MIN_SIDE.min(full & !1)).max(2);
+        EncoderSetup {
+            settings: VideoSettings {
+                width: side(s.width),
+                height: side(s.height),
+                fps: (s.fps / target.fps_divisor.max(1)).max(1),
+                bitrate_bps: target.bitrate_bps.min(s.bitrate_bps),
+            },
+            screen: self.screen,
+        }
+    }
+
     fn encoder(&self) -> Result<VideoEncoder, MediaError> {
         let content = if self.screen {
             codec::Content::Screen
@@ -165,6 +188,49 @@ impl EncoderSetup {
         };
         VideoEncoder::with_content(self.settings.fps, self.settings.bitrate_bps, content)
     }
+}
+
+/// The smallest picture side a bandwidth step shrinks to.
+const MIN_SIDE: usize = 96;
+
+/// Shrinks `src` into `dst` (smaller by a whole factor or so) by averaging blocks:
+/// sharper than dropping pixels, and cheap next to encoding.
+fn downscale(src: &I420, dst: &mut I420) {
+    fn plane(src: &[u8], sw: usize, sh: usize, dst: &mut [u8], dw: usize, dh: usize) {
+        let (fx, fy) = ((sw / dw).max(1), (sh / dh).max(1));
+        for y in 0..dh {
+            for x in 0..dw {
+                let mut sum = 0u32;
+                for row in src[y * fy * sw..].chunks(sw).take(fy) {
+                    sum += row[x * fx..x * fx + fx]
+                        .iter()
+                        .map(|p| u32::from(*p))
+                        .sum::<u32>();
+                }
+                dst[y * dw + x] = (sum / (fx * fy) as u32) as u8;
+            }
+        }
+    }
+    let (sw, sh, dw, dh) = (src.width, src.height, dst.width, dst.height);
+    let (sl, dl) = (sw * sh, dw * dh);
+    let (sc, dc) = ((sw / 2) * (sh / 2), (dw / 2) * (dh / 2));
+    plane(&src.data[..sl], sw, sh, &mut dst.data[..dl], dw, dh);
+    plane(
+        &src.data[sl..sl + sc],
+        sw / 2,
+        sh / 2,
+        &mut dst.data[dl..dl + dc],
+        dw / 2,
+        dh / 2,
+    );
+    plane(
+        &src.data[sl + sc..],
+        sw / 2,
+        sh / 2,
+        &mut dst.data[dl + dc..],
+        dw / 2,
+        dh / 2,
+    );
 }
 
 /// Orders for the capture thread.
@@ -179,12 +245,17 @@ pub(crate) enum CaptureCommand {
     Audience(bool),
     /// Take pictures from another source (a camera, or the test pattern).
     Input(VideoInput),
+    /// What the bandwidth allows (see [`crate::adaptation`]); `None`: audio only, no
+    /// pictures are encoded (the preview goes on).
+    Target(Option<VideoTarget>),
 }
 
 /// One encoded picture.
 #[derive(Debug)]
 pub(crate) struct EncodedVideo {
     pub data: Bytes,
+    /// How long it stands: the frame rate's period, longer while the rate is reduced.
+    pub duration: Duration,
 }
 
 /// The capture thread's body: paces the source at the frame rate, encodes, and hands
@@ -230,6 +301,15 @@ pub(crate) fn capture_loop(
     };
     let mut frame = I420::new(settings.width, settings.height);
     let mut period = settings.frame_duration();
+    // What the bandwidth allows, and the setup the encoder is built for under it (the
+    // source's `setup`, shrunk); `picture` holds a shrunk picture when the two differ.
+    let mut target = Some(VideoTarget {
+        bitrate_bps: settings.bitrate_bps,
+        fps_divisor: 1,
+        scale: 1,
+    });
+    let mut encoded = setup;
+    let mut picture = I420::new(settings.width, settings.height);
     let mut next = Instant::now();
     let mut counter = 0u32;
     let mut ticks = 0u32;
@@ -260,6 +340,32 @@ pub(crate) fn capture_loop(
                 audience = any;
                 continue;
             }
+            Ok(CaptureCommand::Target(wanted)) => {
+                if target.is_none() && wanted.is_some() {
+                    // Back from audio only: the far end's decoder needs a fresh start.
+                    encoder.force_key_frame();
+                }
+                target = wanted;
+                let shaped = setup.shaped(target);
+                let same_shape = |a: &EncoderSetup, b: &EncoderSetup| {
+                    (a.settings.width, a.settings.height, a.settings.fps)
+                        == (b.settings.width, b.settings.height, b.settings.fps)
+                };
+                if shaped == encoded {
+                } else if same_shape(&shaped, &encoded) {
+                    // Only the bitrate: the running encoder follows, no key frame.
+                    match encoder.set_bitrate(shaped.settings.bitrate_bps) {
+                        Ok(()) => encoded = shaped,
+                        Err(e) => tracing::warn!(error = %e, "video bitrate not changed"),
+                    }
+                } else if let Some(new) = shaped.start() {
+                    // Another size or rate: a new encoder, whose first picture is a key
+                    // frame with the new size.
+                    (encoder, picture, period) = new;
+                    encoded = shaped;
+                }
+                continue;
+            }
             Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -280,8 +386,10 @@ pub(crate) fn capture_loop(
             });
             let wanted = EncoderSetup::for_source(&input, opened.as_ref(), camera_settings);
             if wanted != setup {
-                if let Some(new) = wanted.start() {
-                    (encoder, frame, period) = new;
+                if let Some(new) = wanted.shaped(target).start() {
+                    (encoder, picture, period) = new;
+                    encoded = wanted.shaped(target);
+                    frame = I420::new(wanted.settings.width, wanted.settings.height);
                     setup = wanted;
                 }
             }
@@ -290,7 +398,13 @@ pub(crate) fn capture_loop(
         let Some(current) = source.as_mut() else {
             continue;
         };
-        if let Err(e) = current.capture(&mut frame, counter, pattern::now_us()) {
+        let shrunk = (encoded.settings.width, encoded.settings.height)
+            != (setup.settings.width, setup.settings.height);
+        // The test pattern draws at any size, and drawn small its stamp stays readable
+        // (a shrunk stamp would not be); everything else is captured, then shrunk.
+        let draw_small = shrunk && matches!(input, VideoInput::TestPattern);
+        let into = if draw_small { &mut picture } else { &mut frame };
+        if let Err(e) = current.capture(into, counter, pattern::now_us()) {
             unavailable(&input, e);
             input = VideoInput::TestPattern;
             source = None;
@@ -301,8 +415,10 @@ pub(crate) fn capture_loop(
         if setup.screen {
             let wanted = EncoderSetup::for_source(&input, current.as_ref(), camera_settings);
             if wanted != setup {
-                if let Some(new) = wanted.start() {
-                    (encoder, frame, period) = new;
+                if let Some(new) = wanted.shaped(target).start() {
+                    (encoder, picture, period) = new;
+                    encoded = wanted.shaped(target);
+                    frame = I420::new(wanted.settings.width, wanted.settings.height);
                     setup = wanted;
                     continue;
                 }
@@ -311,25 +427,128 @@ pub(crate) fn capture_loop(
         ticks = ticks.wrapping_add(1);
         // The local preview is a small copy, five times a second: it only shows that the
         // camera works and what the others see.
-        let preview_every = (setup.settings.fps / 5).max(1);
+        let preview_every = (encoded.settings.fps / 5).max(1);
         if preview_width > 0 && ticks.is_multiple_of(preview_every) {
+            let shown = if draw_small { &picture } else { &frame };
             let _ = events.try_send(MediaEvent::Preview {
-                frame: codec::preview(&frame, preview_width),
+                frame: codec::preview(shown, preview_width),
             });
         }
-        if !audience {
+        // Nobody to send to, or audio only: nothing to encode.
+        if !audience || target.is_none() {
             continue;
         }
-        match encoder.encode(&frame) {
+        if shrunk && !draw_small {
+            downscale(&frame, &mut picture);
+        }
+        let sent = if shrunk { &picture } else { &frame };
+        match encoder.encode(sent) {
             Ok(unit) if !unit.is_empty() => {
                 // The counter numbers pictures sent, so a receiver's gap is a loss, not a skip.
                 counter = counter.wrapping_add(1);
                 let _ = out.try_send(EncodedVideo {
                     data: Bytes::from(unit),
+                    duration: period,
                 });
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "video frame not encoded"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn camera_setup() -> EncoderSetup {
+        EncoderSetup {
+            settings: VideoSettings::default(),
+            screen: false,
+        }
+    }
+
+    #[test]
+    fn a_bandwidth_step_shrinks_the_picture_and_the_rate_never_the_ceiling() {
+        let setup = camera_setup();
+        let full = VideoTarget {
+            bitrate_bps: 5_000_000,
+            fps_divisor: 1,
+            scale: 1,
+        };
+        assert_eq!(
+            setup.shaped(Some(full)).settings,
+            VideoSettings::default(),
+            "the setup's own bitrate is the ceiling"
+        );
+        let small = setup.shaped(Some(VideoTarget {
+            bitrate_bps: 120_000,
+            fps_divisor: 2,
+            scale: 4,
+        }));
+        assert_eq!(
+            small.settings,
+            VideoSettings {
+                width: 160,
+                height: 120,
+                fps: 15,
+                bitrate_bps: 120_000
+            }
+        );
+        // Audio only keeps the setup (nothing is encoded anyway).
+        assert_eq!(setup.shaped(None), setup);
+        // A tiny source is not shrunk below what the encoder and stamp can use.
+        let tiny = EncoderSetup {
+            settings: VideoSettings {
+                width: 200,
+                height: 100,
+                ..VideoSettings::default()
+            },
+            screen: false,
+        }
+        .shaped(Some(VideoTarget {
+            bitrate_bps: 100_000,
+            fps_divisor: 2,
+            scale: 4,
+        }));
+        assert_eq!((tiny.settings.width, tiny.settings.height), (96, 96));
+    }
+
+    #[test]
+    fn downscaling_averages_blocks_in_every_plane() {
+        let mut src = I420::new(8, 4);
+        let luma = 8 * 4;
+        // Left half of the luma dark, right half bright; colour planes flat.
+        for y in 0..4 {
+            for x in 0..8 {
+                src.data[y * 8 + x] = if x < 4 { 20 } else { 220 };
+            }
+        }
+        src.data[luma..].fill(100);
+        let mut dst = I420::new(4, 2);
+        downscale(&src, &mut dst);
+        assert_eq!(&dst.data[..8], &[20, 20, 220, 220, 20, 20, 220, 220]);
+        assert!(dst.data[8..].iter().all(|p| *p == 100));
+    }
+
+    #[test]
+    fn the_test_pattern_drawn_small_keeps_its_stamp_through_the_codec() {
+        let setup = camera_setup().shaped(Some(VideoTarget {
+            bitrate_bps: 150_000,
+            fps_divisor: 2,
+            scale: 4,
+        }));
+        let (mut encoder, mut picture, period) = setup.start().expect("encoder");
+        assert_eq!(period, Duration::from_secs(1) / 15);
+        let mut decoder = codec::VideoDecoder::new(0).unwrap();
+        let mut read = Vec::new();
+        for counter in 0..5 {
+            TestPattern.capture(&mut picture, counter, 0).unwrap();
+            let unit = encoder.encode(&picture).unwrap();
+            if let Some(frame) = decoder.decode(&unit).unwrap() {
+                read.extend(frame.stamp.map(|s| s.counter));
+            }
+        }
+        assert_eq!(read, vec![0, 1, 2, 3, 4]);
     }
 }
