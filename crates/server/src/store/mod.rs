@@ -74,7 +74,8 @@ pub enum StoreError {
 impl StoreError {
     /// Someone else holds the database's lock (SQLITE_BUSY / SQLITE_LOCKED): the same
     /// operation succeeds later.
-    /// For PostgreSQL: a serialization failure, a deadlock, a lock or statement timeout.
+    /// For PostgreSQL: a serialization failure, a deadlock, a lock or statement timeout,
+    /// a server shutting down or starting, a lost or refused connection.
     pub fn is_busy(&self) -> bool {
         use tokio_postgres::error::SqlState;
         match self {
@@ -82,15 +83,24 @@ impl StoreError {
                 f.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ),
-            StoreError::Postgres(e) => e.code().is_some_and(|c| {
-                [
-                    SqlState::T_R_SERIALIZATION_FAILURE,
-                    SqlState::T_R_DEADLOCK_DETECTED,
-                    SqlState::LOCK_NOT_AVAILABLE,
-                    SqlState::QUERY_CANCELED,
-                ]
-                .contains(c)
-            }),
+            StoreError::Postgres(e) => {
+                // The connection is gone or could not be made: it is opened again on
+                // the next attempt (PostgreSQL restarting, a network blip).
+                let connection = e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+                connection
+                    || e.code().is_some_and(|c| {
+                        [
+                            SqlState::T_R_SERIALIZATION_FAILURE,
+                            SqlState::T_R_DEADLOCK_DETECTED,
+                            SqlState::LOCK_NOT_AVAILABLE,
+                            SqlState::QUERY_CANCELED,
+                            SqlState::ADMIN_SHUTDOWN,
+                            SqlState::CANNOT_CONNECT_NOW,
+                        ]
+                        .contains(c)
+                    })
+            }
             _ => false,
         }
     }

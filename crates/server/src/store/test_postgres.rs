@@ -65,6 +65,30 @@ impl TestPostgres {
         self.port
     }
 
+    /// Stops the server (a fast shutdown: connections are cut) and starts it again on
+    /// the same data and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = start_server(&self.bin, &self.dir, self.port)
+            .unwrap_or_else(|why| panic!("PostgreSQL did not start again: {why}"));
+    }
+
+    fn stop(&mut self) -> bool {
+        let stopped = as_owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["stop", "-m", "fast", "-w", "-t", "10"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        stopped
+    }
+
     /// Creates database `name` and returns its URL (user `postgres`, no password).
     pub fn create_database(&self, name: &str) -> String {
         run(
@@ -80,18 +104,7 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let stopped = as_owner(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["stop", "-m", "immediate", "-w", "-t", "10"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !stopped {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

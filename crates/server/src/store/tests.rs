@@ -363,3 +363,36 @@ fn a_database_setting_names_its_engine_and_is_described_without_its_password() {
         .expect("refused");
     assert!(e.to_string().contains("sslmode=require"), "{e}");
 }
+
+/// Runs `op` again while it fails with a retryable error, as the record writer does:
+/// the first use after a restart may meet the old, cut connection.
+fn retried<T>(mut op: impl FnMut() -> Result<T, StoreError>) -> T {
+    for _ in 0..3 {
+        match op() {
+            Ok(v) => return v,
+            Err(e) if e.is_busy() => continue,
+            Err(e) => panic!("not retryable: {e}"),
+        }
+    }
+    panic!("still failing after 3 attempts")
+}
+
+#[test]
+fn the_store_rides_out_a_postgres_restart() {
+    let Pg { store, mut _server } = postgres();
+    store.add_user(&uid("alice"), "Alice", None).unwrap();
+    _server.restart();
+    // Reads, writes and records work again on new connections.
+    assert_eq!(retried(|| store.users()).len(), 1);
+    retried(|| store.add_user(&uid("bob"), "Bob", None));
+    retried(|| store.put_call(None, &record("r1", 100, EndReason::HungUp), false));
+    assert_eq!(store.call_history(&uid("bob"), 10, None).unwrap().len(), 1);
+    // And the mirror follows the database's notifications again.
+    let url = format!("postgres://postgres@127.0.0.1:{}/tincan", _server.port());
+    let theirs = PostgresStore::connect(&url).unwrap();
+    theirs.add_user(&uid("carol"), "Carol", None).unwrap();
+    assert!(
+        store.wait_for_mirror(CHANGE_ARRIVES, |s| s.user(&uid("carol")).unwrap().is_some()),
+        "a user added after the restart never reached the mirror"
+    );
+}

@@ -72,6 +72,8 @@ impl Mirror {
             .into_iter()
             .map(|g| (g.group_id.clone(), g))
             .collect();
+        drop(rows);
+        self.applied_one();
     }
 
     /// Sets (or, with `None`, forgets) one user.

@@ -15,21 +15,23 @@
 //! password: it is never logged, only [`PostgresStore::target`] (user, hosts, database).
 //! TLS is not supported: `sslmode=require` is refused (see docs/deploy.md).
 
+mod follow;
+mod link;
 mod mirror;
 mod schema;
 
-use std::future::Future;
 use std::str::FromStr;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 use futures_executor::block_on;
 use tincan_protocol::{CallRecord, EndReason, GroupId, RoomId, UserId};
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls};
-use tracing::{error, info, warn};
+use tokio_postgres::{Client, Config};
+use tracing::info;
 
 use super::{CallRowId, GroupRow, Store, StoreError, UserRow};
+use follow::{group_rows, is_unique_violation, parse_record, reload_group, reload_user, user_rows};
+use link::{Link, Links};
 use mirror::Mirror;
 pub use schema::CHANGES_CHANNEL;
 
@@ -39,11 +41,10 @@ pub const STATEMENT_TIMEOUT_MS: u32 = 10_000;
 
 /// A store in a PostgreSQL database.
 pub struct PostgresStore {
-    read: Client,
+    read: Link,
     write: Mutex<Client>,
     mirror: Arc<Mirror>,
-    target: String,
-    runtime: Runtime,
+    links: Arc<Links>,
 }
 
 impl PostgresStore {
@@ -61,33 +62,26 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("tincan-server");
         }
-        let target = target(&config);
-        let runtime = Runtime::start()?;
-        let (changes_tx, changes) = mpsc::channel::<String>();
-        let read = runtime.connect(&config, None, &target)?;
-        let mut write = runtime.connect(&config, None, &target)?;
-        let listen = runtime.connect(&config, Some(changes_tx), &target)?;
-        let from = block_on(schema::migrate(&mut write))?;
+        let links = Links::start(config.clone(), target(&config))?;
+        // From here on, dropping `store` stops the runtime, whatever fails below.
+        let store = Self {
+            read: Link::open(links.clone())?,
+            write: Mutex::new(links.connect(None)?),
+            mirror: Arc::new(Mirror::default()),
+            links,
+        };
+        let from = store.writing(|c| block_on(schema::migrate(c)))?;
         if from < schema::latest() {
-            info!(database = %target, from, to = schema::latest(), "PostgreSQL schema migrated");
+            info!(database = %store.target(), from, to = schema::latest(), "PostgreSQL schema migrated");
         }
-        block_on(listen.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}")))?;
-        let mirror = Arc::new(Mirror::default());
-        load_all(&read, &mirror)?;
-        spawn_reloader(listen, mirror.clone(), changes)?;
-        info!(database = %target, "PostgreSQL store open");
-        Ok(Self {
-            read,
-            write: Mutex::new(write),
-            mirror,
-            target,
-            runtime,
-        })
+        follow::start(store.links.clone(), store.mirror.clone())?;
+        info!(database = %store.target(), "PostgreSQL store open");
+        Ok(store)
     }
 
     /// Where the store is, for logs: user, hosts and database, never the password.
     pub fn target(&self) -> &str {
-        &self.target
+        self.links.target()
     }
 
     /// Waits (at most `timeout`) until the copy of users and groups in memory satisfies
@@ -109,13 +103,14 @@ impl PostgresStore {
             .write
             .lock()
             .expect("store mutex is never poisoned: no panics inside");
+        self.links.reopen_if_closed(&mut c)?;
         f(&mut c)
     }
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        self.runtime.stop();
+        self.links.stop();
     }
 }
 
@@ -159,233 +154,13 @@ fn target(config: &Config) -> String {
     )
 }
 
-/// A current-thread tokio runtime on a thread of its own, driving the connections
-/// until the store is dropped (wherever that happens, even inside another runtime).
-struct Runtime {
-    handle: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Runtime {
-    fn start() -> Result<Self, StoreError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Config(format!("store runtime: {e}")))?;
-        let handle = rt.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("tincan-postgres".into())
-            .spawn(move || {
-                rt.block_on(async {
-                    let _ = stopped.await;
-                });
-            })
-            .map_err(|e| StoreError::Config(format!("store thread: {e}")))?;
-        Ok(Self {
-            handle,
-            stop: Some(stop),
-        })
-    }
-
-    /// Runs `fut` on the store's runtime and waits for it on this thread.
-    fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv()
-            .expect("the store's runtime runs until the store is dropped")
-    }
-
-    /// Opens a connection and drives it on the runtime. Notifications go to `changes`;
-    /// a connection that ends is logged (queries on it fail from then on).
-    fn connect(
-        &self,
-        config: &Config,
-        changes: Option<mpsc::Sender<String>>,
-        target: &str,
-    ) -> Result<Client, StoreError> {
-        let config = config.clone();
-        let target = target.to_owned();
-        self.run(async move {
-            let (client, mut conn) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                let why = loop {
-                    match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
-                        Some(Ok(AsyncMessage::Notification(n))) => {
-                            if let Some(tx) = &changes {
-                                let _ = tx.send(n.payload().to_owned());
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => break e.to_string(),
-                        None => break "closed".to_owned(),
-                    }
-                };
-                if changes.is_some() {
-                    error!(database = %target, why, "PostgreSQL notification connection lost: changes made by other servers are no longer seen until restart");
-                } else {
-                    warn!(database = %target, why, "PostgreSQL connection ended");
-                }
-            });
-            Ok::<_, StoreError>(client)
-        })
-    }
-
-    fn stop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-/// Reloads the row each notification names, on a thread of its own, until the
-/// notification connection ends.
-fn spawn_reloader(
-    listen: Client,
-    mirror: Arc<Mirror>,
-    changes: mpsc::Receiver<String>,
-) -> Result<(), StoreError> {
-    std::thread::Builder::new()
-        .name("tincan-postgres-mirror".into())
-        .spawn(move || {
-            for key in changes {
-                let done = if let Some(u) = key.strip_prefix("u:") {
-                    UserId::new(u)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))
-                        .and_then(|u| reload_user(&listen, &mirror, &u))
-                } else if let Some(g) = key.strip_prefix("g:") {
-                    GroupId::new(g)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))
-                        .and_then(|g| reload_group(&listen, &mirror, &g))
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = done {
-                    warn!(
-                        key,
-                        "PostgreSQL store: a changed row could not be reloaded: {e}"
-                    );
-                }
-            }
-        })
-        .map_err(|e| StoreError::Config(format!("store thread: {e}")))?;
-    Ok(())
-}
-
-fn parse_user(s: String) -> Result<UserId, StoreError> {
-    UserId::new(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn parse_group(s: String) -> Result<GroupId, StoreError> {
-    GroupId::new(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn parse_record(s: &str) -> Result<CallRecord, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
-    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-}
-
-fn user_row(r: &tokio_postgres::Row) -> Result<UserRow, StoreError> {
-    Ok(UserRow {
-        user_id: parse_user(r.get(0))?,
-        nickname: r.get(1),
-        password_hash: r.get(2),
-    })
-}
-
-async fn fetch_user(c: &impl GenericClient, user: &UserId) -> Result<Option<UserRow>, StoreError> {
-    c.query_opt(
-        "SELECT user_id, nickname, password_hash FROM users WHERE user_id = $1",
-        &[&user.as_str()],
-    )
-    .await?
-    .as_ref()
-    .map(user_row)
-    .transpose()
-}
-
-async fn user_rows(
-    c: &impl GenericClient,
-    after: &str,
-    limit: Option<i64>,
-) -> Result<Vec<UserRow>, StoreError> {
-    c.query(
-        "SELECT user_id, nickname, password_hash FROM users WHERE user_id > $1
-         ORDER BY user_id LIMIT $2",
-        &[&after, &limit],
-    )
-    .await?
-    .iter()
-    .map(user_row)
-    .collect()
-}
-
-/// Groups chosen by `filter` (a condition on `g`, with `$1` when `arg` is given), with
-/// their members, sorted by id.
-async fn group_rows(
-    c: &impl GenericClient,
-    filter: &str,
-    arg: Option<&str>,
-) -> Result<Vec<GroupRow>, StoreError> {
-    let sql = format!(
-        "SELECT g.group_id, g.name,
-                ARRAY(SELECT m.user_id FROM group_members m WHERE m.group_id = g.group_id
-                      ORDER BY m.user_id)
-         FROM groups g WHERE {filter} ORDER BY g.group_id"
-    );
-    let rows = match arg {
-        Some(a) => c.query(&sql, &[&a]).await?,
-        None => c.query(&sql, &[]).await?,
-    };
-    rows.iter()
-        .map(|r| {
-            Ok(GroupRow {
-                group_id: parse_group(r.get(0))?,
-                name: r.get(1),
-                members: r
-                    .get::<_, Vec<String>>(2)
-                    .into_iter()
-                    .map(parse_user)
-                    .collect::<Result<_, _>>()?,
-            })
-        })
-        .collect()
-}
-
-fn load_all(c: &Client, mirror: &Mirror) -> Result<(), StoreError> {
-    let _one_at_a_time = mirror.reloading();
-    let users = block_on(user_rows(c, "", None))?;
-    let groups = block_on(group_rows(c, "TRUE", None))?;
-    mirror.replace(users, groups);
-    Ok(())
-}
-
-fn reload_user(c: &Client, mirror: &Mirror, user: &UserId) -> Result<(), StoreError> {
-    let _one_at_a_time = mirror.reloading();
-    let row = block_on(fetch_user(c, user))?;
-    mirror.set_user(user, row);
-    Ok(())
-}
-
-fn reload_group(c: &Client, mirror: &Mirror, group: &GroupId) -> Result<(), StoreError> {
-    let _one_at_a_time = mirror.reloading();
-    let row = block_on(group_rows(c, "g.group_id = $1", Some(group.as_str())))?.pop();
-    mirror.set_group(group, row);
-    Ok(())
-}
-
 impl PostgresStore {
     fn reload_user(&self, user: &UserId) -> Result<(), StoreError> {
-        reload_user(&self.read, &self.mirror, user)
+        reload_user(&*self.read.get()?, &self.mirror, user)
     }
 
     fn reload_group(&self, group: &GroupId) -> Result<(), StoreError> {
-        reload_group(&self.read, &self.mirror, group)
+        reload_group(&*self.read.get()?, &self.mirror, group)
     }
 }
 
@@ -449,12 +224,12 @@ impl Store for PostgresStore {
     }
 
     fn users(&self) -> Result<Vec<UserRow>, StoreError> {
-        block_on(user_rows(&self.read, "", None))
+        block_on(user_rows(&*self.read.get()?, "", None))
     }
 
     fn users_page(&self, after: Option<&UserId>, limit: u32) -> Result<Vec<UserRow>, StoreError> {
         block_on(user_rows(
-            &self.read,
+            &*self.read.get()?,
             after.map_or("", UserId::as_str),
             Some(i64::from(limit)),
         ))
@@ -532,12 +307,12 @@ impl Store for PostgresStore {
     }
 
     fn groups(&self) -> Result<Vec<GroupRow>, StoreError> {
-        block_on(group_rows(&self.read, "TRUE", None))
+        block_on(group_rows(&*self.read.get()?, "TRUE", None))
     }
 
     fn groups_of(&self, user: &UserId) -> Result<Vec<GroupRow>, StoreError> {
         block_on(group_rows(
-            &self.read,
+            &*self.read.get()?,
             "EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = g.group_id AND m.user_id = $1)",
             Some(user.as_str()),
         ))
@@ -630,7 +405,7 @@ impl Store for PostgresStore {
 
     fn recent_ended_rooms(&self, limit: usize) -> Result<Vec<(RoomId, EndReason)>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = block_on(self.read.query(
+        let rows = block_on(self.read.get()?.query(
             "SELECT record FROM calls WHERE NOT open ORDER BY end_ms DESC, call_id DESC LIMIT $1",
             &[&limit],
         ))?;
@@ -651,7 +426,7 @@ impl Store for PostgresStore {
         limit: u32,
         before: Option<i64>,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        let rows = block_on(self.read.query(
+        let rows = block_on(self.read.get()?.query(
             "SELECT c.record FROM call_users u JOIN calls c ON c.call_id = u.call_id
              WHERE u.user_id = $1 AND u.end_ms < $2 AND NOT c.open
              ORDER BY u.end_ms DESC, u.call_id DESC LIMIT $3",
@@ -667,6 +442,7 @@ impl Store for PostgresStore {
     fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(block_on(
             self.read
+                .get()?
                 .query_opt("SELECT value FROM settings WHERE key = $1", &[&key]),
         )?
         .map(|r| r.get(0)))
