@@ -14,6 +14,7 @@ use crate::audio::SpeakerSlot;
 use crate::census;
 use crate::codec::{self, AudioDecoder, VideoDecoder};
 use crate::event::MediaEvent;
+use crate::keyframe::DecoderLoss;
 use crate::peer::Inbound;
 
 /// Where a participant's inbound media goes: pictures to the decoder thread (dropped
@@ -59,6 +60,7 @@ pub(crate) fn spawn_decoder(
     input: std_mpsc::Receiver<Bytes>,
     events: mpsc::Sender<MediaEvent>,
     frames: Arc<std::sync::atomic::AtomicU32>,
+    loss: Arc<DecoderLoss>,
 ) -> ThreadHandle<()> {
     census::thread("tincan-decode", move || {
         let mut decoder = match VideoDecoder::new(rgba_width) {
@@ -80,7 +82,11 @@ pub(crate) fn spawn_decoder(
                     });
                 }
                 Ok(None) => {}
-                Err(e) => tracing::debug!(error = %e, "picture not decoded"),
+                Err(e) => {
+                    // A lost reference or no parameter sets: the track reader asks for a key frame.
+                    loss.raise();
+                    tracing::debug!(error = %e, "picture not decoded");
+                }
             }
         }
     })

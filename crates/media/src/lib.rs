@@ -20,6 +20,7 @@ pub mod devices;
 pub mod error;
 pub mod event;
 mod inbound;
+pub mod keyframe;
 pub mod negotiation;
 pub mod path;
 pub mod pattern;

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::Slot;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::RTCOfferOptions;
+use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
@@ -27,7 +29,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sdp::extmap::{SDES_MID_URI, TRANSPORT_CC_URI};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
-use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
@@ -40,8 +42,11 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::bandwidth::{self, BandwidthHandle, Reading};
 use crate::census;
 use crate::error::MediaError;
+use crate::keyframe::{self, DecoderLoss, Receiving};
 use crate::negotiation::Candidate;
 use crate::sdp;
+
+mod key_frame_requests;
 
 /// How every peer connection of a session is set up.
 #[derive(Debug, Clone)]
@@ -94,6 +99,8 @@ pub enum PeerState {
 pub enum PeerEvent {
     Candidate(Candidate),
     State(PeerState),
+    /// The far end asked for a key frame (RTCP PLI or FIR): it cannot decode what we send.
+    KeyFrameRequest,
 }
 
 /// Media received from the remote participant.
@@ -290,6 +297,8 @@ struct Handler {
     /// The mid of the local description's first m-section: every candidate belongs to it
     /// (one BUNDLE transport), and the far end looks the candidate's m-section up by it.
     mid: Arc<Mutex<Option<String>>>,
+    /// Raised by this participant's decoder; the video track's reader asks for a key frame.
+    decoder_loss: Arc<DecoderLoss>,
 }
 
 impl Handler {
@@ -336,27 +345,40 @@ impl PeerConnectionEventHandler for Handler {
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
         let inbound = self.inbound.clone();
-        let reader = tokio::spawn(census::task(read_track(track, inbound)));
+        let loss = self.decoder_loss.clone();
+        let reader = tokio::spawn(census::task(read_track(track, inbound, loss)));
         self.readers.lock().expect("readers lock").push(reader);
     }
 }
 
 /// Drains one remote track until the connection closes: Opus packets go out as they
-/// are; H.264 is reassembled into access units, emitted on the marker bit. A gap in
-/// sequence numbers drops the broken frame and asks the sender for a key frame.
-async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink) {
+/// are; H.264 is reassembled into access units, emitted on the marker bit. Pictures are
+/// decoded only from a key frame on: one is asked for (PLI, or FIR where that is all the
+/// far end takes), rate-limited by [`Receiving`], at the start, after a gap in sequence
+/// numbers and when the decoder reports a loss.
+async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink, loss: Arc<DecoderLoss>) {
     let Some(ssrc) = track.ssrcs().await.first().copied() else {
         return;
     };
-    let is_video = track
-        .codec(ssrc)
-        .await
+    let codec = track.codec(ssrc).await;
+    let is_video = codec
+        .as_ref()
         .is_some_and(|c| c.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264));
+    let fir_only = codec.as_ref().is_some_and(|c| {
+        let has = |typ: &str, parameter: &str| {
+            c.rtcp_feedback
+                .iter()
+                .any(|f| f.typ == typ && f.parameter == parameter)
+        };
+        has(TYPE_RTCP_FB_CCM, "fir") && !has("nack", "pli")
+    });
     let mut depacketizer = H264Packet::default();
     let mut unit = BytesMut::new();
     let mut timestamp = None;
     let mut last_seq: Option<u16> = None;
     let mut broken = false;
+    let mut keys = Receiving::new();
+    let mut fir_sequence = 0u8;
     while let Some(event) = track.poll().await {
         let packet = match event {
             TrackRemoteEvent::OnRtpPacket(packet) => packet,
@@ -395,15 +417,57 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink) {
             depacketizer = H264Packet::default();
             broken = true;
         }
-        if packet.header.marker {
-            if broken {
-                let pli = PictureLossIndication {
+        if !packet.header.marker {
+            continue;
+        }
+        let now = Instant::now();
+        let mut ask = loss.take() && keys.on_loss(now);
+        if broken {
+            ask |= keys.on_loss(now);
+            unit.clear();
+        } else if !unit.is_empty() {
+            let verdict = keys.on_picture(keyframe::is_key_frame(&unit), now);
+            ask |= verdict.ask;
+            if verdict.decode {
+                inbound(Inbound::Video(unit.split().freeze()));
+            } else {
+                unit.clear();
+            }
+        }
+        if ask {
+            let request: Box<dyn rtc::rtcp::Packet> = if fir_only {
+                fir_sequence = fir_sequence.wrapping_add(1);
+                Box::new(FullIntraRequest {
                     sender_ssrc: 0,
                     media_ssrc: ssrc,
-                };
-                let _ = track.write_rtcp(vec![Box::new(pli)]).await;
-            } else if !unit.is_empty() {
-                inbound(Inbound::Video(unit.split().freeze()));
+                    fir: vec![FirEntry {
+                        ssrc,
+                        sequence_number: fir_sequence,
+                    }],
+                })
+            } else {
+                Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                })
+            };
+            if let Err(e) = track.write_rtcp(vec![request]).await {
+                tracing::debug!(error = %e, "key-frame request not sent");
+            }
+        }
+    }
+}
+
+/// Reports each key-frame request the far end sends about our video (PLI or FIR; see
+/// [`key_frame_requests`]) until the connection closes.
+async fn read_key_frame_requests(track: Arc<TrackLocalStaticSample>, events: EventSink) {
+    while let Some(event) = track.poll().await {
+        if let TrackLocalEvent::OnRtcpPacket(packets) = event {
+            if packets
+                .iter()
+                .any(|p| key_frame_requests::is_key_frame_request(p.as_ref()))
+            {
+                events(PeerEvent::KeyFrameRequest);
             }
         }
     }
@@ -432,6 +496,7 @@ impl Peer {
         events: EventSink,
         inbound: InboundSink,
         ssrc_seed: u32,
+        decoder_loss: Arc<DecoderLoss>,
     ) -> Result<Peer, MediaError> {
         let mut media = MediaEngine::default();
         media
@@ -456,6 +521,10 @@ impl Peer {
         register_extensions(&mut media)?;
         let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
         let (registry, bandwidth) = bandwidth::congestion_control(registry);
+        let registry = registry.with(
+            Slot::from(key_frame_requests::SLOT),
+            key_frame_requests::KeyFrameRequests::default(),
+        );
 
         let interval = settings.ice_check_interval.max(Duration::from_millis(1));
         // Keep the stack's default budget of checks per pair (7 × 200 ms ≈ 1.4 s) at the
@@ -497,10 +566,11 @@ impl Peer {
         let readers = Arc::new(Mutex::new(Vec::new()));
         let mid = Arc::new(Mutex::new(None));
         let handler = Handler {
-            events,
+            events: events.clone(),
             inbound,
             readers: readers.clone(),
             mid: mid.clone(),
+            decoder_loss,
         };
         let pc = PeerConnectionBuilder::new()
             .with_configuration(config)
@@ -537,6 +607,12 @@ impl Peer {
                 return Err(e);
             }
         };
+        // Ends when the connection closes (the stack drops the track's event queue).
+        let requests = tokio::spawn(census::task(read_key_frame_requests(
+            video.track.clone(),
+            events,
+        )));
+        readers.lock().expect("readers lock").push(requests);
         Ok(Peer {
             pc,
             closed: false,

@@ -34,6 +34,7 @@ use crate::codec::{AudioEncoder, Tone};
 use crate::config::{AudioInput, AudioOutput, MediaConfig, VideoInput};
 use crate::event::{MediaEvent, OutSignal, Quality};
 use crate::inbound::{inbound_sink, spawn_decoder};
+use crate::keyframe::DecoderLoss;
 use crate::negotiation::{Negotiation, Signal, Step};
 use crate::path::{PathChange, PathWatch};
 use crate::peer::{Counters, Peer, PeerEvent, PeerState};
@@ -401,12 +402,15 @@ impl Driver {
         let generation = self.generation;
         let (decoder_tx, decoder_rx) = std_mpsc::sync_channel::<Bytes>(DECODE_CAPACITY);
         let frames = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        // Raised by the decoder, read by the connection's track reader: it asks for a key frame.
+        let decoder_loss = Arc::new(DecoderLoss::default());
         let decoder = spawn_decoder(
             user.to_owned(),
             self.config.frame_rgba_width,
             decoder_rx,
             self.events.clone(),
             frames.clone(),
+            decoder_loss.clone(),
         );
         let events = {
             let tx = self.peer_tx.clone();
@@ -422,7 +426,7 @@ impl Driver {
             self.speakers.clone(),
         );
         let seed = (generation as u32).wrapping_mul(0x9E37_79B9) ^ std::process::id();
-        let peer = match Peer::new(&self.config.peer, events, inbound, seed).await {
+        let peer = match Peer::new(&self.config.peer, events, inbound, seed, decoder_loss).await {
             Ok(peer) => peer,
             Err(e) => {
                 drop(decoder_tx);
@@ -591,6 +595,12 @@ impl Driver {
         };
         match event {
             PeerEvent::Candidate(c) => self.send_signal(&user, &Signal::Candidate(c)),
+            // The capture thread rate-limits these (keyframe.rs): many may come, one serves all.
+            PeerEvent::KeyFrameRequest => {
+                if let Some(capture) = &self.capture {
+                    let _ = capture.send(CaptureCommand::KeyFrame);
+                }
+            }
             PeerEvent::State(state) => {
                 let _ = self
                     .events

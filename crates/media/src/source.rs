@@ -22,6 +22,7 @@ use crate::codec::{self, VideoEncoder};
 use crate::config::VideoInput;
 use crate::error::MediaError;
 use crate::event::MediaEvent;
+use crate::keyframe;
 use crate::pattern::{self, Stamp, I420};
 use crate::screen;
 
@@ -310,6 +311,8 @@ pub(crate) fn capture_loop(
     });
     let mut encoded = setup;
     let mut picture = I420::new(settings.width, settings.height);
+    // Key frames asked for by receivers (PLI/FIR), made at most every 500 ms.
+    let mut key_frames = keyframe::Sending::default();
     let mut next = Instant::now();
     let mut counter = 0u32;
     let mut ticks = 0u32;
@@ -333,7 +336,8 @@ pub(crate) fn capture_loop(
                 continue;
             }
             Ok(CaptureCommand::KeyFrame) => {
-                encoder.force_key_frame();
+                // Served at a bounded rate below, however many receivers ask how often.
+                key_frames.request();
                 continue;
             }
             Ok(CaptureCommand::Audience(any)) => {
@@ -442,8 +446,15 @@ pub(crate) fn capture_loop(
             downscale(&frame, &mut picture);
         }
         let sent = if shrunk { &picture } else { &frame };
+        let now = Instant::now();
+        if key_frames.force_now(now) {
+            encoder.force_key_frame();
+        }
         match encoder.encode(sent) {
             Ok(unit) if !unit.is_empty() => {
+                if keyframe::is_key_frame(&unit) {
+                    key_frames.key_frame_sent(now);
+                }
                 // The counter numbers pictures sent, so a receiver's gap is a loss, not a skip.
                 counter = counter.wrapping_add(1);
                 let _ = out.try_send(EncodedVideo {
