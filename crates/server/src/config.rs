@@ -403,6 +403,39 @@ mod tests {
     }
 
     #[test]
+    fn the_database_setting_names_the_store_and_db_stays_the_sqlite_default() {
+        use crate::store::Database;
+        assert_eq!(
+            Settings::default().database(),
+            Database::Sqlite("tincan.db".into())
+        );
+        let old = Settings {
+            db: Some("/var/lib/tincan/tincan.db".into()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            old.database(),
+            Database::Sqlite("/var/lib/tincan/tincan.db".into())
+        );
+        let file: Settings =
+            toml::from_str("database = \"postgres://tincan@127.0.0.1/tincan\"").unwrap();
+        assert_eq!(
+            old.or(file).database(),
+            Database::Postgres("postgres://tincan@127.0.0.1/tincan".into()),
+            "--database wins over --db"
+        );
+        let flags = Settings {
+            database: Some("sqlite:other.db".into()),
+            ..Settings::default()
+        };
+        let file: Settings = toml::from_str("database = \"postgres://h/db\"").unwrap();
+        assert_eq!(
+            flags.or(file).database(),
+            Database::Sqlite("other.db".into())
+        );
+    }
+
+    #[test]
     fn allowed_origins_and_hosts_come_from_flags_or_the_file_and_are_checked() {
         let file: Settings = toml::from_str(
             "allowed_origins = [\"https://app.example.org\"]\nallowed_hosts = [\"calls.example.org\"]",
