@@ -438,16 +438,10 @@ function onConnection(s) {
     case 'connected':
       banner.hidden = true;
       break;
-    case 'resynced': {
+    case 'resynced':
+      // Whether our call survived the drop is the call model's to say (onCallState).
       banner.hidden = true;
-      // The login reply says which call this device is still in; any other is over.
-      const call = ui.call;
-      if (call && call.roomID) {
-        const cur = s.login && s.login.currentCall;
-        if (!cur || cur.roomID !== call.roomID) finishCall('The call ended while you were disconnected.', 'disconnected');
-      }
       break;
-    }
     case 'closed':
       banner.hidden = true;
       if (ui.signingOut || (s.reason && s.reason.kind === 'signedOut')) return;
@@ -464,25 +458,11 @@ function onConnection(s) {
 }
 
 function wireEvents() {
+  // When a call starts and ends is the call model's to say (callStateChanged); the events
+  // below only fill in the screens.
+  globalEvent.on('callStateChanged', onCallState);
   globalEvent.on('onReceiveNewInvitation', showIncoming);
-  globalEvent.on('onInvitationCancelled', (info) => {
-    if (incomingEnded(info, `Missed call from ${nameOf(info.invitation.inviterUserID)}.`)) return;
-    const call = ui.call;
-    if (call && call.roomID === info.invitation.roomID && call.kind === 'in-call') finishCall('Call ended.', 'ended');
-  });
-  globalEvent.on('onInvitationTimeout', (info) => {
-    if (incomingEnded(info, 'Missed call.')) return;
-    onInviteeAnswer('timeout', info);
-  });
-  globalEvent.on('onInviteeAcceptedByOtherDevice', (info) => {
-    if (incomingEnded(info, 'Answered on another device.')) return;
-    // Our invite was answered by one of our other devices (glare on another device).
-    const call = ui.call;
-    if (call && call.roomID === info.invitation.roomID) finishCall('Answered on another device.', 'other-device');
-  });
-  globalEvent.on('onInviteeRejectedByOtherDevice', (info) => {
-    incomingEnded(info, 'Declined on another device.');
-  });
+  globalEvent.on('onInvitationTimeout', (info) => onInviteeAnswer('timeout', info));
   globalEvent.on('onInviteeAccepted', (info) => onInviteeAnswer('accepted', info));
   globalEvent.on('onInviteeRejected', (info) => onInviteeAnswer('rejected', info));
   globalEvent.on('onHangUp', onHangUp);

@@ -48,26 +48,14 @@ async function startOutgoing(invitees, media, groupID) {
   setScreen('outgoing');
   const invite = groupID ? openIM.signalingInviteInGroup : openIM.signalingInvite;
   const res = await invite(openIM.newOperationID(), invitationFor(call));
-  if (ui.call !== call) return;
-  if (res.errCode !== 0) {
-    finishCall(explain(res), 'error');
-    return;
-  }
+  // A refusal, everyone busy, or glare (our invite answered their invitation ringing
+  // here) is the call model's to decide (onCallState); it may already have.
+  if (ui.call !== call || res.errCode !== 0) return;
   call.roomID = res.data.roomID;
   call.invitation = { ...invitationFor(call), roomID: res.data.roomID };
-  // Glare: our invite answered their invitation ringing here.
-  if (ui.incoming && ui.incoming.invitation.roomID === res.data.roomID) {
-    const inv = ui.incoming.invitation;
-    closeIncoming();
-    enterCall(inv, [inv.inviterUserID]);
-    return;
-  }
   const busy = res.data.busyLineUserIDList || [];
   busy.forEach((u) => call.pending.delete(u));
-  if (call.pending.size === 0) {
-    finishCall(busy.length === 1 ? `${nameOf(busy[0])} is busy on another call.` : 'Everyone is busy on another call.', 'busy');
-    return;
-  }
+  if (call.pending.size === 0) return;
   $('outgoing-status').textContent = busy.length ? `Ringing… (${list(busy)} busy)` : 'Ringing…';
   $('outgoing-status').dataset.state = 'ringing';
   ring.start('outgoing');
@@ -84,13 +72,11 @@ async function cancelOutgoing() {
     return;
   }
   $('outgoing-cancel').disabled = true;
+  // The call model ends the call as the request leaves (onCallState).
   const res = await openIM.signalingCancel(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: call.invitation });
   if (ui.call !== call) return;
-  if (res.errCode === 0 || res.errCode === 1602) finishCall('Call cancelled.', 'cancelled');
-  else {
-    $('outgoing-cancel').disabled = false;
-    $('outgoing-status').textContent = explain(res);
-  }
+  $('outgoing-cancel').disabled = false;
+  if (res.errCode !== 0) $('outgoing-status').textContent = explain(res);
 }
 
 // An answer to the call this window placed (or added people to).
@@ -109,14 +95,10 @@ function onInviteeAnswer(kind, info) {
     else addParticipant(who);
     return;
   }
-  const single = !call.groupID;
+  // When nobody is left to answer, the call model ends the call (onCallState).
   const text = kind === 'rejected' ? `${nameOf(who)} declined the call.` : `${nameOf(who)} did not answer.`;
   if (call.kind === 'outgoing') {
-    if (single || call.pending.size === 0) {
-      finishCall(single ? text : kind === 'rejected' ? 'Nobody joined: the call was declined.' : 'Nobody answered.', kind === 'rejected' ? 'rejected' : 'timeout');
-    } else {
-      $('outgoing-status').textContent = `Ringing… ${text}`;
-    }
+    if (call.pending.size > 0) $('outgoing-status').textContent = `Ringing… ${text}`;
   } else {
     showRinging();
     flash(text);
@@ -126,7 +108,9 @@ function onInviteeAnswer(kind, info) {
 // ---------------------------------------------------------------- incoming
 
 function showIncoming(info) {
-  if (ui.incoming && ui.incoming.invitation.roomID === info.invitation.roomID) return;
+  // One at a time, as the call model has it: another invitation waits, and its
+  // callStateChanged (ringingIn) shows it when this one ends.
+  if (ui.incoming) return;
   if (ui.call) return; // the server does not ring a busy user; ignore stale duplicates
   ui.incoming = info;
   const inv = info.invitation;
@@ -156,13 +140,6 @@ function closeIncoming(reason) {
   updateRootState();
 }
 
-function incomingEnded(info, reason) {
-  if (!ui.incoming || ui.incoming.invitation.roomID !== info.invitation.roomID) return false;
-  closeIncoming(reason);
-  loadHistory();
-  return true;
-}
-
 async function acceptIncoming() {
   const info = ui.incoming;
   if (!info) return;
@@ -170,16 +147,23 @@ async function acceptIncoming() {
   $('incoming-reject').disabled = true;
   info.early = []; // room events that overtake the accept's reply
   const res = await openIM.signalingAccept(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
-  if (ui.incoming !== info) return;
-  if (res.errCode !== 0) {
-    closeIncoming(explain(res));
-    return;
+  if (ui.incoming !== info) return; // the call model got there first (onCallState)
+  if (res.errCode === 0) enterAccepted(info);
+  else if (ui.incoming === info) {
+    // A passing failure (the call model rings again): the buttons work again.
+    showError('incoming-error', explain(res));
+    $('incoming-accept').disabled = false;
+    $('incoming-reject').disabled = false;
   }
+}
+
+// The call `info` rang for is answered (here, or through the openIM facade): the call.
+function enterAccepted(info) {
   closeIncoming();
   const inv = info.invitation;
   enterCall(inv, [inv.inviterUserID]);
   if (inv.groupID) refreshGroupParticipants(inv.groupID, inv.roomID);
-  for (const [handler, data] of info.early.splice(0)) handler(data);
+  for (const [handler, data] of (info.early || []).splice(0)) handler(data);
 }
 
 // Whether a room event arrived while this window's accept is on its way; keeps it for then.
@@ -203,10 +187,8 @@ async function rejectIncoming() {
   if (!info) return;
   $('incoming-accept').disabled = true;
   $('incoming-reject').disabled = true;
-  const res = await openIM.signalingReject(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
-  if (ui.incoming !== info) return;
-  closeIncoming(res.errCode === 0 || res.errCode === 1602 ? 'Call declined.' : explain(res));
-  loadHistory();
+  // The call model ends the call as the request leaves (onCallState).
+  await openIM.signalingReject(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
 }
 
 // A desktop notification (tauri-plugin-notification) when the window is not focused, and
@@ -332,21 +314,19 @@ async function hangUp() {
   const call = ui.call;
   if (!call) return;
   $('hangup').disabled = true;
-  const res = await openIM.signalingHungUp(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: { ...call.invitation, roomID: call.roomID } });
+  // The call model ends the call as the request leaves (onCallState).
+  await openIM.signalingHungUp(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: { ...call.invitation, roomID: call.roomID } });
   $('hangup').disabled = false;
-  if (ui.call !== call) return;
-  finishCall(res.errCode === 0 || res.errCode === 1602 ? 'Call ended.' : `Call ended. ${explain(res)}`, 'hung-up');
 }
 
 function onHangUp(info) {
   if (heldForAccept(onHangUp, info)) return;
   const call = ui.call;
   if (!call || call.kind !== 'in-call' || info.invitation.roomID !== call.roomID) return;
+  // Whether this ends the call is the call model's to say (onCallState).
   const who = info.opUserID;
   call.participants.delete(who);
-  if (!call.groupID || call.participants.size <= 1) {
-    finishCall(`${nameOf(who)} hung up. Call ended.`, 'remote-hung-up');
-  } else {
+  if (call.groupID && call.participants.size > 1) {
     renderParticipants();
     flash(`${nameOf(who)} left the call.`);
   }
@@ -379,6 +359,89 @@ function finishCall(reason, kind) {
   $('call-ended-reason').dataset.kind = kind || '';
   setScreen(ui.me ? 'contacts' : 'signin');
   loadHistory();
+}
+
+// ---------------------------------------------------------------- the call model
+
+// The SDK's model of this device's call (callStateChanged) decides when a call begins and
+// ends, whether it was placed or answered from these screens, through the openIM facade,
+// or resumed after a reconnect. The OpenIM events only fill in what the screens show.
+function onCallState(s) {
+  switch (s.phase) {
+    case 'ringingIn':
+      if (!ui.incoming && !ui.call && s.invitation) {
+        const inviter = s.invitation.inviterUserID;
+        showIncoming({ invitation: s.invitation, opUserID: inviter, userID: inviter });
+      }
+      break;
+    case 'inCall':
+      if (ui.call && ui.call.kind === 'in-call' && ui.call.roomID === s.roomID) break;
+      if (ui.incoming && ui.incoming.invitation.roomID === s.roomID) enterAccepted(ui.incoming);
+      else if (s.invitation) {
+        enterCall({ ...s.invitation, roomID: s.roomID }, s.peerUserIDs);
+        ui.call.pending = new Set(s.ringingUserIDs);
+        showRinging();
+      }
+      break;
+    case 'ended':
+      callEnded(s);
+      break;
+  }
+}
+
+function callEnded(s) {
+  const end = s.end || {};
+  if (end.reason === 'clientClosed' || end.reason === 'signedInElsewhere') return; // see onConnection
+  const refused = end.error ? explain(end.error) : '';
+  if (ui.incoming && ui.incoming.invitation.roomID === s.roomID) {
+    const from = nameOf(ui.incoming.invitation.inviterUserID);
+    const text = {
+      remoteCancelled: refused || `Missed call from ${from}.`,
+      missed: 'Missed call.',
+      declined: 'Call declined.',
+      answeredElsewhere: 'Answered on another device.',
+      declinedElsewhere: 'Declined on another device.',
+    }[end.reason];
+    closeIncoming(text || refused || 'The call ended.');
+    loadHistory();
+    return;
+  }
+  const call = ui.call;
+  // Our invite ends before its reply named the room when it is refused.
+  const ours = call && (call.roomID === s.roomID || (call.kind === 'outgoing' && !call.roomID && s.direction === 'outgoing'));
+  if (!ours) return;
+  const [text, kind] = endOfCall(s, end, refused);
+  finishCall(text, kind);
+}
+
+// What the screen says when our call ends, and the kind (data-kind) it is.
+function endOfCall(s, end, refused) {
+  const by = end.byUserID ? nameOf(end.byUserID) : '';
+  const single = !(s.invitation && s.invitation.groupID);
+  switch (end.reason) {
+    case 'hungUp':
+      return ['Call ended.', 'hung-up'];
+    case 'remoteHungUp':
+      return [`${by} hung up. Call ended.`, 'remote-hung-up'];
+    case 'cancelled':
+      return ['Call cancelled.', 'cancelled'];
+    case 'remoteDeclined':
+      return [single ? `${by} declined the call.` : 'Nobody joined: the call was declined.', 'rejected'];
+    case 'noAnswer':
+      return [single ? `${by} did not answer.` : 'Nobody answered.', 'timeout'];
+    case 'busy': {
+      const busy = (s.invitation && s.invitation.busyLineUserIDList) || [];
+      return [busy.length === 1 ? `${nameOf(busy[0])} is busy on another call.` : 'Everyone is busy on another call.', 'busy'];
+    }
+    case 'refused':
+      return [refused, 'error'];
+    case 'answeredElsewhere':
+      return ['Answered on another device.', 'other-device'];
+    case 'connectionLost':
+      return ['The call ended while you were disconnected.', 'disconnected'];
+    default:
+      return ['Call ended.', 'ended'];
+  }
 }
 
 // ---------------------------------------------------------------- groups

@@ -156,6 +156,24 @@ export type ConnectionState =
   | { state: 'resynced'; login: unknown }
   | { state: 'closed'; reason: { kind: 'clientClosed' | 'kickedOffline' | 'loginRefused' | 'connectionLost' | 'signedOut'; message: string } };
 
+/** Tincan: the SDK's model of this device's current call (one judge of "is my call over"). */
+export type CallPhase = 'idle' | 'ringingOut' | 'ringingIn' | 'connecting' | 'inCall' | 'ended';
+export type CallEndReason =
+  | 'hungUp' | 'remoteHungUp' | 'cancelled' | 'remoteCancelled' | 'declined' | 'remoteDeclined'
+  | 'noAnswer' | 'missed' | 'answeredElsewhere' | 'declinedElsewhere' | 'busy' | 'refused'
+  | 'connectionLost' | 'signedInElsewhere' | 'clientClosed';
+export interface CallState {
+  phase: CallPhase;
+  direction?: 'outgoing' | 'incoming';
+  roomID: string;
+  invitation?: RtcInvite;
+  /** The other participants connected, as far as this device has been told. */
+  peerUserIDs: string[];
+  /** Our call: invitees still ringing. */
+  ringingUserIDs: string[];
+  end?: { reason: CallEndReason; byUserID?: string; error?: { errCode: number; errMsg: string } };
+}
+
 export interface EventPayloads {
   onReceiveNewInvitation: SignalingInfo;
   onInviteeAccepted: SignalingInfo;
@@ -170,6 +188,7 @@ export interface EventPayloads {
   onReceiveCustomSignal: CustomSignalInfo;
   onKickedOffline: { reason: string };
   connectionStateChanged: ConnectionState;
+  callStateChanged: CallState;
 }
 
 export interface GlobalEvent {

@@ -7,7 +7,9 @@
 //
 // Every API resolves (never rejects) with {errCode, errMsg, data}; errCode 0 is success.
 // Event listeners receive the OpenIM payload. Besides OpenIM's callbacks there is
-// 'connectionStateChanged' ({state: 'connected'|'reconnecting'|'resynced'|'closed', …}).
+// 'connectionStateChanged' ({state: 'connected'|'reconnecting'|'resynced'|'closed', …}) and
+// 'callStateChanged' (this device's call: {phase, roomID, peerUserIDs, end?, …}; the one
+// judge of when a call starts and ends, however it was placed or answered).
 // Types: openim.d.ts.
 'use strict';
 
@@ -33,6 +35,7 @@
     'onReceiveCustomSignal',
     'onKickedOffline',
     'connectionStateChanged',
+    'callStateChanged',
   ]);
 
   // A local error in the OpenIM shape (never reached the backend): 10002 (ArgsError) when

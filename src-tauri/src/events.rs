@@ -4,7 +4,9 @@
 //! `onInviteeAccepted`, … exactly [`Event::name`]) with the OpenIM payload
 //! ([`tincan_sdk::event_data`]); connection-state changes are emitted as
 //! [`CONNECTION_STATE_CHANGED`] with the SDK's serialized [`ConnectionState`]
-//! (`{"state": "reconnecting", "attempt": 1, "reason": "…"}` …).
+//! (`{"state": "reconnecting", "attempt": 1, "reason": "…"}` …), and the SDK's model of
+//! this device's call as [`CALL_STATE_CHANGED`] (its [`tincan_sdk::CallState`]), which
+//! decides for the page and for media when a call starts and ends.
 
 use tauri::{AppHandle, Emitter, Manager};
 use tincan_sdk::protocol::Event;
@@ -15,6 +17,8 @@ use crate::state::AppState;
 
 /// Event name for connection-state changes.
 pub const CONNECTION_STATE_CHANGED: &str = "connectionStateChanged";
+/// Event name for the SDK's call-state snapshots.
+pub const CALL_STATE_CHANGED: &str = "callStateChanged";
 
 /// What one SDK event becomes in the window: `(event name, payload)`, or `None` for
 /// kinds this app does not know.
@@ -22,6 +26,10 @@ pub fn to_window_event(event: &SdkEvent) -> Option<(&'static str, serde_json::Va
     match event {
         SdkEvent::Signaling(e) => Some((e.name(), event_data(e))),
         SdkEvent::Connection(state) => Some((CONNECTION_STATE_CHANGED, connection_json(state))),
+        SdkEvent::CallStateChanged(state) => Some((
+            CALL_STATE_CHANGED,
+            serde_json::to_value(state).expect("a call state serializes"),
+        )),
         _ => None,
     }
 }
@@ -42,9 +50,9 @@ pub fn spawn_forwarder(
             if !app.state::<AppState>().is_current(generation) {
                 continue;
             }
-            if let SdkEvent::Connection(ConnectionState::Closed { .. }) = &event {
-                // Signed out for good (kicked, token refused): no call goes on.
-                crate::media::end(&app, None);
+            if let SdkEvent::CallStateChanged(state) = &event {
+                // The SDK's call model is the one judge of whether our call is over.
+                crate::media::on_call_state(&app, state);
             }
             if let SdkEvent::Signaling(e) = &event {
                 crate::media::on_event(&app, e);
@@ -63,7 +71,7 @@ pub fn spawn_forwarder(
 }
 
 /// A media event for the window (`mediaPeerState`, `mediaRemoteState`, `mediaQuality`,
-/// `mediaFailed`); pictures go through the frame channel instead (see [`crate::media`]).
+/// `mediaFailed`, `mediaAudioOnly`); pictures go through the frame channel instead (see [`crate::media`]).
 pub fn emit_media(app: &AppHandle, name: &str, payload: serde_json::Value) {
     if let Err(e) = app.emit(name, payload) {
         tracing::warn!("cannot emit {name}: {e}");
@@ -96,6 +104,19 @@ mod tests {
         let (name, payload) = to_window_event(&e).unwrap();
         assert_eq!(name, "onKickedOffline");
         assert_eq!(payload, serde_json::json!({"reason": "replaced"}));
+    }
+
+    #[test]
+    fn call_states_are_call_state_changed_with_the_sdks_snapshot() {
+        let login: tincan_sdk::protocol::LoginReply = serde_json::from_value(serde_json::json!({
+            "userID": "bob", "deviceID": "d1", "protocolVersion": 1, "serverTime": 1,
+            "pendingInvitations": []}))
+        .unwrap();
+        let model = tincan_sdk::CallModel::new(login.user_id.clone(), &login);
+        let e = SdkEvent::CallStateChanged(model.state().clone());
+        let (name, payload) = to_window_event(&e).unwrap();
+        assert_eq!(name, "callStateChanged");
+        assert_eq!(payload["phase"], "idle");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tincan_media::{
 use tincan_sdk::protocol::{
     ActionParams, Event, IceServer, Invitation, MediaType, RoomId, SESSION_SINGLE,
 };
-use tincan_sdk::{new_operation_id, Client};
+use tincan_sdk::{new_operation_id, CallPhase, CallState, Client};
 
 use crate::events;
 
@@ -221,30 +221,23 @@ pub fn start(
     tauri::async_runtime::spawn(pump(app.clone(), client, room, media, events));
 }
 
-/// Feeds a signaling event to the active call's media, and ends media when the event
-/// ends the call for this device.
+/// Feeds a signaling event to the active call's media (whom to connect to, negotiation).
 pub fn on_event(app: &AppHandle, event: &Event) {
-    let state = app.state::<MediaState>();
-    let Some(media) = state.media() else { return };
-    media.on_event(event);
-    let room = media.room().as_str();
-    let ends = match event {
-        // One-to-one: the other side left, declined, never answered or withdrew.
-        Event::HangUp(i)
-        | Event::InviteeRejected(i)
-        | Event::InvitationTimeout(i)
-        | Event::InvitationCancelled(i) => {
-            i.invitation.room_id == room && i.invitation.session_type == SESSION_SINGLE
-        }
-        // Group: everyone else has gone.
-        Event::RoomParticipantDisconnected(i) => {
-            i.invitation.room_id == room && i.participant.len() <= 1
-        }
-        Event::KickedOffline(_) => true,
-        _ => false,
-    };
-    if ends {
-        end(app, None);
+    if let Some(media) = app.state::<MediaState>().media() {
+        media.on_event(event);
+    }
+}
+
+/// Follows the SDK's model of this device's call: when it says the call is over, its
+/// media ends. (Media starts from the invite's or accept's reply, which carries the room
+/// token; see `commands::joining`.)
+pub fn on_call_state(app: &AppHandle, state: &CallState) {
+    if state.phase != CallPhase::Ended {
+        return;
+    }
+    // No room: our invite was refused before it had one, and no media started.
+    if let Ok(room) = RoomId::new(state.room_id.clone()) {
+        end(app, Some(&room));
     }
 }
 

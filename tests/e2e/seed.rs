@@ -63,20 +63,9 @@ openIM.signalingAccept('e2e-seed-accept', options, (accepted) => {
 #[test]
 fn seed_accept_and_hang_up_examples_call_back_with_err_code_0() {
     harness::run_with("seed-accept", with_password("alice"), |s| async move {
-        let mut bob = s.server.peer("bob", "bob-sdk").await;
         s.sign_in("alice").await;
+        let (mut bob, invitation) = rings_alice(&s, "bob").await;
 
-        let mut params = invite_params(&["alice"], "", 1);
-        let reply = bob
-            .client
-            .signaling_invite(&op("invite"), params.clone())
-            .await
-            .expect("bob calls");
-        params.invitation.room_id = reply.room_id.to_string();
-        params.invitation.inviter_user_id = "bob".into();
-        s.app.wait_state("incoming").await;
-
-        let invitation = serde_json::to_value(&params.invitation).unwrap();
         let out: Value = s
             .app
             .client()
@@ -115,21 +104,10 @@ openIM.signalingInviteInGroup('e2e-seed-group', options, (invited) => {
 fn seed_group_invite_and_reject_examples_call_back_with_err_code_0() {
     harness::run_with("seed-group", with_password("alice"), |s| async move {
         let mut bob = s.server.peer("bob", "bob-sdk").await;
-        let mut carol = s.server.peer("carol", "carol-sdk").await;
         s.sign_in("alice").await;
 
         // carol rings alice; the seed's reject answers it.
-        let mut params = invite_params(&["alice"], "", 1);
-        let reply = carol
-            .client
-            .signaling_invite(&op("invite"), params.clone())
-            .await
-            .expect("carol calls");
-        params.invitation.room_id = reply.room_id.to_string();
-        params.invitation.inviter_user_id = "carol".into();
-        s.app.wait_state("incoming").await;
-
-        let incoming = serde_json::to_value(&params.invitation).unwrap();
+        let (mut carol, incoming) = rings_alice(&s, "carol").await;
         let out: Value = s
             .app
             .client()
@@ -142,4 +120,67 @@ fn seed_group_invite_and_reject_examples_call_back_with_err_code_0() {
         assert_eq!(inv.invitation.group_id, "team");
         within(carol.expect("onInviteeRejected")).await;
     });
+}
+
+/// `signalingAccept` through the facade, as a page embedding Tincan's API calls it.
+const FACADE_ACCEPT: &str = r#"
+const [invitation] = arguments;
+const done = arguments[arguments.length - 1];
+openIM.signalingAccept('e2e-facade-accept', { opUserID: "alice", invitation }, done);
+"#;
+
+/// `signalingHungUp` through the facade.
+const FACADE_HANG_UP: &str = r#"
+const [invitation] = arguments;
+const done = arguments[arguments.length - 1];
+openIM.signalingHungUp('e2e-facade-hangup', { opUserID: "alice", invitation }, done);
+"#;
+
+#[test]
+fn a_call_answered_and_ended_through_the_facade_moves_the_window_with_it() {
+    harness::run_with("facade-accept", with_password("alice"), |s| async move {
+        s.sign_in("alice").await;
+        let (mut bob, invitation) = rings_alice(&s, "bob").await;
+
+        // Answered by the page's own code, not the dialog's button: the window follows
+        // the SDK's call model into the call (it used to keep showing the dialog).
+        let accepted: Value = s
+            .app
+            .client()
+            .execute_async(FACADE_ACCEPT, vec![invitation.clone()])
+            .await
+            .expect("the facade answers");
+        assert_eq!(accepted["errCode"], json!(0), "{accepted}");
+        s.app.wait_state("in-call").await;
+        within(bob.expect("onInviteeAccepted")).await;
+
+        let hung_up: Value = s
+            .app
+            .client()
+            .execute_async(FACADE_HANG_UP, vec![invitation])
+            .await
+            .expect("the facade hangs up");
+        assert_eq!(hung_up["errCode"], json!(0), "{hung_up}");
+        s.app
+            .wait_attr("call-ended-reason", "data-kind", "hung-up")
+            .await;
+        s.app.wait_state("contacts").await;
+        within(bob.expect("onHangUp")).await;
+    });
+}
+
+/// `caller` (an SDK client) rings alice, whose window shows the incoming dialog; returns
+/// the caller and the invitation as the window got it.
+async fn rings_alice(s: &harness::Session, caller: &str) -> (tincan_tests::Peer, Value) {
+    let peer = s.server.peer(caller, &format!("{caller}-sdk")).await;
+    let mut params = invite_params(&["alice"], "", 1);
+    let reply = peer
+        .client
+        .signaling_invite(&op("invite"), params.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{caller} calls: {e}"));
+    params.invitation.room_id = reply.room_id.to_string();
+    params.invitation.inviter_user_id = caller.into();
+    s.app.wait_state("incoming").await;
+    (peer, serde_json::to_value(&params.invitation).unwrap())
 }

@@ -4,16 +4,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tincan_sdk::protocol::{
-    ActionParams, Event, Invitation, InviteParams, MediaType, UserId, SESSION_SINGLE,
+    ActionParams, Invitation, InviteParams, MediaType, UserId, SESSION_SINGLE,
 };
-use tincan_sdk::{new_operation_id, ApiResult, Client, ConnectionState, SdkEvent};
+use tincan_sdk::{
+    new_operation_id, ApiResult, CallPhase, CallState, Client, ConnectionState, SdkEvent,
+};
 use tokio::sync::mpsc;
 
 use crate::media::{self, CliMedia, MediaOpts};
 use crate::output::{emit, reply_line, sdk_event_line};
 use crate::{close_and_drain, exit_code_for};
 
-/// What an event means for the call in `room`.
+/// What a call-state snapshot means for the call in `room`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The callee answered; the call is on.
@@ -22,17 +24,16 @@ pub enum Outcome {
     Ended,
 }
 
-/// Reads an event as the caller of the one-to-one call in `room`.
-pub fn outcome(event: &Event, room: &str) -> Option<Outcome> {
-    let (info, outcome) = match event {
-        Event::InviteeAccepted(i) => (i, Outcome::Accepted),
-        Event::InviteeRejected(i)
-        | Event::InvitationTimeout(i)
-        | Event::InvitationCancelled(i)
-        | Event::HangUp(i) => (i, Outcome::Ended),
-        _ => return None,
-    };
-    (info.invitation.room_id == room).then_some(outcome)
+/// Reads the SDK's call model (the one judge of whether the call is over) for `room`.
+pub fn outcome(state: &CallState, room: &str) -> Option<Outcome> {
+    if state.room_id != room {
+        return None;
+    }
+    match state.phase {
+        CallPhase::InCall => Some(Outcome::Accepted),
+        CallPhase::Ended => Some(Outcome::Ended),
+        _ => None,
+    }
 }
 
 /// Places the call and follows it to its end. Ctrl-C cancels a ringing call and hangs
@@ -71,7 +72,7 @@ pub async fn run(
             return ExitCode::FAILURE;
         }
     };
-    if reply.busy_line_user_id_list.contains(&callee) {
+    if client.call_state().phase == CallPhase::Ended {
         // Busy: the server did not ring anyone, so the call is already over.
         return close_and_drain(&client, events).await;
     }
@@ -99,15 +100,15 @@ pub async fn run(
                         if let Some(m) = &media {
                             m.on_event(e);
                         }
-                        match outcome(e, &invitation.room_id) {
-                            Some(Outcome::Accepted) => {
-                                accepted = true;
-                                hangup_timer = hangup_after.map(|d| Box::pin(tokio::time::sleep(d)));
-                            }
-                            Some(Outcome::Ended) => break,
-                            None => {}
-                        }
                     }
+                    SdkEvent::CallStateChanged(state) => match outcome(state, &invitation.room_id) {
+                        Some(Outcome::Accepted) if !accepted => {
+                            accepted = true;
+                            hangup_timer = hangup_after.map(|d| Box::pin(tokio::time::sleep(d)));
+                        }
+                        Some(Outcome::Ended) => break,
+                        _ => {}
+                    },
                     SdkEvent::Connection(ConnectionState::Closed { reason }) => {
                         return exit_code_for(reason);
                     }
@@ -154,50 +155,42 @@ async fn end_call(client: &Client, invitation: &Invitation, accepted: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tincan_sdk::protocol::SignalingInfo;
+    use tincan_sdk::protocol::LoginReply;
+    use tincan_sdk::CallModel;
 
-    fn info(room: &str) -> SignalingInfo {
-        let bob = UserId::new("bob").unwrap();
-        SignalingInfo {
-            invitation: Invitation {
-                room_id: room.into(),
-                ..Invitation::default()
-            },
-            op_user_id: bob.clone(),
-            user_id: bob,
-            op_user_platform_id: 7,
-            participant: None,
-            offline_push_info: None,
-            event_time: 1,
+    fn idle() -> CallState {
+        let login: LoginReply = serde_json::from_value(serde_json::json!({
+            "userID": "alice", "deviceID": "d1", "protocolVersion": 1, "serverTime": 1,
+            "pendingInvitations": []}))
+        .unwrap();
+        CallModel::new(login.user_id.clone(), &login)
+            .state()
+            .clone()
+    }
+
+    fn at(phase: CallPhase, room: &str) -> CallState {
+        CallState {
+            phase,
+            room_id: room.into(),
+            ..idle()
         }
     }
 
     #[test]
-    fn the_callee_answering_puts_the_call_on() {
+    fn the_call_model_says_when_the_call_is_on_and_when_it_is_over() {
         assert_eq!(
-            outcome(&Event::InviteeAccepted(info("r1")), "r1"),
+            outcome(&at(CallPhase::InCall, "r1"), "r1"),
             Some(Outcome::Accepted)
         );
-    }
-
-    #[test]
-    fn decline_timeout_cancel_and_hangup_end_the_call() {
-        for e in [
-            Event::InviteeRejected(info("r1")),
-            Event::InvitationTimeout(info("r1")),
-            Event::InvitationCancelled(info("r1")),
-            Event::HangUp(info("r1")),
-        ] {
-            assert_eq!(outcome(&e, "r1"), Some(Outcome::Ended), "{e:?}");
-        }
-    }
-
-    #[test]
-    fn events_of_other_rooms_and_kinds_do_not_matter() {
-        assert_eq!(outcome(&Event::HangUp(info("other")), "r1"), None);
         assert_eq!(
-            outcome(&Event::ReceiveNewInvitation(info("r1")), "r1"),
-            None
+            outcome(&at(CallPhase::Ended, "r1"), "r1"),
+            Some(Outcome::Ended)
         );
+        assert_eq!(outcome(&at(CallPhase::RingingOut, "r1"), "r1"), None);
+    }
+
+    #[test]
+    fn other_rooms_do_not_matter() {
+        assert_eq!(outcome(&at(CallPhase::Ended, "other"), "r1"), None);
     }
 }

@@ -7,7 +7,7 @@ use clap::ValueEnum;
 use tincan_sdk::protocol::{
     AcceptReply, ActionParams, Event, Invitation, MediaType, SignalingInfo, SESSION_SINGLE,
 };
-use tincan_sdk::{new_operation_id, ApiResult, Client, ConnectionState, SdkEvent};
+use tincan_sdk::{new_operation_id, ApiResult, CallPhase, Client, ConnectionState, SdkEvent};
 use tokio::sync::mpsc;
 
 use crate::media::{self, CliMedia, MediaOpts};
@@ -34,8 +34,6 @@ pub async fn run(
     media_opts: MediaOpts,
 ) -> ExitCode {
     let mut media: Option<CliMedia> = None;
-    // Rooms this client hung up on by itself (--hangup-after-ms).
-    let (hung_up_tx, mut hung_up) = mpsc::unbounded_channel::<String>();
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -43,7 +41,7 @@ pub async fn run(
                 emit(&sdk_event_line(&event));
                 match event {
                     SdkEvent::Signaling(Event::ReceiveNewInvitation(info)) => {
-                        let accepted = answer(&client, auto, hangup_after, info, &hung_up_tx).await;
+                        let accepted = answer(&client, auto, hangup_after, info).await;
                         if let (Some((reply, invitation)), true) = (accepted, media_opts.media) {
                             if let Some(old) = media.take() {
                                 old.close().await;
@@ -59,22 +57,18 @@ pub async fn run(
                         if let Some(m) = &media {
                             m.on_event(&e);
                         }
-                        if let Event::HangUp(info) = &e {
-                            let ours = media.as_ref().is_some_and(|m| m.room().as_str() == info.invitation.room_id);
-                            if ours && info.invitation.session_type == SESSION_SINGLE {
-                                media.take().expect("checked").close().await;
-                            }
+                    }
+                    // The SDK's call model says the call is over, whoever ended it (the
+                    // far end, or this client's own --hangup-after-ms).
+                    SdkEvent::CallStateChanged(state) if state.phase == CallPhase::Ended => {
+                        if media.as_ref().is_some_and(|m| m.room().as_str() == state.room_id) {
+                            media.take().expect("checked").close().await;
                         }
                     }
                     SdkEvent::Connection(ConnectionState::Closed { reason }) => {
                         return exit_code_for(&reason);
                     }
                     _ => {}
-                }
-            }
-            Some(room) = hung_up.recv() => {
-                if media.as_ref().is_some_and(|m| m.room().as_str() == room) {
-                    media.take().expect("checked").close().await;
                 }
             }
             failed = media::next(&mut media) => {
@@ -101,7 +95,6 @@ async fn answer(
     auto: Auto,
     hangup_after: Option<Duration>,
     info: SignalingInfo,
-    hung_up: &mpsc::UnboundedSender<String>,
 ) -> Option<(AcceptReply, Invitation)> {
     let invitation = info.invitation.clone();
     let params = ActionParams {
@@ -124,13 +117,10 @@ async fn answer(
             if let Some(after) = hangup_after {
                 // In its own task, so that events keep printing meanwhile.
                 let client = client.clone();
-                let hung_up = hung_up.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(after).await;
-                    let room = params.invitation.room_id.clone();
                     let r = client.signaling_hung_up(&new_operation_id(), params).await;
                     emit(&reply_line("signalingHungUp", &ApiResult::from(r)));
-                    let _ = hung_up.send(room);
                 });
             }
             Some((reply, invitation))

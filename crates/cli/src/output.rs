@@ -43,6 +43,18 @@ pub fn sdk_event_line(event: &SdkEvent) -> String {
     match event {
         SdkEvent::Signaling(e) => event_line(e),
         SdkEvent::Connection(s) => connection_line(s),
+        SdkEvent::CallStateChanged(state) => {
+            #[derive(Serialize)]
+            struct Line<'a> {
+                event: &'a str,
+                #[serde(flatten)]
+                state: &'a tincan_sdk::CallState,
+            }
+            to_line(&Line {
+                event: "callStateChanged",
+                state,
+            })
+        }
         other => to_line(&serde_json::json!({ "event": "unknown", "debug": format!("{other:?}") })),
     }
 }

@@ -97,7 +97,7 @@ struct Pending {
 enum CallReply {
     /// Our invite, as sent.
     Invite(Box<tincan_protocol::Invitation>),
-    /// Our accept of this room.
+    /// Our accept of this room, or our join of it by room id.
     Accept(String),
 }
 
@@ -276,6 +276,7 @@ impl Driver {
                 Some(CallReply::Invite(Box::new(p.invitation.clone())))
             }
             Request::Accept(p) => Some(CallReply::Accept(p.invitation.room_id.clone())),
+            Request::GetTokenByRoomId(p) => Some(CallReply::Accept(p.room_id.to_string())),
             _ => None,
         };
         let text = ClientFrame {

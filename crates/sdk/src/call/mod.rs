@@ -177,12 +177,6 @@ impl CallState {
     pub fn is_active(&self) -> bool {
         !matches!(self.phase, CallPhase::Idle | CallPhase::Ended)
     }
-
-    fn is_group(&self) -> bool {
-        self.invitation
-            .as_ref()
-            .is_some_and(|i| !i.group_id.is_empty() || i.session_type >= 2)
-    }
 }
 
 /// A request of ours that the call model follows.
@@ -190,6 +184,9 @@ impl CallState {
 pub(crate) enum CallRequest {
     Invite,
     Accept(String),
+    /// `signalingGetTokenByRoomID`: joining a (group) call by its room, or a token for
+    /// the call we are in.
+    Join(String),
     Reject(String),
     Cancel(String),
     HangUp(String),
@@ -203,6 +200,7 @@ impl CallRequest {
         Some(match request {
             R::Invite(_) | R::InviteInGroup(_) => CallRequest::Invite,
             R::Accept(p) => CallRequest::Accept(room(p)),
+            R::GetTokenByRoomId(p) => CallRequest::Join(p.room_id.to_string()),
             R::Reject(p) => CallRequest::Reject(room(p)),
             R::Cancel(p) => CallRequest::Cancel(room(p)),
             R::HungUp(p) => CallRequest::HangUp(room(p)),
@@ -219,6 +217,9 @@ pub struct CallModel {
     state: CallState,
     /// Other invitations ringing here while the current call rings, by room.
     waiting: BTreeMap<String, SignalingInfo>,
+    /// The call in `Connecting` is a join by room id that never rang here: a passing
+    /// failure ends it rather than ringing.
+    joining_unrung: bool,
 }
 
 impl CallModel {
@@ -229,6 +230,7 @@ impl CallModel {
             me,
             state: CallState::idle(),
             waiting: BTreeMap::new(),
+            joining_unrung: false,
         };
         model.resync(login);
         model
@@ -254,8 +256,20 @@ impl CallModel {
                 // Placing a call while one rings here: the server answers (busy, or the
                 // call-back merges with the ringing invitation); the reply decides.
             }
-            CallRequest::Accept(room) if self.is(room, &[CallPhase::RingingIn]) => {
+            CallRequest::Accept(room) | CallRequest::Join(room)
+                if self.is(room, &[CallPhase::RingingIn]) =>
+            {
+                self.joining_unrung = false;
                 self.state.phase = CallPhase::Connecting;
+            }
+            CallRequest::Join(room) if !self.state.is_active() => {
+                self.joining_unrung = true;
+                self.state = CallState {
+                    phase: CallPhase::Connecting,
+                    direction: Some(Direction::Incoming),
+                    room_id: room.clone(),
+                    ..CallState::idle()
+                };
             }
             CallRequest::Reject(room) if self.is(room, &[CallPhase::RingingIn]) => {
                 self.end(EndReason::Declined, Some(self.me.clone()), None);
@@ -341,7 +355,7 @@ impl CallModel {
         self.changes(before)
     }
 
-    /// The server answered our accept of `room`.
+    /// The server answered our accept of `room`, or our join of it by room id.
     pub(crate) fn on_accept_reply(
         &mut self,
         room: &str,
@@ -364,6 +378,9 @@ impl CallModel {
                     self.end(EndReason::RemoteCancelled, None, Some(error(code, message)))
                 }
                 Err((code @ (ErrCode::Busy | ErrCode::RoomFull), message)) => {
+                    self.end(EndReason::Refused, None, Some(error(code, message)))
+                }
+                Err((code, message)) if self.joining_unrung => {
                     self.end(EndReason::Refused, None, Some(error(code, message)))
                 }
                 // A passing failure: it still rings; the person may try again.
@@ -425,10 +442,12 @@ impl CallModel {
             Event::HangUp(info) => {
                 if self.is_current(info, &[CallPhase::InCall]) {
                     self.state.peers.retain(|u| *u != info.op_user_id);
+                    let group =
+                        !info.invitation.group_id.is_empty() || info.invitation.session_type >= 2;
                     // One-to-one: the call is over. A group call is over when the list in
                     // onRoomParticipantDisconnected (right after) holds only us: someone
                     // who joined may not know everyone who is there.
-                    if !self.state.is_group() {
+                    if !group {
                         self.end(EndReason::RemoteHungUp, Some(info.op_user_id.clone()), None);
                     }
                 }
@@ -544,6 +563,10 @@ impl CallModel {
     fn participants(&mut self, info: &RoomParticipantInfo, connected: bool) {
         if info.invitation.room_id != self.state.room_id || !self.state.is_active() {
             return;
+        }
+        if self.state.invitation.is_none() {
+            // Joined by room id: the call's invitation is first seen here.
+            self.state.invitation = Some(info.invitation.clone());
         }
         self.state.peers = info
             .participant

@@ -487,3 +487,64 @@ fn the_snapshot_serializes_for_the_page() {
     assert_eq!(v["end"]["byUserID"], "bob");
     assert_eq!(v["peerUserIDs"], json!([]));
 }
+
+#[test]
+fn joining_a_group_call_by_room_id_and_leaving_when_everyone_else_has() {
+    let mut m = model("dave");
+    assert_eq!(
+        phases(m.on_request(&CallRequest::Join(R1.into()))),
+        [CallPhase::Connecting]
+    );
+    assert_eq!(
+        phases(m.on_accept_reply(R1, Ok(&accept_reply(R1)))),
+        [CallPhase::InCall]
+    );
+    assert!(
+        m.state().peers.is_empty(),
+        "a joiner learns of the others as they come and go"
+    );
+    let group = |name: &str, op: &str| event(name, R1, "alice", &["bob", "carol"], "team", op);
+    // Alice leaves: a group call goes on although dave knew of nobody else.
+    m.on_event(&group("onHangUp", "alice"));
+    assert_eq!(m.state().phase, CallPhase::InCall);
+    m.on_event(&participants(
+        "onRoomParticipantDisconnected",
+        R1,
+        "alice",
+        &["bob", "dave"],
+    ));
+    assert_eq!(m.state().peers, [uid("bob")]);
+    assert!(m.state().invitation.is_some(), "learnt from the event");
+    m.on_event(&participants(
+        "onRoomParticipantDisconnected",
+        R1,
+        "bob",
+        &["dave"],
+    ));
+    assert_eq!(ended(&m), (EndReason::RemoteHungUp, Some("bob".into())));
+    // A token for the call we are in is no join.
+    let mut m = bob_rung();
+    m.on_request(&CallRequest::Accept(R1.into()));
+    m.on_accept_reply(R1, Ok(&accept_reply(R1)));
+    assert!(m.on_request(&CallRequest::Join(R1.into())).is_empty());
+    assert!(m.on_accept_reply(R1, Ok(&accept_reply(R1))).is_empty());
+}
+
+#[test]
+fn a_refused_join_ends_and_one_while_ringing_answers() {
+    let mut m = model("dave");
+    m.on_request(&CallRequest::Join(R1.into()));
+    m.on_accept_reply(R1, Err((ErrCode::RoomFull, "room is full (2 people)")));
+    assert_eq!(ended(&m).0, EndReason::Refused);
+    // Even a passing failure ends a join that never rang here: nothing would ring.
+    let mut m = model("dave");
+    m.on_request(&CallRequest::Join(R1.into()));
+    m.on_accept_reply(R1, Err((ErrCode::RateLimited, "slow down")));
+    assert_eq!(ended(&m).0, EndReason::Refused);
+    // Joining the call that rings here is answering it.
+    let mut m = bob_rung();
+    m.on_request(&CallRequest::Join(R1.into()));
+    m.on_accept_reply(R1, Ok(&accept_reply(R1)));
+    assert_eq!(m.state().phase, CallPhase::InCall);
+    assert_eq!(m.state().peers, [uid("alice")]);
+}
