@@ -47,6 +47,8 @@ pub struct FromPeer {
     pub quality_reports: usize,
     /// The media path's kind from the last quality report (`host`, `relay`, …).
     pub path: String,
+    /// What our congestion controller allowed us to send them, per quality report, kbit/s.
+    pub target_kbps: Vec<f64>,
 }
 
 impl FromPeer {
@@ -257,6 +259,7 @@ fn record(r: &mut Received, event: MediaEvent) {
             let from = r.from.entry(user).or_default();
             from.quality_reports += 1;
             from.path = quality.path;
+            from.target_kbps.push(quality.target_kbps);
         }
         MediaEvent::Failed { user, reason } => {
             r.from.entry(user).or_default().failed = Some(reason)

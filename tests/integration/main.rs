@@ -3,6 +3,7 @@
 
 mod admission;
 mod bad_input;
+mod bandwidth;
 mod calls;
 mod contacts;
 mod cross_site;
