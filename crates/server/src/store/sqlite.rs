@@ -72,6 +72,9 @@ CREATE TABLE IF NOT EXISTS settings (
 /// kept are at 0 and come up to 1 through the same, repeatable, steps.
 pub const SCHEMA_VERSION: i32 = 1;
 
+/// One step of the schema, run in the transaction that records its version.
+type Migration = fn(&Connection) -> Result<(), StoreError>;
+
 /// Brings the database up to [`SCHEMA_VERSION`], one numbered step at a time, each in
 /// a transaction with its version; a database from a newer build is refused.
 fn migrate(c: &Connection) -> Result<(), StoreError> {
@@ -81,7 +84,7 @@ fn migrate(c: &Connection) -> Result<(), StoreError> {
             "the database is at schema version {at}, newer than this server's {SCHEMA_VERSION}; run a newer tincan-server"
         )));
     }
-    let steps: [fn(&Connection) -> Result<(), StoreError>; SCHEMA_VERSION as usize] = [migration_1];
+    let steps: [Migration; SCHEMA_VERSION as usize] = [migration_1];
     for (i, step) in steps.iter().enumerate().skip(at as usize) {
         let version = i as i32 + 1;
         let tx = c.unchecked_transaction()?;
