@@ -361,8 +361,19 @@ mod tests {
         let capped = path.target_kbps();
         assert!(capped < 360.0, "near the cap: {capped}");
         path.cap_bps = 5_000_000.0;
-        path.run(20.0);
+        let mut doubled_at = None;
+        for tenth in 1..=200 {
+            path.run(0.1);
+            if doubled_at.is_none() && path.target_kbps() > capped * 2.0 {
+                doubled_at = Some(tenth);
+            }
+        }
         let lifted = path.target_kbps();
+        eprintln!(
+            "300 kbit/s cap: estimate {capped:.0} kbit/s; lifted: twice that after {:?} ms, \
+             {lifted:.0} kbit/s after 20 s",
+            doubled_at.map(|t| t * 100)
+        );
         assert!(
             lifted > capped * 2.0,
             "{capped} -> {lifted} kbit/s after the cap lifted"
@@ -370,26 +381,53 @@ mod tests {
     }
 
     #[test]
-    fn a_100_kbit_link_takes_the_estimate_to_audio_only() {
+    fn a_100_kbit_link_goes_audio_only_and_video_returns_when_the_cap_lifts() {
         let mut path = Path::new(100.0, initial_bps(1_000_000));
         let mut policy = Adaptation::new(1_000_000);
-        for _ in 0..100 {
+        let mut audio_only_at = None;
+        for tenth in 1..=100 {
             path.run(0.1);
-            let r = path.handle.reading();
-            policy.update(
-                path.now,
-                Estimate {
-                    target_bps: r.target_bps,
-                    loss: r.loss,
-                },
-            );
+            aim_kbps(&mut policy, &path);
+            if audio_only_at.is_none() && policy.plan().audio_only() {
+                audio_only_at = Some(tenth);
+            }
         }
+        let audio_only_at = audio_only_at.expect("audio only within 10 s on a 100 kbit/s link");
         assert!(
             policy.plan().audio_only(),
-            "{:?} at {} kbit/s",
-            policy.plan(),
-            path.target_kbps()
+            "and it stays so: {:?}",
+            policy.plan()
         );
+        // Audio alone fits: what the encoders aim for is under the cap.
+        assert!(aim_kbps(&mut policy, &path) < 100.0);
+        path.cap_bps = 2_000_000.0;
+        let mut video_at = None;
+        let mut full_at = None;
+        for tenth in 1..=600 {
+            path.run(0.1);
+            aim_kbps(&mut policy, &path);
+            let plan = policy.plan();
+            if video_at.is_none() && !plan.audio_only() {
+                video_at = Some(tenth);
+            }
+            if full_at.is_none()
+                && plan
+                    .video
+                    .is_some_and(|v| v.scale == 1 && v.fps_divisor == 1)
+            {
+                full_at = Some(tenth);
+            }
+        }
+        let video_at = video_at.expect("video returns after the cap lifts");
+        let full_at = full_at.expect("and reaches full size and rate");
+        eprintln!(
+            "100 kbit/s cap: audio only after {} ms; cap lifted to 2 Mbit/s: video back after \
+             {} ms, full size and rate after {} ms",
+            audio_only_at * 100,
+            video_at * 100,
+            full_at * 100
+        );
+        assert!(video_at <= 200, "video back after {video_at} tenths");
     }
 
     #[test]
