@@ -13,6 +13,7 @@ mod identity;
 mod limits;
 mod logs;
 mod media;
+mod metrics;
 mod postgres;
 mod records;
 mod screen;

@@ -86,6 +86,10 @@ pub struct Settings {
     /// Close `POST /api/register` (accounts then come from `tincan-server user add`).
     #[arg(long, env = "TINCAN_NO_REGISTRATION")]
     pub no_registration: Option<bool>,
+    /// Serve Prometheus metrics at `GET /metrics` on the server's port (off by default:
+    /// counts of connections and calls are nobody else's business; see docs/deploy.md).
+    #[arg(long, env = "TINCAN_METRICS")]
+    pub metrics: Option<bool>,
     /// Seconds of silence from a client before the server pings it (WebSocket ping).
     #[arg(long, env = "TINCAN_PING_AFTER")]
     pub ping_after: Option<u64>,
@@ -209,6 +213,7 @@ impl Settings {
             rate,
             burst,
             no_registration,
+            metrics,
             ping_after,
             pong_timeout,
             login_free_failures,
@@ -316,6 +321,7 @@ impl Settings {
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             secret: self.secret.clone(),
             allow_registration: !self.no_registration.unwrap_or(false),
+            metrics: self.metrics.unwrap_or(false),
             allowed_origins: self.allowed_origins.clone().unwrap_or_default(),
             allowed_hosts: self.allowed_hosts.clone(),
             public_url: self.public_url.clone(),

@@ -197,6 +197,7 @@ pub(crate) async fn serve(
                         } else {
                             rate_limited(limits)
                         };
+                        state.board.metrics().error(e.code);
                         if bounded!(sink.send(Message::Text(error_reply(None, "", &e).into()))).is_err() { break; }
                         continue;
                     }
@@ -226,7 +227,8 @@ pub(crate) async fn serve(
                             break;
                         }
                     }
-                    Err(reply) => {
+                    Err((code, reply)) => {
+                        state.board.metrics().error(code);
                         if bounded!(sink.send(Message::Text(reply.into()))).is_err() { break; }
                     }
                 }
@@ -270,13 +272,13 @@ fn rate_limited(limits: &ConnLimits) -> WireError {
     )
 }
 
-/// Rate, size and parse checks. `Err` is the reply to send instead of forwarding.
-/// Every frame, good or bad, takes a token from the bucket.
+/// Rate, size and parse checks. `Err` is the error's code and the reply to send instead
+/// of forwarding. Every frame, good or bad, takes a token from the bucket.
 fn check_frame(
     text: &str,
     limits: &ConnLimits,
     bucket: &mut TokenBucket,
-) -> Result<ClientFrame, String> {
+) -> Result<ClientFrame, (ErrCode, String)> {
     let allowed = bucket.take(Instant::now());
     if text.len() > limits.max_frame_bytes {
         let e = if allowed {
@@ -291,7 +293,7 @@ fn check_frame(
         } else {
             rate_limited(limits)
         };
-        return Err(error_reply(None, "", &e));
+        return Err((e.code, error_reply(None, "", &e)));
     }
     let parsed = ClientFrame::parse(text);
     if !allowed {
@@ -299,9 +301,15 @@ fn check_frame(
             Ok(f) => (Some(&f.request_id), f.operation_id.as_str()),
             Err(fe) => (fe.request_id.as_ref(), fe.operation_id.as_str()),
         };
-        return Err(error_reply(id, op, &rate_limited(limits)));
+        return Err((
+            ErrCode::RateLimited,
+            error_reply(id, op, &rate_limited(limits)),
+        ));
     }
-    parsed.map_err(|fe| error_reply(fe.request_id.as_ref(), &fe.operation_id, &fe.error))
+    parsed.map_err(|fe| {
+        let reply = error_reply(fe.request_id.as_ref(), &fe.operation_id, &fe.error);
+        (fe.error.code, reply)
+    })
 }
 
 #[cfg(test)]
@@ -325,7 +333,8 @@ mod tests {
             ..ConnLimits::default()
         };
         let mut b = TokenBucket::new(1.0, 1.0, Instant::now());
-        let reply = check_frame(&"x".repeat(11), &limits, &mut b).unwrap_err();
+        let (code, reply) = check_frame(&"x".repeat(11), &limits, &mut b).unwrap_err();
+        assert_eq!(code, ErrCode::FrameTooLarge);
         assert!(reply.contains("\"errCode\":1005"), "{reply}");
     }
 }

@@ -38,6 +38,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/register", post(register))
         .route("/api/login", post(login))
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
         // Before any handler, the upgrade included: refuses web pages, rebound hosts
         // and undeclared bodies (docs/security.md).
         .layer(axum::middleware::from_fn_with_state(
@@ -277,6 +278,25 @@ async fn login(State(state): State<Arc<AppState>>, peer: Peer, body: Bytes) -> R
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| hash_password("no such user"))
+}
+
+/// Prometheus metrics (`--metrics`), in the text format; 404 when they are off.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if !state.metrics {
+        return fail(
+            StatusCode::NOT_FOUND,
+            ErrCode::NotFound,
+            "metrics are off on this server (start it with --metrics)",
+        );
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.board.render_metrics(),
+    )
+        .into_response()
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

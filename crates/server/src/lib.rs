@@ -29,6 +29,7 @@ pub mod http;
 pub mod hub;
 pub mod liveness;
 pub mod logging;
+pub mod metrics;
 pub mod origin;
 pub mod queries;
 pub mod records;
@@ -86,6 +87,8 @@ pub struct ServerConfig {
     pub login_token_ttl: Duration,
     /// Whether `POST /api/register` is open.
     pub allow_registration: bool,
+    /// Whether `GET /metrics` serves Prometheus metrics.
+    pub metrics: bool,
     /// How often signed-in users are checked against the store, so that an account an
     /// operator removed is signed out (`accounts.rs`).
     pub account_check_interval: Duration,
@@ -120,6 +123,7 @@ impl Default for ServerConfig {
             secret: None,
             login_token_ttl: Duration::from_secs(30 * 24 * 3600),
             allow_registration: true,
+            metrics: false,
             account_check_interval: Duration::from_secs(30),
             public_url: None,
             transport: TransportConfig::default(),
@@ -142,6 +146,7 @@ pub(crate) struct AppState {
     pub conn_slots: Arc<Semaphore>,
     pub max_connections: usize,
     pub allow_registration: bool,
+    pub metrics: bool,
     pub login_token_ttl: Duration,
     /// Who may talk to this server over HTTP (Origin, Host, local secret).
     pub access: Arc<origin::Policy>,
@@ -251,6 +256,7 @@ pub async fn run_with_records(
         conn_slots: Arc::new(Semaphore::new(config.max_connections)),
         max_connections: config.max_connections,
         allow_registration: config.allow_registration,
+        metrics: config.metrics,
         login_token_ttl: config.login_token_ttl,
         access: Arc::new(origin::Policy::new(
             config.allowed_origins.clone(),

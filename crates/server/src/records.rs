@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
@@ -57,6 +58,8 @@ enum Job {
 pub struct Records {
     tx: mpsc::UnboundedSender<Job>,
     backlog: Arc<AtomicUsize>,
+    /// Shared with the writer, which observes each write's duration.
+    write_seconds: Histogram,
 }
 
 /// Resolves when the writer thread has written everything and ended.
@@ -92,6 +95,8 @@ impl Records {
         let backlog = Arc::new(AtomicUsize::new(0));
         let (done_tx, done_rx) = oneshot::channel();
         let b = backlog.clone();
+        let write_seconds = crate::metrics::Metrics::store_write_histogram();
+        let timer = write_seconds.clone();
         std::thread::Builder::new()
             .name("tincan-records".into())
             .spawn(move || {
@@ -99,12 +104,20 @@ impl Records {
                     store,
                     rows: HashMap::new(),
                     backlog: b,
+                    write_seconds: timer,
                 }
                 .run(rx);
                 let _ = done_tx.send(());
             })
             .expect("the record writer thread starts");
-        (Records { tx, backlog }, Finished(done_rx))
+        (
+            Records {
+                tx,
+                backlog,
+                write_seconds,
+            },
+            Finished(done_rx),
+        )
     }
 
     /// Queues one update. Never blocks, never refuses (see the module docs).
@@ -119,6 +132,11 @@ impl Records {
     /// Whether so many updates wait that new calls should be refused for now.
     pub fn is_backlogged(&self) -> bool {
         self.backlog.load(Ordering::Relaxed) >= RECORD_BACKLOG_LIMIT
+    }
+
+    /// The time each record took to write (for the metrics).
+    pub(crate) fn write_seconds(&self) -> Histogram {
+        self.write_seconds.clone()
     }
 
     /// Updates queued and not yet written.
@@ -178,6 +196,7 @@ struct Writer {
     /// The store's row of each call in progress, by the hub's number for it.
     rows: HashMap<u64, CallRowId>,
     backlog: Arc<AtomicUsize>,
+    write_seconds: Histogram,
 }
 
 /// Errors worth waiting out: someone holds the lock, the disk is full, an IO error.
@@ -192,7 +211,9 @@ impl Writer {
         while let Some(job) = rx.blocking_recv() {
             match job {
                 Job::Write(u) => {
+                    let started = std::time::Instant::now();
                     self.write(u);
+                    self.write_seconds.observe(started.elapsed().as_secs_f64());
                     self.backlog.fetch_sub(1, Ordering::Relaxed);
                 }
                 Job::History {

@@ -28,6 +28,7 @@ use tincan_protocol::limits::MAX_SERVER_FRAME;
 use tincan_protocol::{response_json, ClientFrame, ErrCode, Request, WireError};
 
 use crate::hub::{ConnId, Hub, Input, Now, Output};
+use crate::metrics::Metrics;
 use crate::queries;
 use crate::records::Records;
 use crate::store::Store;
@@ -68,6 +69,7 @@ pub struct Switchboard {
     records: Records,
     /// Queries (`queries.rs`) running at once.
     query_slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 /// The wall clock in Unix ms.
@@ -89,7 +91,9 @@ impl Switchboard {
     /// A switchboard around `hub`, answering queries from `store` and handing call
     /// records to `records`.
     pub fn new(hub: Hub, store: Arc<dyn Store>, records: Records) -> Arc<Switchboard> {
+        let metrics = Metrics::new(records.write_seconds());
         Arc::new(Switchboard {
+            metrics,
             inner: Mutex::new(Inner {
                 hub,
                 conns: HashMap::new(),
@@ -115,7 +119,19 @@ impl Switchboard {
             return Err(Stopping);
         }
         inner.conns.insert(conn, tx);
+        self.metrics.set_connections(inner.conns.len());
         Ok(())
+    }
+
+    /// This server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics as Prometheus text, with the calls now.
+    pub fn render_metrics(&self) -> String {
+        let (ringing, connected) = self.lock().hub.calls_by_state();
+        self.metrics.render(ringing, connected)
     }
 
     /// Hands one input to the hub and delivers what it decides.
@@ -139,6 +155,11 @@ impl Switchboard {
             }
             other => other,
         };
+        let arrived = std::time::Instant::now();
+        let method = match &input {
+            Input::Request { frame, .. } => Some(frame.request.method()),
+            _ => None,
+        };
         let mut inner = self.lock();
         if inner.stopping {
             return Err(Stopping);
@@ -148,9 +169,12 @@ impl Switchboard {
         }
         let before = inner.hub.next_deadline();
         inner.hub.handle(now(), input);
-        inner.apply(&self.records);
+        inner.apply(&self.records, &self.metrics);
         let after = inner.hub.next_deadline();
         drop(inner);
+        if let Some(method) = method {
+            self.metrics.request(method, arrived.elapsed());
+        }
         if after.is_some() && (before.is_none() || after < before) {
             self.timers.notify_one();
         }
@@ -181,7 +205,7 @@ impl Switchboard {
                                 return;
                             }
                             inner.hub.handle_timeout(now());
-                            inner.apply(&self.records);
+                            inner.apply(&self.records, &self.metrics);
                         }
                         _ = self.timers.notified() => {}
                     }
@@ -203,7 +227,7 @@ impl Switchboard {
             "hub stopping: ending every call"
         );
         inner.hub.handle(now(), Input::Shutdown);
-        inner.apply(&self.records);
+        inner.apply(&self.records, &self.metrics);
         for (_, tx) in inner.conns.drain() {
             let _ = tx.try_send(Outbound::Close(Box::new((
                 1001,
@@ -261,6 +285,9 @@ impl Switchboard {
 
     /// Sends the reply to `frame` to `conn`, through its queue like every other frame.
     fn reply(&self, conn: ConnId, frame: &ClientFrame, result: Result<Box<RawValue>, WireError>) {
+        if let Err(e) = &result {
+            self.metrics.error(e.code);
+        }
         let mut text = response_json(
             Some(&frame.request_id),
             &frame.operation_id,
@@ -286,9 +313,13 @@ impl Switchboard {
 }
 
 impl Inner {
-    fn apply(&mut self, records: &Records) {
+    fn apply(&mut self, records: &Records, metrics: &Metrics) {
         for update in self.hub.take_records() {
+            metrics.record(&update.record, update.open);
             records.push(update);
+        }
+        for code in self.hub.take_errors() {
+            metrics.error(code);
         }
         for out in self.hub.take_outputs() {
             match out {
@@ -305,6 +336,7 @@ impl Inner {
                 }
             }
         }
+        metrics.set_connections(self.conns.len());
     }
 
     fn deliver(&mut self, conn: ConnId, msg: Outbound) {

@@ -205,6 +205,8 @@ pub struct Hub {
     /// The record number of each call in progress; see [`RecordUpdate::call`].
     record_numbers: HashMap<RoomId, u64>,
     record_count: u64,
+    /// Codes of the error replies decided, for the metrics (taken by the switchboard).
+    errors: Vec<ErrCode>,
 }
 
 type Handled = Result<Box<RawValue>, WireError>;
@@ -257,6 +259,7 @@ impl Hub {
             records_changed: Vec::new(),
             record_numbers: HashMap::new(),
             record_count: 0,
+            errors: Vec::new(),
         }
     }
 
@@ -273,6 +276,17 @@ impl Hub {
     /// Number of calls in progress.
     pub fn call_count(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Calls nobody has answered yet, and calls in which people have talked.
+    pub fn calls_by_state(&self) -> (usize, usize) {
+        let connected = self.calls.values().filter(|c| c.was_connected).count();
+        (self.calls.len() - connected, connected)
+    }
+
+    /// The codes of the error replies decided since last asked (for the metrics).
+    pub fn take_errors(&mut self) -> Vec<ErrCode> {
+        std::mem::take(&mut self.errors)
     }
 
     /// Users with a signed-in device.
@@ -382,6 +396,9 @@ impl Hub {
     }
 
     fn reply(&mut self, conn: ConnId, frame: &ClientFrame, result: Handled) {
+        if let Err(e) = &result {
+            self.errors.push(e.code);
+        }
         let mut text = response_json(
             Some(&frame.request_id),
             &frame.operation_id,
