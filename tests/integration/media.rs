@@ -113,6 +113,12 @@ async fn a_call_relayed_through_turn_only_carries_media() {
             .await
             .of(other);
         assert!(got.in_order(), "pictures out of order: {:?}", got.counters);
+        // Reported, not asserted (docs/benchmarks.md): the relay loses the first key frame
+        // (docs/decisions.md), so this is how fast the receiver's request brings one.
+        if let (Some(up), Some(shown)) = (got.connected_at, got.first_frame_at) {
+            let ms = shown.saturating_duration_since(up).as_millis();
+            println!("relay: first picture from {other} {ms} ms after connected");
+        }
     }
     a.client
         .signaling_hung_up(&op("hangup"), action(&room))

@@ -195,6 +195,15 @@ fn register_extensions(media: &mut MediaEngine) -> Result<(), MediaError> {
     Ok(())
 }
 
+/// A random number from the standard library's per-process random hash keys: enough
+/// for identifiers that must not collide with the far end's.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 fn webrtc_err(what: &str) -> impl Fn(webrtc::error::Error) -> MediaError + '_ {
     move |e| MediaError::WebRtc(format!("{what}: {e}"))
 }
@@ -224,7 +233,10 @@ impl Outgoing {
         };
         let track = MediaStreamTrack::new(
             "tincan".to_owned(),
-            label.to_owned(),
+            // Unique, not just "video": the stack routes the far end's feedback (PLI) to a
+            // remote track before a local one of the same id, and the far end may be
+            // another Tincan client naming its tracks the same way.
+            format!("{label}-{:016x}", random_u64()),
             label.to_owned(),
             kind,
             vec![RTCRtpEncodingParameters {
@@ -451,6 +463,7 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink, loss: Arc
                     media_ssrc: ssrc,
                 })
             };
+            tracing::debug!(ssrc, fir_only, "asking for a key frame");
             if let Err(e) = track.write_rtcp(vec![request]).await {
                 tracing::debug!(error = %e, "key-frame request not sent");
             }
@@ -467,6 +480,7 @@ async fn read_key_frame_requests(track: Arc<TrackLocalStaticSample>, events: Eve
                 .iter()
                 .any(|p| key_frame_requests::is_key_frame_request(p.as_ref()))
             {
+                tracing::debug!("the far end asks for a key frame");
                 events(PeerEvent::KeyFrameRequest);
             }
         }
@@ -584,6 +598,10 @@ impl Peer {
             .map_err(webrtc_err("peer connection"))?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         let live = census::PeerGuard::new();
+        // Random SSRCs (RFC 3550 §8.1): the stack looks up the track of inbound feedback
+        // by SSRC among the far end's streams first, so one equal to the far end's (two
+        // sessions in one process share the seed's inputs) would misroute its PLIs.
+        let ssrc_seed = ssrc_seed ^ random_u64() as u32;
         let video = Outgoing::new(
             &pc,
             RtpCodecKind::Video,

@@ -256,64 +256,113 @@ fn encode(encoder: &mut VideoEncoder, frame: &mut I420, counter: u32) -> Bytes {
     Bytes::from(encoder.encode(frame).expect("encode"))
 }
 
+/// One direction of video in a test call: a sender that loses its first key frame,
+/// makes a key frame when asked, and the far end's decoder.
+struct Direction {
+    encoder: VideoEncoder,
+    frame: I420,
+    counter: u32,
+    dropped_key: bool,
+    force: bool,
+    requests: usize,
+    decoder: VideoDecoder,
+    shown: Option<u32>,
+}
+
+impl Direction {
+    fn new() -> Direction {
+        let (encoder, frame) = sparse_key_frames();
+        Direction {
+            encoder,
+            frame,
+            counter: 0,
+            dropped_key: false,
+            force: false,
+            requests: 0,
+            decoder: VideoDecoder::new(0).expect("decoder"),
+            shown: None,
+        }
+    }
+
+    /// The next picture to send, if any.
+    fn next(&mut self) -> Option<Bytes> {
+        if std::mem::take(&mut self.force) {
+            self.encoder.force_key_frame();
+        }
+        let unit = encode(&mut self.encoder, &mut self.frame, self.counter);
+        self.counter += 1;
+        if unit.is_empty() {
+            return None;
+        }
+        if !self.dropped_key && is_key_frame(&unit) {
+            // Lost, as the relay's first packets are (see docs/decisions.md).
+            self.dropped_key = true;
+            return None;
+        }
+        Some(unit)
+    }
+
+    fn on_event(&mut self, event: PeerEvent) {
+        if matches!(event, PeerEvent::KeyFrameRequest) {
+            self.requests += 1;
+            self.force = true;
+        }
+    }
+
+    /// What the receiving side got.
+    fn on_inbound(&mut self, inbound: Inbound, loss: &DecoderLoss) {
+        if let Inbound::Video(unit) = inbound {
+            match self.decoder.decode(&unit) {
+                Ok(Some(picture)) => {
+                    self.shown = self.shown.or(picture.stamp.map(|s| s.counter));
+                }
+                Ok(None) => {}
+                Err(_) => loss.raise(),
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_that_missed_the_key_frame_asks_for_one_and_shows_a_picture() {
+async fn receivers_that_missed_the_key_frame_ask_for_one_and_show_a_picture() {
     let mut a = side(1).await;
     let mut b = side(2).await;
     connect(&mut a, &mut b).await;
-    let (mut encoder, mut frame) = sparse_key_frames();
-    let mut decoder = VideoDecoder::new(0).expect("decoder");
+    // Both send, as in a call: each side has a remote video track and a local one.
+    let (mut ab, mut ba) = (Direction::new(), Direction::new());
     let mut tick = tokio::time::interval(Duration::from_millis(33));
-    let (mut counter, mut requests, mut dropped_key) = (0u32, 0usize, false);
-    let mut force = false;
-    let shown = timeout(WAIT, async {
-        loop {
+    let both = timeout(WAIT, async {
+        while ab.shown.is_none() || ba.shown.is_none() {
             tokio::select! {
                 _ = tick.tick() => {
-                    if force {
-                        encoder.force_key_frame();
-                        force = false;
+                    if let Some(unit) = ab.next() {
+                        a.peer.send_video(unit, Duration::from_millis(33)).await.expect("send");
                     }
-                    let unit = encode(&mut encoder, &mut frame, counter);
-                    counter += 1;
-                    if unit.is_empty() {
-                        continue;
-                    }
-                    if !dropped_key && is_key_frame(&unit) {
-                        // Lost, as the relay's first packets are (see docs/decisions.md).
-                        dropped_key = true;
-                        continue;
-                    }
-                    a.peer.send_video(unit, Duration::from_millis(33)).await.expect("send");
-                }
-                Some(e) = a.events.recv() => {
-                    if matches!(e, PeerEvent::KeyFrameRequest) {
-                        requests += 1;
-                        force = true;
+                    if let Some(unit) = ba.next() {
+                        b.peer.send_video(unit, Duration::from_millis(33)).await.expect("send");
                     }
                 }
-                Some(m) = b.inbound.recv() => {
-                    if let Inbound::Video(unit) = m {
-                        match decoder.decode(&unit) {
-                            Ok(Some(picture)) => return picture,
-                            Ok(None) => {}
-                            Err(_) => b.loss.raise(),
-                        }
-                    }
-                }
+                Some(e) = a.events.recv() => ab.on_event(e),
+                Some(e) = b.events.recv() => ba.on_event(e),
+                Some(m) = b.inbound.recv() => ab.on_inbound(m, &b.loss),
+                Some(m) = a.inbound.recv() => ba.on_inbound(m, &a.loss),
             }
         }
     })
     .await;
-    assert!(dropped_key, "the encoder's first picture is a key frame");
-    let picture = shown.unwrap_or_else(|_| {
-        panic!("no picture within {WAIT:?}; {requests} key-frame requests reached the sender")
-    });
-    assert!(requests >= 1, "the sender saw the request");
-    assert!(
-        picture.stamp.is_some_and(|s| s.counter > 0),
-        "a later picture: {picture:?}"
-    );
+    for (name, d) in [("a to b", &ab), ("b to a", &ba)] {
+        assert!(
+            d.dropped_key,
+            "{name}: the encoder's first picture is a key frame"
+        );
+        assert!(
+            both.is_ok() || d.shown.is_some(),
+            "{name}: no picture within {WAIT:?}; {} key-frame requests reached the sender",
+            d.requests
+        );
+        assert!(d.requests >= 1, "{name}: the sender saw the request");
+        assert!(d.shown > Some(0), "{name}: a later picture: {:?}", d.shown);
+    }
     a.peer.close().await;
     b.peer.close().await;
 }
