@@ -9,6 +9,7 @@
 //! decides for the page and for media when a call starts and ends.
 
 use tauri::{AppHandle, Emitter, Manager};
+use tincan_media::MediaEvent;
 use tincan_sdk::protocol::Event;
 use tincan_sdk::{event_data, ConnectionState, SdkEvent};
 use tokio::sync::mpsc;
@@ -70,9 +71,86 @@ pub fn spawn_forwarder(
     })
 }
 
-/// A media event for the window (`mediaPeerState`, `mediaRemoteState`, `mediaQuality`,
-/// `mediaFailed`, `mediaAudioOnly`); pictures go through the frame channel instead (see [`crate::media`]).
-pub fn emit_media(app: &AppHandle, name: &str, payload: serde_json::Value) {
+/// The media events the window gets (pictures go through the frame channel instead; see
+/// [`crate::media`]). The page listens for exactly these names (`MEDIA_EVENTS` in
+/// ui/media.js; a test checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaWindowEvent {
+    PeerState,
+    RemoteState,
+    Quality,
+    Failed,
+    Ended,
+    DeviceUnavailable,
+    AudioOnly,
+}
+
+impl MediaWindowEvent {
+    pub const ALL: [MediaWindowEvent; 7] = [
+        MediaWindowEvent::PeerState,
+        MediaWindowEvent::RemoteState,
+        MediaWindowEvent::Quality,
+        MediaWindowEvent::Failed,
+        MediaWindowEvent::Ended,
+        MediaWindowEvent::DeviceUnavailable,
+        MediaWindowEvent::AudioOnly,
+    ];
+
+    /// The event's name in the window.
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaWindowEvent::PeerState => "mediaPeerState",
+            MediaWindowEvent::RemoteState => "mediaRemoteState",
+            MediaWindowEvent::Quality => "mediaQuality",
+            MediaWindowEvent::Failed => "mediaFailed",
+            MediaWindowEvent::Ended => "mediaEnded",
+            MediaWindowEvent::DeviceUnavailable => "mediaDeviceUnavailable",
+            MediaWindowEvent::AudioOnly => "mediaAudioOnly",
+        }
+    }
+}
+
+/// What one media event becomes in the window, or `None` for those it does not get
+/// (pictures, sound levels, the end of the session's events).
+pub fn to_media_window_event(event: &MediaEvent) -> Option<(MediaWindowEvent, serde_json::Value)> {
+    use serde_json::json;
+    Some(match event {
+        MediaEvent::Failed { user, reason } => (
+            MediaWindowEvent::Failed,
+            json!({"userID": user, "reason": reason}),
+        ),
+        MediaEvent::PeerState { user, state, .. } => (
+            MediaWindowEvent::PeerState,
+            json!({"userID": user, "state": state}),
+        ),
+        MediaEvent::RemoteState {
+            user,
+            mic,
+            camera,
+            screen,
+        } => (
+            MediaWindowEvent::RemoteState,
+            json!({"userID": user, "mic": mic, "camera": camera, "screen": screen}),
+        ),
+        MediaEvent::Quality { user, quality } => (
+            MediaWindowEvent::Quality,
+            json!({"userID": user, "quality": quality}),
+        ),
+        MediaEvent::DeviceUnavailable { device, reason } => (
+            MediaWindowEvent::DeviceUnavailable,
+            json!({"device": device, "reason": reason}),
+        ),
+        MediaEvent::AudioOnly { on, target_kbps } => (
+            MediaWindowEvent::AudioOnly,
+            json!({"on": on, "targetKbps": target_kbps}),
+        ),
+        _ => return None,
+    })
+}
+
+/// Emits a media event to the window.
+pub fn emit_media(app: &AppHandle, event: MediaWindowEvent, payload: serde_json::Value) {
+    let name = event.name();
     if let Err(e) = app.emit(name, payload) {
         tracing::warn!("cannot emit {name}: {e}");
     }
@@ -80,7 +158,11 @@ pub fn emit_media(app: &AppHandle, name: &str, payload: serde_json::Value) {
 
 /// `mediaEnded`: the media of the call in `room` has stopped.
 pub fn emit_media_ended(app: &AppHandle, room: &str) {
-    emit_media(app, "mediaEnded", serde_json::json!({ "roomID": room }));
+    emit_media(
+        app,
+        MediaWindowEvent::Ended,
+        serde_json::json!({ "roomID": room }),
+    );
 }
 
 /// Tells the window the session ended because the user signed out.
@@ -117,6 +199,39 @@ mod tests {
         let (name, payload) = to_window_event(&e).unwrap();
         assert_eq!(name, "callStateChanged");
         assert_eq!(payload["phase"], "idle");
+    }
+
+    #[test]
+    fn the_page_listens_for_every_media_event_by_its_name() {
+        const MEDIA_JS: &str = include_str!("../../ui/media.js");
+        let list = MEDIA_JS
+            .split("const MEDIA_EVENTS = [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .expect("ui/media.js declares MEDIA_EVENTS");
+        for e in MediaWindowEvent::ALL {
+            assert!(
+                list.contains(&format!("'{}'", e.name())),
+                "{e:?} missing from MEDIA_EVENTS"
+            );
+        }
+        assert_eq!(
+            list.matches('\'').count(),
+            2 * MediaWindowEvent::ALL.len(),
+            "{list}"
+        );
+    }
+
+    #[test]
+    fn media_events_carry_what_the_page_reads() {
+        let e = MediaEvent::AudioOnly {
+            on: true,
+            target_kbps: 80.0,
+        };
+        let (name, payload) = to_media_window_event(&e).unwrap();
+        assert_eq!(name.name(), "mediaAudioOnly");
+        assert_eq!(payload, serde_json::json!({"on": true, "targetKbps": 80.0}));
+        assert!(to_media_window_event(&MediaEvent::Ended).is_none());
     }
 
     #[test]

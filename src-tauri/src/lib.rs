@@ -96,36 +96,48 @@ impl StartOptions {
     }
 }
 
-/// Names of the commands [`run`] registers, as the page invokes them.
-pub const COMMANDS: &[&str] = &[
-    "app_info",
-    "start_embedded_server",
-    "register",
-    "sign_in",
-    "sign_out",
-    "session",
-    "signaling_invite",
-    "signaling_invite_in_group",
-    "signaling_accept",
-    "signaling_reject",
-    "signaling_cancel",
-    "signaling_hung_up",
-    "signaling_get_room_by_group_id",
-    "signaling_get_token_by_room_id",
-    "get_signaling_invitation_info_start_app",
-    "signaling_send_custom_signal",
-    "get_call_history",
-    "get_contacts",
-    "media_frames",
-    "media_set_mic",
-    "media_set_camera",
-    "media_devices",
-    "media_set_devices",
-    "media_set_processing",
-    "media_screens",
-    "media_share_screen",
-    "media_end",
-];
+/// Declares the commands once: [`COMMANDS`] (their names, as the page invokes them) and
+/// the invoke handler [`run`] registers, so the two cannot drift apart.
+macro_rules! app_commands {
+    ($($name:ident),* $(,)?) => {
+        /// Names of the commands [`run`] registers, as the page invokes them.
+        pub const COMMANDS: &[&str] = &[$(stringify!($name)),*];
+
+        fn invoke_handler() -> impl Fn(tauri::ipc::Invoke<tauri::Wry>) -> bool + Send + Sync + 'static {
+            tauri::generate_handler![$(commands::$name),*]
+        }
+    };
+}
+
+app_commands!(
+    app_info,
+    start_embedded_server,
+    register,
+    sign_in,
+    sign_out,
+    session,
+    signaling_invite,
+    signaling_invite_in_group,
+    signaling_accept,
+    signaling_reject,
+    signaling_cancel,
+    signaling_hung_up,
+    signaling_get_room_by_group_id,
+    signaling_get_token_by_room_id,
+    get_signaling_invitation_info_start_app,
+    signaling_send_custom_signal,
+    get_call_history,
+    get_contacts,
+    media_frames,
+    media_set_mic,
+    media_set_camera,
+    media_devices,
+    media_set_devices,
+    media_set_processing,
+    media_screens,
+    media_share_screen,
+    media_end,
+);
 
 /// Builds the Tauri app from `tauri.conf.json` and runs it until the last window closes.
 pub fn run() {
@@ -148,35 +160,7 @@ pub fn run() {
             app.manage(options.media_state());
             Ok(())
         })
-        .invoke_handler(tauri::generate_handler![
-            commands::app_info,
-            commands::start_embedded_server,
-            commands::register,
-            commands::sign_in,
-            commands::sign_out,
-            commands::session,
-            commands::signaling_invite,
-            commands::signaling_invite_in_group,
-            commands::signaling_accept,
-            commands::signaling_reject,
-            commands::signaling_cancel,
-            commands::signaling_hung_up,
-            commands::signaling_get_room_by_group_id,
-            commands::signaling_get_token_by_room_id,
-            commands::get_signaling_invitation_info_start_app,
-            commands::signaling_send_custom_signal,
-            commands::get_call_history,
-            commands::get_contacts,
-            commands::media_frames,
-            commands::media_set_mic,
-            commands::media_set_camera,
-            commands::media_devices,
-            commands::media_set_devices,
-            commands::media_set_processing,
-            commands::media_screens,
-            commands::media_share_screen,
-            commands::media_end,
-        ])
+        .invoke_handler(invoke_handler())
         .run(tauri::generate_context!())
         .expect("the Tauri runtime failed to start (is a display available?)");
 }
@@ -263,6 +247,7 @@ mod tests {
             );
         }
         assert!(OPENIM_JS.contains(&format!("'{}'", events::CONNECTION_STATE_CHANGED)));
+        assert!(OPENIM_JS.contains(&format!("'{}'", events::CALL_STATE_CHANGED)));
     }
 
     #[test]

@@ -293,55 +293,21 @@ async fn pump(
             MediaEvent::Preview { frame } => {
                 send_frame(&app, &mut last_sent, min_gap, 1, "", &frame)
             }
-            MediaEvent::Failed { user, reason } => {
-                events::emit_media(
-                    &app,
-                    "mediaFailed",
-                    serde_json::json!({"userID": user, "reason": reason}),
-                );
-                // In its own task: pictures and events keep flowing while it hangs up.
-                let (app, client, room, media) =
-                    (app.clone(), client.clone(), room.clone(), media.clone());
-                tauri::async_runtime::spawn(
-                    async move { give_up(&app, &client, &room, &media).await },
-                );
-            }
-            MediaEvent::PeerState { user, state, .. } => {
-                events::emit_media(
-                    &app,
-                    "mediaPeerState",
-                    serde_json::json!({"userID": user, "state": state}),
-                );
-            }
-            MediaEvent::RemoteState {
-                user,
-                mic,
-                camera,
-                screen,
-            } => events::emit_media(
-                &app,
-                "mediaRemoteState",
-                serde_json::json!({"userID": user, "mic": mic, "camera": camera, "screen": screen}),
-            ),
-            MediaEvent::Quality { user, quality } => {
-                events::emit_media(
-                    &app,
-                    "mediaQuality",
-                    serde_json::json!({"userID": user, "quality": quality}),
-                );
-            }
-            MediaEvent::DeviceUnavailable { device, reason } => events::emit_media(
-                &app,
-                "mediaDeviceUnavailable",
-                serde_json::json!({"device": device, "reason": reason}),
-            ),
-            MediaEvent::AudioOnly { on, target_kbps } => events::emit_media(
-                &app,
-                "mediaAudioOnly",
-                serde_json::json!({"on": on, "targetKbps": target_kbps}),
-            ),
-            MediaEvent::Audio { .. } => {}
             MediaEvent::Ended => break,
+            other => {
+                let Some((name, payload)) = events::to_media_window_event(&other) else {
+                    continue;
+                };
+                events::emit_media(&app, name, payload);
+                if let MediaEvent::Failed { .. } = other {
+                    // In its own task: pictures and events keep flowing while it hangs up.
+                    let (app, client, room, media) =
+                        (app.clone(), client.clone(), room.clone(), media.clone());
+                    tauri::async_runtime::spawn(async move {
+                        give_up(&app, &client, &room, &media).await
+                    });
+                }
+            }
         }
     }
 }
