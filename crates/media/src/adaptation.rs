@@ -122,6 +122,9 @@ pub struct Estimate {
 pub struct Adaptation {
     /// The configured (most) video bitrate.
     max_video_bps: u32,
+    /// The steps' needs as a share of [`STEPS`]' (sized for 1 Mbit/s video): a call
+    /// configured for less video needs less for each step.
+    step_scale: f64,
     step: Option<usize>,
     plan: Plan,
     last_change: Option<Instant>,
@@ -137,6 +140,7 @@ impl Adaptation {
     pub fn new(max_video_bps: u32) -> Adaptation {
         Adaptation {
             max_video_bps,
+            step_scale: 1.0,
             step: Some(0),
             plan: Plan {
                 video: Some(VideoTarget {
@@ -151,6 +155,19 @@ impl Adaptation {
             up_since: None,
             floor_since: None,
         }
+    }
+
+    /// Sizes the steps for a call whose video is configured for `reference_bps` (the
+    /// steps are for 1 Mbit/s; less scales them down, more does not scale them up). The
+    /// audio-only floor does not move: it is about the link, not the picture.
+    pub fn for_video(mut self, reference_bps: u32) -> Adaptation {
+        self.step_scale = (f64::from(reference_bps) / 1_000_000.0).clamp(0.0, 1.0);
+        self
+    }
+
+    /// What step `i` needs, bit/s.
+    fn need(&self, i: usize) -> f64 {
+        (f64::from(STEPS[i].min_bps) * self.step_scale).max(f64::from(VIDEO_FLOOR_BPS))
     }
 
     pub fn plan(&self) -> Plan {
@@ -181,11 +198,11 @@ impl Adaptation {
         self.step = self.next_step(now, share);
         let video = self.step.map(|i| {
             let step = STEPS[i];
+            let need = self.need(i) as u32;
             VideoTarget {
                 // Never above what the call is configured for, never below the step's
                 // need (the encoder undershoots a bit anyway).
-                bitrate_bps: (share as u32)
-                    .clamp(step.min_bps, self.max_video_bps.max(step.min_bps)),
+                bitrate_bps: (share as u32).clamp(need, self.max_video_bps.max(need)),
                 fps_divisor: step.fps_divisor,
                 scale: step.scale,
             }
@@ -211,7 +228,7 @@ impl Adaptation {
     /// up one step at a time after the share has held, audio only after a second under
     /// the floor, video back after a longer hold well above it.
     fn next_step(&mut self, now: Instant, share: f64) -> Option<usize> {
-        let fits = STEPS.iter().position(|s| share >= f64::from(s.min_bps));
+        let fits = (0..STEPS.len()).find(|i| share >= self.need(*i));
         let settled = self
             .last_change
             .is_none_or(|at| now.saturating_duration_since(at) >= UP_HOLD);
@@ -251,7 +268,7 @@ impl Adaptation {
                     self.up_since = None;
                     return Some(0);
                 }
-                let up = share >= f64::from(STEPS[current - 1].min_bps) * UP_MARGIN;
+                let up = share >= self.need(current - 1) * UP_MARGIN;
                 if !up {
                     self.up_since = None;
                     return Some(current);
@@ -457,6 +474,21 @@ mod tests {
         let plan = a.plan();
         assert!(plan.audio_only());
         assert_eq!(plan.expected_loss_pct, 0);
+    }
+
+    #[test]
+    fn a_call_configured_for_little_video_keeps_its_picture_down_to_the_floor() {
+        // 320×240 at 300 kbit/s: every step's need scales under the floor, so the
+        // picture keeps its size and rate until audio only.
+        let mut a = Adaptation::new(MAX).for_video(300_000);
+        let mut now = Instant::now();
+        let v = hold(&mut a, &mut now, 160.0, 2).video.expect("video");
+        assert_eq!((v.fps_divisor, v.scale), (1, 1), "{v:?}");
+        assert!(hold(&mut a, &mut now, 100.0, 2).audio_only());
+        // The default (1 Mbit/s) keeps the steps as they are.
+        let mut a = Adaptation::new(MAX).for_video(1_000_000);
+        let v = hold(&mut a, &mut now, 300.0, 1).video.expect("video");
+        assert_eq!((v.fps_divisor, v.scale), (2, 1), "{v:?}");
     }
 
     #[test]

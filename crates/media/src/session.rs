@@ -96,6 +96,7 @@ impl MediaSession {
         });
         let (peer_tx, peer_rx) = mpsc::unbounded_channel();
         let config_processing = config.processing;
+        let video_bps = config.video.bitrate_bps;
         let driver = Driver {
             microphone: None,
             speakers: SpeakerSlot::default(),
@@ -115,7 +116,7 @@ impl MediaSession {
             audio: AudioEncoder::new().ok(),
             // The capture thread holds each picture to its own setup's bitrate; this is
             // only the ceiling the estimate may ask for.
-            adaptation: Adaptation::new(bandwidth::MAX_BPS as u32),
+            adaptation: Adaptation::new(bandwidth::MAX_BPS as u32).for_video(video_bps),
         };
         let task = tokio::spawn(census::task(driver.run(command_rx, peer_rx, video_rx)));
         (
