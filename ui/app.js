@@ -1,5 +1,7 @@
-// Tincan's screens. No bundler: openim.js (loaded first) provides window.openIM and
-// window.globalEvent; the Tauri API comes from window.__TAURI__ (withGlobalTauri).
+// Tincan's screens. No bundler: openim.js (loaded first) provides window.tincan (the
+// OpenIM-shaped API with object `data`; window.openIM is the same with the seed's string
+// `data`, for pages written against OpenIM) and window.globalEvent; the Tauri API comes
+// from window.__TAURI__ (withGlobalTauri).
 //
 // The root element's data-state names what is on screen (signin, contacts, group-pick,
 // outgoing, incoming, in-call) so tests can wait on it; docs/ui-testids.md lists the
@@ -222,8 +224,8 @@ async function submitSignin(register) {
   buttons.forEach((b) => (b.disabled = true));
   setStatus('busy', register ? 'Creating your account…' : 'Signing in…');
   const res = register
-    ? await openIM.register(f.server, f.user, f.password, f.nickname)
-    : await openIM.login(f.server, f.user, f.password);
+    ? await tincan.register(f.server, f.user, f.password, f.nickname)
+    : await tincan.login(f.server, f.user, f.password);
   buttons.forEach((b) => (b.disabled = false));
   setStatus('', '');
   if (res.errCode !== 0) {
@@ -238,7 +240,7 @@ async function useLocalServer() {
   showError('login-error', '');
   setStatus('busy', 'Starting a local server…');
   $('use-local-server').disabled = true;
-  const res = await openIM.startEmbeddedServer();
+  const res = await tincan.startEmbeddedServer();
   $('use-local-server').disabled = false;
   setStatus('', '');
   if (res.errCode !== 0) {
@@ -283,7 +285,7 @@ async function signedIn(me) {
   // An invitation that rang before the window listened arrives as an event too (the
   // SDK's first resync); this covers a page reload.
   if (!ui.incoming) {
-    const res = await openIM.getSignalingInvitationInfoStartApp();
+    const res = await tincan.getSignalingInvitationInfoStartApp();
     if (res.errCode === 0 && res.data && res.data.invitation && !ui.incoming && !ui.call) {
       const inv = res.data.invitation;
       showIncoming({ invitation: inv, opUserID: inv.inviterUserID, userID: inv.inviterUserID });
@@ -298,10 +300,10 @@ async function leaveCallOnServer() {
   if (!ui.me) return;
   if (call && call.roomID) {
     const options = { opUserID: ui.me.userID, invitation: { ...(call.invitation || {}), roomID: call.roomID } };
-    if (call.kind === 'in-call') await openIM.signalingHungUp(openIM.newOperationID(), options);
-    else await openIM.signalingCancel(openIM.newOperationID(), options);
+    if (call.kind === 'in-call') await tincan.signalingHungUp(tincan.newOperationID(), options);
+    else await tincan.signalingCancel(tincan.newOperationID(), options);
   } else if (ui.incoming) {
-    await openIM.signalingReject(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: ui.incoming.invitation });
+    await tincan.signalingReject(tincan.newOperationID(), { opUserID: ui.me.userID, invitation: ui.incoming.invitation });
   }
 }
 
@@ -309,7 +311,7 @@ async function signOut() {
   ui.signingOut = true;
   await leaveCallOnServer();
   endCallLocally();
-  await openIM.logout();
+  await tincan.logout();
   toSignin('');
 }
 
@@ -328,7 +330,7 @@ function toSignin(error) {
 // ---------------------------------------------------------------- contacts
 
 async function loadContacts() {
-  const res = await openIM.getContacts();
+  const res = await tincan.getContacts();
   if (res.errCode !== 0) {
     showError('contacts-error', `Could not load your contacts. ${explain(res)}`);
     return;
@@ -381,7 +383,7 @@ function renderContacts() {
 // ---------------------------------------------------------------- history
 
 async function loadHistory() {
-  const res = await openIM.getCallHistory(undefined, { limit: 50 });
+  const res = await tincan.getCallHistory(undefined, { limit: 50 });
   const box = $('history-list');
   if (res.errCode !== 0) {
     box.replaceChildren(el('li', { class: 'error' }, `Could not load the history. ${explain(res)}`));
@@ -478,7 +480,7 @@ function wireEvents() {
   });
   globalEvent.on('connectionStateChanged', onConnection);
   wireMedia();
-  return globalEvent.ready([...openIM.EVENTS, ...MEDIA_EVENTS]);
+  return globalEvent.ready([...tincan.EVENTS, ...MEDIA_EVENTS]);
 }
 
 function wireControls() {
@@ -532,7 +534,7 @@ async function start() {
   }
   try {
     await wireEvents();
-    const info = await openIM.appInfo();
+    const info = await tincan.appInfo();
     $('app-title').textContent = info.name;
     $('app-version').textContent = `v${info.version}`;
     $('settings-profile').textContent = info.profileDir;
@@ -540,7 +542,7 @@ async function start() {
     if (info.defaultServer) $('login-server').value = info.defaultServer;
     updateEncryptionNote();
     setStatus('', '');
-    const session = await openIM.session();
+    const session = await tincan.session();
     if (session) await signedIn(session);
     else setScreen('signin');
   } catch (err) {

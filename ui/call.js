@@ -46,8 +46,8 @@ async function startOutgoing(invitees, media, groupID) {
   $('outgoing-status').dataset.state = 'calling';
   $('outgoing-cancel').disabled = false;
   setScreen('outgoing');
-  const invite = groupID ? openIM.signalingInviteInGroup : openIM.signalingInvite;
-  const res = await invite(openIM.newOperationID(), invitationFor(call));
+  const invite = groupID ? tincan.signalingInviteInGroup : tincan.signalingInvite;
+  const res = await invite(tincan.newOperationID(), invitationFor(call));
   // A refusal, everyone busy, or glare (our invite answered their invitation ringing
   // here) is the call model's to decide (onCallState); it may already have.
   if (ui.call !== call || res.errCode !== 0) return;
@@ -73,7 +73,7 @@ async function cancelOutgoing() {
   }
   $('outgoing-cancel').disabled = true;
   // The call model ends the call as the request leaves (onCallState).
-  const res = await openIM.signalingCancel(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: call.invitation });
+  const res = await tincan.signalingCancel(tincan.newOperationID(), { opUserID: ui.me.userID, invitation: call.invitation });
   if (ui.call !== call) return;
   $('outgoing-cancel').disabled = false;
   if (res.errCode !== 0) $('outgoing-status').textContent = explain(res);
@@ -121,7 +121,10 @@ function showIncoming(info) {
   $('incoming-media').dataset.media = inv.mediaType;
   const group = $('incoming-group');
   group.hidden = !inv.groupID;
-  group.textContent = inv.groupID ? `Group call in ${groupName(inv.groupID)}` : '';
+  // The invitation names its group (participant.groupInfo); the contacts may not have
+  // loaded yet when it rings right after sign-in.
+  const named = info.participant && info.participant.groupInfo && info.participant.groupInfo.groupName;
+  group.textContent = inv.groupID ? `Group call in ${named || groupName(inv.groupID)}` : '';
   showError('incoming-error', '');
   $('incoming-accept').disabled = false;
   $('incoming-reject').disabled = false;
@@ -146,7 +149,7 @@ async function acceptIncoming() {
   $('incoming-accept').disabled = true;
   $('incoming-reject').disabled = true;
   info.early = []; // room events that overtake the accept's reply
-  const res = await openIM.signalingAccept(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
+  const res = await tincan.signalingAccept(tincan.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
   if (ui.incoming !== info) return; // the call model got there first (onCallState)
   if (res.errCode === 0) enterAccepted(info);
   else if (ui.incoming === info) {
@@ -176,7 +179,7 @@ function heldForAccept(handler, data) {
 
 // Who is already in a group call this window just joined.
 async function refreshGroupParticipants(groupID, roomID) {
-  const res = await openIM.signalingGetRoomByGroupID(openIM.newOperationID(), groupID);
+  const res = await tincan.signalingGetRoomByGroupID(tincan.newOperationID(), groupID);
   if (res.errCode === 0 && res.data.roomID === roomID && ui.call && ui.call.roomID === roomID) {
     setParticipants(res.data.participant || []);
   }
@@ -188,7 +191,7 @@ async function rejectIncoming() {
   $('incoming-accept').disabled = true;
   $('incoming-reject').disabled = true;
   // The call model ends the call as the request leaves (onCallState).
-  await openIM.signalingReject(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
+  await tincan.signalingReject(tincan.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
 }
 
 // A desktop notification (tauri-plugin-notification) when the window is not focused, and
@@ -232,7 +235,7 @@ function enterCall(invitation, others) {
   call.sharing = prev && prev.sharing ? prev.sharing : null;
   // Audio calls have no pictures: no preview, tiles without a canvas, nothing sent.
   $('local-preview').parentElement.hidden = call.media === 'audio';
-  if (call.media === 'audio') openIM.setCamera(false);
+  if (call.media === 'audio') tincan.setCamera(false);
   showError('in-call-error', '');
   clearMedia();
   $('local-state').textContent = localState(call);
@@ -315,7 +318,7 @@ async function hangUp() {
   if (!call) return;
   $('hangup').disabled = true;
   // The call model ends the call as the request leaves (onCallState).
-  await openIM.signalingHungUp(openIM.newOperationID(), { opUserID: ui.me.userID, invitation: { ...call.invitation, roomID: call.roomID } });
+  await tincan.signalingHungUp(tincan.newOperationID(), { opUserID: ui.me.userID, invitation: { ...call.invitation, roomID: call.roomID } });
   $('hangup').disabled = false;
 }
 
@@ -348,7 +351,7 @@ function endCallLocally() {
   // The server knows the call is over (or will, from a request already sent); the core's
   // media must stop too, whatever happened on the way here.
   const call = ui.call;
-  if (call && call.roomID) openIM.endMedia(call.roomID);
+  if (call && call.roomID) tincan.endMedia(call.roomID);
   clearInterval(ui.timer);
   ui.call = null;
 }
@@ -475,7 +478,7 @@ async function groupPickCall(media) {
     // Adding people to the call in progress.
     const call = ui.call;
     setScreen('in-call');
-    const res = await openIM.signalingInviteInGroup(openIM.newOperationID(), {
+    const res = await tincan.signalingInviteInGroup(tincan.newOperationID(), {
       ...call.invitation, inviterUserID: '', inviteeUserIDList: members, roomID: call.roomID, groupID: call.groupID, sessionType: SessionType.Group,
     });
     if (res.errCode !== 0) return flash(explain(res));
@@ -507,10 +510,10 @@ function openAddPeople() {
 async function joinGroupCall(groupID) {
   if (ui.call) return;
   notice('');
-  const room = await openIM.signalingGetRoomByGroupID(openIM.newOperationID(), groupID);
+  const room = await tincan.signalingGetRoomByGroupID(tincan.newOperationID(), groupID);
   if (room.errCode !== 0) return notice(explain(room));
   if (!room.data.roomID) return notice(`${groupName(groupID)} has no call in progress.`);
-  const res = await openIM.signalingGetTokenByRoomID(openIM.newOperationID(), room.data.roomID);
+  const res = await tincan.signalingGetTokenByRoomID(tincan.newOperationID(), room.data.roomID);
   if (res.errCode !== 0) return notice(explain(res));
   if (ui.incoming && ui.incoming.invitation.roomID === room.data.roomID) closeIncoming();
   enterCall(room.data.invitation, []);

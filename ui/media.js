@@ -77,7 +77,7 @@ function wireMedia() {
     ui.deviceNotice = '';
     ui.audioOnly = false;
   });
-  openIM.subscribeFrames(onFrame);
+  tincan.subscribeFrames(onFrame);
   loadDevices();
   loadProcessing();
 }
@@ -93,7 +93,7 @@ async function loadDevices() {
     speakers: saved.speakers || 'default',
     camera: saved.camera || 'default',
   };
-  const res = await openIM.getMediaDevices();
+  const res = await tincan.getMediaDevices();
   const list = res.errCode === 0 ? res.data : { microphones: [], speakers: [], cameras: [] };
   const options = {
     microphone: [[['default', 'Default microphone'], ['tone', 'Test tone']], list.microphones],
@@ -106,7 +106,7 @@ async function loadDevices() {
     fillDevices(select, fixed, devices, choice[select.dataset.device]);
     select.addEventListener('change', () => saveDevices(select));
   }
-  await openIM.setMediaDevices(choice);
+  await tincan.setMediaDevices(choice);
 }
 
 function fillDevices(select, fixed, devices, chosen) {
@@ -125,7 +125,7 @@ async function saveDevices(changed) {
     camera: $('settings-camera').value,
   };
   localStorage.setItem(DEVICE_KEY, JSON.stringify(choice));
-  const res = await openIM.setMediaDevices(choice);
+  const res = await tincan.setMediaDevices(choice);
   if (res.errCode !== 0) notice(`Could not change the devices: ${explain(res)}`);
 }
 
@@ -148,7 +148,7 @@ async function loadProcessing() {
     box.checked = choice[box.dataset.processing];
     box.addEventListener('change', () => saveProcessing(box));
   }
-  await openIM.setAudioProcessing(choice);
+  await tincan.setAudioProcessing(choice);
 }
 
 async function saveProcessing(changed) {
@@ -156,7 +156,7 @@ async function saveProcessing(changed) {
   choice[changed.dataset.processing] = changed.checked;
   for (const box of document.querySelectorAll(`input[data-processing="${changed.dataset.processing}"]`)) box.checked = changed.checked;
   localStorage.setItem(PROCESSING_KEY, JSON.stringify(choice));
-  const res = await openIM.setAudioProcessing(choice);
+  const res = await tincan.setAudioProcessing(choice);
   if (res.errCode !== 0) notice(`Could not change the sound processing: ${explain(res)}`);
 }
 
@@ -253,7 +253,7 @@ async function toggleMute() {
   if (!call) return;
   call.muted = !call.muted;
   renderToggles();
-  const res = await openIM.setMicrophone(!call.muted);
+  const res = await tincan.setMicrophone(!call.muted);
   if (res.errCode !== 0 && ui.call === call) flash(`Could not change the microphone: ${explain(res)}`);
 }
 
@@ -263,7 +263,7 @@ async function toggleCamera() {
   call.cameraOff = !call.cameraOff;
   renderToggles();
   $('local-state').textContent = localState(call);
-  const res = await openIM.setCamera(!call.cameraOff);
+  const res = await tincan.setCamera(!call.cameraOff);
   if (res.errCode !== 0 && ui.call === call) flash(`Could not change the camera: ${explain(res)}`);
 }
 
@@ -272,7 +272,7 @@ async function toggleSharing() {
   const call = ui.call;
   if (!call) return;
   if (call.sharing) return stopSharing(call);
-  const res = await openIM.getScreens();
+  const res = await tincan.getScreens();
   if (ui.call !== call) return;
   const list = res.errCode === 0 ? res.data : [];
   if (!list.length) {
@@ -295,7 +295,7 @@ async function startSharing() {
   call.sharing = id;
   renderToggles();
   $('local-state').textContent = localState(call);
-  const res = await openIM.shareScreen(id);
+  const res = await tincan.shareScreen(id);
   if (res.errCode !== 0 && ui.call === call) {
     call.sharing = null;
     renderToggles();
@@ -308,8 +308,8 @@ async function stopSharing(call) {
   call.sharing = null;
   renderToggles();
   $('local-state').textContent = localState(call);
-  const res = await openIM.shareScreen(null);
+  const res = await tincan.shareScreen(null);
   // Back to the camera, on or off as its button says.
-  if (res.errCode === 0) await openIM.setCamera(!call.cameraOff);
+  if (res.errCode === 0) await tincan.setCamera(!call.cameraOff);
   else if (ui.call === call) flash(`Could not stop sharing: ${explain(res)}`);
 }

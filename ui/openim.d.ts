@@ -216,7 +216,8 @@ export interface SignedIn {
   currentCall: CurrentCall | null;
 }
 
-export interface OpenIM {
+/** The API with `data` as objects (window.tincan; the window's own code uses it). */
+export interface TincanApi {
   signalingInvite(operationID: string, options: InviteOptions, callback?: Callback<InviteReply>): Promise<WsResponse<InviteReply>>;
   signalingInviteInGroup(operationID: string, options: InviteOptions, callback?: Callback<InviteReply>): Promise<WsResponse<InviteReply>>;
   signalingAccept(operationID: string, options: RtcActionParams, callback?: Callback<AcceptReply>): Promise<WsResponse<AcceptReply>>;
@@ -238,9 +239,26 @@ export interface OpenIM {
   globalEvent: GlobalEvent;
 }
 
+type SeedCalls = 'signalingInvite' | 'signalingInviteInGroup' | 'signalingAccept' | 'signalingReject' | 'signalingCancel' | 'signalingHungUp';
+
+/**
+ * The seed's API (window.openIM): as the OpenIM page types it, the six signaling calls'
+ * `data` is a string — JSON of the AV config (InviteReply / AcceptReply) for invite and
+ * accept, `"{}"` for the others. Everything else as in TincanApi.
+ */
+export interface OpenIM extends Omit<TincanApi, SeedCalls> {
+  signalingInvite(operationID: string, options: InviteOptions, callback?: Callback<string>): Promise<WsResponse<string>>;
+  signalingInviteInGroup(operationID: string, options: InviteOptions, callback?: Callback<string>): Promise<WsResponse<string>>;
+  signalingAccept(operationID: string, options: RtcActionParams, callback?: Callback<string>): Promise<WsResponse<string>>;
+  signalingReject(operationID: string, options: RtcActionParams, callback?: Callback<string>): Promise<WsResponse<string>>;
+  signalingCancel(operationID: string, options: RtcActionParams, callback?: Callback<string>): Promise<WsResponse<string>>;
+  signalingHungUp(operationID: string, options: RtcActionParams, callback?: Callback<string>): Promise<WsResponse<string>>;
+}
+
 declare global {
   interface Window {
     openIM: OpenIM;
+    tincan: TincanApi;
     globalEvent: GlobalEvent;
     SessionType: typeof SessionType;
   }

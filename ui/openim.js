@@ -6,6 +6,9 @@
 //   globalEvent.on('onReceiveNewInvitation', (data) => { … });
 //
 // Every API resolves (never rejects) with {errCode, errMsg, data}; errCode 0 is success.
+// As in the seed, the six signaling calls' `data` is a string (JSON: the AV config for
+// invite and accept, `{}` for the others); `tincan.signalingInvite(…)` and the rest are the
+// same API with `data` as objects.
 // Event listeners receive the OpenIM payload. Besides OpenIM's callbacks there is
 // 'connectionStateChanged' ({state: 'connected'|'reconnecting'|'resynced'|'closed', …}) and
 // 'callStateChanged' (this device's call: {phase, roomID, peerUserIDs, end?, …}; the one
@@ -50,8 +53,26 @@
     return `op-${Date.now()}-${Math.random().toString(16).slice(2)}`;
   }
 
-  // Invokes a command and hands its {errCode, errMsg, data} to `callback` and the promise.
-  function call(command, args, callback) {
+  // The six signaling calls of the seed (the OpenIM API page this app implements) type
+  // their callback's `data` as a string: the AV config as JSON for invite and accept, and
+  // OpenIM's web SDK passes a JSON string for the others too. `openIM` does the same;
+  // `tincan` (the same calls) hands the objects, for code that wants them (the window's own).
+  const SEED_STRING_DATA = new Set([
+    'signaling_invite',
+    'signaling_invite_in_group',
+    'signaling_accept',
+    'signaling_reject',
+    'signaling_cancel',
+    'signaling_hung_up',
+  ]);
+
+  // Invokes a command and hands its {errCode, errMsg, data} to `callback` and the promise;
+  // `stringData`: a seed call's successful `data` as a JSON string.
+  function invoke(command, args, callback, stringData) {
+    const asSeed = (r) =>
+      stringData && r.errCode === 0 && SEED_STRING_DATA.has(command) && typeof r.data !== 'string'
+        ? { ...r, data: JSON.stringify(r.data === undefined || r.data === null ? {} : r.data) }
+        : r;
     const done = (result) => {
       if (typeof callback === 'function') {
         try {
@@ -67,6 +88,7 @@
       .invoke(command, args)
       .then((r) => (r && typeof r.errCode === 'number' ? r : { errCode: 0, errMsg: '', data: r }))
       .catch((e) => localError(String(e)))
+      .then(asSeed)
       .then(done);
   }
 
@@ -81,78 +103,84 @@
 
   const op = (operationID) => operationID || newOperationID();
 
-  const openIM = {
-    signalingInvite: (operationID, options, callback) =>
-      call('signaling_invite', { operationId: op(operationID), options: inviteOptions(options) }, callback),
-    signalingInviteInGroup: (operationID, options, callback) =>
-      call('signaling_invite_in_group', { operationId: op(operationID), options: inviteOptions(options) }, callback),
-    signalingAccept: (operationID, options, callback) =>
-      call('signaling_accept', { operationId: op(operationID), options }, callback),
-    signalingReject: (operationID, options, callback) =>
-      call('signaling_reject', { operationId: op(operationID), options }, callback),
-    signalingCancel: (operationID, options, callback) =>
-      call('signaling_cancel', { operationId: op(operationID), options }, callback),
-    signalingHungUp: (operationID, options, callback) =>
-      call('signaling_hung_up', { operationId: op(operationID), options }, callback),
-    // OpenIM passes a bare groupID / roomID string; {groupID} / {roomID} objects work too.
-    signalingGetRoomByGroupID: (operationID, groupID, callback) =>
-      call('signaling_get_room_by_group_id', {
-        operationId: op(operationID),
-        groupId: typeof groupID === 'object' && groupID ? groupID.groupID : groupID,
-      }, callback),
-    signalingGetTokenByRoomID: (operationID, roomID, callback) =>
-      call('signaling_get_token_by_room_id', {
-        operationId: op(operationID),
-        roomId: typeof roomID === 'object' && roomID ? roomID.roomID : roomID,
-      }, callback),
-    getSignalingInvitationInfoStartApp: (operationID, callback) =>
-      call('get_signaling_invitation_info_start_app', { operationId: op(operationID) }, callback),
-    signalingSendCustomSignal: (operationID, options, callback) =>
-      call('signaling_send_custom_signal', {
-        operationId: op(operationID),
-        roomId: options && options.roomID,
-        customInfo: options && options.customInfo,
-      }, callback),
-    getCallHistory: (operationID, options, callback) => {
-      if (typeof options === 'function') [options, callback] = [undefined, options];
-      return call('get_call_history', { operationId: op(operationID), options: options || null }, callback);
-    },
-    getContacts: (operationID, callback) =>
-      call('get_contacts', { operationId: op(operationID) }, callback),
+  // The API, with the seed's string `data` (`stringData`) or objects.
+  const facade = (stringData) => {
+    const call = (command, args, callback) => invoke(command, args, callback, stringData);
+    return {
+      signalingInvite: (operationID, options, callback) =>
+        call('signaling_invite', { operationId: op(operationID), options: inviteOptions(options) }, callback),
+      signalingInviteInGroup: (operationID, options, callback) =>
+        call('signaling_invite_in_group', { operationId: op(operationID), options: inviteOptions(options) }, callback),
+      signalingAccept: (operationID, options, callback) =>
+        call('signaling_accept', { operationId: op(operationID), options }, callback),
+      signalingReject: (operationID, options, callback) =>
+        call('signaling_reject', { operationId: op(operationID), options }, callback),
+      signalingCancel: (operationID, options, callback) =>
+        call('signaling_cancel', { operationId: op(operationID), options }, callback),
+      signalingHungUp: (operationID, options, callback) =>
+        call('signaling_hung_up', { operationId: op(operationID), options }, callback),
+      // OpenIM passes a bare groupID / roomID string; {groupID} / {roomID} objects work too.
+      signalingGetRoomByGroupID: (operationID, groupID, callback) =>
+        call('signaling_get_room_by_group_id', {
+          operationId: op(operationID),
+          groupId: typeof groupID === 'object' && groupID ? groupID.groupID : groupID,
+        }, callback),
+      signalingGetTokenByRoomID: (operationID, roomID, callback) =>
+        call('signaling_get_token_by_room_id', {
+          operationId: op(operationID),
+          roomId: typeof roomID === 'object' && roomID ? roomID.roomID : roomID,
+        }, callback),
+      getSignalingInvitationInfoStartApp: (operationID, callback) =>
+        call('get_signaling_invitation_info_start_app', { operationId: op(operationID) }, callback),
+      signalingSendCustomSignal: (operationID, options, callback) =>
+        call('signaling_send_custom_signal', {
+          operationId: op(operationID),
+          roomId: options && options.roomID,
+          customInfo: options && options.customInfo,
+        }, callback),
+      getCallHistory: (operationID, options, callback) => {
+        if (typeof options === 'function') [options, callback] = [undefined, options];
+        return call('get_call_history', { operationId: op(operationID), options: options || null }, callback);
+      },
+      getContacts: (operationID, callback) =>
+        call('get_contacts', { operationId: op(operationID) }, callback),
 
-    // Account and app calls (Tincan's, same result shape).
-    register: (server, userID, password, nickname, callback) =>
-      call('register', { server, userId: userID, password, nickname: nickname || null }, callback),
-    login: (server, userID, password, callback) =>
-      call('sign_in', { server, userId: userID, password }, callback),
-    logout: (callback) => call('sign_out', {}, callback),
-    startEmbeddedServer: (callback) => call('start_embedded_server', {}, callback),
-    // Media of the call in progress (Tincan's): microphone and camera on or off.
-    setMicrophone: (on, callback) => call('media_set_mic', { on }, callback),
-    setCamera: (on, callback) => call('media_set_camera', { on }, callback),
-    // Stops the media of a call the window left without telling the server.
-    endMedia: (roomID, callback) => call('media_end', { roomId: roomID }, callback),
-    // Sound devices: list them, and choose for the next call ({microphone, speakers}).
-    getMediaDevices: (callback) => call('media_devices', {}, callback),
-    setMediaDevices: (options, callback) => call('media_set_devices', { options }, callback),
-    // Echo cancellation and noise suppression ({echoCancellation, noiseSuppression}), for
-    // the call in progress at once and the next ones.
-    setAudioProcessing: (options, callback) => call('media_set_processing', { options }, callback),
-    // Screen sharing: what can be shared ([{id, name, kind}]), and share one in the call
-    // in progress instead of the camera (`id` null: stop, back to the camera).
-    getScreens: (callback) => call('media_screens', {}, callback),
-    shareScreen: (id, callback) => call('media_share_screen', { id: id || null }, callback),
-    // Decoded pictures: `onFrame(ArrayBuffer)` per picture (layout in src-tauri/src/media.rs).
-    subscribeFrames: (onFrame, callback) => {
-      if (!tauri) return call('media_frames', {}, callback);
-      const channel = new tauri.core.Channel();
-      channel.onmessage = onFrame;
-      return call('media_frames', { channel }, callback);
-    },
-    session: () => (tauri ? tauri.core.invoke('session') : Promise.resolve(null)),
-    appInfo: () => (tauri ? tauri.core.invoke('app_info') : Promise.resolve(null)),
-    newOperationID,
+      // Account and app calls (Tincan's, same result shape).
+      register: (server, userID, password, nickname, callback) =>
+        call('register', { server, userId: userID, password, nickname: nickname || null }, callback),
+      login: (server, userID, password, callback) =>
+        call('sign_in', { server, userId: userID, password }, callback),
+      logout: (callback) => call('sign_out', {}, callback),
+      startEmbeddedServer: (callback) => call('start_embedded_server', {}, callback),
+      // Media of the call in progress (Tincan's): microphone and camera on or off.
+      setMicrophone: (on, callback) => call('media_set_mic', { on }, callback),
+      setCamera: (on, callback) => call('media_set_camera', { on }, callback),
+      // Stops the media of a call the window left without telling the server.
+      endMedia: (roomID, callback) => call('media_end', { roomId: roomID }, callback),
+      // Sound devices: list them, and choose for the next call ({microphone, speakers}).
+      getMediaDevices: (callback) => call('media_devices', {}, callback),
+      setMediaDevices: (options, callback) => call('media_set_devices', { options }, callback),
+      // Echo cancellation and noise suppression ({echoCancellation, noiseSuppression}), for
+      // the call in progress at once and the next ones.
+      setAudioProcessing: (options, callback) => call('media_set_processing', { options }, callback),
+      // Screen sharing: what can be shared ([{id, name, kind}]), and share one in the call
+      // in progress instead of the camera (`id` null: stop, back to the camera).
+      getScreens: (callback) => call('media_screens', {}, callback),
+      shareScreen: (id, callback) => call('media_share_screen', { id: id || null }, callback),
+      // Decoded pictures: `onFrame(ArrayBuffer)` per picture (layout in src-tauri/src/media.rs).
+      subscribeFrames: (onFrame, callback) => {
+        if (!tauri) return call('media_frames', {}, callback);
+        const channel = new tauri.core.Channel();
+        channel.onmessage = onFrame;
+        return call('media_frames', { channel }, callback);
+      },
+      session: () => (tauri ? tauri.core.invoke('session') : Promise.resolve(null)),
+      appInfo: () => (tauri ? tauri.core.invoke('app_info') : Promise.resolve(null)),
+      newOperationID,
+    };
   };
+  const openIM = facade(true);
+  const tincan = facade(false);
 
   // globalEvent: on / off / once over Tauri's event system, one Tauri listener per name.
   const handlers = new Map(); // name -> Set<fn>
@@ -205,12 +233,15 @@
   globalEvent.addListener = globalEvent.on;
   globalEvent.removeListener = globalEvent.off;
 
-  openIM.globalEvent = globalEvent;
-  openIM.SessionType = SessionType;
-  openIM.Platform = Platform;
-  openIM.EVENTS = EVENTS;
+  for (const api of [openIM, tincan]) {
+    api.globalEvent = globalEvent;
+    api.SessionType = SessionType;
+    api.Platform = Platform;
+    api.EVENTS = EVENTS;
+  }
 
   window.openIM = openIM;
+  window.tincan = tincan;
   window.globalEvent = globalEvent;
   window.SessionType = SessionType;
   window.Platform = Platform;

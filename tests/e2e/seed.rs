@@ -21,7 +21,8 @@ const options = {
   platformID: 5,
 };
 openIM.signalingInvite(operationID, options, (invited) => {
-  const cancel = { opUserID: "alice", invitation: { ...options, roomID: invited.data && invited.data.roomID } };
+  // As in the seed, `data` is a string: the AV config as JSON.
+  const cancel = { opUserID: "alice", invitation: { ...options, roomID: invited.data && JSON.parse(invited.data).roomID } };
   openIM.signalingCancel('e2e-seed-cancel', cancel, (cancelled) => done({ invited, cancelled }));
 });
 "#;
@@ -42,10 +43,14 @@ fn seed_examples_reach_the_backend_and_call_back_with_err_code_0() {
         assert_eq!(out["cancelled"]["errCode"], json!(0), "{out}");
         let inv = within(bob.expect_info("onReceiveNewInvitation")).await;
         assert_eq!(inv.invitation.inviter_user_id, "alice");
-        assert_eq!(
-            json!(inv.invitation.room_id),
-            out["invited"]["data"]["roomID"]
-        );
+        let config: Value = serde_json::from_str(
+            out["invited"]["data"]
+                .as_str()
+                .expect("the seed's data is a string"),
+        )
+        .expect("the AV config as JSON");
+        assert_eq!(json!(inv.invitation.room_id), config["roomID"]);
+        assert_eq!(out["cancelled"]["data"], json!("{}"), "{out}");
         within(bob.expect("onInvitationCancelled")).await;
     });
 }
