@@ -10,6 +10,7 @@ mod cross_site;
 mod devices;
 mod group;
 mod identity;
+mod interop;
 mod limits;
 mod logs;
 mod media;
