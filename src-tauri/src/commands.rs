@@ -18,8 +18,8 @@ use tincan_sdk::protocol::{
 use tincan_sdk::{codes, Accounts, ApiResult, Client, SdkError};
 
 pub use crate::local_server::EMBEDDED_PORT;
-use crate::state::{AppState, Session};
-use crate::{events, local_server, media};
+use crate::state::AppState;
+use crate::{local_server, media, session};
 
 /// `errCode` when an API command runs while nobody is signed in (OpenIM's `LoginOut`).
 pub const NOT_SIGNED_IN: u32 = codes::LOGGED_OUT;
@@ -144,62 +144,22 @@ pub async fn sign_in(
 }
 
 async fn connect(app: &AppHandle, server: &str, token: &str) -> ApiResult {
-    let state = app.state::<AppState>();
-    let device = match state.device() {
-        Ok(d) => d,
-        Err(e) => return failure(codes::INTERNAL, format!("cannot store the device id: {e}")),
-    };
-    // Events of the session being replaced (its `Closed`) must not reach the window.
-    let generation = state.next_generation();
-    // The same device may not be connected twice: close the old session first.
-    media::end(app, None);
-    close_session(&state).await;
-    let mut options = tincan_sdk::ConnectOptions::default();
-    options.ca_file = state.ca_file.clone();
-    let (client, rx) = match tincan_sdk::connect_with(server, token, device.clone(), options).await
-    {
-        Ok(c) => c,
-        Err(e) => return ApiResult::from_error(&e),
-    };
-    let user_id = client.user_id().clone();
-    let current_call = client.session().current_call;
-    let forwarder = events::spawn_forwarder(app.clone(), generation, rx);
-    if let Some(old) = state.set_session(Session {
-        client,
-        user_id: user_id.clone(),
-        server: server.to_owned(),
-        forwarder,
-    }) {
-        // A concurrent sign-in raced this one; keep the newest.
-        old.client.close().await;
-    }
-    ok(serde_json::json!({
-        "userID": user_id,
-        "server": server,
-        "deviceID": device.device_id,
-        "currentCall": current_call,
-    }))
-}
-
-async fn close_session(state: &AppState) -> bool {
-    match state.take_session() {
-        Some(session) => {
-            session.client.close().await;
-            true
-        }
-        None => false,
+    match session::open(app, server, token).await {
+        Ok(opened) => ok(serde_json::json!({
+            "userID": opened.user_id,
+            "server": server,
+            "deviceID": opened.device_id,
+            "currentCall": opened.current_call,
+        })),
+        Err(session::OpenError::Sdk(e)) => ApiResult::from_error(&e),
+        Err(e) => failure(codes::INTERNAL, e.to_string()),
     }
 }
 
 /// Signs out: closes the connection. Data: `{}`.
 #[tauri::command]
 pub async fn sign_out(app: AppHandle) -> ApiResult {
-    let state = app.state::<AppState>();
-    state.next_generation();
-    media::end(&app, None);
-    if close_session(&state).await {
-        events::emit_signed_out(&app);
-    }
+    session::close(&app).await;
     ok(serde_json::json!({}))
 }
 

@@ -8,13 +8,10 @@
 //! this device's call as [`CALL_STATE_CHANGED`] (its [`tincan_sdk::CallState`]), which
 //! decides for the page and for media when a call starts and ends.
 
-use tauri::{AppHandle, Emitter, Manager};
+use tauri::{AppHandle, Emitter};
 use tincan_media::MediaEvent;
 use tincan_sdk::protocol::Event;
 use tincan_sdk::{event_data, ConnectionState, SdkEvent};
-use tokio::sync::mpsc;
-
-use crate::state::AppState;
 
 /// Event name for connection-state changes.
 pub const CONNECTION_STATE_CHANGED: &str = "connectionStateChanged";
@@ -39,36 +36,13 @@ fn connection_json(state: &ConnectionState) -> serde_json::Value {
     serde_json::to_value(state).expect("a connection state serializes")
 }
 
-/// Forwards every event of one session to the window until the SDK closes the channel.
-/// Events of a session that has been replaced (`generation` no longer current) are dropped.
-pub fn spawn_forwarder(
-    app: AppHandle,
-    generation: u64,
-    mut events: mpsc::Receiver<SdkEvent>,
-) -> tauri::async_runtime::JoinHandle<()> {
-    tauri::async_runtime::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if !app.state::<AppState>().is_current(generation) {
-                continue;
-            }
-            if let SdkEvent::CallStateChanged(state) = &event {
-                // The SDK's call model is the one judge of whether our call is over.
-                crate::media::on_call_state(&app, state);
-            }
-            if let SdkEvent::Signaling(e) = &event {
-                crate::media::on_event(&app, e);
-                if let Event::ReceiveMediaSignal(_) = e {
-                    // Negotiation is between the media engines; the page has no use for it.
-                    continue;
-                }
-            }
-            if let Some((name, payload)) = to_window_event(&event) {
-                if let Err(e) = app.emit(name, payload) {
-                    tracing::warn!("cannot emit {name}: {e}");
-                }
-            }
+/// Emits one SDK event to the window, if it is one the window gets.
+pub fn emit_to_window(app: &AppHandle, event: &SdkEvent) {
+    if let Some((name, payload)) = to_window_event(event) {
+        if let Err(e) = app.emit(name, payload) {
+            tracing::warn!("cannot emit {name}: {e}");
         }
-    })
+    }
 }
 
 /// The media events the window gets (pictures go through the frame channel instead; see

@@ -23,6 +23,7 @@ pub mod events;
 pub mod local_server;
 pub mod media;
 pub mod profile;
+pub mod session;
 pub mod state;
 
 use std::path::PathBuf;
