@@ -1,11 +1,14 @@
 //! Key-frame requests both ways, without IO: when a receiver asks for a key frame (RTCP
 //! PLI), and how often a sender gives one. Time is passed in.
 //!
-//! Receiving: a stream starts out waiting for a key frame, and waits again after a loss
-//! (a gap in a picture, or the decoder losing its reference). While it waits, pictures
-//! are not decoded (they would only fail or smear) and a request goes out, at most one
-//! per [`FIRST_RETRY`], backing off to [`MAX_RETRY`] while none comes: a lossy link or a
-//! far end that ignores requests cannot start a storm.
+//! Receiving: a stream starts out waiting for a key frame; until one comes, pictures are
+//! not decoded (a decoder cannot start from anything else) and a request goes out. After
+//! a loss (a gap in a picture, or the decoder losing its reference) a request goes out
+//! too, but the pictures that follow are still decoded: the decoder conceals what it
+//! can, and on a lossy link the picture keeps moving instead of freezing until each
+//! key frame. Requests go out at most one per [`FIRST_RETRY`], backing off to
+//! [`MAX_RETRY`] while no key frame comes: a lossy link or a far end that ignores
+//! requests cannot start a storm.
 //!
 //! Sending: requests from every receiver mark a key frame as due; one is made at most
 //! every [`MIN_KEY_FRAME_GAP`], counting the encoder's own periodic ones. A request that
@@ -100,10 +103,9 @@ impl Receiving {
         }
     }
 
-    /// A picture was lost or broken, or the decoder lost its reference, at `now`: wait
-    /// for a key frame. Returns whether to send a request now.
+    /// A picture was lost or broken, or the decoder lost its reference, at `now`.
+    /// Returns whether to send a request now.
     pub fn on_loss(&mut self, now: Instant) -> bool {
-        self.waiting = true;
         self.may_ask(now)
     }
 
@@ -246,8 +248,23 @@ mod tests {
         r.on_picture(true, t0 + ms(600));
         // A loss right after the key frame still respects the 500 ms floor.
         assert!(!r.on_loss(t0 + ms(700)));
-        assert!(r.waiting());
         assert!(r.on_loss(t0 + ms(1000)));
+    }
+
+    #[test]
+    fn after_a_loss_pictures_are_still_decoded_while_a_key_frame_is_asked_for() {
+        let t0 = Instant::now();
+        let mut r = Receiving::new();
+        r.on_picture(true, t0);
+        assert!(r.on_loss(t0 + ms(10)));
+        assert!(!r.waiting());
+        assert_eq!(
+            r.on_picture(false, t0 + ms(40)),
+            Verdict {
+                decode: true,
+                ask: false
+            }
+        );
     }
 
     #[test]

@@ -364,10 +364,11 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// Drains one remote track until the connection closes: Opus packets go out as they
-/// are; H.264 is reassembled into access units, emitted on the marker bit. Pictures are
-/// decoded only from a key frame on: one is asked for (PLI, or FIR where that is all the
-/// far end takes), rate-limited by [`Receiving`], at the start, after a gap in sequence
-/// numbers and when the decoder reports a loss.
+/// are; H.264 is reassembled into access units, emitted on the marker bit. Pictures go
+/// to the decoder from the first key frame on, except one broken by a gap. A key frame
+/// is asked for (PLI, or FIR where that is all the far end takes), rate-limited by
+/// [`Receiving`], before the first one, after a gap in sequence numbers and when the
+/// decoder reports a loss.
 async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink, loss: Arc<DecoderLoss>) {
     let Some(ssrc) = track.ssrcs().await.first().copied() else {
         return;
