@@ -562,4 +562,128 @@ mod tests {
         }
         assert_eq!(read, vec![0, 1, 2, 3, 4]);
     }
+
+    /// The capture thread with the test pattern at 320×240, 30 fps, for an audience.
+    fn capture_thread() -> (
+        std::sync::mpsc::Sender<CaptureCommand>,
+        mpsc::Receiver<EncodedVideo>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let (commands, command_rx) = std::sync::mpsc::channel();
+        let (out, pictures) = mpsc::channel(64);
+        let (events, _) = mpsc::channel(1);
+        let settings = VideoSettings {
+            width: 320,
+            height: 240,
+            fps: 30,
+            bitrate_bps: 300_000,
+        };
+        let thread = std::thread::spawn(move || {
+            capture_loop(
+                VideoInput::TestPattern,
+                settings,
+                true,
+                command_rx,
+                out,
+                events,
+                0,
+            )
+        });
+        commands.send(CaptureCommand::Audience(true)).unwrap();
+        (commands, pictures, thread)
+    }
+
+    /// The next picture, decoded: (its duration, whether it is a key frame, its size and
+    /// stamp once decodable).
+    fn next(
+        pictures: &mut mpsc::Receiver<EncodedVideo>,
+        decoder: &mut codec::VideoDecoder,
+    ) -> (Duration, bool, Option<codec::DecodedFrame>) {
+        let picture = pictures.blocking_recv().expect("the capture thread runs");
+        let key = crate::keyframe::is_key_frame(&picture.data);
+        let decoded = decoder.decode(&picture.data).ok().flatten();
+        (picture.duration, key, decoded)
+    }
+
+    #[test]
+    fn the_capture_thread_follows_a_step_with_a_key_frame_at_the_new_size_and_rate() {
+        let (commands, mut pictures, thread) = capture_thread();
+        let mut decoder = codec::VideoDecoder::new(0).unwrap();
+        let (duration, _, _) = next(&mut pictures, &mut decoder);
+        assert_eq!(duration, Duration::from_secs(1) / 30);
+        commands
+            .send(CaptureCommand::Target(Some(VideoTarget {
+                bitrate_bps: 150_000,
+                fps_divisor: 2,
+                scale: 2,
+            })))
+            .unwrap();
+        // Within a second of pictures, one at the new rate and size, and the first of
+        // those is a key frame a fresh decoder can start from.
+        let mut fresh = codec::VideoDecoder::new(0).unwrap();
+        let mut stepped = None;
+        for _ in 0..30 {
+            let picture = pictures.blocking_recv().expect("the capture thread runs");
+            if picture.duration == Duration::from_secs(1) / 15 {
+                stepped = Some(picture);
+                break;
+            }
+        }
+        let stepped = stepped.expect("a picture at half the rate within a second");
+        assert!(
+            crate::keyframe::is_key_frame(&stepped.data),
+            "starts with a key frame"
+        );
+        let frame = fresh
+            .decode(&stepped.data)
+            .unwrap()
+            .expect("decodes on its own");
+        assert_eq!((frame.width, frame.height), (160, 120));
+        assert!(
+            frame.stamp.is_some(),
+            "the pattern drawn small keeps its stamp"
+        );
+        drop(commands);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn audio_only_sends_no_pictures_and_video_resumes_with_a_key_frame() {
+        let (commands, mut pictures, thread) = capture_thread();
+        let mut decoder = codec::VideoDecoder::new(0).unwrap();
+        let mut stamps: Vec<(u32, bool)> = Vec::new();
+        for _ in 0..5 {
+            let (_, key, frame) = next(&mut pictures, &mut decoder);
+            stamps.extend(frame.and_then(|f| f.stamp).map(|s| (s.captured_us, key)));
+        }
+        commands.send(CaptureCommand::Target(None)).unwrap();
+        // How long the link stays thin: an input of the test, not a wait for anything.
+        std::thread::sleep(Duration::from_millis(600));
+        commands
+            .send(CaptureCommand::Target(Some(VideoTarget {
+                bitrate_bps: 300_000,
+                fps_divisor: 1,
+                scale: 1,
+            })))
+            .unwrap();
+        // Whatever was sent before the thread went audio only, then the pictures after.
+        for _ in 0..40 {
+            let (_, key, frame) = next(&mut pictures, &mut decoder);
+            stamps.extend(frame.and_then(|f| f.stamp).map(|s| (s.captured_us, key)));
+        }
+        drop(commands);
+        thread.join().unwrap();
+        // The capture times show the hole: one gap of about the audio-only time, and the
+        // picture after it is a key frame.
+        let (gap_us, after_key) = stamps
+            .windows(2)
+            .map(|w| (w[1].0.wrapping_sub(w[0].0), w[1].1))
+            .max_by_key(|(gap, _)| *gap)
+            .expect("pictures");
+        assert!(
+            gap_us >= 400_000,
+            "largest gap between pictures {gap_us} µs"
+        );
+        assert!(after_key, "video resumes with a key frame");
+    }
 }
