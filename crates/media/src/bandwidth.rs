@@ -258,7 +258,7 @@ mod tests {
                     self.credit_bits -= (PACKET * 8) as f64;
                     self.send_one();
                 }
-                if self.steps % FEEDBACK_EVERY == 0 {
+                if self.steps.is_multiple_of(FEEDBACK_EVERY) {
                     self.feedback();
                 }
             }
