@@ -4,8 +4,10 @@
 //! (a mesh, for group calls), negotiated through the server's room relay, carrying H.264
 //! video and Opus audio. Pictures come from a camera ([`camera`], V4L2) or the synthetic
 //! [`TestPattern`]; sound from a microphone ([`audio`], cpal) or a synthetic tone.
-//! [`peer`] is the only module that touches the WebRTC stack; [`negotiation`] decides
-//! who offers and [`path`] when to restart ICE or give up, both without IO.
+//! [`peer`] is the only module that touches the WebRTC stack (and [`bandwidth`] its
+//! congestion-control seam); [`negotiation`] decides who offers, [`path`] when to
+//! restart ICE or give up and [`adaptation`] what the encoders aim for under the
+//! bandwidth estimate, all without IO.
 
 pub mod adaptation;
 pub mod allocator;
