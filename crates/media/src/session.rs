@@ -373,14 +373,19 @@ impl Driver {
         }
     }
 
-    fn broadcast_state(&self) {
-        let state = Signal::State {
+    /// What we send, for the `state` message.
+    fn own_state(&self) -> Signal {
+        Signal::State {
             mic: self.mic,
             // Audio only (a thin link) looks like a camera turned off to the others:
             // no pictures are coming, and the window shows why not on our side.
             camera: self.camera && !self.adaptation.plan().audio_only(),
             screen: self.screen,
-        };
+        }
+    }
+
+    fn broadcast_state(&self) {
+        let state = self.own_state();
         for user in self.peers.keys() {
             self.send_signal(user, &state);
         }
@@ -620,14 +625,7 @@ impl Driver {
                         }
                         // Tell the newcomer what we are (not) sending.
                         if !self.mic || !self.camera || self.screen {
-                            self.send_signal(
-                                &user,
-                                &Signal::State {
-                                    mic: self.mic,
-                                    camera: self.camera,
-                                    screen: self.screen,
-                                },
-                            );
+                            self.send_signal(&user, &self.own_state());
                         }
                     }
                     PathChange::Lost => {
