@@ -10,7 +10,6 @@
 
 use tauri::{AppHandle, Emitter};
 use tincan_media::MediaEvent;
-use tincan_sdk::protocol::Event;
 use tincan_sdk::{event_data, ConnectionState, SdkEvent};
 
 /// Event name for connection-state changes.
@@ -150,7 +149,7 @@ pub fn emit_signed_out(app: &AppHandle) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tincan_sdk::protocol::KickedInfo;
+    use tincan_sdk::protocol::{Event, KickedInfo};
 
     #[test]
     fn server_events_keep_their_openim_name_and_payload() {

@@ -156,7 +156,7 @@ async fn through_a_relay_we_decode_aiortcs_video_and_audio_and_it_decodes_ours()
         connected_at.is_some()
     );
     assert_eq!(path, "relay", "the selected pair is a relay pair");
-    drop(send);
+    drop(to_aiortc); // end of input: the aiortc side stops
     peer.close().await;
     let _ = child.kill();
     let _ = child.wait();

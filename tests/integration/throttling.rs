@@ -122,9 +122,11 @@ async fn registrations_beyond_the_limit_are_refused_until_the_allowance_refills(
 
 #[tokio::test]
 async fn a_full_hashing_pool_answers_busy_at_once_and_serves_the_rest() {
-    let mut config = ServerConfig::default();
-    config.hash_threads = 1;
-    config.hash_queue = 2;
+    let config = ServerConfig {
+        hash_threads: 1,
+        hash_queue: 2,
+        ..ServerConfig::default()
+    };
     let s = TestServer::start_with(config).await;
     with_password(&s, "zed", "the right password");
     let tries = 12;

@@ -60,11 +60,10 @@ pub async fn run(
                     }
                     // The SDK's call model says the call is over, whoever ended it (the
                     // far end, or this client's own --hangup-after-ms).
-                    SdkEvent::CallStateChanged(state) if state.phase == CallPhase::Ended => {
-                        if media.as_ref().is_some_and(|m| m.room().as_str() == state.room_id) {
+                    SdkEvent::CallStateChanged(state) if state.phase == CallPhase::Ended
+                        && media.as_ref().is_some_and(|m| m.room().as_str() == state.room_id) => {
                             media.take().expect("checked").close().await;
                         }
-                    }
                     SdkEvent::Connection(ConnectionState::Closed { reason }) => {
                         return exit_code_for(&reason);
                     }

@@ -122,7 +122,7 @@ impl Voice {
                 + 0.5 * formants[1].run(excitation, vowel.1, 110.0)
                 + 0.25 * formants[2].run(excitation, vowel.2, 150.0);
             // A fricative at the start of some syllables: high-frequency noise.
-            let fricative = if index % 3 == 0 && within < 0.25 && !silent {
+            let fricative = if index.is_multiple_of(3) && within < 0.25 && !silent {
                 0.15 * rng.next() * (1.0 - within * 4.0)
             } else {
                 0.0

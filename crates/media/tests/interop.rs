@@ -135,7 +135,7 @@ async fn aiortc_and_we_decode_each_others_pictures() {
         done.is_ok(),
         "within {WAIT:?}: connected {connected}, aiortc decoded {theirs}, we decoded {ours}\n{answer_sdp}"
     );
-    drop(send);
+    drop(to_aiortc); // end of input: the aiortc side stops
     peer.close().await;
     let _ = child.kill();
     let _ = child.wait();

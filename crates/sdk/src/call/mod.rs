@@ -245,17 +245,15 @@ impl CallModel {
     pub(crate) fn on_request(&mut self, request: &CallRequest) -> Vec<CallState> {
         let before = self.state.clone();
         match request {
-            CallRequest::Invite => {
-                if !self.state.is_active() {
-                    self.state = CallState {
-                        phase: CallPhase::Connecting,
-                        direction: Some(Direction::Outgoing),
-                        ..CallState::idle()
-                    };
-                }
-                // Placing a call while one rings here: the server answers (busy, or the
-                // call-back merges with the ringing invitation); the reply decides.
+            CallRequest::Invite if !self.state.is_active() => {
+                self.state = CallState {
+                    phase: CallPhase::Connecting,
+                    direction: Some(Direction::Outgoing),
+                    ..CallState::idle()
+                };
             }
+            // Placing a call while one rings here: the server answers (busy, or the
+            // call-back merges with the ringing invitation); the reply decides.
             CallRequest::Accept(room) | CallRequest::Join(room)
                 if self.is(room, &[CallPhase::RingingIn]) =>
             {
@@ -275,11 +273,10 @@ impl CallModel {
                 self.end(EndReason::Declined, Some(self.me.clone()), None);
             }
             CallRequest::Cancel(room)
-                if self.is(room, &[CallPhase::RingingOut, CallPhase::Connecting]) =>
+                if self.is(room, &[CallPhase::RingingOut, CallPhase::Connecting])
+                    && self.state.peers.is_empty() =>
             {
-                if self.state.peers.is_empty() {
-                    self.end(EndReason::Cancelled, Some(self.me.clone()), None);
-                }
+                self.end(EndReason::Cancelled, Some(self.me.clone()), None);
             }
             CallRequest::HangUp(room)
                 if self.is(
@@ -415,17 +412,17 @@ impl CallModel {
                     self.stop_ringing(&info.op_user_id, EndReason::NoAnswer);
                 }
             }
-            Event::InviteeAccepted(info) => {
-                if self.is_current(info, &[CallPhase::RingingOut, CallPhase::InCall]) {
-                    self.state.ringing.retain(|u| *u != info.op_user_id);
-                    self.state.phase = CallPhase::InCall;
-                    self.join(Some(info.op_user_id.clone()));
-                }
+            Event::InviteeAccepted(info)
+                if self.is_current(info, &[CallPhase::RingingOut, CallPhase::InCall]) =>
+            {
+                self.state.ringing.retain(|u| *u != info.op_user_id);
+                self.state.phase = CallPhase::InCall;
+                self.join(Some(info.op_user_id.clone()));
             }
-            Event::InviteeRejected(info) => {
-                if self.is_current(info, &[CallPhase::RingingOut, CallPhase::InCall]) {
-                    self.stop_ringing(&info.op_user_id, EndReason::RemoteDeclined);
-                }
+            Event::InviteeRejected(info)
+                if self.is_current(info, &[CallPhase::RingingOut, CallPhase::InCall]) =>
+            {
+                self.stop_ringing(&info.op_user_id, EndReason::RemoteDeclined);
             }
             Event::InviteeAcceptedByOtherDevice(info) => {
                 self.waiting.remove(&info.invitation.room_id);
@@ -439,26 +436,22 @@ impl CallModel {
                     self.end(EndReason::DeclinedElsewhere, Some(self.me.clone()), None);
                 }
             }
-            Event::HangUp(info) => {
-                if self.is_current(info, &[CallPhase::InCall]) {
-                    self.state.peers.retain(|u| *u != info.op_user_id);
-                    let group =
-                        !info.invitation.group_id.is_empty() || info.invitation.session_type >= 2;
-                    // One-to-one: the call is over. A group call is over when the list in
-                    // onRoomParticipantDisconnected (right after) holds only us: someone
-                    // who joined may not know everyone who is there.
-                    if !group {
-                        self.end(EndReason::RemoteHungUp, Some(info.op_user_id.clone()), None);
-                    }
+            Event::HangUp(info) if self.is_current(info, &[CallPhase::InCall]) => {
+                self.state.peers.retain(|u| *u != info.op_user_id);
+                let group =
+                    !info.invitation.group_id.is_empty() || info.invitation.session_type >= 2;
+                // One-to-one: the call is over. A group call is over when the list in
+                // onRoomParticipantDisconnected (right after) holds only us: someone
+                // who joined may not know everyone who is there.
+                if !group {
+                    self.end(EndReason::RemoteHungUp, Some(info.op_user_id.clone()), None);
                 }
             }
             Event::RoomParticipantConnected(info) | Event::RoomParticipantDisconnected(info) => {
                 self.participants(info, matches!(event, Event::RoomParticipantConnected(_)))
             }
-            Event::KickedOffline(_) => {
-                if self.state.is_active() {
-                    self.end(EndReason::SignedInElsewhere, None, None);
-                }
+            Event::KickedOffline(_) if self.state.is_active() => {
+                self.end(EndReason::SignedInElsewhere, None, None);
             }
             _ => {}
         }

@@ -202,7 +202,7 @@ impl World {
         // Now and then a room nobody made.
         if self.rooms.is_empty() || i % 8 == 7 {
             "no-such-room".to_owned()
-        } else if i % 2 == 0 {
+        } else if i.is_multiple_of(2) {
             // Mostly the newest call, where the races are.
             self.rooms[self.rooms.len() - 1].clone()
         } else {
