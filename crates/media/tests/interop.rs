@@ -5,7 +5,8 @@
 //! Runs only when `TINCAN_AIORTC_PYTHON` names a Python with aiortc installed
 //! (`python3 -m venv v && v/bin/pip install aiortc`, then
 //! `TINCAN_AIORTC_PYTHON=v/bin/python cargo test -j2 -p tincan-media --test interop`);
-//! without it, it says so and passes.
+//! without it, it says so and passes. `scripts/test` (so CI) sets it to the venv where
+//! `scripts/deps` installs aiortc 1.16.0.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
