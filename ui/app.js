@@ -22,6 +22,7 @@ const ui = {
   incoming: null, // SignalingInfo ringing here
   timer: null,
   signingOut: false,
+  codes: new Map(), // userID -> the connection's verification code (mediaVerification)
 };
 
 // ---------------------------------------------------------------- words
@@ -510,6 +511,7 @@ function wireControls() {
   $('share-screen').addEventListener('click', toggleSharing);
   $('share-start').addEventListener('click', startSharing);
   $('share-cancel').addEventListener('click', () => ($('share-chooser').hidden = true));
+  $('verify-call').addEventListener('click', toggleVerify);
   $('add-people').addEventListener('click', openAddPeople);
   $('group-pick-audio').addEventListener('click', () => groupPickCall('audio'));
   $('group-pick-video').addEventListener('click', () => groupPickCall('video'));

@@ -7,7 +7,7 @@
 // other participant: its canvas, its name, its state (connecting, muted, camera off)
 // and the frame counter stamped into the picture it shows.
 
-const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable', 'mediaAudioOnly'];
+const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable', 'mediaAudioOnly', 'mediaVerification'];
 
 const PEER_WORDS = {
   connecting: 'connecting…',
@@ -47,6 +47,10 @@ function wireMedia() {
     $('media-quality').dataset.fps = String(q.fpsIn);
     $('media-quality').dataset.targetKbps = String(Math.round(q.targetKbps || 0));
     $('media-quality').dataset.audioOnly = String(Boolean(ui.audioOnly));
+  });
+  globalEvent.on('mediaVerification', ({ userID, code }) => {
+    ui.codes.set(userID, code);
+    renderCodes();
   });
   globalEvent.on('mediaAudioOnly', ({ on }) => {
     ui.audioOnly = on;
@@ -241,7 +245,27 @@ function onFrame(buffer) {
   }
 }
 
+// The verification code of each connection (docs/security.md), shown on demand.
+function renderCodes() {
+  const box = $('verify-codes');
+  box.replaceChildren();
+  for (const [userID, code] of ui.codes) {
+    box.append(el('li', { testid: `verify-code-${userID}` }, `${nameOf(userID)}: `, el('strong', {}, code)));
+  }
+  if (ui.codes.size === 0) box.append(el('li', {}, 'Not connected yet.'));
+}
+
+function toggleVerify() {
+  const panel = $('verify-panel');
+  panel.hidden = !panel.hidden;
+  $('verify-call').setAttribute('aria-expanded', String(!panel.hidden));
+  renderCodes();
+}
+
 function clearMedia() {
+  ui.codes.clear();
+  $('verify-panel').hidden = true;
+  $('verify-call').setAttribute('aria-expanded', 'false');
   $('video-grid').replaceChildren();
   $('media-quality').textContent = '';
   const preview = $('local-preview');

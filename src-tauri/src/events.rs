@@ -56,10 +56,11 @@ pub enum MediaWindowEvent {
     Ended,
     DeviceUnavailable,
     AudioOnly,
+    Verification,
 }
 
 impl MediaWindowEvent {
-    pub const ALL: [MediaWindowEvent; 7] = [
+    pub const ALL: [MediaWindowEvent; 8] = [
         MediaWindowEvent::PeerState,
         MediaWindowEvent::RemoteState,
         MediaWindowEvent::Quality,
@@ -67,6 +68,7 @@ impl MediaWindowEvent {
         MediaWindowEvent::Ended,
         MediaWindowEvent::DeviceUnavailable,
         MediaWindowEvent::AudioOnly,
+        MediaWindowEvent::Verification,
     ];
 
     /// The event's name in the window.
@@ -79,6 +81,7 @@ impl MediaWindowEvent {
             MediaWindowEvent::Ended => "mediaEnded",
             MediaWindowEvent::DeviceUnavailable => "mediaDeviceUnavailable",
             MediaWindowEvent::AudioOnly => "mediaAudioOnly",
+            MediaWindowEvent::Verification => "mediaVerification",
         }
     }
 }
@@ -116,6 +119,10 @@ pub fn to_media_window_event(event: &MediaEvent) -> Option<(MediaWindowEvent, se
         MediaEvent::AudioOnly { on, target_kbps } => (
             MediaWindowEvent::AudioOnly,
             json!({"on": on, "targetKbps": target_kbps}),
+        ),
+        MediaEvent::Verification { user, code } => (
+            MediaWindowEvent::Verification,
+            json!({"userID": user, "code": code}),
         ),
         _ => return None,
     })

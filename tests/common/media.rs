@@ -45,6 +45,8 @@ pub struct FromPeer {
     pub last_picture: Option<DecodedFrame>,
     pub failed: Option<String>,
     pub quality_reports: usize,
+    /// The connection's verification code, as this side derived it (the latest).
+    pub code: Option<String>,
     /// The media path's kind from the last quality report (`host`, `relay`, …).
     pub path: String,
     /// What our congestion controller allowed us to send them, per quality report, kbit/s.
@@ -244,6 +246,9 @@ fn record(r: &mut Received, event: MediaEvent) {
             from.audio_samples += samples;
             from.loudest = from.loudest.max(level);
             from.last_level = level;
+        }
+        MediaEvent::Verification { user, code } => {
+            r.from.entry(user).or_default().code = Some(code);
         }
         MediaEvent::RemoteState {
             user,

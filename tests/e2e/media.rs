@@ -48,6 +48,14 @@ impl FarEnd {
         far
     }
 
+    /// A line already read that satisfies `ok`, or else the next one that does.
+    pub(crate) async fn seen_or_next(&mut self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        match self.seen.iter().find(|v| ok(v)) {
+            Some(v) => v.clone(),
+            None => self.wait_line(what, ok).await,
+        }
+    }
+
     /// Reads lines until one satisfies `ok` (bounded by the harness's wait).
     pub(crate) async fn wait_line(&mut self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let found = tokio::time::timeout(harness::WAIT, async {
@@ -173,6 +181,20 @@ fn a_video_call_with_the_command_line_client_draws_its_pictures_and_our_mute_rea
             "the canvas shows a picture ({colours} colours)"
         );
         s.app.screenshot("in-call-video").await;
+
+        // The verification code, on demand: what the window shows for Bob is what Bob's
+        // side derived for us.
+        let line = within(bob.seen_or_next("bob's verification code", |v| {
+            v["media"] == "verification" && v["user"] == "alice"
+        }))
+        .await;
+        let code = line["code"].as_str().expect("a code").to_owned();
+        s.app.click("verify-call").await;
+        s.app
+            .wait_text("verify-code-bob", |t| t.contains(&code))
+            .await;
+        s.app.screenshot("in-call-verify").await;
+        s.app.click("verify-call").await;
 
         // Bob receives our pictures and sound.
         let received = within(bob.wait_line("alice's pictures and sound", |v| {

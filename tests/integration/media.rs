@@ -472,3 +472,35 @@ async fn audio_processing_runs_on_sound_devices_and_switches_during_a_call() {
     b.close().await;
     assert_eq!(census(), Census::default(), "no device thread is left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_of_a_call_are_shown_the_same_verification_code() {
+    let _turn = exclusive().await;
+    let server = TestServer::start().await;
+    let alice = server.peer("alice", "alice-desktop").await;
+    let bob = server.peer("bob", "bob-desktop").await;
+    let (mut a, mut b, _room) = one_to_one(alice, bob, |me, ice| small(me, ice, false)).await;
+    let alices = a
+        .wait_for("a verification code for bob", |r| {
+            r.of("bob").code.is_some()
+        })
+        .await
+        .of("bob")
+        .code
+        .unwrap();
+    let bobs = b
+        .wait_for("a verification code for alice", |r| {
+            r.of("alice").code.is_some()
+        })
+        .await
+        .of("alice")
+        .code
+        .unwrap();
+    assert_eq!(
+        alices, bobs,
+        "the same connection, the same code at both ends"
+    );
+    assert_eq!(alices.len(), 15, "four groups of three digits: {alices}");
+    a.close().await;
+    b.close().await;
+}

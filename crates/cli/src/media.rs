@@ -247,6 +247,9 @@ impl CliMedia {
             MediaEvent::AudioOnly { on, target_kbps } => {
                 json!({"media": "audioOnly", "on": on, "targetKbps": target_kbps})
             }
+            MediaEvent::Verification { user, code } => {
+                json!({"media": "verification", "user": user, "code": code})
+            }
             MediaEvent::Ended | MediaEvent::Preview { .. } => return,
         };
         emit(&line.to_string());

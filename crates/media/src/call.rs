@@ -51,8 +51,9 @@ impl CallMedia {
         client: Client,
         room: RoomId,
         token: String,
-        config: MediaConfig,
+        mut config: MediaConfig,
     ) -> (CallMedia, mpsc::Receiver<MediaEvent>) {
+        config.room = room.to_string();
         let (signal_tx, signal_rx) = mpsc::unbounded_channel();
         let (session, events) = MediaSession::start(config, signal_tx);
         let relay = tokio::spawn(census::task(relay_signals(

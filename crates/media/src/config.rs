@@ -33,6 +33,9 @@ pub struct MediaConfig {
     /// Echo cancellation and noise suppression (with gain control) for the microphone;
     /// both on by default. The synthetic tone is never processed.
     pub processing: AudioProcessing,
+    /// The call's room, part of each peer connection's verification code
+    /// ([`crate::verify`]); [`crate::CallMedia`] sets it.
+    pub room: String,
 }
 
 /// Where outgoing pictures come from.
@@ -87,6 +90,7 @@ impl MediaConfig {
             microphone: AudioInput::Tone,
             speakers: AudioOutput::None,
             processing: AudioProcessing::default(),
+            room: String::new(),
         }
     }
 }

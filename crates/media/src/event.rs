@@ -116,6 +116,13 @@ pub enum MediaEvent {
         user: String,
         reason: String,
     },
+    /// The connection with `user` is up, and this is its verification code
+    /// ([`crate::verify`]): the same on both ends unless something between them
+    /// substituted a certificate. Sent again after each reconnect.
+    Verification {
+        user: String,
+        code: String,
+    },
     /// The session has closed; nothing follows.
     Ended,
 }

@@ -32,6 +32,7 @@ pub mod screen;
 mod sdp;
 pub mod session;
 pub mod source;
+pub mod verify;
 
 pub use allocator::use_one_malloc_arena;
 pub use audio::{audio_devices, AudioDevice, AudioDevices};

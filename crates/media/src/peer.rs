@@ -691,6 +691,19 @@ impl Peer {
             .map_err(webrtc_err(what))
     }
 
+    /// The verification code of this connection in `room` ([`crate::verify`]), from the
+    /// fingerprints of the descriptions in force (ours, and the far end's, which the
+    /// DTLS handshake checked against its certificate); `None` before both are set.
+    pub async fn verification_code(&self, room: &str) -> Option<String> {
+        let ours = self.pc.current_local_description().await?;
+        let theirs = self.pc.current_remote_description().await?;
+        crate::verify::code(
+            room,
+            &crate::verify::fingerprints(&ours.sdp),
+            &crate::verify::fingerprints(&theirs.sdp),
+        )
+    }
+
     pub async fn apply_answer(&self, answer_sdp: String) -> Result<(), MediaError> {
         let answer =
             RTCSessionDescription::answer(answer_sdp).map_err(webrtc_err("parse answer"))?;

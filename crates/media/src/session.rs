@@ -618,6 +618,15 @@ impl Driver {
                     .await;
                 match remote.path.on_state(state, Instant::now()) {
                     PathChange::Up => {
+                        if let Some(code) = remote.peer.verification_code(&self.config.room).await {
+                            let _ = self
+                                .events
+                                .send(MediaEvent::Verification {
+                                    user: user.clone(),
+                                    code,
+                                })
+                                .await;
+                        }
                         self.update_audience();
                         // The new peer needs a key frame before it can show anything.
                         if let Some(capture) = &self.capture {

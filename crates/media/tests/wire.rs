@@ -406,3 +406,33 @@ async fn requests_to_a_sender_that_never_answers_back_off() {
     a.peer.close().await;
     b.peer.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ends_of_a_connection_derive_the_same_verification_code() {
+    let (mut a, mut b) = (side(11).await, side(12).await);
+    assert_eq!(
+        a.peer.verification_code("room").await,
+        None,
+        "nothing negotiated yet"
+    );
+    connect(&mut a, &mut b).await;
+    let ours = a
+        .peer
+        .verification_code("room")
+        .await
+        .expect("a code once connected");
+    let theirs = b
+        .peer
+        .verification_code("room")
+        .await
+        .expect("a code once connected");
+    assert_eq!(ours, theirs);
+    // Another room, another code; another connection (new certificates), another code.
+    assert_ne!(a.peer.verification_code("other room").await.unwrap(), ours);
+    let (mut c, mut d) = (side(13).await, side(14).await);
+    connect(&mut c, &mut d).await;
+    assert_ne!(c.peer.verification_code("room").await.unwrap(), ours);
+    for s in [a, b, c, d] {
+        s.peer.close().await;
+    }
+}
