@@ -24,6 +24,8 @@ use crate::Peer;
 pub struct FromPeer {
     /// Stamp counters of decoded pictures, in arrival order.
     pub counters: Vec<u32>,
+    /// When each decoded picture (stamped or not) arrived: frame rate and freezes.
+    pub frames_at: Vec<Instant>,
     /// Decoded pictures without a readable stamp.
     pub unstamped: usize,
     /// Glass-to-glass latency of each stamped picture, µs.
@@ -223,6 +225,7 @@ fn record(r: &mut Received, event: MediaEvent) {
         MediaEvent::Frame { user, frame, at } => {
             let from = r.from.entry(user).or_default();
             from.first_frame_at.get_or_insert(at);
+            from.frames_at.push(at);
             if !frame.rgba.is_empty() {
                 from.last_picture = Some(frame.clone());
             }

@@ -2,15 +2,38 @@
 //! the TURN REST shared secret, so the Tincan server hands out time-limited credentials
 //! it accepts.
 
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// Where coturn runs: loopback of this namespace (the media tests), or one address of
+/// a network namespace (the network lab, common/netlab).
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The namespace (`ip netns exec`); `None`: this process's.
+    pub netns: Option<String>,
+    /// The address it listens on and relays from.
+    pub ip: Ipv4Addr,
+    /// Whether it also takes TURN over TCP (same port).
+    pub tcp: bool,
+}
+
+impl Placement {
+    fn loopback() -> Placement {
+        Placement {
+            netns: None,
+            ip: Ipv4Addr::LOCALHOST,
+            tcp: false,
+        }
+    }
+}
 
 /// A running `turnserver`; killed on drop.
 pub struct Coturn {
     child: Child,
     dir: PathBuf,
+    placement: Placement,
     pub port: u16,
     pub secret: String,
 }
@@ -22,21 +45,34 @@ impl Coturn {
     /// before coturn binds it. When coturn does not answer, it is started again on a
     /// fresh port, a few times, before the test fails with coturn's log.
     pub fn start() -> Coturn {
+        Self::start_at(Placement::loopback())
+    }
+
+    /// Starts coturn as `placement` says. In a namespace of its own (the lab's) the
+    /// standard port 3478 is free; on loopback a free port is picked.
+    pub fn start_at(placement: Placement) -> Coturn {
         const ATTEMPTS: usize = 3;
         let mut logs = Vec::new();
         for _ in 0..ATTEMPTS {
-            let port = {
+            let port = if placement.netns.is_some() {
+                3478
+            } else {
                 let probe = UdpSocket::bind("127.0.0.1:0").expect("free UDP port");
                 probe.local_addr().expect("addr").port()
             };
-            let dir =
-                std::env::temp_dir().join(format!("tincan-coturn-{}-{port}", std::process::id()));
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Lab coturns share port 3478 (each in its namespace): the counter keeps
+            // their directories apart.
+            let dir = std::env::temp_dir()
+                .join(format!("tincan-coturn-{}-{port}-{n}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("coturn dir");
             let secret = format!("turn-secret-{port}");
-            let child = spawn(port, &secret, &dir);
+            let child = spawn(&placement, port, &secret, &dir);
             let coturn = Coturn {
                 child,
                 dir,
+                placement: placement.clone(),
                 port,
                 secret,
             };
@@ -61,10 +97,11 @@ impl Coturn {
     /// are gone, so relayed paths must be set up anew.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(self.port, &self.secret, &self.dir);
+        self.child = spawn(&self.placement, self.port, &self.secret, &self.dir);
         assert!(
             self.answers(),
-            "coturn did not answer again on 127.0.0.1:{} within 10 s; log:\n{}",
+            "coturn did not answer again on {}:{} within 10 s; log:\n{}",
+            self.placement.ip,
             self.port,
             self.log()
         );
@@ -72,7 +109,12 @@ impl Coturn {
 
     /// The URL the Tincan server hands to clients.
     pub fn url(&self) -> String {
-        format!("turn:127.0.0.1:{}", self.port)
+        format!("turn:{}:{}", self.placement.ip, self.port)
+    }
+
+    /// The URL of its STUN service (the same port).
+    pub fn stun_url(&self) -> String {
+        format!("stun:{}:{}", self.placement.ip, self.port)
     }
 
     /// coturn's log so far.
@@ -89,7 +131,18 @@ impl Coturn {
 
     /// Probes with STUN binding requests until coturn answers, for at most 10 s.
     fn answers(&self) -> bool {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+        let (ip, port) = (self.placement.ip, self.port);
+        match &self.placement.netns {
+            None => answers(ip, port),
+            Some(ns) => crate::netlab::in_netns(ns, move || answers(ip, port)),
+        }
+    }
+}
+
+/// Probes `ip:port` from a socket of the calling thread's namespace.
+fn answers(ip: Ipv4Addr, port: u16) -> bool {
+    {
+        let socket = UdpSocket::bind((ip, 0)).expect("probe socket");
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
@@ -98,7 +151,7 @@ impl Coturn {
         request.extend_from_slice(b"tincan-probe");
         let mut buf = [0u8; 512];
         for _ in 0..100 {
-            let _ = socket.send_to(&request, ("127.0.0.1", self.port));
+            let _ = socket.send_to(&request, (ip, port));
             if let Ok((n, _)) = socket.recv_from(&mut buf) {
                 if n >= 20 && buf[0..2] == [0x01, 0x01] {
                     return true;
@@ -109,26 +162,29 @@ impl Coturn {
     }
 }
 
-fn spawn(port: u16, secret: &str, dir: &std::path::Path) -> Child {
-    Command::new("turnserver")
-        .args([
-            "-n",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--simple-log",
-            "--fingerprint",
-            // UDP only: the tests speak TURN over UDP, and a TCP listener on the same
-            // port number can collide with some other connection's ephemeral port —
-            // coturn then retries that bind forever and never answers (seen in CI).
-            "--no-tcp",
-            "--no-tcp-relay",
-        ])
-        .args([
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            "--realm=tincan",
-        ])
+fn spawn(placement: &Placement, port: u16, secret: &str, dir: &std::path::Path) -> Child {
+    let mut command = match &placement.netns {
+        None => Command::new("turnserver"),
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "turnserver"]);
+            c
+        }
+    };
+    command
+        .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--simple-log"])
+        .arg("--fingerprint");
+    if !placement.tcp {
+        // UDP only: the tests speak TURN over UDP, and a TCP listener on the same
+        // port number can collide with some other connection's ephemeral port —
+        // coturn then retries that bind forever and never answers (seen in CI). In a
+        // lab namespace nothing else binds, so TCP is safe there.
+        command.args(["--no-tcp", "--no-tcp-relay"]);
+    }
+    command
+        .arg(format!("--listening-ip={}", placement.ip))
+        .arg(format!("--relay-ip={}", placement.ip))
+        .arg("--realm=tincan")
         // The test's peers are on loopback, which coturn refuses as a relay target
         // unless told otherwise.
         .arg("--allow-loopback-peers")

