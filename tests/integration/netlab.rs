@@ -121,7 +121,7 @@ async fn hang_up(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails in the lab: no media within 60 s; not yet diagnosed (see the NETLAB report)"]
+#[ignore = "fails in the lab: no media within 60 s; not diagnosed yet (docs/network-lab.md)"]
 async fn behind_two_cone_nats_a_call_connects_directly_with_media_both_ways() {
     let case = "(a) cone/cone";
     let _turn = exclusive().await;
@@ -169,7 +169,7 @@ async fn behind_two_cone_nats_a_call_connects_directly_with_media_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails in the lab: no media within 60 s; not yet diagnosed (see the NETLAB report)"]
+#[ignore = "fails in the lab: no media within 60 s; not diagnosed yet (docs/network-lab.md)"]
 async fn behind_a_symmetric_nat_a_call_connects_through_turn_on_a_relay_pair() {
     let case = "(b) symmetric/cone";
     let _turn = exclusive().await;
