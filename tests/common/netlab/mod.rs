@@ -130,7 +130,7 @@ impl Lab {
         let p = lab.public_ns.clone();
         run(&["ip", "-n", &p, "link", "add", "br0", "type", "bridge"])?;
         run(&["ip", "-n", &p, "addr", "add", "100.64.0.1/24", "dev", "br0"])?;
-        run(&["ip", "-n", &p, "link", "set", "br0", "up"])?;
+        run(&["ip", "-n", &p, "link", "set", "dev", "br0", "up"])?;
         for (i, spec) in specs.iter().enumerate() {
             lab.add_home(&name, i, spec)?;
         }
@@ -140,7 +140,7 @@ impl Lab {
     fn add_ns(&mut self, ns: &str) -> Result<(), String> {
         run(&["ip", "netns", "add", ns])?;
         self.namespaces.push(ns.to_owned());
-        run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        run(&["ip", "-n", ns, "link", "set", "dev", "lo", "up"])?;
         // No IPv6: the lab is IPv4, and link-local chatter would only add noise.
         let _ = run(&[
             "ip",
@@ -167,7 +167,9 @@ impl Lab {
             "ip", "link", "add", "wan", "netns", &r, "type", "veth", "peer", "name", &up, "netns",
             &p,
         ])?;
-        run(&["ip", "-n", &p, "link", "set", &up, "master", "br0", "up"])?;
+        run(&[
+            "ip", "-n", &p, "link", "set", "dev", &up, "master", "br0", "up",
+        ])?;
         run(&[
             "ip",
             "-n",
@@ -178,7 +180,7 @@ impl Lab {
             "dev",
             "wan",
         ])?;
-        run(&["ip", "-n", &r, "link", "set", "wan", "up"])?;
+        run(&["ip", "-n", &r, "link", "set", "dev", "wan", "up"])?;
         // Host ↔ router, directly or through a wire.
         let wire_ns = match spec.link {
             None => {
@@ -205,7 +207,7 @@ impl Lab {
                         "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "tso", "off",
                         "gso", "off", "gro", "off",
                     ])?;
-                    run(&["ip", "-n", ns, "link", "set", dev, "up"])?;
+                    run(&["ip", "-n", ns, "link", "set", "dev", dev, "up"])?;
                 }
                 Some(w)
             }
@@ -220,7 +222,7 @@ impl Lab {
             "dev",
             "lan",
         ])?;
-        run(&["ip", "-n", &r, "link", "set", "lan", "up"])?;
+        run(&["ip", "-n", &r, "link", "set", "dev", "lan", "up"])?;
         run(&[
             "ip",
             "-n",
@@ -231,7 +233,7 @@ impl Lab {
             "dev",
             "eth0",
         ])?;
-        run(&["ip", "-n", &h, "link", "set", "eth0", "up"])?;
+        run(&["ip", "-n", &h, "link", "set", "dev", "eth0", "up"])?;
         run(&[
             "ip",
             "-n",
