@@ -130,8 +130,9 @@ function showIncoming(info) {
   $('incoming-reject').disabled = false;
   $('incoming-call').hidden = false;
   notice('');
-  ring.start('incoming');
-  desktopNotify(`${nameOf(caller)} is calling`, mediaWord(inv.mediaType));
+  // The ringtone and the notification with Accept and Decline come from the app's Rust
+  // side (src-tauri/src/alerting.rs): a hidden page's audio and timers are throttled.
+  titleNotice(`${nameOf(caller)} is calling`);
   updateRootState();
 }
 
@@ -194,17 +195,12 @@ async function rejectIncoming() {
   await tincan.signalingReject(tincan.newOperationID(), { opUserID: ui.me.userID, invitation: info.invitation });
 }
 
-// A desktop notification (tauri-plugin-notification) when the window is not focused, and
-// the window title as a fallback where no notification service runs.
-function desktopNotify(title, body) {
+// The window title says who calls while the window is not focused (a task bar shows it
+// where no notification service runs).
+function titleNotice(title) {
   if (document.hasFocus()) return;
   document.title = `Incoming call: ${title}`;
   setTimeout(() => (document.title = 'Tincan'), 30000);
-  if (window.__TAURI__) {
-    window.__TAURI__.core
-      .invoke('plugin:notification|notify', { options: { title, body } })
-      .catch((e) => console.warn('desktop notification failed', e));
-  }
 }
 
 // ---------------------------------------------------------------- in call

@@ -18,13 +18,16 @@
 //! tincan_app::run();
 //! ```
 
+pub mod alerting;
 pub mod commands;
 pub mod events;
+pub mod incoming;
 pub mod local_server;
 pub mod media;
 pub mod profile;
 pub mod session;
 pub mod state;
+pub mod tray;
 
 use std::path::PathBuf;
 
@@ -144,7 +147,7 @@ app_commands!(
 pub fn run() {
     let options = StartOptions::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
     tauri::Builder::default()
-        // The incoming-call dialog shows a desktop notification when the window is not focused.
+        // The incoming-call notification, with Accept and Decline (alerting.rs).
         .plugin(tauri_plugin_notification::init())
         .setup(move |app| {
             let profile = match options.profile.clone() {
@@ -159,6 +162,8 @@ pub fn run() {
                     .with_ca_file(options.ca_file.clone()),
             );
             app.manage(options.media_state());
+            alerting::init(app.handle());
+            tray::build(app.handle());
             Ok(())
         })
         .invoke_handler(invoke_handler())

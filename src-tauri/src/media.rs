@@ -155,6 +155,11 @@ impl MediaState {
         }
     }
 
+    /// The speakers chosen in settings (the ringtone plays there too).
+    pub fn speakers(&self) -> AudioOutput {
+        lock(&self.devices).output()
+    }
+
     /// The page's channel for pictures (it registers one at start-up).
     pub fn set_frames(&self, channel: Channel<InvokeResponseBody>) {
         *lock(&self.frames) = Some(channel);

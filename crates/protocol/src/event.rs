@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use crate::error::{ErrCode, WireError};
 use crate::ids::{RoomId, UserId};
 use crate::model::{Invitation, OfflinePushInfo, ParticipantInfo};
+use crate::presence::UserPresence;
 use crate::request::RequestId;
 
 /// The payload of every invitation callback (OpenIM's `SignalingInfo` /
@@ -140,6 +141,9 @@ pub enum Event {
     ReceiveMediaSignal(MediaSignalInfo),
     /// `onKickedOffline`
     KickedOffline(KickedInfo),
+    /// `onPresenceChanged`: a user this connection follows (`subscribePresence`) went
+    /// online, into a call or offline. Tincan's extension.
+    PresenceChanged(UserPresence),
 }
 
 macro_rules! events {
@@ -185,6 +189,7 @@ events! {
     "onReceiveCustomSignal" => ReceiveCustomSignal,
     "onReceiveMediaSignal" => ReceiveMediaSignal,
     "onKickedOffline" => KickedOffline,
+    "onPresenceChanged" => PresenceChanged,
 }
 
 impl Event {

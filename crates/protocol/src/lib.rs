@@ -25,6 +25,7 @@ pub mod event;
 pub mod ids;
 pub mod limits;
 pub mod model;
+pub mod presence;
 pub mod request;
 
 pub use account::{LoginBody, RegisterBody};
@@ -35,6 +36,9 @@ pub use event::{
 };
 pub use ids::{DeviceId, GroupId, IdError, PlatformId, RoomId, UserId};
 pub use model::*;
+pub use presence::{
+    PresenceReply, PresenceStatus, SubscribePresenceParams, UserPresence, MAX_PRESENCE_WATCH,
+};
 pub use request::*;
 
 /// The protocol version this crate speaks. A server refuses a `login` with another one.

@@ -178,6 +178,17 @@ impl Request {
                 at_most("data.token", &p.token, MAX_TOKEN)?;
                 at_most("data.payload", p.payload.get(), MAX_MEDIA_PAYLOAD)
             }
+            Request::SubscribePresence(p) => {
+                let max = crate::presence::MAX_PRESENCE_WATCH;
+                if p.user_id_list.len() > max {
+                    Err(format!(
+                        "data.userIDList has {} users; one connection may follow at most {max}",
+                        p.user_id_list.len()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
             _ => Ok(()),
         }
     }
@@ -240,6 +251,32 @@ mod tests {
             r#"{{"requestID":1,"method":"signalingSendMediaSignal","data":{{"roomID":"r1","token":"t","toUserID":"bob","payload":"{long}"}}}}"#
         );
         assert!(parse_err(&text).1.contains("data.payload"));
+    }
+
+    #[test]
+    fn a_presence_list_over_its_bound_is_refused_with_its_path() {
+        let max = crate::presence::MAX_PRESENCE_WATCH;
+        let ids = |n: usize| {
+            (0..n)
+                .map(|i| format!("\"u{i}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let text = format!(
+            r#"{{"requestID":1,"method":"subscribePresence","data":{{"userIDList":[{}]}}}}"#,
+            ids(max + 1)
+        );
+        let (code, msg) = parse_err(&text);
+        assert_eq!(code, ErrCode::Args);
+        assert!(
+            msg.contains("data.userIDList") && msg.contains("500"),
+            "{msg}"
+        );
+        let text = format!(
+            r#"{{"requestID":1,"method":"subscribePresence","data":{{"userIDList":[{}]}}}}"#,
+            ids(max)
+        );
+        ClientFrame::parse(&text).expect("the bound itself is accepted");
     }
 
     #[test]

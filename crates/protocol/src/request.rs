@@ -16,6 +16,7 @@ use crate::model::{
     CallRecord, CurrentCall, GroupInfo, IceServer, Invitation, OfflinePushInfo, ParticipantInfo,
     PublicUserInfo,
 };
+use crate::presence::SubscribePresenceParams;
 
 /// A request's correlation id, echoed back as given (string or number).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,6 +85,7 @@ from_data_as_declared!(
     MediaSignalParams,
     HistoryParams,
     ContactsParams,
+    SubscribePresenceParams,
 );
 
 impl FromData for InviteParams {
@@ -244,6 +246,8 @@ pub enum Request {
     GetCallHistory(HistoryParams),
     /// `getContacts`
     GetContacts(ContactsParams),
+    /// `subscribePresence`
+    SubscribePresence(SubscribePresenceParams),
     /// `ping`
     Ping,
 }
@@ -293,6 +297,7 @@ methods! {
     "signalingSendMediaSignal" => SendMediaSignal(MediaSignalParams),
     "getCallHistory" => GetCallHistory(HistoryParams),
     "getContacts" => GetContacts(ContactsParams),
+    "subscribePresence" => SubscribePresence(SubscribePresenceParams),
     "ping" => Ping,
 }
 

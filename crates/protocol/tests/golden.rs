@@ -122,6 +122,7 @@ fn every_request_matches_its_snapshot() {
         ),
         ("getCallHistory", json!({"limit": 20})),
         ("getContacts", json!({"after": "bob", "count": 200})),
+        ("subscribePresence", json!({"userIDList": ["bob", "carol"]})),
         ("ping", json!({})),
     ];
     assert_eq!(cases.len(), METHODS.len(), "every method has a snapshot");
@@ -239,6 +240,21 @@ fn every_reply_matches_its_snapshot() {
         }),
     );
     check(
+        "reply.subscribePresence",
+        response(&PresenceReply {
+            presence: vec![
+                UserPresence {
+                    user_id: uid("bob"),
+                    status: PresenceStatus::InCall,
+                },
+                UserPresence {
+                    user_id: uid("carol"),
+                    status: PresenceStatus::Offline,
+                },
+            ],
+        }),
+    );
+    check(
         "reply.ping",
         response(&PongReply {
             server_time: 1_795_660_000_000,
@@ -299,6 +315,7 @@ fn every_event_matches_its_snapshot() {
             payload: serde_json::value::RawValue::from_string("{\"type\":\"candidate\",\"candidate\":\"candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\",\"sdpMid\":\"0\"}".into()).unwrap(),
         }),
         Event::KickedOffline(KickedInfo { reason: "this device signed in again on another connection".into() }),
+        Event::PresenceChanged(UserPresence { user_id: uid("bob"), status: PresenceStatus::Online }),
     ];
     assert_eq!(events.len(), EVENTS.len(), "every event has a snapshot");
     for e in events {
