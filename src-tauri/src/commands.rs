@@ -338,6 +338,12 @@ pub async fn signaling_accept(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
+    accept(app, operation_id, params).await
+}
+
+/// Accepts an invitation and starts the call's media: what `signalingAccept` does, and
+/// what the incoming call notification's Accept action calls ([`crate::alerting`]).
+pub async fn accept(app: AppHandle, operation_id: String, params: ActionParams) -> ApiResult {
     let invitation = params.invitation.clone();
     // One-to-one: connect to the inviter now. In a group, those already in the call
     // greet us (they learn of us from onRoomParticipantConnected).
@@ -357,6 +363,12 @@ pub async fn signaling_reject(
     options: serde_json::Value,
 ) -> ApiResult {
     let params: ActionParams = try_args!(parse("options", options));
+    reject(app, operation_id, params).await
+}
+
+/// Declines an invitation: what `signalingReject` does, and what the incoming call
+/// notification's Decline action calls ([`crate::alerting`]).
+pub async fn reject(app: AppHandle, operation_id: String, params: ActionParams) -> ApiResult {
     leaving(app, &params.clone(), |c| async move {
         c.signaling_reject(&operation_id, params).await
     })

@@ -9,7 +9,7 @@ use tincan_sdk::{SdkError, SdkEvent};
 use tokio::sync::mpsc;
 
 use crate::state::{AppState, Session};
-use crate::{events, media};
+use crate::{alerting, events, media, tray};
 
 /// What a new session tells the window.
 #[derive(Debug)]
@@ -38,6 +38,7 @@ pub async fn open(app: &AppHandle, server: &str, token: &str) -> Result<Opened, 
     let generation = state.next_generation();
     // The same device may not be connected twice: close the old session first.
     media::end(app, None);
+    alerting::on_signed_out(app);
     close_current(&state).await;
     let mut options = tincan_sdk::ConnectOptions::default();
     options.ca_file = state.ca_file.clone();
@@ -54,6 +55,7 @@ pub async fn open(app: &AppHandle, server: &str, token: &str) -> Result<Opened, 
         // A concurrent sign-in raced this one; keep the newest.
         old.client.close().await;
     }
+    tray::show_signed_in(app);
     Ok(Opened {
         user_id,
         device_id: device.device_id.to_string(),
@@ -66,6 +68,8 @@ pub async fn close(app: &AppHandle) {
     let state = app.state::<AppState>();
     state.next_generation();
     media::end(app, None);
+    alerting::on_signed_out(app);
+    tray::show_status(app, None);
     if close_current(&state).await {
         events::emit_signed_out(app);
     }
@@ -97,7 +101,11 @@ fn spawn_forwarder(
             }
             match &event {
                 // The SDK's call model is the one judge of whether our call is over.
-                SdkEvent::CallStateChanged(state) => media::on_call_state(&app, state),
+                SdkEvent::CallStateChanged(state) => {
+                    media::on_call_state(&app, state);
+                    alerting::on_call_state(&app, state);
+                    tray::show_status(&app, Some(state));
+                }
                 SdkEvent::Signaling(e) => {
                     media::on_event(&app, e);
                     if let Event::ReceiveMediaSignal(_) = e {
