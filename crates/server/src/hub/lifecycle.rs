@@ -139,6 +139,7 @@ impl Hub {
         info!(room = %room, user = %me.user, participants = call.participants.len(), reason, "joined");
         self.record_changed(room);
         self.users.entry(me.user.clone()).or_default().room = Some(room.clone());
+        self.sync_presence(&me.user, reason);
         let _ = now;
         self.notify_room_change(room, &me.user, true);
     }
@@ -158,6 +159,7 @@ impl Hub {
             p.room = None;
         }
         self.forget_if_idle(user);
+        self.sync_presence(user, reason);
         let call = &self.calls[room];
         let info = self.info_as(call, user, Some(left.platform));
         let to = call.other_participant_conns(user);
@@ -233,6 +235,7 @@ impl Hub {
                 presence.room = None;
             }
             self.forget_if_idle(&p.user);
+            self.sync_presence(&p.user, "the call ended");
         }
         if let Some(g) = &call.group {
             self.group_calls.remove(g);

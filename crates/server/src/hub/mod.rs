@@ -19,6 +19,7 @@ mod answer;
 mod call;
 mod invite;
 mod lifecycle;
+mod presence;
 #[cfg(test)]
 mod proptests;
 mod room;
@@ -207,6 +208,8 @@ pub struct Hub {
     record_count: u64,
     /// Codes of the error replies decided, for the metrics (taken by the switchboard).
     errors: Vec<ErrCode>,
+    /// Who follows whose presence, and the statuses last told (`presence.rs`).
+    watch: presence::Watch,
 }
 
 type Handled = Result<Box<RawValue>, WireError>;
@@ -260,6 +263,7 @@ impl Hub {
             record_numbers: HashMap::new(),
             record_count: 0,
             errors: Vec::new(),
+            watch: presence::Watch::default(),
         }
     }
 
@@ -377,6 +381,7 @@ impl Hub {
             Request::GetInvitationInfoStartApp => self.start_app(me),
             Request::SendCustomSignal(p) => self.custom_signal(now, me, p),
             Request::SendMediaSignal(p) => self.media_signal(now, me, p),
+            Request::SubscribePresence(p) => self.subscribe_presence(conn, p),
             // Answered from the store outside the hub (`queries.rs`): reading them here
             // would hold every other decision up while the store works.
             Request::GetCallHistory(_) | Request::GetContacts(_) => Err(WireError::new(

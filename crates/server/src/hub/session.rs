@@ -101,6 +101,7 @@ impl Hub {
                 "device signed in again; closing its old connection"
             );
             self.conns.remove(&old);
+            self.unfollow_all(old);
             let text = Event::KickedOffline(KickedInfo {
                 reason: "this device signed in again on another connection".into(),
             })
@@ -120,6 +121,7 @@ impl Hub {
         info!(user = %user, device = %p.device_id, platform = me.platform, "signed in");
 
         let current_call = self.resume(now, conn, &me);
+        self.sync_presence(&user, "signed in");
         let pending = self.pending_for(&user);
         Ok((
             LoginReply {
@@ -194,6 +196,7 @@ impl Hub {
         let Some(me) = self.conns.remove(&conn) else {
             return;
         };
+        self.unfollow_all(conn);
         let _span = tracing::info_span!("closed", conn, user = %me.user).entered();
         let presence = self
             .users
@@ -235,6 +238,7 @@ impl Hub {
             }
         }
         self.forget_if_idle(&me.user);
+        self.sync_presence(&me.user, "connection closed");
         debug!("connection closed");
     }
 

@@ -12,6 +12,8 @@ use super::{ConnId, Hub, HubConfig, Input, Now, Output};
 use crate::auth::TokenSigner;
 use crate::store::{SqliteStore, Store};
 
+mod presence;
+
 struct H {
     hub: Hub,
     now: Now,

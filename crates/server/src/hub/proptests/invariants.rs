@@ -12,6 +12,7 @@ use crate::hub::{Hub, Timer};
 impl Hub {
     /// Checks the hub's own bookkeeping; `Err` says which rule broke.
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
+        self.check_presence()?;
         // Connections and devices agree both ways.
         for (conn, info) in &self.conns {
             let p = self

@@ -105,7 +105,7 @@ fn step() -> impl Strategy<Value = Step> {
             prop::option::weighted(0.2, 0..USERS.len()),
         )
             .prop_map(|(from, what, room, as_user)| Step::Answer { from, what, room, as_user }),
-        1 => (any::<usize>(), 0u8..5, any::<usize>())
+        1 => (any::<usize>(), 0u8..6, any::<usize>())
             .prop_map(|(from, which, room)| Step::Other { from, which, room }),
         1 => Just(Step::Anonymous),
         3 => (0u8..45).prop_map(|secs| Step::Advance { secs }),
@@ -446,6 +446,7 @@ impl World {
                         "signalingSendCustomSignal",
                         json!({"roomID": room, "customInfo": "hi"}),
                     ),
+                    4 => ("subscribePresence", json!({"userIDList": USERS})),
                     _ => ("ping", json!({})),
                 };
                 let r = self.request(conn, method, data)?;
