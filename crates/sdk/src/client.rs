@@ -9,8 +9,9 @@ use serde_json::value::RawValue;
 use tincan_protocol::{
     AcceptReply, ActionParams, ContactsParams, ContactsReply, CustomSignalParams, Empty,
     GroupParams, HistoryParams, HistoryReply, InviteParams, InviteReply, LoginParams, LoginReply,
-    MediaSignalParams, PongReply, Request, RoomByGroupReply, RoomParams, SignalingInfo,
-    StartAppReply, UserId, CONTACTS_PAGE_MAX, PROTOCOL_VERSION,
+    MediaSignalParams, PongReply, PresenceReply, Request, RoomByGroupReply, RoomParams,
+    SignalingInfo, StartAppReply, SubscribePresenceParams, UserId, CONTACTS_PAGE_MAX,
+    PROTOCOL_VERSION,
 };
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
@@ -400,6 +401,25 @@ impl Client {
         params: ContactsParams,
     ) -> Result<ContactsReply, SdkError> {
         self.call(operation_id, Request::GetContacts(params)).await
+    }
+
+    /// `subscribePresence`: follow these users' presence on this connection (replacing
+    /// the list followed before; empty: follow nobody). Returns their status now; each
+    /// change after that arrives as `onPresenceChanged`. The list belongs to the
+    /// connection: after `Resynced`, subscribe again. At most
+    /// [`tincan_protocol::MAX_PRESENCE_WATCH`] users.
+    pub async fn subscribe_presence(
+        &self,
+        operation_id: &str,
+        user_ids: Vec<UserId>,
+    ) -> Result<PresenceReply, SdkError> {
+        self.call(
+            operation_id,
+            Request::SubscribePresence(SubscribePresenceParams {
+                user_id_list: user_ids,
+            }),
+        )
+        .await
     }
 
     /// `ping`: a round trip; returns the server's clock.

@@ -3,6 +3,7 @@
 
 use tincan_protocol::{
     CustomSignalInfo, Event, KickedInfo, MediaSignalInfo, RoomParticipantInfo, SignalingInfo,
+    UserPresence,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -41,6 +42,9 @@ pub trait SignalingListener: Send + Sync + 'static {
     /// `onKickedOffline` (OpenIM's connection listener); `on_connection_state` follows
     /// with `Closed`.
     fn on_kicked_offline(&self, info: KickedInfo) {}
+    /// `onPresenceChanged` (Tincan): a user followed with
+    /// [`crate::Client::subscribe_presence`] went online, into a call or offline.
+    fn on_presence_changed(&self, presence: UserPresence) {}
     /// The connection changed state (connected, reconnecting, resynced, closed).
     fn on_connection_state(&self, state: ConnectionState) {}
     /// This device's current call changed (Tincan; see [`crate::CallModel`]).
@@ -70,6 +74,7 @@ pub fn dispatch(listener: &dyn SignalingListener, event: SdkEvent) {
             Event::ReceiveCustomSignal(i) => listener.on_receive_custom_signal(i),
             Event::ReceiveMediaSignal(i) => listener.on_receive_media_signal(i),
             Event::KickedOffline(i) => listener.on_kicked_offline(i),
+            Event::PresenceChanged(p) => listener.on_presence_changed(p),
             other => tracing::debug!(event = other.name(), "no listener method for event"),
         },
     }
