@@ -31,6 +31,7 @@ use tincan_server::store::Store;
 use tincan_tests::{uid, TestServer};
 
 mod app;
+pub mod desktop_bus;
 pub use app::App;
 
 /// How long any wait for the window may take before the test fails.
@@ -105,6 +106,8 @@ impl Session {
 pub struct Launch {
     /// Arguments after the binary. Default: `--server <url> --profile <dir>`.
     pub args: Vec<String>,
+    /// Environment variables for the app (through tauri-driver), besides the test's own.
+    pub env: Vec<(String, String)>,
 }
 
 /// Runs `scenario` against a freshly started server and app, with the app's default
@@ -129,6 +132,7 @@ pub fn default_launch(server: &TestServer, profile: &Path) -> Launch {
             "--media-bind".into(),
             "127.0.0.1:0".into(),
         ],
+        env: Vec::new(),
     }
 }
 
@@ -304,7 +308,7 @@ where
     if let Some(first) = START_FAILED.get() {
         panic!("the app could not be started earlier in this run, so not again: {first}");
     }
-    let driver = Driver::start(&name, &env);
+    let driver = Driver::start(&name, &env, &launch.env);
     let client = match driver.connect(&env.app, &launch.args).await {
         Ok(c) => c,
         Err(why) => {
@@ -375,7 +379,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn start(name: &str, env: &Env) -> Driver {
+    fn start(name: &str, env: &Env, app_env: &[(String, String)]) -> Driver {
         // tauri-driver wants explicit ports, and both must be free: take two at once.
         let (port, native_port) = {
             let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -392,6 +396,7 @@ impl Driver {
             .args(["--port", &port.to_string()])
             .args(["--native-port", &native_port.to_string()])
             .env("DISPLAY", &env.display)
+            .envs(app_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

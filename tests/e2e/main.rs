@@ -15,6 +15,7 @@ mod group;
 mod local_server;
 mod media;
 mod processing;
+mod reachable;
 mod ringing;
 mod screen;
 mod seed;
