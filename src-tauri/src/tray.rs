@@ -43,10 +43,14 @@ struct Tray {
 
 /// Builds the tray icon and its menu. A desktop without a tray (no StatusNotifier host)
 /// still gets the icon registered; failing to build it is logged, not fatal: the window
-/// works without.
+/// works without. (tray-icon loads libayatana-appindicator3 at run time and panics when
+/// neither it nor libappindicator3 is installed; the .deb depends on it, but a binary
+/// run elsewhere must still start.)
 pub fn build(app: &AppHandle) {
-    if let Err(e) = try_build(app) {
-        tracing::warn!(error = %e, "no tray icon");
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| try_build(app))) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "no tray icon"),
+        Err(_) => tracing::warn!("no tray icon: libayatana-appindicator3 could not be loaded"),
     }
 }
 
