@@ -10,7 +10,8 @@
 //! `--server URL` (or `TINCAN_SERVER`) prefills the sign-in form; `--profile DIR` (or
 //! `TINCAN_PROFILE`) sets where the device id and the embedded server's database live
 //! (default: the OS app data directory); `--media-bind ADDR` (or `TINCAN_MEDIA_BIND`) sets
-//! the local address media uses (default: every interface except loopback).
+//! the local address media uses (default: every interface except loopback); `--minimized`
+//! starts with the window minimised (what the start-at-login entry passes).
 //!
 //! The binary `tincan-app` calls [`run`]:
 //!
@@ -46,6 +47,9 @@ pub struct StartOptions {
     /// `--ca-file PEM` / `TINCAN_CA_FILE`: extra CA certificates to trust for https/wss
     /// servers (a self-signed test deployment), besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// `--minimized`: start with the window minimised (the start-at-login entry passes it;
+    /// the tray's Open and an incoming call bring the window back).
+    pub minimized: bool,
 }
 
 impl StartOptions {
@@ -63,6 +67,7 @@ impl StartOptions {
                 None => (arg.clone(), None),
             };
             match flag.as_str() {
+                "--minimized" => opts.minimized = true,
                 "--server" | "--profile" | "--media-bind" | "--ca-file" => {
                     let Some(value) = inline.or_else(|| args.next()) else {
                         continue;
@@ -143,12 +148,22 @@ app_commands!(
     media_end,
 );
 
+/// The start option the start-at-login entry passes.
+const MINIMIZED_FLAG: &str = "--minimized";
+
 /// Builds the Tauri app from `tauri.conf.json` and runs it until the last window closes.
 pub fn run() {
     let options = StartOptions::parse(std::env::args().skip(1), |k| std::env::var(k).ok());
     tauri::Builder::default()
         // The incoming-call notification, with Accept and Decline (alerting.rs).
         .plugin(tauri_plugin_notification::init())
+        // Start at login (Settings; off unless turned on): the entry starts us minimised.
+        .plugin(
+            tauri_plugin_autostart::Builder::new()
+                .app_name("Tincan")
+                .arg(MINIMIZED_FLAG)
+                .build(),
+        )
         .setup(move |app| {
             let profile = match options.profile.clone() {
                 Some(p) => p,
@@ -164,6 +179,11 @@ pub fn run() {
             app.manage(options.media_state());
             alerting::init(app.handle());
             tray::build(app.handle());
+            if options.minimized {
+                if let Some(window) = app.get_webview_window("main") {
+                    window.minimize()?;
+                }
+            }
             Ok(())
         })
         .invoke_handler(invoke_handler())
@@ -192,6 +212,12 @@ mod tests {
         let o = parse(&[], &[("TINCAN_MEDIA_BIND", "127.0.0.1:0")]);
         assert_eq!(o.media_state().bind().as_deref(), Some("127.0.0.1:0"));
         assert_eq!(parse(&[], &[]).media_state().bind(), None);
+    }
+
+    #[test]
+    fn the_start_at_login_flag_starts_minimized() {
+        assert!(parse(&[MINIMIZED_FLAG], &[]).minimized);
+        assert!(!parse(&[], &[]).minimized);
     }
 
     #[test]

@@ -200,3 +200,59 @@ fn the_tray_icon_registers_and_its_status_follows_the_call() {
         }
     });
 }
+
+#[test]
+fn start_at_login_is_off_until_turned_on_in_settings() {
+    // The app's home (where the autostart entry goes) is the test's own.
+    let home = std::env::temp_dir().join(format!(
+        "tincan-e2e-home-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&home).expect("a home for the app");
+    let entry = home.join(".config/autostart/Tincan.desktop");
+    let app_home = home.display().to_string();
+    harness::run_with(
+        "autostart",
+        move |server, profile| {
+            let mut launch = with_password("alice")(server, profile);
+            launch.env.push(("HOME".into(), app_home));
+            launch
+        },
+        move |s| async move {
+            s.sign_in("alice").await;
+            s.app.click("tab-settings").await;
+            s.app
+                .wait_attr("settings-autostart", "data-enabled", "false")
+                .await;
+            assert!(
+                !entry.exists(),
+                "an autostart entry before it was asked for"
+            );
+
+            s.app.click("settings-autostart").await;
+            s.app
+                .wait_attr("settings-autostart", "data-enabled", "true")
+                .await;
+            let text = std::fs::read_to_string(&entry).expect("the autostart entry");
+            let exec = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Exec="))
+                .unwrap_or_else(|| panic!("no Exec in {text}"));
+            assert!(
+                exec.contains("tincan-app") && exec.ends_with(" --minimized"),
+                "Exec={exec}"
+            );
+
+            s.app.click("settings-autostart").await;
+            s.app
+                .wait_attr("settings-autostart", "data-enabled", "false")
+                .await;
+            assert!(!entry.exists(), "the entry stayed after turning it off");
+        },
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
