@@ -221,9 +221,9 @@ pub(crate) async fn serve(
                         }
                         let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
                         if state.board.input(Input::Request { conn, frame }).is_err() {
-                            let e = WireError::new(ErrCode::ShuttingDown, "the server is shutting down; reconnect in a moment");
+                            let e = WireError::new(ErrCode::ShuttingDown, "the server is restarting; reconnect in a moment");
                             let _ = bounded!(sink.send(Message::Text(error_reply(Some(&id), &op, &e).into())));
-                            let _ = bounded!(sink.send(close(1001, "the server is shutting down")));
+                            let _ = bounded!(sink.send(close(crate::switchboard::RESTART_CLOSE_CODE, crate::switchboard::RESTART_CLOSE_REASON)));
                             break;
                         }
                     }

@@ -185,6 +185,50 @@ pub fn signer_for(store: &dyn Store, secret: Option<&str>) -> Result<TokenSigner
     Ok(TokenSigner::new(store::key::signing_key(store)?.as_bytes()))
 }
 
+/// Takes back the calls the last run saved (see `hub/saved.rs`): each resumed call's
+/// record row is handed to the record writer before the hub's first update of it.
+/// Returns the rooms resumed.
+fn resume_saved_calls(
+    hub: &mut hub::Hub,
+    saved: Vec<(store::CallRowId, String)>,
+    records: &records::Records,
+) -> Vec<tincan_protocol::RoomId> {
+    let now = hub::Now {
+        mono: tokio::time::Instant::now(),
+        wall_ms: switchboard::wall_ms(),
+    };
+    let mut resumed = Vec::new();
+    for (row, json) in saved {
+        let call = match serde_json::from_str::<hub::SavedCall>(&json) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(row, error = %e, "a saved call could not be read; it stays ended (serverRestart)");
+                continue;
+            }
+        };
+        let room = call.room.clone();
+        match hub.restore(now, call) {
+            Ok(number) => {
+                records.adopt(number, row);
+                resumed.push(room);
+            }
+            Err(why) => {
+                info!(room = %room, ?why, "saved call not resumed; it stays ended (serverRestart)")
+            }
+        }
+    }
+    for update in hub.take_records() {
+        records.push(update);
+    }
+    if !resumed.is_empty() {
+        warn!(
+            calls = resumed.len(),
+            "calls in progress when the server stopped are resumed; each waits for its participants to sign in again"
+        );
+    }
+    resumed
+}
+
 /// How long a stopping server waits for the call records still queued to be written.
 /// Records it could not write stay marked open in the database, and the next start
 /// closes them (`serverRestart`), so even then no call goes unrecorded.
@@ -229,17 +273,25 @@ pub async fn run_with_records(
     if config.hub.live_url.is_empty() {
         config.hub.live_url = format!("{}{}", base.trim_end_matches('/'), tincan_protocol::WS_PATH);
     }
-    // Calls the last run did not get to end (a crash, a kill -9) are closed first, and
-    // recently ended rooms remembered, so a late answer hears "ended", not "unknown".
+    // Calls the last run did not get to end (a crash, a kill -9, a restart) are closed
+    // first; answered ones it saved are then taken back (`hub/saved.rs`), and recently
+    // ended rooms remembered, so a late answer hears "ended", not "unknown".
+    let saved = store.live_calls()?;
     let cut = store.close_open_calls(tincan_protocol::EndReason::ServerRestart)?;
-    if !cut.is_empty() {
+    let mut hub = hub::Hub::new(config.hub.clone(), store.clone(), signer.clone());
+    let resumed = resume_saved_calls(&mut hub, saved, &records);
+    if cut.len() > resumed.len() {
         warn!(
-            calls = cut.len(),
+            calls = cut.len() - resumed.len(),
             "calls cut off when the server last stopped are recorded as ended (serverRestart)"
         );
     }
-    let mut hub = hub::Hub::new(config.hub.clone(), store.clone(), signer.clone());
-    hub.remember_ended(store.recent_ended_rooms(hub::ENDED_MEMORY)?);
+    hub.remember_ended(
+        store
+            .recent_ended_rooms(hub::ENDED_MEMORY)?
+            .into_iter()
+            .filter(|(room, _)| !resumed.contains(room)),
+    );
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let board = switchboard::Switchboard::new(hub, store.clone(), records.clone());
     let timer_task = tokio::spawn(board.clone().run_timers());

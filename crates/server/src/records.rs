@@ -41,6 +41,11 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 enum Job {
     Write(RecordUpdate),
+    /// The hub's call `call` continues the stored row `row` (a call resumed at start-up).
+    Adopt {
+        call: u64,
+        row: CallRowId,
+    },
     History {
         user: UserId,
         limit: u32,
@@ -127,6 +132,13 @@ impl Records {
             self.backlog.fetch_sub(1, Ordering::Relaxed);
             error!(room = %u.record.room_id, "call record arrived after the writer stopped; not saved");
         }
+    }
+
+    /// Tells the writer that the hub's call `call` is stored in `row` (a call resumed at
+    /// start-up, `Hub::restore`): its updates overwrite that row. Queued before the
+    /// call's first update, it arrives first.
+    pub fn adopt(&self, call: u64, row: CallRowId) {
+        let _ = self.tx.send(Job::Adopt { call, row });
     }
 
     /// Whether so many updates wait that new calls should be refused for now.
@@ -216,6 +228,9 @@ impl Writer {
                     self.write_seconds.observe(started.elapsed().as_secs_f64());
                     self.backlog.fetch_sub(1, Ordering::Relaxed);
                 }
+                Job::Adopt { call, row } => {
+                    self.rows.insert(call, row);
+                }
                 Job::History {
                     user,
                     limit,
@@ -239,9 +254,18 @@ impl Writer {
     fn write(&mut self, u: RecordUpdate) {
         let mut delay = RETRY_FIRST;
         let mut waited = false;
+        // Serialised here, on the writer's thread: the hub's lock is not held for it.
+        let saved = match (&u.saved, u.open) {
+            (Some(s), true) => Some(serde_json::to_string(s).expect("saved calls serialize")),
+            _ => None,
+        };
         loop {
             let row = self.rows.get(&u.call).copied();
-            match self.store.put_call(row, &u.record, u.open) {
+            let written = match &saved {
+                Some(state) => self.store.put_live_call(row, &u.record, state),
+                None => self.store.put_call(row, &u.record, u.open),
+            };
+            match written {
                 Ok(id) => {
                     if u.open {
                         self.rows.insert(u.call, id);
@@ -342,6 +366,17 @@ mod tests {
             }
             self.inner.put_call(row, record, open)
         }
+        fn put_live_call(
+            &self,
+            row: Option<CallRowId>,
+            record: &CallRecord,
+            state: &str,
+        ) -> Result<CallRowId, StoreError> {
+            self.inner.put_live_call(row, record, state)
+        }
+        fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {
+            self.inner.live_calls()
+        }
         fn close_open_calls(&self, r: EndReason) -> Result<Vec<RoomId>, StoreError> {
             self.inner.close_open_calls(r)
         }
@@ -371,6 +406,7 @@ mod tests {
         RecordUpdate {
             call,
             open,
+            saved: None,
             record: CallRecord {
                 room_id: RoomId::new(format!("room{call}")).unwrap(),
                 inviter_user_id: UserId::new("alice").unwrap(),

@@ -80,6 +80,12 @@ pub fn wall_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The close code a stopping server sends: WebSocket's 1012 "service restart" (RFC 6455
+/// registry), which the SDK reports as the server restarting rather than a lost link.
+pub const RESTART_CLOSE_CODE: u16 = 1012;
+/// The close reason sent with [`RESTART_CLOSE_CODE`].
+pub const RESTART_CLOSE_REASON: &str = "the server is restarting";
+
 fn now() -> Now {
     Now {
         mono: Instant::now(),
@@ -215,8 +221,9 @@ impl Switchboard {
         }
     }
 
-    /// Ends every call (the hub records them), closes every connection with 1001 and
-    /// refuses further input.
+    /// Cancels what rings and keeps answered calls for the next start (the hub saves
+    /// them, `hub/saved.rs`), closes every connection with 1012 "service restart" (the
+    /// SDK shows "the server is restarting" and reconnects) and refuses further input.
     pub fn shutdown(&self) {
         let mut inner = self.lock();
         if inner.stopping {
@@ -224,14 +231,14 @@ impl Switchboard {
         }
         info!(
             calls = inner.hub.call_count(),
-            "hub stopping: ending every call"
+            "hub stopping: cancelling invitations, keeping answered calls for the next start"
         );
         inner.hub.handle(now(), Input::Shutdown);
         inner.apply(&self.records, &self.metrics);
         for (_, tx) in inner.conns.drain() {
             let _ = tx.try_send(Outbound::Close(Box::new((
-                1001,
-                "the server is shutting down",
+                RESTART_CLOSE_CODE,
+                RESTART_CLOSE_REASON,
             ))));
         }
         inner.stopping = true;

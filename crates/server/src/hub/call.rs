@@ -72,6 +72,9 @@ pub(crate) struct Call {
     pub invitees: Vec<Invitee>,
     /// Everyone who joined at some point, for the record.
     pub joined: Vec<UserId>,
+    /// Taken back after a server restart (`saved.rs`): if nobody comes back within the
+    /// grace, it ends because of the restart.
+    pub restored: bool,
 }
 
 impl Call {

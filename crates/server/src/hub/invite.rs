@@ -162,6 +162,7 @@ impl Hub {
             participants: Vec::new(),
             invitees: Vec::new(),
             joined: Vec::new(),
+            restored: false,
         };
         info!(room = %room, invitees = ?invitees, busy = ?busy, "call placed");
         self.calls.insert(room.clone(), call);

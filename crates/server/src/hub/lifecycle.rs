@@ -27,6 +27,9 @@ pub struct RecordUpdate {
     pub record: tincan_protocol::CallRecord,
     /// Whether the call is still going.
     pub open: bool,
+    /// While `open`, what a restarted server needs to resume the call (`saved.rs`),
+    /// serialised by the writer, outside the hub's lock.
+    pub saved: Option<Box<super::SavedCall>>,
 }
 
 impl Hub {
@@ -68,8 +71,9 @@ impl Hub {
             return;
         }
         let _span = tracing::info_span!("grace", room = %room, user = %user).entered();
+        let reason = self.grace_end_reason(&room);
         self.leave(&room, &user, "did not reconnect in time");
-        self.maybe_end(now, &room, EndReason::Disconnected);
+        self.maybe_end(now, &room, reason);
     }
 
     // ---- choke points ------------------------------------------------------------------
@@ -136,7 +140,9 @@ impl Hub {
         if !call.joined.contains(&me.user) {
             call.joined.push(me.user.clone());
         }
-        info!(room = %room, user = %me.user, participants = call.participants.len(), reason, "joined");
+        // "call placed" and "call ended" are the operator's lines; joins and leaves are
+        // for following one call.
+        tracing::debug!(room = %room, user = %me.user, participants = call.participants.len(), reason, "joined");
         self.record_changed(room);
         self.users.entry(me.user.clone()).or_default().room = Some(room.clone());
         self.sync_presence(&me.user, reason);
@@ -153,7 +159,7 @@ impl Hub {
             .position(|p| &p.user == user)
             .expect("leaving as a participant");
         let left = call.participants.remove(i);
-        info!(room = %room, user = %user, participants = call.participants.len(), reason, "left");
+        tracing::debug!(room = %room, user = %user, participants = call.participants.len(), reason, "left");
         self.record_changed(room);
         if let Some(p) = self.users.get_mut(user) {
             p.room = None;
@@ -250,6 +256,7 @@ impl Hub {
             call: number,
             record: call.record(now.wall_ms, reason),
             open: false,
+            saved: None,
         });
     }
 
@@ -269,7 +276,7 @@ impl Hub {
         }
     }
 
-    fn next_record_number(&mut self) -> u64 {
+    pub(super) fn next_record_number(&mut self) -> u64 {
         self.record_count += 1;
         self.record_count
     }
@@ -285,23 +292,19 @@ impl Hub {
     /// Queues the record of every call still going that changed during this input.
     pub(super) fn flush_records(&mut self, now: Now) {
         for room in std::mem::take(&mut self.records_changed) {
-            let Some(call) = self.calls.get(&room) else {
+            if !self.calls.contains_key(&room) {
                 continue; // ended: its last record is queued already
-            };
-            let record = call.record(now.wall_ms, EndReason::ServerRestart);
-            let call = match self.record_numbers.get(&room) {
+            }
+            let number = match self.record_numbers.get(&room) {
                 Some(n) => *n,
                 None => {
                     let n = self.next_record_number();
-                    self.record_numbers.insert(room, n);
+                    self.record_numbers.insert(room.clone(), n);
                     n
                 }
             };
-            self.records.push(RecordUpdate {
-                call,
-                record,
-                open: true,
-            });
+            let update = super::saved::open_update(number, &self.calls[&room], now);
+            self.records.push(update);
         }
     }
 

@@ -23,11 +23,13 @@ mod presence;
 #[cfg(test)]
 mod proptests;
 mod room;
+mod saved;
 mod session;
 #[cfg(test)]
 mod tests;
 
 pub use lifecycle::{RecordUpdate, ENDED_MEMORY};
+pub use saved::{NotResumed, SavedCall, SAVED_CALL_VERSION};
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -86,7 +88,8 @@ pub enum Input {
         /// Whose.
         user: UserId,
     },
-    /// The server is stopping: end every call.
+    /// The server is stopping, to start again: cancel what rings, keep answered calls
+    /// (see `saved.rs`).
     Shutdown,
 }
 
@@ -344,7 +347,7 @@ impl Hub {
         self.timers.insert((at, timer));
     }
 
-    fn handle_request(&mut self, now: Now, conn: ConnId, frame: ClientFrame) {
+    fn handle_request(&mut self, now: Now, conn: ConnId, mut frame: ClientFrame) {
         let span = tracing::info_span!("req", op = %frame.operation_id, conn, method = frame.request.method());
         let _enter = span.enter();
         let result = match (&frame.request, self.conns.get(&conn).cloned()) {
@@ -360,7 +363,12 @@ impl Hub {
                 ErrCode::NotLoggedIn,
                 "sign in first: the first request on a connection must be \"login\"",
             )),
-            (_, Some(me)) => self.dispatch(now, conn, &me, frame.request.clone()),
+            (_, Some(me)) => {
+                // Moved out, not cloned (a relayed signal carries KBs); the reply needs
+                // only the frame's ids.
+                let request = std::mem::replace(&mut frame.request, Request::Ping);
+                self.dispatch(now, conn, &me, request)
+            }
         };
         if let Err(e) = &result {
             info!(code = e.code.code(), error = %e.message, "refused");
@@ -551,7 +559,8 @@ impl Hub {
         let inv = call.invitee_mut(user).expect("set_invitee on an invitee");
         let old = inv.state;
         inv.state = new;
-        info!(room = %room, invitee = %user, ?old, ?new, reason, "invitee state");
+        // Per invitee and step: for following one call, not for the operator.
+        tracing::debug!(room = %room, invitee = %user, ?old, ?new, reason, "invitee state");
         self.record_changed(room);
         let was = matches!(old, InviteeState::Ringing { .. });
         let is = matches!(new, InviteeState::Ringing { .. });

@@ -280,11 +280,4 @@ impl Hub {
             self.users.remove(user);
         }
     }
-
-    pub(super) fn handle_shutdown(&mut self, now: Now) {
-        let rooms: Vec<RoomId> = self.calls.keys().cloned().collect();
-        for room in rooms {
-            self.end_call(now, &room, tincan_protocol::EndReason::ServerShutdown);
-        }
-    }
 }

@@ -13,6 +13,7 @@ use crate::auth::TokenSigner;
 use crate::store::{SqliteStore, Store};
 
 mod presence;
+mod saved;
 
 struct H {
     hub: Hub,

@@ -227,6 +227,18 @@ pub trait Store: Send + Sync + 'static {
         record: &CallRecord,
         open: bool,
     ) -> Result<CallRowId, StoreError>;
+    /// Writes the record of a call in progress (as [`Store::put_call`] with `open`)
+    /// together with `state`: what a restarted server resumes the call from (JSON, the
+    /// hub's `SavedCall`). [`Store::put_call`] and [`Store::close_open_calls`] drop it.
+    fn put_live_call(
+        &self,
+        row: Option<CallRowId>,
+        record: &CallRecord,
+        state: &str,
+    ) -> Result<CallRowId, StoreError>;
+    /// The calls still marked open that carry a saved state, oldest first: read at
+    /// start-up, before [`Store::close_open_calls`].
+    fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError>;
     /// Saves a finished call.
     fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
         self.put_call(None, record, false).map(|_| ())

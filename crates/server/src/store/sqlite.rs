@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS settings (
 /// The newest schema version this build knows (kept in SQLite's `user_version`).
 /// Version 1 is `SCHEMA` plus the changes below; databases made before versions were
 /// kept are at 0 and come up to 1 through the same, repeatable, steps.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// One step of the schema, run in the transaction that records its version.
 type Migration = fn(&Connection) -> Result<(), StoreError>;
@@ -84,7 +84,7 @@ fn migrate(c: &Connection) -> Result<(), StoreError> {
             "the database is at schema version {at}, newer than this server's {SCHEMA_VERSION}; run a newer tincan-server"
         )));
     }
-    let steps: [Migration; SCHEMA_VERSION as usize] = [migration_1];
+    let steps: [Migration; SCHEMA_VERSION as usize] = [migration_1, migration_2];
     for (i, step) in steps.iter().enumerate().skip(at as usize) {
         let version = i as i32 + 1;
         let tx = c.unchecked_transaction()?;
@@ -111,6 +111,13 @@ fn migration_1(c: &Connection) -> Result<(), StoreError> {
          CREATE INDEX IF NOT EXISTS calls_by_end ON calls(end_ms);
          CREATE INDEX IF NOT EXISTS call_users_by_call ON call_users(call_id);",
     )?;
+    Ok(())
+}
+
+/// Migration 2: the saved state of each call in progress, so a restarted server can
+/// resume it (`hub/saved.rs`); NULL once the call is closed.
+fn migration_2(c: &Connection) -> Result<(), StoreError> {
+    c.execute_batch("ALTER TABLE calls ADD COLUMN live TEXT")?;
     Ok(())
 }
 
@@ -245,6 +252,92 @@ impl SqliteStore {
             })
         })
         .collect()
+    }
+}
+
+impl SqliteStore {
+    /// [`Store::put_call`], keeping `live` (the saved state) beside an open record.
+    fn write_call(
+        &self,
+        row: Option<CallRowId>,
+        record: &CallRecord,
+        open: bool,
+        live: Option<&str>,
+    ) -> Result<CallRowId, StoreError> {
+        let json = serde_json::to_string(record).expect("records serialize");
+        self.writing(|c| {
+            let tx = c.unchecked_transaction()?;
+            let updated = match row {
+                Some(id) => tx
+                    .prepare_cached(
+                        "UPDATE calls SET room_id = ?2, end_ms = ?3, record = ?4, open = ?5, live = ?6
+                         WHERE call_id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        record.room_id.as_str(),
+                        record.end_time,
+                        json,
+                        open,
+                        live
+                    ])?
+                    .eq(&1)
+                    .then_some(id),
+                None => None,
+            };
+            let call_id =
+                match updated {
+                    Some(id) => {
+                        tx.prepare_cached("DELETE FROM call_users WHERE call_id = ?1")?
+                            .execute([id])?;
+                        id
+                    }
+                    None => {
+                        tx.prepare_cached(
+                        "INSERT INTO calls (room_id, end_ms, record, open, live) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![record.room_id.as_str(), record.end_time, json, open, live])?;
+                        tx.last_insert_rowid()
+                    }
+                };
+            let mut users: Vec<&UserId> = record.invitees.iter().map(|i| &i.user_id).collect();
+            users.extend(&record.participant_user_id_list);
+            users.push(&record.inviter_user_id);
+            users.sort();
+            users.dedup();
+            for u in users {
+                tx.prepare_cached(
+                    "INSERT INTO call_users (call_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![call_id, u.as_str(), record.end_time])?;
+            }
+            tx.commit()?;
+            Ok(call_id)
+        })
+    }
+
+    /// [`Store::close_open_calls`].
+    fn close_open(&self, reason: EndReason) -> Result<Vec<RoomId>, StoreError> {
+        self.writing(|c| {
+            let tx = c.unchecked_transaction()?;
+            let open: Vec<(i64, String)> = tx
+                .prepare("SELECT call_id, record FROM calls WHERE open = 1 ORDER BY call_id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut rooms = Vec::with_capacity(open.len());
+            for (id, json) in open {
+                let mut record = parse_record(&json)?;
+                record.end_reason = reason;
+                let json = serde_json::to_string(&record).expect("records serialize");
+                tx.execute(
+                    "UPDATE calls SET record = ?2, open = 0, live = NULL WHERE call_id = ?1",
+                    params![id, json],
+                )?;
+                rooms.push(record.room_id);
+            }
+            tx.commit()?;
+            Ok(rooms)
+        })
     }
 }
 
@@ -403,78 +496,31 @@ impl Store for SqliteStore {
         record: &CallRecord,
         open: bool,
     ) -> Result<CallRowId, StoreError> {
-        let json = serde_json::to_string(record).expect("records serialize");
-        self.writing(|c| {
-            let tx = c.unchecked_transaction()?;
-            let updated = match row {
-                Some(id) => tx
-                    .prepare_cached(
-                        "UPDATE calls SET room_id = ?2, end_ms = ?3, record = ?4, open = ?5
-                         WHERE call_id = ?1",
-                    )?
-                    .execute(params![
-                        id,
-                        record.room_id.as_str(),
-                        record.end_time,
-                        json,
-                        open
-                    ])?
-                    .eq(&1)
-                    .then_some(id),
-                None => None,
-            };
-            let call_id =
-                match updated {
-                    Some(id) => {
-                        tx.prepare_cached("DELETE FROM call_users WHERE call_id = ?1")?
-                            .execute([id])?;
-                        id
-                    }
-                    None => {
-                        tx.prepare_cached(
-                        "INSERT INTO calls (room_id, end_ms, record, open) VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![record.room_id.as_str(), record.end_time, json, open])?;
-                        tx.last_insert_rowid()
-                    }
-                };
-            let mut users: Vec<&UserId> = record.invitees.iter().map(|i| &i.user_id).collect();
-            users.extend(&record.participant_user_id_list);
-            users.push(&record.inviter_user_id);
-            users.sort();
-            users.dedup();
-            for u in users {
-                tx.prepare_cached(
-                    "INSERT INTO call_users (call_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![call_id, u.as_str(), record.end_time])?;
-            }
-            tx.commit()?;
-            Ok(call_id)
+        self.write_call(row, record, open, None)
+    }
+
+    fn put_live_call(
+        &self,
+        row: Option<CallRowId>,
+        record: &CallRecord,
+        state: &str,
+    ) -> Result<CallRowId, StoreError> {
+        self.write_call(row, record, true, Some(state))
+    }
+
+    fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {
+        self.reading(|c| {
+            c.prepare(
+                "SELECT call_id, live FROM calls WHERE open = 1 AND live IS NOT NULL ORDER BY call_id",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
         })
     }
 
     fn close_open_calls(&self, reason: EndReason) -> Result<Vec<RoomId>, StoreError> {
-        self.writing(|c| {
-            let tx = c.unchecked_transaction()?;
-            let open: Vec<(i64, String)> = tx
-                .prepare("SELECT call_id, record FROM calls WHERE open = 1 ORDER BY call_id")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            let mut rooms = Vec::with_capacity(open.len());
-            for (id, json) in open {
-                let mut record = parse_record(&json)?;
-                record.end_reason = reason;
-                let json = serde_json::to_string(&record).expect("records serialize");
-                tx.execute(
-                    "UPDATE calls SET record = ?2, open = 0 WHERE call_id = ?1",
-                    params![id, json],
-                )?;
-                rooms.push(record.room_id);
-            }
-            tx.commit()?;
-            Ok(rooms)
-        })
+        self.close_open(reason)
     }
 
     fn recent_ended_rooms(&self, limit: usize) -> Result<Vec<(RoomId, EndReason)>, StoreError> {

@@ -47,7 +47,8 @@ on_every_engine!(
     call_history_is_per_user_newest_first,
     open_calls_stay_out_of_history_until_closed_at_start_up,
     a_final_write_for_an_unknown_row_is_a_new_row,
-    users_come_in_pages_after_a_cursor
+    users_come_in_pages_after_a_cursor,
+    saved_calls_are_read_back_until_closed
 );
 
 fn users_groups_and_members(s: &dyn Store) {
@@ -167,6 +168,32 @@ fn open_calls_stay_out_of_history_until_closed_at_start_up(s: &dyn Store) {
         "oldest first"
     );
     assert_eq!(s.recent_ended_rooms(1).unwrap().len(), 1);
+}
+
+fn saved_calls_are_read_back_until_closed(s: &dyn Store) {
+    let open = record("r1", 100, EndReason::ServerRestart);
+    let row = s.put_live_call(None, &open, r#"{"v":1}"#).unwrap();
+    let other = s.put_live_call(None, &open, r#"{"v":2}"#).unwrap();
+    let row2 = s.put_live_call(Some(row), &open, r#"{"v":3}"#).unwrap();
+    assert_eq!(row, row2, "updated in place");
+    s.put_call(Some(other), &record("r1", 120, EndReason::HungUp), false)
+        .unwrap();
+    assert_eq!(
+        s.live_calls().unwrap(),
+        [(row, r#"{"v":3}"#.to_owned())],
+        "a closed call's state is gone"
+    );
+    assert!(
+        s.call_history(&uid("bob"), 10, None).unwrap().len() == 1,
+        "the open call stays out of history"
+    );
+    // Read at start-up, then closed with every open call: nothing to resume twice.
+    s.close_open_calls(EndReason::ServerRestart).unwrap();
+    assert!(s.live_calls().unwrap().is_empty());
+    // Taken back by the new run: the same row, open again with its state.
+    s.put_live_call(Some(row), &open, r#"{"v":4}"#).unwrap();
+    assert_eq!(s.live_calls().unwrap(), [(row, r#"{"v":4}"#.to_owned())]);
+    assert_eq!(s.call_history(&uid("bob"), 10, None).unwrap().len(), 1);
 }
 
 fn a_final_write_for_an_unknown_row_is_a_new_row(s: &dyn Store) {

@@ -164,6 +164,66 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// [`Store::put_call`], keeping `live` (the saved state) beside an open record.
+    fn write_call(
+        &self,
+        row: Option<CallRowId>,
+        record: &CallRecord,
+        open: bool,
+        live: Option<&str>,
+    ) -> Result<CallRowId, StoreError> {
+        let json = serde_json::to_string(record).expect("records serialize");
+        let room = record.room_id.as_str();
+        let mut users: Vec<&str> = record.invitees.iter().map(|i| i.user_id.as_str()).collect();
+        users.extend(record.participant_user_id_list.iter().map(UserId::as_str));
+        users.push(record.inviter_user_id.as_str());
+        users.sort_unstable();
+        users.dedup();
+        self.writing(|c| {
+            block_on(async {
+                let tx = c.transaction().await?;
+                let updated = match row {
+                    Some(id) => {
+                        let n = tx
+                            .execute(
+                                "UPDATE calls SET room_id = $2, end_ms = $3, record = $4, open = $5, live = $6
+                                 WHERE call_id = $1",
+                                &[&id, &room, &record.end_time, &json, &open, &live],
+                            )
+                            .await?;
+                        (n == 1).then_some(id)
+                    }
+                    None => None,
+                };
+                let call_id: i64 = match updated {
+                    Some(id) => {
+                        tx.execute("DELETE FROM call_users WHERE call_id = $1", &[&id])
+                            .await?;
+                        id
+                    }
+                    None => tx
+                        .query_one(
+                            "INSERT INTO calls (room_id, end_ms, record, open, live)
+                             VALUES ($1, $2, $3, $4, $5) RETURNING call_id",
+                            &[&room, &record.end_time, &json, &open, &live],
+                        )
+                        .await?
+                        .get(0),
+                };
+                tx.execute(
+                    "INSERT INTO call_users (call_id, user_id, end_ms)
+                     SELECT $1, u, $3 FROM unnest($2::text[]) AS u",
+                    &[&call_id, &users, &record.end_time],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(call_id)
+            })
+        })
+    }
+}
+
 impl Store for PostgresStore {
     fn add_user(
         &self,
@@ -324,54 +384,24 @@ impl Store for PostgresStore {
         record: &CallRecord,
         open: bool,
     ) -> Result<CallRowId, StoreError> {
-        let json = serde_json::to_string(record).expect("records serialize");
-        let room = record.room_id.as_str();
-        let mut users: Vec<&str> = record.invitees.iter().map(|i| i.user_id.as_str()).collect();
-        users.extend(record.participant_user_id_list.iter().map(UserId::as_str));
-        users.push(record.inviter_user_id.as_str());
-        users.sort_unstable();
-        users.dedup();
-        self.writing(|c| {
-            block_on(async {
-                let tx = c.transaction().await?;
-                let updated = match row {
-                    Some(id) => {
-                        let n = tx
-                            .execute(
-                                "UPDATE calls SET room_id = $2, end_ms = $3, record = $4, open = $5
-                                 WHERE call_id = $1",
-                                &[&id, &room, &record.end_time, &json, &open],
-                            )
-                            .await?;
-                        (n == 1).then_some(id)
-                    }
-                    None => None,
-                };
-                let call_id: i64 = match updated {
-                    Some(id) => {
-                        tx.execute("DELETE FROM call_users WHERE call_id = $1", &[&id])
-                            .await?;
-                        id
-                    }
-                    None => tx
-                        .query_one(
-                            "INSERT INTO calls (room_id, end_ms, record, open)
-                             VALUES ($1, $2, $3, $4) RETURNING call_id",
-                            &[&room, &record.end_time, &json, &open],
-                        )
-                        .await?
-                        .get(0),
-                };
-                tx.execute(
-                    "INSERT INTO call_users (call_id, user_id, end_ms)
-                     SELECT $1, u, $3 FROM unnest($2::text[]) AS u",
-                    &[&call_id, &users, &record.end_time],
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(call_id)
-            })
-        })
+        self.write_call(row, record, open, None)
+    }
+
+    fn put_live_call(
+        &self,
+        row: Option<CallRowId>,
+        record: &CallRecord,
+        state: &str,
+    ) -> Result<CallRowId, StoreError> {
+        self.write_call(row, record, true, Some(state))
+    }
+
+    fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {
+        let rows = block_on(self.read.get()?.query(
+            "SELECT call_id, live FROM calls WHERE open AND live IS NOT NULL ORDER BY call_id",
+            &[],
+        ))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn close_open_calls(&self, reason: EndReason) -> Result<Vec<RoomId>, StoreError> {
@@ -391,7 +421,7 @@ impl Store for PostgresStore {
                     record.end_reason = reason;
                     let json = serde_json::to_string(&record).expect("records serialize");
                     tx.execute(
-                        "UPDATE calls SET record = $2, open = FALSE WHERE call_id = $1",
+                        "UPDATE calls SET record = $2, open = FALSE, live = NULL WHERE call_id = $1",
                         &[&id, &json],
                     )
                     .await?;

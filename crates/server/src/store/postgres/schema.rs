@@ -80,6 +80,9 @@ CREATE TRIGGER groups_changed AFTER INSERT OR UPDATE OR DELETE ON groups
 CREATE TRIGGER group_members_changed AFTER INSERT OR UPDATE OR DELETE ON group_members
     FOR EACH ROW EXECUTE FUNCTION tincan_group_changed();
 "#,
+    // 2: the saved state of each call in progress, so a restarted server can resume it
+    // (`hub/saved.rs`); NULL once the call is closed.
+    "ALTER TABLE calls ADD COLUMN live TEXT;",
 ];
 
 /// The newest migration this build knows.
