@@ -1,7 +1,9 @@
-//! `tincan-test-server <database>`: the real server (`tincan_server::run`) on a database
-//! and `127.0.0.1:0`, as a process of its own, so that a test can kill it with SIGKILL
-//! (a crash: no shutdown code runs) and start it again on the same database. The
-//! argument is read as `--database` is: a SQLite file, or a `postgres://` URL.
+//! `tincan-test-server <database> [address]`: the real server (`tincan_server::run`) on a
+//! database and `127.0.0.1:0` (or `address`, to start again where a killed one listened),
+//! as a process of its own, so that a test can kill it with SIGKILL (a crash: no shutdown
+//! code runs) or stop it with SIGTERM (a clean stop, as `tincan-server` does), and start
+//! it again on the same database. The first argument is read as `--database` is: a
+//! SQLite file, or a `postgres://` URL.
 //!
 //! It prints `listening <addr>` on stdout once it accepts connections; tokens are signed
 //! with `TINCAN_SECRET` from the environment.
@@ -17,20 +19,20 @@ async fn main() {
         .nth(1)
         .expect("usage: tincan-test-server <database>");
     let store = Database::parse(&db).open().expect("open the database");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let at = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "127.0.0.1:0".into());
+    let listener = tokio::net::TcpListener::bind(&at).await.expect("bind");
     let addr = listener.local_addr().expect("local address");
     let config = ServerConfig {
         secret: std::env::var("TINCAN_SECRET").ok(),
         ..ServerConfig::default()
     };
-    let server = tokio::spawn(tincan_server::run(
-        listener,
-        config,
-        store,
-        std::future::pending(),
-    ));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    let server = tokio::spawn(tincan_server::run(listener, config, store, async move {
+        term.recv().await;
+    }));
     // The listener is bound, so connections made after this line wait in its backlog
     // until `run` accepts them.
     println!("listening {addr}");

@@ -18,6 +18,7 @@ mod metrics;
 mod netlab;
 mod postgres;
 mod records;
+mod restart;
 mod screen;
 mod silent_peers;
 mod throttling;

@@ -109,7 +109,13 @@ enum ConnEnd {
     Kicked(String),
     /// The connection broke; the reason is for logs and `Reconnecting`.
     Lost(String),
+    /// The server closed it because it is restarting ([`SERVER_RESTART_CLOSE_CODE`]).
+    Restarting(String),
 }
+
+/// The close code of a server stopping to start again: WebSocket's 1012 "service
+/// restart" (docs/protocol.md). The server keeps calls in progress across it.
+pub const SERVER_RESTART_CLOSE_CODE: u16 = 1012;
 
 /// How a reconnect ended.
 enum Reconnect {
@@ -169,12 +175,21 @@ impl Driver {
                     conn.abort();
                     return self.finish(CloseReason::KickedOffline(why)).await;
                 }
-                ConnEnd::Lost(why) => {
-                    info!(reason = %why, "connection lost");
+                end @ (ConnEnd::Lost(_) | ConnEnd::Restarting(_)) => {
+                    let (why, restarting) = match end {
+                        ConnEnd::Restarting(why) => (why, true),
+                        ConnEnd::Lost(why) => (why, false),
+                        _ => unreachable!("matched above"),
+                    };
+                    info!(reason = %why, restarting, "connection lost");
                     conn.abort();
                     self.fail_pending(&SdkError::Disconnected);
                     if !self.options.reconnect {
                         return self.finish(CloseReason::ConnectionLost(why)).await;
+                    }
+                    if restarting {
+                        // The call model keeps our call: the server keeps it too.
+                        self.set_state(ConnectionState::ServerRestarting).await;
                     }
                     match self.reconnect(why).await {
                         Reconnect::Connected(new_conn, login) => {
@@ -248,6 +263,11 @@ impl Driver {
             None => Some(ConnEnd::Lost("the connection closed".into())),
             Some(Err(e)) => Some(ConnEnd::Lost(format!("read failed: {e}"))),
             Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+            Some(Ok(Message::Close(Some(frame))))
+                if u16::from(frame.code) == SERVER_RESTART_CLOSE_CODE =>
+            {
+                Some(ConnEnd::Restarting(describe_close(Some(&frame))))
+            }
             Some(Ok(Message::Close(frame))) => Some(ConnEnd::Lost(describe_close(frame.as_ref()))),
             // tungstenite answers pings itself; pongs only prove liveness.
             Some(Ok(_)) => None,
@@ -632,6 +652,7 @@ fn describe_state(state: &ConnectionState) -> String {
         ConnectionState::Reconnecting { attempt, reason } => {
             format!("reconnecting (attempt {attempt}: {reason})")
         }
+        ConnectionState::ServerRestarting => "server restarting".into(),
         ConnectionState::Resynced { .. } => "resynced".into(),
         ConnectionState::Closed { reason } => format!("closed ({reason})"),
     }

@@ -45,6 +45,12 @@ pub enum ConnectionState {
         /// Why the previous connection or attempt failed.
         reason: String,
     },
+    /// The server said it is restarting (it closed the connection with WebSocket's 1012,
+    /// "service restart", on a clean stop): it keeps a call in progress for when its
+    /// participants sign in again, and media goes on peer to peer meanwhile. Sent once,
+    /// right before the first `Reconnecting`, when the client reconnects; apps say "the
+    /// server is restarting" until `Resynced`.
+    ServerRestarting,
     /// Signed in again after a drop. The invitation events that bring the app up to
     /// date follow right after; `login.current_call` says whether this device is still
     /// in a call (if the app thought it was and this is `None`, that call is over).
@@ -141,6 +147,10 @@ mod tests {
     fn connection_states_serialize_with_a_state_tag() {
         let j = |s: ConnectionState| serde_json::to_string(&s).unwrap();
         assert_eq!(j(ConnectionState::Connected), r#"{"state":"connected"}"#);
+        assert_eq!(
+            j(ConnectionState::ServerRestarting),
+            r#"{"state":"serverRestarting"}"#
+        );
         assert_eq!(
             j(ConnectionState::Reconnecting {
                 attempt: 2,

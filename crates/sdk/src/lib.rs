@@ -115,6 +115,7 @@ pub use accounts::{register, sign_in, Accounts, TokenInfo, HTTP_TIMEOUT};
 pub use backoff::Backoff;
 pub use call::{CallEnd, CallError, CallModel, CallPhase, CallState, Direction, EndReason};
 pub use client::{connect, connect_with, new_operation_id, Client};
+pub use driver::SERVER_RESTART_CLOSE_CODE;
 pub use endpoint::Endpoint;
 pub use error::{codes, ApiResult, SdkError};
 pub use event::{event_data, CloseReason, ConnectionState, SdkEvent};

@@ -1,0 +1,286 @@
+//! Calls outlive a server restart (crates/server/src/hub/saved.rs): the real server as a
+//! process of its own (tests/bin/file_server.rs) killed with SIGKILL or stopped with
+//! SIGTERM mid-call and started again on the same database and port; the SDK clients
+//! reconnect by themselves and find their call going on.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use tincan_protocol::{
+    CallRecord, CustomSignalParams, DeviceId, EndReason, Event, HistoryParams, InviteeOutcome,
+    LoginReply, PlatformId, RoomId,
+};
+use tincan_sdk::{CallPhase, ConnectOptions, ConnectionState};
+use tincan_server::store::test_postgres::TestPostgres;
+use tincan_server::store::Database;
+use tincan_server::TokenSigner;
+use tincan_tests::*;
+
+/// Longest a test waits for clients to find the restarted server.
+const RESYNC_LIMIT: Duration = Duration::from_secs(60);
+
+/// tests/bin/file_server.rs on `database` (a SQLite file or a `postgres://` URL).
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    database: String,
+}
+
+impl ServerProcess {
+    /// Starts on a free port, or on `at` (where the previous process listened).
+    async fn start(database: &str, at: Option<SocketAddr>) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tincan-test-server"));
+        cmd.arg(database);
+        if let Some(at) = at {
+            cmd.arg(at.to_string());
+        }
+        let mut child = cmd
+            .env("TINCAN_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tincan-test-server");
+        let stdout = child.stdout.take().expect("piped");
+        let line = BufReader::new(stdout)
+            .lines()
+            .next_line()
+            .await
+            .expect("read its stdout")
+            .expect("it prints its address");
+        let addr = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("an address");
+        ServerProcess {
+            child,
+            addr,
+            database: database.to_owned(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or a power cut.
+    async fn kill_9(mut self) -> (String, SocketAddr) {
+        self.child.start_kill().expect("kill");
+        self.child.wait().await.expect("reaped");
+        (self.database, self.addr)
+    }
+
+    /// SIGTERM: the clean stop of `tincan-server` (systemd, Ctrl-C); waits for its exit.
+    async fn sigterm(mut self) -> (String, SocketAddr) {
+        let pid = self.child.id().expect("running") as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = tokio::time::timeout(RESYNC_LIMIT, self.child.wait())
+            .await
+            .expect("it stops within the limit")
+            .expect("reaped");
+        assert!(status.success(), "a clean stop: {status:?}");
+        (self.database, self.addr)
+    }
+
+    /// Signs in with automatic reconnects (quick ones: the server is back in moments).
+    async fn peer(&self, user: &str, device: &str) -> Peer {
+        let mut options = ConnectOptions::default();
+        options.backoff_initial = Duration::from_millis(20);
+        options.backoff_max = Duration::from_millis(200);
+        options.max_reconnect_attempts = Some(300);
+        let token = TokenSigner::new(SECRET.as_bytes()).login_token(&uid(user), i64::MAX);
+        let dev = tincan_sdk::DeviceInfo::new(DeviceId::new(device).unwrap(), PlatformId::LINUX);
+        let (client, events) = tincan_sdk::connect_with(&self.url(), &token, dev, options)
+            .await
+            .unwrap_or_else(|e| panic!("{user} signs in: {e}"));
+        Peer {
+            client,
+            events,
+            user: user.to_owned(),
+        }
+    }
+}
+
+/// Waits for `peer` to be signed in again; returns the login reply, the connection
+/// states before it and the signaling events that came with them.
+async fn resynced(peer: &mut Peer) -> (LoginReply, Vec<ConnectionState>, Vec<Event>) {
+    let mut states = Vec::new();
+    let mut events = Vec::new();
+    tokio::time::timeout(RESYNC_LIMIT, async {
+        loop {
+            let (state, seen) = peer.next_state().await;
+            events.extend(seen);
+            match state {
+                ConnectionState::Resynced { login } => return *login,
+                ConnectionState::Reconnecting { .. } | ConnectionState::ServerRestarting => {
+                    states.push(state)
+                }
+                other => panic!("{}: unexpected {other:?}", peer.user),
+            }
+        }
+    })
+    .await
+    .map(|login| (login, states, events))
+    .unwrap_or_else(|_| panic!("{} did not sign in again", peer.user))
+}
+
+/// Alice calls bob and he answers; returns the room, once its saved state is written.
+async fn answered_call(alice: &mut Peer, bob: &mut Peer) -> RoomId {
+    let room = alice.invite("bob").await.unwrap().room_id;
+    bob.expect("onReceiveNewInvitation").await;
+    bob.accept(room.as_str()).await.unwrap();
+    alice.expect("onInviteeAccepted").await;
+    // History is answered after every record update queued before it: the call's saved
+    // state is in the database now.
+    alice
+        .client
+        .get_call_history(&op("sync"), HistoryParams::default())
+        .await
+        .unwrap();
+    room
+}
+
+/// The records of `room` in `user`'s history.
+async fn records_of(peer: &Peer, room: &RoomId) -> Vec<CallRecord> {
+    let history = peer
+        .client
+        .get_call_history(&op("history"), HistoryParams::default())
+        .await
+        .unwrap();
+    history
+        .records
+        .into_iter()
+        .filter(|r| r.room_id == *room)
+        .collect()
+}
+
+fn wall_ms() -> i64 {
+    tincan_server::switchboard::wall_ms()
+}
+
+/// Both sides sign in again: the call goes on where it was, signaling in the room works,
+/// and hanging up ends it once, with the whole call's duration.
+async fn call_resumes(server: ServerProcess, alice: &mut Peer, bob: &mut Peer, room: &RoomId) {
+    let restarted_at = wall_ms();
+    let (alice_login, _, _) = resynced(alice).await;
+    let (bob_login, _, _) = resynced(bob).await;
+    for (who, login) in [("alice", &alice_login), ("bob", &bob_login)] {
+        let call = login
+            .current_call
+            .as_ref()
+            .unwrap_or_else(|| panic!("{who} is still in the call: {login:?}"));
+        assert_eq!(call.room_id, *room);
+        assert!(!call.token.is_empty());
+    }
+    assert_eq!(alice.client.call_state().phase, CallPhase::InCall);
+    assert_eq!(bob.client.call_state().phase, CallPhase::InCall);
+    alice
+        .client
+        .signaling_send_custom_signal(
+            &op("custom"),
+            CustomSignalParams {
+                room_id: room.clone(),
+                custom_info: "still here".into(),
+            },
+        )
+        .await
+        .expect("signaling in the resumed room");
+    let got = bob.expect("onReceiveCustomSignal").await;
+    assert_eq!(got["customInfo"], "still here");
+    alice.hang_up(room.as_str()).await.unwrap();
+    bob.expect("onHangUp").await;
+    assert_eq!(bob.client.call_state().phase, CallPhase::Ended);
+    let records = records_of(bob, room).await;
+    assert_eq!(records.len(), 1, "one record for the call: {records:?}");
+    let r = &records[0];
+    assert_eq!(r.end_reason, EndReason::HungUp);
+    let answered = r.answer_time.expect("answered");
+    assert!(
+        answered < restarted_at && r.end_time >= restarted_at,
+        "the duration spans the restart: {r:?}"
+    );
+    drop(server);
+}
+
+async fn resumes_after_kill_9(database: &str) {
+    let server = ServerProcess::start(database, None).await;
+    let mut alice = server.peer("alice", "a1").await;
+    let mut bob = server.peer("bob", "b1").await;
+    let room = answered_call(&mut alice, &mut bob).await;
+
+    let (database, addr) = server.kill_9().await;
+    // The link drops without a word from the server: "reconnecting", not "restarting".
+    let (first, _) = alice.next_state().await;
+    assert!(
+        matches!(first, ConnectionState::Reconnecting { .. }),
+        "{first:?}"
+    );
+    assert_eq!(alice.client.call_state().phase, CallPhase::InCall);
+    let server = ServerProcess::start(&database, Some(addr)).await;
+    call_resumes(server, &mut alice, &mut bob, &room).await;
+}
+
+#[tokio::test]
+async fn a_call_resumes_after_kill_9_when_both_sides_reconnect() {
+    let dir = TempDir::new("restart-kill");
+    let db = dir.path().join("tincan.db");
+    seed(&tincan_server::store::SqliteStore::open(&db).unwrap());
+    resumes_after_kill_9(db.to_str().unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_call_resumes_after_kill_9_on_postgres() {
+    let pg = TestPostgres::start();
+    let url = pg.create_database("tincan");
+    seed(Database::parse(&url).open().expect("open").as_ref());
+    resumes_after_kill_9(&url).await;
+}
+
+#[tokio::test]
+async fn a_call_resumes_after_sigterm_and_ringing_invitations_are_cancelled() {
+    let dir = TempDir::new("restart-term");
+    let db = dir.path().join("tincan.db");
+    seed(&tincan_server::store::SqliteStore::open(&db).unwrap());
+    let server = ServerProcess::start(db.to_str().unwrap(), None).await;
+    let mut alice = server.peer("alice", "a1").await;
+    let mut bob = server.peer("bob", "b1").await;
+    let room = answered_call(&mut alice, &mut bob).await;
+    // Meanwhile carol's call rings dave.
+    let carol = server.peer("carol", "c1").await;
+    let mut dave = server.peer("dave", "d1").await;
+    let rung = carol.invite("dave").await.unwrap().room_id;
+    dave.expect("onReceiveNewInvitation").await;
+
+    let (database, addr) = server.sigterm().await;
+    // The server said it is restarting: the clients say so, and keep the call.
+    let (first, _) = alice.next_state().await;
+    assert_eq!(first, ConnectionState::ServerRestarting);
+    assert_eq!(alice.client.call_state().phase, CallPhase::InCall);
+    let (first, _) = bob.next_state().await;
+    assert_eq!(first, ConnectionState::ServerRestarting);
+    // Nobody rings for an invitation the restarted server will not know.
+    let (first, seen) = dave.next_state().await;
+    assert_eq!(first, ConnectionState::ServerRestarting);
+    assert!(
+        seen.iter().any(
+            |e| matches!(e, Event::InvitationCancelled(i) if i.invitation.room_id == rung.as_str())
+        ),
+        "dave is told the invitation is over: {seen:?}"
+    );
+
+    let server = ServerProcess::start(&database, Some(addr)).await;
+    let (dave_login, _, _) = resynced(&mut dave).await;
+    assert!(dave_login.pending_invitations.is_empty(), "{dave_login:?}");
+    assert!(dave.client.ringing().is_empty());
+    let records = records_of(&dave, &rung).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].end_reason, EndReason::ServerShutdown);
+    assert_eq!(records[0].invitees[0].outcome, InviteeOutcome::Cancelled);
+    call_resumes(server, &mut alice, &mut bob, &room).await;
+}
