@@ -117,6 +117,16 @@ export interface HistoryReply {
   records: CallRecord[];
 }
 
+/** Tincan: a user's presence, as `subscribePresence` and `onPresenceChanged` give it. */
+export type PresenceStatus = 'online' | 'inCall' | 'offline';
+export interface UserPresence {
+  userID: string;
+  status: PresenceStatus;
+}
+export interface PresenceReply {
+  presence: UserPresence[];
+}
+
 export interface ContactsReply {
   users: PublicUserInfo[];
   groups: GroupInfo[];
@@ -152,6 +162,8 @@ export interface CustomSignalInfo {
 
 export type ConnectionState =
   | { state: 'connected' }
+  /** The server said it is restarting (close 1012); `reconnecting` follows. Calls go on. */
+  | { state: 'serverRestarting' }
   | { state: 'reconnecting'; attempt: number; reason: string }
   | { state: 'resynced'; login: unknown }
   | { state: 'closed'; reason: { kind: 'clientClosed' | 'kickedOffline' | 'loginRefused' | 'connectionLost' | 'signedOut'; message: string } };
@@ -187,6 +199,7 @@ export interface EventPayloads {
   onRoomParticipantDisconnected: RoomParticipantInfo;
   onReceiveCustomSignal: CustomSignalInfo;
   onKickedOffline: { reason: string };
+  onPresenceChanged: UserPresence;
   connectionStateChanged: ConnectionState;
   callStateChanged: CallState;
 }
@@ -230,6 +243,8 @@ export interface TincanApi {
   signalingSendCustomSignal(operationID: string, options: { roomID: string; customInfo: string }, callback?: Callback<{}>): Promise<WsResponse<{}>>;
   getCallHistory(operationID: string, options?: { limit?: number; beforeTime?: number }, callback?: Callback<HistoryReply>): Promise<WsResponse<HistoryReply>>;
   getContacts(operationID: string, callback?: Callback<ContactsReply>): Promise<WsResponse<ContactsReply>>;
+  /** Tincan: follow these users' presence on this connection (replaces the list; at most 500). */
+  subscribePresence(operationID: string, userIDs: string[], callback?: Callback<PresenceReply>): Promise<WsResponse<PresenceReply>>;
   register(server: string, userID: string, password: string, nickname?: string, callback?: Callback<SignedIn>): Promise<WsResponse<SignedIn>>;
   login(server: string, userID: string, password: string, callback?: Callback<SignedIn>): Promise<WsResponse<SignedIn>>;
   logout(callback?: Callback<{}>): Promise<WsResponse<{}>>;

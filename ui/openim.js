@@ -10,7 +10,7 @@
 // invite and accept, `{}` for the others); `tincan.signalingInvite(…)` and the rest are the
 // same API with `data` as objects.
 // Event listeners receive the OpenIM payload. Besides OpenIM's callbacks there is
-// 'connectionStateChanged' ({state: 'connected'|'reconnecting'|'resynced'|'closed', …}) and
+// 'connectionStateChanged' ({state: 'connected'|'serverRestarting'|'reconnecting'|'resynced'|'closed', …}) and
 // 'callStateChanged' (this device's call: {phase, roomID, peerUserIDs, end?, …}; the one
 // judge of when a call starts and ends, however it was placed or answered).
 // Types: openim.d.ts.
@@ -37,6 +37,7 @@
     'onRoomParticipantDisconnected',
     'onReceiveCustomSignal',
     'onKickedOffline',
+    'onPresenceChanged',
     'connectionStateChanged',
     'callStateChanged',
   ]);
@@ -144,6 +145,10 @@
       },
       getContacts: (operationID, callback) =>
         call('get_contacts', { operationId: op(operationID) }, callback),
+      // Tincan: follow these users' presence (replaces the list; changes arrive as
+      // 'onPresenceChanged'). Subscribe again after a 'resynced' connection state.
+      subscribePresence: (operationID, userIDs, callback) =>
+        call('subscribe_presence', { operationId: op(operationID), userIds: userIDs || [] }, callback),
 
       // Account and app calls (Tincan's, same result shape).
       register: (server, userID, password, nickname, callback) =>

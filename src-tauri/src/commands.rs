@@ -600,6 +600,23 @@ pub async fn get_contacts(app: AppHandle, operation_id: String) -> ApiResult {
     with_client(&app, |c| async move { c.get_contacts(&operation_id).await }).await
 }
 
+/// `subscribePresence`: follow these users' presence (`userIDs`, an array of userIDs;
+/// replaces the list followed before). Answers their status now; changes arrive as
+/// `onPresenceChanged`. The list lives as long as the connection: the page subscribes
+/// again after `resynced`.
+#[tauri::command]
+pub async fn subscribe_presence(
+    app: AppHandle,
+    operation_id: String,
+    user_ids: serde_json::Value,
+) -> ApiResult {
+    let user_ids: Vec<tincan_sdk::protocol::UserId> = try_args!(parse("userIDs", user_ids));
+    with_client(&app, |c| async move {
+        c.subscribe_presence(&operation_id, user_ids).await
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,6 +137,7 @@ app_commands!(
     signaling_send_custom_signal,
     get_call_history,
     get_contacts,
+    subscribe_presence,
     media_frames,
     media_set_mic,
     media_set_camera,
