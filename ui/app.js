@@ -23,6 +23,9 @@ const ui = {
   timer: null,
   signingOut: false,
   codes: new Map(), // userID -> the connection's verification code (mediaVerification)
+  presence: new Map(), // userID -> 'online' | 'inCall' | 'offline' (followed contacts only)
+  recent: new Map(), // userID -> when we last called each other (Unix ms), from the history
+  search: '', // the contact search box's text
 };
 
 // ---------------------------------------------------------------- words
@@ -142,6 +145,7 @@ function notice(text) {
   const el = $('call-ended-reason');
   el.textContent = text || '';
   el.hidden = !text;
+  $('notice-call-back').hidden = true; // offerCallBack shows it again for a missed call
 }
 
 // ---------------------------------------------------------------- ringtone
@@ -340,6 +344,93 @@ async function loadContacts() {
   ui.users = new Map(res.data.users.map((u) => [u.userID, u]));
   ui.groups = new Map(res.data.groups.map((g) => [g.groupID, g]));
   renderContacts();
+  followPresence();
+}
+
+// ---------------------------------------------------------------- presence, search, recents
+
+// The most users the server lets one connection follow (docs/protocol.md §3.15).
+const MAX_FOLLOWED = 500;
+const PRESENCE_WORDS = { online: 'Online', inCall: 'In a call', offline: 'Offline' };
+
+// Follows the presence of the contact list (recent first, as far as the server allows).
+// The server keeps the list per connection: called again after a reconnect.
+async function followPresence() {
+  const ids = contactOrder().map((u) => u.userID).slice(0, MAX_FOLLOWED);
+  const res = await tincan.subscribePresence(undefined, ids);
+  if (res.errCode !== 0) return; // the list works without presence dots
+  ui.presence = new Map(res.data.presence.map((p) => [p.userID, p.status]));
+  for (const id of ui.users.keys()) showPresence(id);
+}
+
+function onPresenceChanged(p) {
+  ui.presence.set(p.userID, p.status);
+  showPresence(p.userID);
+}
+
+// Updates one contact's dot and label in place (a re-render would take keyboard focus away).
+function showPresence(userID) {
+  const status = ui.presence.get(userID);
+  const row = $(`contact-${userID}`);
+  const badge = $(`presence-${userID}`);
+  if (!row || !badge) return;
+  row.dataset.presence = status || 'unknown';
+  badge.dataset.status = status || 'unknown';
+  badge.hidden = !status;
+  badge.querySelector('.label').textContent = PRESENCE_WORDS[status] || '';
+}
+
+// People to show, recent calls first (newest first), then everyone else by name.
+function contactOrder() {
+  const name = (u) => (u.nickname || u.userID).toLocaleLowerCase();
+  return [...ui.users.values()].sort((a, b) => {
+    const ra = ui.recent.get(a.userID) || 0;
+    const rb = ui.recent.get(b.userID) || 0;
+    if (ra !== rb) return rb - ra;
+    return name(a).localeCompare(name(b));
+  });
+}
+
+// Whether a person or group matches the search box (name or id, any case).
+function matchesSearch(...texts) {
+  const q = ui.search.trim().toLocaleLowerCase();
+  return !q || texts.some((t) => t && t.toLocaleLowerCase().includes(q));
+}
+
+// Remembers whom we called or were called by, for "recent first".
+function noteRecents(records) {
+  const me = ui.me && ui.me.userID;
+  ui.recent = new Map();
+  for (const r of records) {
+    if (r.groupID) continue;
+    const people = [r.inviterUserID, ...r.invitees.map((i) => i.userID)];
+    for (const u of people) {
+      if (u !== me && !ui.recent.has(u)) ui.recent.set(u, r.initiateTime);
+    }
+  }
+}
+
+// Calls the other side of a past call again: the same person and media; for a group, the
+// member picker.
+function callBack(r) {
+  if (ui.call) return;
+  if (r.groupID) return openGroupPick(r.groupID);
+  const me = ui.me && ui.me.userID;
+  const other = r.inviterUserID === me ? r.invitees.map((i) => i.userID)[0] : r.inviterUserID;
+  if (other) startOutgoing([other], r.mediaType === 'audio' ? 'audio' : 'video', '');
+}
+
+// The notice after a missed call offers to call back (notice() hides the button again).
+function offerCallBack(invitation) {
+  const button = $('notice-call-back');
+  const from = invitation.inviterUserID;
+  button.hidden = false;
+  button.setAttribute('aria-label', `Call back ${nameOf(from)}`);
+  button.onclick = () => {
+    notice('');
+    if (invitation.groupID) openGroupPick(invitation.groupID);
+    else startOutgoing([from], invitation.mediaType === 'audio' ? 'audio' : 'video', '');
+  };
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -358,19 +449,27 @@ function renderContacts() {
   const people = $('contact-list');
   people.replaceChildren();
   if (ui.users.size === 0) people.append(el('li', { class: 'muted' }, 'Nobody else has an account on this server yet.'));
-  for (const u of ui.users.values()) {
+  const shown = contactOrder().filter((u) => matchesSearch(u.nickname, u.userID));
+  if (ui.users.size > 0 && shown.length === 0) {
+    people.append(el('li', { class: 'muted', testid: 'contacts-no-match' }, `Nobody matches “${ui.search.trim()}”.`));
+  }
+  for (const u of shown) {
     people.append(
-      el('li', { testid: `contact-${u.userID}` },
+      el('li', { testid: `contact-${u.userID}`, 'data-recent': String(ui.recent.has(u.userID)) },
+        el('span', { class: 'presence', testid: `presence-${u.userID}`, hidden: '' },
+          el('span', { class: 'dot', 'aria-hidden': 'true' }), el('span', { class: 'label' })),
         el('span', { class: 'name' }, u.nickname || u.userID, u.nickname ? el('small', {}, ` ${u.userID}`) : null),
         el('button', { type: 'button', testid: `call-audio-${u.userID}`, onclick: () => startOutgoing([u.userID], 'audio', '') }, 'Audio'),
         el('button', { type: 'button', testid: `call-video-${u.userID}`, onclick: () => startOutgoing([u.userID], 'video', '') }, 'Video'),
       ),
     );
   }
+  for (const u of shown) showPresence(u.userID);
   const groups = $('group-list');
   groups.replaceChildren();
   if (ui.groups.size === 0) groups.append(el('li', { class: 'muted' }, 'You are not in any group.'));
   for (const g of ui.groups.values()) {
+    if (!matchesSearch(g.groupName, g.groupID)) continue;
     groups.append(
       el('li', { testid: `group-${g.groupID}` },
         el('span', { class: 'name' }, g.groupName || g.groupID, el('small', {}, ` ${(g.memberUserIDList || []).length} members`)),
@@ -391,6 +490,8 @@ async function loadHistory() {
     return;
   }
   box.replaceChildren();
+  noteRecents(res.data.records);
+  renderContacts();
   if (res.data.records.length === 0) box.append(el('li', { class: 'muted' }, 'No calls yet.'));
   for (const r of res.data.records) {
     const me = ui.me && ui.me.userID;
@@ -413,6 +514,7 @@ async function loadHistory() {
         el('span', { class: `kind ${r.mediaType}` }, r.mediaType === 'audio' ? 'Audio' : 'Video'),
         el('span', { class: 'name' }, who),
         el('span', { class: 'muted' }, `${what}${duration} · ${when}`),
+        el('button', { type: 'button', class: 'secondary', testid: `call-back-${r.roomID}`, 'aria-label': `Call back ${who}`, title: `Call back ${who}`, onclick: () => callBack(r) }, 'Call back'),
       ),
     );
   }
@@ -444,6 +546,7 @@ function onConnection(s) {
     case 'resynced':
       // Whether our call survived the drop is the call model's to say (onCallState).
       banner.hidden = true;
+      followPresence(); // the server's follow list died with the old connection
       break;
     case 'closed':
       banner.hidden = true;
@@ -480,6 +583,7 @@ function wireEvents() {
     toSignin('You were signed out because this device signed in again elsewhere.');
   });
   globalEvent.on('connectionStateChanged', onConnection);
+  globalEvent.on('onPresenceChanged', onPresenceChanged);
   wireMedia();
   return globalEvent.ready([...tincan.EVENTS, ...MEDIA_EVENTS]);
 }
@@ -495,6 +599,10 @@ function wireControls() {
   $('sign-out').addEventListener('click', signOut);
   $('refresh-contacts').addEventListener('click', loadContacts);
   $('refresh-history').addEventListener('click', loadHistory);
+  $('contact-search').addEventListener('input', (e) => {
+    ui.search = e.target.value;
+    renderContacts();
+  });
   for (const tab of document.querySelectorAll('[data-tab]')) {
     tab.addEventListener('click', () => {
       for (const t of document.querySelectorAll('[data-tab]')) t.classList.toggle('active', t === tab);

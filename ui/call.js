@@ -401,7 +401,9 @@ function callEnded(s) {
       answeredElsewhere: 'Answered on another device.',
       declinedElsewhere: 'Declined on another device.',
     }[end.reason];
+    const missed = !refused && ['remoteCancelled', 'missed'].includes(end.reason) ? ui.incoming.invitation : null;
     closeIncoming(text || refused || 'The call ended.');
+    if (missed) offerCallBack(missed);
     loadHistory();
     return;
   }

@@ -11,6 +11,7 @@
 mod harness;
 
 mod calls;
+mod contacts;
 mod group;
 mod local_server;
 mod media;
