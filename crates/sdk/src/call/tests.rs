@@ -548,3 +548,34 @@ fn a_refused_join_ends_and_one_while_ringing_answers() {
     assert_eq!(m.state().phase, CallPhase::InCall);
     assert_eq!(m.state().peers, [uid("alice")]);
 }
+
+#[test]
+fn a_call_a_restarted_server_resumed_stays_in_call_without_a_flicker() {
+    // Alice's side: the server went away (restart notice or a dropped link: the model is
+    // not told, the call goes on peer to peer), then the login reply still has the call.
+    let mut m = alice_calls_bob();
+    m.on_event(&one("onInviteeAccepted", R1, "bob"));
+    let before = m.state().clone();
+    assert!(
+        m.on_resync(&login("alice", Some((R1, &["alice", "bob"]))))
+            .is_empty(),
+        "no snapshot: nothing changed for the screens"
+    );
+    assert_eq!(*m.state(), before);
+    // Bob's side, and after it the call works as before: alice hangs up.
+    let mut m = bob_rung();
+    m.on_request(&CallRequest::Accept(R1.into()));
+    m.on_accept_reply(R1, Ok(&accept_reply(R1)));
+    assert_eq!(m.state().phase, CallPhase::InCall);
+    assert!(m
+        .on_resync(&login("bob", Some((R1, &["alice", "bob"]))))
+        .is_empty());
+    assert_eq!(
+        phases(m.on_event(&one("onHangUp", R1, "alice"))),
+        [CallPhase::Ended]
+    );
+    assert_eq!(
+        ended(&m),
+        (EndReason::RemoteHungUp, Some("alice".to_owned()))
+    );
+}
