@@ -535,6 +535,7 @@ function outcomeWord(r) {
 
 function onConnection(s) {
   const banner = $('reconnecting-banner');
+  showServerLink(s); // the banner's words (call.js)
   switch (s.state) {
     case 'reconnecting':
       banner.hidden = false;

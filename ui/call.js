@@ -519,3 +519,33 @@ async function joinGroupCall(groupID) {
   ui.call.participants.add(ui.me.userID);
   renderParticipants();
 }
+
+// ---------------------------------------------------------------- server outages
+
+// The banner while the server is away (connectionStateChanged). Media runs peer to peer,
+// so a call goes on without the server: say so plainly, and say "restarting" when the
+// server said it is (a clean stop, `serverRestarting`), not "reconnecting". The SDK keeps
+// the call; the login reply after the reconnect says whether it is still on.
+let serverRestarting = false;
+
+function showServerLink(s) {
+  const banner = $('reconnecting-banner');
+  if (s.state === 'serverRestarting') serverRestarting = true;
+  if (s.state !== 'serverRestarting' && s.state !== 'reconnecting') {
+    serverRestarting = false;
+    banner.hidden = true;
+    delete banner.dataset.link;
+    return;
+  }
+  const inCall = !!(ui.call && ui.call.kind === 'in-call');
+  banner.dataset.link = serverRestarting ? 'restarting' : 'lost';
+  banner.dataset.inCall = String(inCall);
+  banner.textContent = serverRestarting
+    ? inCall
+      ? 'The server is restarting… your call continues'
+      : 'The server is restarting…'
+    : inCall
+      ? 'Connection to the server lost — your call continues'
+      : 'Connection lost — reconnecting…';
+  banner.hidden = false;
+}
