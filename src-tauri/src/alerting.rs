@@ -176,6 +176,9 @@ fn silence(app: &AppHandle) {
         slot.0 += 1;
         slot.1.take()
     };
-    // Dropping it joins its thread (at most one 20 ms tick).
-    drop(ringtone);
+    // Dropping it joins its thread (at most one 20 ms tick) and closes the sound device:
+    // not on the task that forwards the session's events.
+    if let Some(ringtone) = ringtone {
+        std::thread::spawn(move || drop(ringtone));
+    }
 }
