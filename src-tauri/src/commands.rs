@@ -486,7 +486,7 @@ pub async fn signaling_send_custom_signal(
             &operation_id,
             CustomSignalParams {
                 room_id,
-                custom_info,
+                custom_info: custom_info.into(),
             },
         )
         .await

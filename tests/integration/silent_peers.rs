@@ -43,7 +43,7 @@ async fn call_with_silent_bob(s: &TestServer, proxy: &Proxy) -> (Peer, Peer, Roo
 async fn custom(alice: &Peer, room: &RoomId, size: usize) {
     let p = CustomSignalParams {
         room_id: room.clone(),
-        custom_info: "x".repeat(size),
+        custom_info: "x".repeat(size).into(),
     };
     alice
         .client

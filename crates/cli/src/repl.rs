@@ -395,7 +395,7 @@ async fn execute(client: &Client, memory: &mut Memory, command: Command) {
         Command::Custom { room, text } => {
             let params = CustomSignalParams {
                 room_id: room,
-                custom_info: text,
+                custom_info: text.into(),
             };
             let r = client.signaling_send_custom_signal(&op, params).await;
             ("signalingSendCustomSignal", r.into())

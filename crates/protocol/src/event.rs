@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{ErrCode, WireError};
 use crate::ids::{RoomId, UserId};
+use crate::json_text::JsonText;
 use crate::model::{Invitation, OfflinePushInfo, ParticipantInfo};
 use crate::presence::UserPresence;
 use crate::request::RequestId;
@@ -70,8 +71,8 @@ pub struct CustomSignalInfo {
     /// The room.
     #[serde(rename = "roomID")]
     pub room_id: RoomId,
-    /// As sent.
-    pub custom_info: String,
+    /// As sent (in its JSON form, see [`JsonText`]).
+    pub custom_info: JsonText,
     /// The sender.
     #[serde(rename = "opUserID")]
     pub op_user_id: UserId,

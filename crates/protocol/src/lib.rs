@@ -23,6 +23,7 @@ pub mod account;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod json_text;
 pub mod limits;
 pub mod model;
 pub mod presence;
@@ -35,6 +36,7 @@ pub use event::{
     ServerFrame, SignalingInfo, EVENTS,
 };
 pub use ids::{DeviceId, GroupId, IdError, PlatformId, RoomId, UserId};
+pub use json_text::JsonText;
 pub use model::*;
 pub use presence::{
     PresenceReply, PresenceStatus, SubscribePresenceParams, UserPresence, MAX_PRESENCE_WATCH,

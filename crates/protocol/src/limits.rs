@@ -171,8 +171,10 @@ impl Request {
                 at_most("data.opUserID", &p.op_user_id, 64)?;
                 check_invitation("data.invitation", &p.invitation)
             }
-            Request::SendCustomSignal(p) => {
-                at_most("data.customInfo", &p.custom_info, MAX_CUSTOM_INFO)
+            // Decoded only when its JSON form is over the bound (escapes are longer
+            // than what they stand for), so the bound is the decoded length, as before.
+            Request::SendCustomSignal(p) if p.custom_info.max_len() > MAX_CUSTOM_INFO => {
+                at_most("data.customInfo", &p.custom_info.text(), MAX_CUSTOM_INFO)
             }
             Request::SendMediaSignal(p) => {
                 at_most("data.token", &p.token, MAX_TOKEN)?;
@@ -223,6 +225,39 @@ mod tests {
         assert_eq!(code, ErrCode::Args);
         assert!(msg.contains("data.invitation.customData"), "{msg}");
         assert!(msg.contains("8192"), "{msg}");
+    }
+
+    #[test]
+    fn custom_info_is_bounded_by_its_decoded_length_not_its_escapes() {
+        // Each `\"` is two bytes on the wire and one decoded: at the bound decoded, the
+        // JSON form is over it, and the frame is still accepted.
+        let ok = "\\\"".repeat(MAX_CUSTOM_INFO);
+        let text = format!(
+            r#"{{"requestID":1,"method":"signalingSendCustomSignal","data":{{"roomID":"r1","customInfo":"{ok}"}}}}"#
+        );
+        match ClientFrame::parse(&text).expect("accepted").request {
+            Request::SendCustomSignal(p) => assert_eq!(p.custom_info.text().len(), MAX_CUSTOM_INFO),
+            other => panic!("{other:?}"),
+        }
+        let over = "\\\"".repeat(MAX_CUSTOM_INFO + 1);
+        let text = format!(
+            r#"{{"requestID":1,"method":"signalingSendCustomSignal","data":{{"roomID":"r1","customInfo":"{over}"}}}}"#
+        );
+        let (code, msg) = parse_err(&text);
+        assert_eq!(code, ErrCode::Args);
+        assert!(msg.contains("data.customInfo is"), "{msg}");
+    }
+
+    #[test]
+    fn custom_info_that_is_not_a_string_is_refused_with_its_path() {
+        let (code, msg) = parse_err(
+            r#"{"requestID":1,"method":"signalingSendCustomSignal","data":{"roomID":"r1","customInfo":{"a":1}}}"#,
+        );
+        assert_eq!(code, ErrCode::Args);
+        assert!(
+            msg.contains("data.customInfo") && msg.contains("expected a string"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use crate::error::{ErrCode, WireError};
 use crate::event::SignalingInfo;
 use crate::ids::{DeviceId, GroupId, PlatformId, RoomId, UserId};
+use crate::json_text::JsonText;
 use crate::model::{
     CallRecord, CurrentCall, GroupInfo, IceServer, Invitation, OfflinePushInfo, ParticipantInfo,
     PublicUserInfo,
@@ -148,8 +149,9 @@ pub struct CustomSignalParams {
     /// The room whose other participants receive it.
     #[serde(rename = "roomID")]
     pub room_id: RoomId,
-    /// Free text (often JSON) passed through.
-    pub custom_info: String,
+    /// Free text (often JSON) passed through; kept in its JSON form so that the server
+    /// relays it without decoding and re-encoding it.
+    pub custom_info: JsonText,
 }
 
 /// `signalingSendMediaSignal`: one media-negotiation message (SDP or ICE) for one
