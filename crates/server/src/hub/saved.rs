@@ -212,7 +212,11 @@ impl Hub {
         }
         info!(room = %room, participants = call.participants.len(), grace_ms = self.cfg.participant_grace.as_millis() as u64,
             "call resumed after a restart; waiting for its participants to sign in again");
+        let users: Vec<UserId> = call.participants.iter().map(|p| p.user.clone()).collect();
         self.calls.insert(room.clone(), call);
+        for u in &users {
+            self.sync_presence(u, "call resumed after a restart");
+        }
         let number = self.next_record_number();
         self.record_numbers.insert(room.clone(), number);
         self.record_changed(&room);

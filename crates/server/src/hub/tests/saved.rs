@@ -46,6 +46,7 @@ fn a_clean_stop_keeps_an_answered_call_and_a_new_hub_resumes_it_for_both_devices
     let mut h2 = H::new();
     h2.now.wall_ms = h.now.wall_ms + 60_000;
     let number = h2.hub.restore(h2.now, saved).expect("resumed");
+    h2.hub.check_invariants().unwrap();
     let reopened = h2.hub.take_records();
     assert_eq!(reopened.len(), 1, "{reopened:?}");
     assert!(reopened[0].open && reopened[0].call == number);
@@ -54,6 +55,7 @@ fn a_clean_stop_keeps_an_answered_call_and_a_new_hub_resumes_it_for_both_devices
         assert_eq!(r["data"]["currentCall"]["roomID"], room.as_str(), "{r}");
         assert!(r["data"]["currentCall"]["token"].as_str().unwrap().len() > 10);
     }
+    h2.hub.check_invariants().unwrap();
     // Signaling in the room works again, and hanging up tells the other side.
     let r = h2.req(
         11,
@@ -90,6 +92,7 @@ fn a_resumed_call_nobody_comes_back_to_ends_after_the_grace_as_a_restart() {
     assert_eq!(h2.hub.call_count(), 1, "still waiting within the grace");
     h2.advance(Duration::from_millis(1));
     assert_eq!(h2.hub.call_count(), 0);
+    h2.hub.check_invariants().unwrap();
     let ended = h2.hub.take_records();
     let last = ended.last().expect("the call's last record");
     assert!(!last.open);
@@ -163,6 +166,7 @@ fn a_group_call_in_progress_is_kept_but_its_ringing_invitee_is_told_it_is_over()
     );
     let r = h2.login(11, "alice", "a1");
     assert_eq!(r["data"]["currentCall"]["roomID"], room.as_str());
+    h2.hub.check_invariants().unwrap();
     let r = h2.req(11, "signalingGetRoomByGroupID", json!({"groupID": "team"}));
     assert_eq!(
         r["data"]["roomID"],
