@@ -284,3 +284,50 @@ async fn a_call_resumes_after_sigterm_and_ringing_invitations_are_cancelled() {
     assert_eq!(records[0].invitees[0].outcome, InviteeOutcome::Cancelled);
     call_resumes(server, &mut alice, &mut bob, &room).await;
 }
+
+/// The server in the test's runtime with tokio's clock paused (timers.rs): stopped
+/// cleanly mid-call and started again on the same database; nobody comes back.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_call_nobody_comes_back_to_ends_after_the_grace() {
+    let clock = FrozenClock::hold();
+    let dir = TempDir::new("restart-grace");
+    let db = dir.path().join("tincan.db");
+    let config = tincan_server::ServerConfig::default();
+    let grace = config.hub.participant_grace;
+    let s = TestServer::start_on_file(&db, config.clone()).await;
+    let mut alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let room = answered_call(&mut alice, &mut bob).await;
+    s.stop().await;
+    drop((alice, bob));
+
+    let s = TestServer::start_on_file(&db, config).await;
+    // Carol watches them: the resumed call shows them in a call, though offline.
+    let mut carol = s.peer("carol", "c1").await;
+    let now = carol
+        .client
+        .subscribe_presence(&op("follow"), vec![uid("alice"), uid("bob")])
+        .await
+        .unwrap();
+    assert!(
+        now.presence
+            .iter()
+            .all(|p| p.status == tincan_protocol::PresenceStatus::InCall),
+        "{now:?}"
+    );
+    clock.advance(grace - Duration::from_millis(1)).await;
+    carol.quiet().await;
+    clock.advance(Duration::from_millis(1)).await;
+    for _ in 0..2 {
+        let changed = carol.expect("onPresenceChanged").await;
+        assert_eq!(changed["status"], "offline", "{changed}");
+    }
+    let history = s.history("alice");
+    let rec = history
+        .iter()
+        .find(|r| r.room_id == room)
+        .expect("the call's record");
+    assert_eq!(rec.end_reason, EndReason::ServerRestart);
+    assert!(rec.answer_time.is_some());
+    s.stop().await;
+}
