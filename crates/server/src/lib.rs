@@ -234,8 +234,9 @@ fn resume_saved_calls(
 /// closes them (`serverRestart`), so even then no call goes unrecorded.
 pub const RECORD_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves Tincan on `listener` until `shutdown` completes, then ends every call
-/// (recording it), closes every connection with code 1001 and returns.
+/// Serves Tincan on `listener` until `shutdown` completes, then cancels ringing
+/// invitations, keeps answered calls for the next start (`hub/saved.rs`), closes every
+/// connection with code 1012 ("the server is restarting") and returns.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
