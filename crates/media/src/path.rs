@@ -104,6 +104,25 @@ impl PathWatch {
     }
 }
 
+/// How a candidate pair reaches the far end, named by the furthest of its two ends'
+/// kinds: `relay` if either end is a TURN relay, `srflx`/`prflx` if either end is an
+/// address a NAT mapped, `host` only when both are. A pair seen from behind a NAT is
+/// often our host socket paired with the far end's server-reflexive address (the same
+/// socket's srflx candidate is pruned), so the local kind alone would say "host" for a
+/// path that crosses two NATs.
+pub(crate) fn kind<'a>(local: &'a str, remote: &'a str) -> &'a str {
+    let rank = |kind: &str| match kind {
+        "relay" => 3,
+        "srflx" | "prflx" => 2,
+        _ => 1,
+    };
+    if rank(remote) > rank(local) {
+        remote
+    } else {
+        local
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +196,15 @@ mod tests {
         assert_eq!(path.on_state(PeerState::Connecting, t0), PathChange::None);
         path.on_state(PeerState::Connected, t0);
         assert_eq!(path.on_state(PeerState::Closed, t0), PathChange::None);
+    }
+
+    #[test]
+    fn a_path_is_named_by_its_furthest_end() {
+        assert_eq!(kind("host", "host"), "host");
+        // Our socket towards the far end's NAT mapping crosses a NAT.
+        assert_eq!(kind("host", "srflx"), "srflx");
+        assert_eq!(kind("prflx", "host"), "prflx");
+        assert_eq!(kind("host", "relay"), "relay");
+        assert_eq!(kind("relay", "srflx"), "relay");
     }
 }

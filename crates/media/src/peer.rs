@@ -754,17 +754,25 @@ impl Peer {
                 .find(|p| p.stats.id == transport.selected_candidate_pair_id)
             {
                 c.rtt_ms = pair.current_round_trip_time * 1000.0;
-                // The pair names its candidate without the prefix the entry's id has.
-                let local = report.iter().find_map(|e| match e {
-                    RTCStatsReportEntry::LocalCandidate(l)
-                        if l.stats.id.ends_with(&pair.local_candidate_id) =>
-                    {
-                        Some(l)
+                // The pair names its candidates without the prefix the entries' ids have.
+                let (mut local, mut remote) = (None, None);
+                for e in report.iter() {
+                    match e {
+                        RTCStatsReportEntry::LocalCandidate(l)
+                            if l.stats.id.ends_with(&pair.local_candidate_id) =>
+                        {
+                            local = Some(l.candidate_type.to_string());
+                        }
+                        RTCStatsReportEntry::RemoteCandidate(r)
+                            if r.stats.id.ends_with(&pair.remote_candidate_id) =>
+                        {
+                            remote = Some(r.candidate_type.to_string());
+                        }
+                        _ => {}
                     }
-                    _ => None,
-                });
+                }
                 if let Some(local) = local {
-                    c.path = local.candidate_type.to_string();
+                    c.path = crate::path::kind(&local, remote.as_deref().unwrap_or("host")).into();
                 }
             }
         }
