@@ -53,6 +53,9 @@ pub struct FromPeer {
     pub path: String,
     /// What our congestion controller allowed us to send them, per quality report, kbit/s.
     pub target_kbps: Vec<f64>,
+    /// What we sent them and what we lost of theirs, per quality report (kbit/s, 0–1).
+    pub kbps_out: Vec<f64>,
+    pub loss: Vec<f64>,
 }
 
 impl FromPeer {
@@ -98,6 +101,7 @@ pub fn small(me: &str, ice: &[WireIceServer], relay_only: bool) -> MediaConfig {
         height: 240,
         fps: 15,
         bitrate_bps: 300_000,
+        grain: 0,
     };
     config
 }
@@ -268,6 +272,8 @@ fn record(r: &mut Received, event: MediaEvent) {
             from.quality_reports += 1;
             from.path = quality.path;
             from.target_kbps.push(quality.target_kbps);
+            from.kbps_out.push(quality.kbps_out);
+            from.loss.push(quality.loss);
         }
         MediaEvent::Failed { user, reason } => {
             r.from.entry(user).or_default().failed = Some(reason)

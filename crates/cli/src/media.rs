@@ -90,6 +90,7 @@ fn parse_video(s: &str) -> Result<VideoSettings, String> {
         height,
         fps,
         bitrate_bps,
+        grain: 0,
     })
 }
 

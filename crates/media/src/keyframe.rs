@@ -314,6 +314,7 @@ mod tests {
             height: 120,
             fps: 30,
             bitrate_bps: 300_000,
+            grain: 0,
         };
         let capture = std::thread::spawn(move || {
             capture_loop(

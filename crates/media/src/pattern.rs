@@ -78,6 +78,13 @@ impl I420 {
 /// The pattern is diagonal luma bands that move two pixels per frame and a square that
 /// crosses the picture, so motion is visible on screen and the encoder has real work.
 pub fn draw(frame: &mut I420, stamp: Stamp) {
+    draw_grainy(frame, stamp, 0);
+}
+
+/// [`draw`], with sensor noise of ±`grain` added to the luma under the stamp (see
+/// `VideoSettings::grain`). The noise is a cheap hash of the pixel and the counter,
+/// different in every picture, as a sensor's is.
+pub fn draw_grainy(frame: &mut I420, stamp: Stamp, grain: u8) {
     let (w, h) = (frame.width, frame.height);
     let shift = (stamp.counter as usize * 2) % 256;
     let (y_plane, chroma) = frame.data.split_at_mut(w * h);
@@ -99,6 +106,18 @@ pub fn draw(frame: &mut I420, stamp: Stamp) {
     let phase = (stamp.counter / 30).is_multiple_of(2);
     u.fill(if phase { 90 } else { 160 });
     v.fill(if phase { 160 } else { 90 });
+    if grain > 0 {
+        let span = 2 * grain as u32 + 1;
+        let mut x = 0x9E37_79B9u32 ^ stamp.counter.wrapping_mul(0x85EB_CA6B);
+        for px in frame.data[..w * h].iter_mut() {
+            // xorshift32: fast, and random enough for an encoder.
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let noise = (x % span) as i32 - grain as i32;
+            *px = (*px as i32 + noise).clamp(16, 235) as u8;
+        }
+    }
     write_stamp(frame, stamp);
 }
 
@@ -166,6 +185,27 @@ mod tests {
         };
         draw(&mut frame, stamp);
         assert_eq!(read_stamp(frame.y(), 640, 480, 640), Some(stamp));
+    }
+
+    #[test]
+    fn a_grainy_picture_keeps_its_stamp_and_changes_every_time() {
+        let (mut one, mut two) = (I420::new(320, 240), I420::new(320, 240));
+        let stamp = |counter| Stamp {
+            counter,
+            captured_us: 42,
+        };
+        draw_grainy(&mut one, stamp(1), 20);
+        draw_grainy(&mut two, stamp(2), 20);
+        assert_eq!(read_stamp(one.y(), 320, 240, 320), Some(stamp(1)));
+        let mut smooth = I420::new(320, 240);
+        draw(&mut smooth, stamp(1));
+        let differing =
+            |a: &I420, b: &I420| a.y().iter().zip(b.y()).filter(|(x, y)| x != y).count();
+        assert!(differing(&one, &smooth) > 320 * 240 / 2, "grain is added");
+        assert!(
+            differing(&one, &two) > 320 * 240 / 2,
+            "and is new in every picture"
+        );
     }
 
     #[test]

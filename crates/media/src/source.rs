@@ -33,6 +33,12 @@ pub struct VideoSettings {
     pub height: usize,
     pub fps: u32,
     pub bitrate_bps: u32,
+    /// Sensor noise the test pattern adds, as a real camera's picture has (luma ±
+    /// `grain`; 0 for none). The smooth pattern alone needs ~120 kbit/s at 320×240
+    /// whatever bitrate it is given, so a test of congestion control could never make
+    /// it fill a thin link; with grain the encoder spends its whole budget, as with a
+    /// camera. Other sources ignore it.
+    pub grain: u8,
 }
 
 impl Default for VideoSettings {
@@ -43,6 +49,7 @@ impl Default for VideoSettings {
             height: 480,
             fps: 30,
             bitrate_bps: 1_000_000,
+            grain: 0,
         }
     }
 }
@@ -74,7 +81,10 @@ pub trait VideoSource: Send + 'static {
 
 /// The synthetic camera: a moving pattern stamped with its frame counter and capture time.
 #[derive(Debug, Default)]
-pub struct TestPattern;
+pub struct TestPattern {
+    /// See [`VideoSettings::grain`].
+    pub grain: u8,
+}
 
 impl VideoSource for TestPattern {
     fn capture(
@@ -83,12 +93,13 @@ impl VideoSource for TestPattern {
         counter: u32,
         captured_us: u64,
     ) -> Result<(), MediaError> {
-        pattern::draw(
+        pattern::draw_grainy(
             frame,
             Stamp {
                 counter,
                 captured_us: captured_us as u32,
             },
+            self.grain,
         );
         Ok(())
     }
@@ -97,7 +108,9 @@ impl VideoSource for TestPattern {
 /// Opens the source `input` names.
 fn open(input: &VideoInput, settings: &VideoSettings) -> Result<Box<dyn VideoSource>, MediaError> {
     match input {
-        VideoInput::TestPattern => Ok(Box::new(TestPattern)),
+        VideoInput::TestPattern => Ok(Box::new(TestPattern {
+            grain: settings.grain,
+        })),
         VideoInput::Camera(id) => Ok(Box::new(Camera::open(id.as_deref(), settings)?)),
         VideoInput::Screen(id) => {
             let (w, h) = screen::SHARE_MAX;
@@ -176,6 +189,7 @@ impl EncoderSetup {
                 height: side(s.height),
                 fps: (s.fps / target.fps_divisor.max(1)).max(1),
                 bitrate_bps: target.bitrate_bps.min(s.bitrate_bps),
+                grain: s.grain,
             },
             screen: self.screen,
         }
@@ -386,7 +400,9 @@ pub(crate) fn capture_loop(
             let opened = open(&input, &camera_settings).unwrap_or_else(|e| {
                 unavailable(&input, e);
                 input = VideoInput::TestPattern;
-                Box::new(TestPattern)
+                Box::new(TestPattern {
+                    grain: camera_settings.grain,
+                })
             });
             let wanted = EncoderSetup::for_source(&input, opened.as_ref(), camera_settings);
             if wanted != setup {
@@ -503,7 +519,8 @@ mod tests {
                 width: 160,
                 height: 120,
                 fps: 15,
-                bitrate_bps: 120_000
+                bitrate_bps: 120_000,
+                grain: 0,
             }
         );
         // Audio only keeps the setup (nothing is encoded anyway).
@@ -554,7 +571,9 @@ mod tests {
         let mut decoder = codec::VideoDecoder::new(0).unwrap();
         let mut read = Vec::new();
         for counter in 0..5 {
-            TestPattern.capture(&mut picture, counter, 0).unwrap();
+            TestPattern::default()
+                .capture(&mut picture, counter, 0)
+                .unwrap();
             let unit = encoder.encode(&picture).unwrap();
             if let Some(frame) = decoder.decode(&unit).unwrap() {
                 read.extend(frame.stamp.map(|s| s.counter));
@@ -577,6 +596,7 @@ mod tests {
             height: 240,
             fps: 30,
             bitrate_bps: 300_000,
+            grain: 0,
         };
         let thread = std::thread::spawn(move || {
             capture_loop(

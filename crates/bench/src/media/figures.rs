@@ -191,6 +191,7 @@ pub(super) fn small_video() -> VideoSettings {
         height: 240,
         fps: 15,
         bitrate_bps: 300_000,
+        grain: 0,
     }
 }
 

@@ -168,6 +168,7 @@ pub fn share_settings(width: usize, height: usize) -> VideoSettings {
         height: th,
         fps: SHARE_FPS,
         bitrate_bps: bps,
+        grain: 0,
     }
 }
 
