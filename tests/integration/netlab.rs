@@ -10,7 +10,8 @@ use tincan_media::PeerState;
 use tincan_server::IceConfig;
 use tincan_tests::media::{exclusive, FromPeer, MediaSide};
 use tincan_tests::netlab::{
-    call, in_netns, lab_or_skip, report, HomeSpec, Impairment, Lab, Nat, NsRuntime, PUBLIC_IP,
+    call, call_configured, frame_figures, in_netns, lab_or_skip, report, HomeSpec, Impairment, Lab,
+    Nat, NsRuntime, PUBLIC_IP,
 };
 use tincan_tests::turn::Coturn;
 use tincan_tests::{action, op};
@@ -121,7 +122,6 @@ async fn hang_up(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails in the lab: no media within 60 s; not diagnosed yet (docs/network-lab.md)"]
 async fn behind_two_cone_nats_a_call_connects_directly_with_media_both_ways() {
     let case = "(a) cone/cone";
     let _turn = exclusive().await;
@@ -169,7 +169,6 @@ async fn behind_two_cone_nats_a_call_connects_directly_with_media_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails in the lab: no media within 60 s; not diagnosed yet (docs/network-lab.md)"]
 async fn behind_a_symmetric_nat_a_call_connects_through_turn_on_a_relay_pair() {
     let case = "(b) symmetric/cone";
     let _turn = exclusive().await;
@@ -315,8 +314,6 @@ async fn with_udp_blocked_a_call_connects_through_turn_over_tcp() {
 const WATCH: Duration = Duration::from_secs(8);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails in the lab with today's media: no path found within 60 s (coturn answers \
-            CreatePermission with 400); passed once on an older build; docs/network-lab.md"]
 async fn on_a_slow_lossy_jittery_link_the_call_stays_up_and_pictures_keep_coming() {
     let case = "(d) 150 ms RTT, ±15 ms, 3 % loss";
     let _turn = exclusive().await;
@@ -379,5 +376,234 @@ async fn on_a_slow_lossy_jittery_link_the_call_stays_up_and_pictures_keep_coming
         counts.forwarded[1].load(std::sync::atomic::Ordering::Relaxed),
         counts.lost[1].load(std::sync::atomic::Ordering::Relaxed),
     );
+    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+}
+
+/// The video bitrate (e) and (f) ask for: well above (e)'s cap, so the sender must
+/// adapt; and a camera's grain, so that the encoder really spends it.
+fn wants_a_megabit(config: &mut tincan_media::MediaConfig) {
+    config.video.bitrate_bps = 1_000_000;
+    config.video.grain = 24;
+}
+
+/// How long (e) keeps its cap on once the sender's target is under it.
+const HELD: Duration = Duration::from_secs(12);
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+/// A call for (e) and (f): alice and bob behind cone NATs, STUN only, both sending
+/// pictures and sound; the tests cap alice's uplink.
+struct CappedCall {
+    a: MediaSide,
+    b: MediaSide,
+    room: String,
+    a_rt: NsRuntime,
+    b_rt: NsRuntime,
+    _server: tincan_tests::TestServer,
+    _turn: Coturn,
+    lab: Lab,
+}
+
+async fn capped_call(case: &str) -> Option<CappedCall> {
+    let lab = lab_or_skip(case, &[HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)])?;
+    let turn = lab.coturn(false);
+    let server = lab.server(stun_only(&turn)).await;
+    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
+    let alice = a_rt.peer(&server, "alice").await;
+    let bob = b_rt.peer(&server, "bob").await;
+    let (a, b, room, _placed) = call_configured(
+        &lab,
+        (&a_rt, alice),
+        (&b_rt, bob),
+        (0, 1),
+        false,
+        wants_a_megabit,
+    )
+    .await;
+    Some(CappedCall {
+        a,
+        b,
+        room,
+        a_rt,
+        b_rt,
+        _server: server,
+        _turn: turn,
+        lab,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails: under the cap alice's estimate collapses to its 40 kbit/s floor (GCC's loss \
+            half; her TWCC feedback reports 30-60 % loss), the call goes audio only and stays \
+            there, and bob hears almost nothing of her although the cap drops nothing after the \
+            first seconds; not diagnosed (docs/network-lab.md)"]
+async fn under_a_500_kbit_cap_the_sender_adapts_and_climbs_back_once_it_lifts() {
+    let case = "(e) 500 kbit/s uplink cap";
+    const CAP: f64 = 500.0;
+    let _turn = exclusive().await;
+    let Some(CappedCall {
+        mut a,
+        mut b,
+        room,
+        a_rt,
+        b_rt,
+        _server,
+        _turn,
+        lab,
+    }) = capped_call(case).await
+    else {
+        return;
+    };
+    let free = a
+        .wait_for("a target above the cap with pictures flowing", |r| {
+            let f = r.of("bob");
+            f.quality_reports >= 3 && f.target_kbps.last().is_some_and(|t| *t > CAP * 1.2)
+        })
+        .await
+        .of("bob");
+    b.wait_for("pictures from alice", |r| media_from(r, "alice", MEDIA))
+        .await;
+
+    lab.cap_uplink(0, Some(CAP as u32));
+    let capped = Instant::now();
+    let at_cap = a.received().of("bob").target_kbps.len();
+    let under = a
+        .wait_for("alice's target under the cap", |r| {
+            r.of("bob").target_kbps[at_cap..].iter().any(|t| *t < CAP)
+        })
+        .await
+        .of("bob");
+    let adapted = Instant::now();
+    let until = adapted + HELD;
+    let got_b = b
+        .wait_for("pictures from alice past the capped window", |r| {
+            r.of("alice").frames_at.last().is_some_and(|t| *t >= until)
+        })
+        .await
+        .of("alice");
+    let held = a.received().of("bob");
+    let capped_figures = frame_figures(&got_b.frames_at, capped, until);
+    let during = at_cap..held.target_kbps.len();
+
+    lab.cap_uplink(0, None);
+    let lifted = Instant::now();
+    let at_lift = held.target_kbps.len();
+    let after = a
+        .wait_for("alice's target climbing back above the cap", |r| {
+            r.of("bob").target_kbps[at_lift..]
+                .iter()
+                .any(|t| *t > CAP * 1.5)
+        })
+        .await
+        .of("bob");
+    let recovered = Instant::now();
+
+    eprintln!(
+        "netlab {case}: alice → bob: before: target {:.0} kbit/s, sent {:.0} kbit/s; \
+         under the cap after {:?} (target {:.0}); while capped: sent {:.0} kbit/s, \
+         bob {:.1} fps, {} freezes ({:?} frozen, longest gap {:?}), bob's loss of alice's \
+         packets {:.1} %; after lifting: target above {:.0} kbit/s after {:?}",
+        free.target_kbps.last().unwrap(),
+        free.kbps_out.last().unwrap(),
+        adapted - capped,
+        under.target_kbps.last().unwrap(),
+        mean(&held.kbps_out[during.clone()]),
+        capped_figures.fps,
+        capped_figures.freezes,
+        capped_figures.frozen,
+        capped_figures.longest_gap,
+        100.0 * mean(&b.received().of("alice").loss),
+        CAP * 1.5,
+        recovered - lifted,
+    );
+    assert!(
+        capped_figures.longest_gap < Duration::from_secs(2),
+        "pictures keep coming under the cap, no freeze of 2 s: {capped_figures:?}"
+    );
+    assert!(got_b.in_order(), "pictures in order");
+    assert!(
+        held.target_kbps[during]
+            .iter()
+            .skip(1)
+            .all(|t| *t < CAP * 1.2),
+        "once under the cap the target stays near it while the cap holds: {:?}",
+        held.target_kbps
+    );
+    assert!(after.target_kbps.len() > at_lift);
+    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails: goes audio only (announced, 4.7 s after the cap) but video does not come \
+            back within 60 s of the cap lifting, the same collapse as (e); docs/network-lab.md"]
+async fn under_a_100_kbit_cap_the_call_goes_audio_only_and_video_returns_after() {
+    let case = "(f) 100 kbit/s uplink cap";
+    let _turn = exclusive().await;
+    let Some(CappedCall {
+        mut a,
+        mut b,
+        room,
+        a_rt,
+        b_rt,
+        _server,
+        _turn,
+        lab,
+    }) = capped_call(case).await
+    else {
+        return;
+    };
+    b.wait_for("pictures from alice", |r| media_from(r, "alice", MEDIA))
+        .await;
+
+    lab.cap_uplink(0, Some(100));
+    let capped = Instant::now();
+    a.wait_for("alice announcing audio only", |r| {
+        r.audio_only.last() == Some(&true)
+    })
+    .await;
+    let audio_only = Instant::now();
+    // Sound still gets through the cap: another second of it reaches bob.
+    let heard = b.received().of("alice").audio_packets;
+    let got_b = b
+        .wait_for("a second more of alice's sound, and her camera off", |r| {
+            let f = r.of("alice");
+            f.audio_packets >= heard + 50 && f.remote.is_some_and(|(_, camera)| !camera)
+        })
+        .await
+        .of("alice");
+    let frames_capped = got_b.frames_at.len();
+
+    lab.cap_uplink(0, None);
+    let lifted = Instant::now();
+    a.wait_for("alice announcing video again", |r| {
+        r.audio_only.last() == Some(&false)
+    })
+    .await;
+    let video_back = Instant::now();
+    let got_b = b
+        .wait_for("pictures from alice again", |r| {
+            let f = r.of("alice");
+            f.frames_at.len() >= frames_capped + MEDIA && f.remote.is_some_and(|(_, camera)| camera)
+        })
+        .await
+        .of("alice");
+    let pictures_back = got_b.frames_at[frames_capped..]
+        .iter()
+        .find(|t| **t > lifted)
+        .map(|t| *t - lifted);
+
+    eprintln!(
+        "netlab {case}: alice → bob: audio only after {:?} under the cap; sound went on \
+         ({} packets by then); after lifting: video announced after {:?}, first picture \
+         after {:?}; announcements {:?}",
+        audio_only - capped,
+        got_b.audio_packets,
+        video_back - lifted,
+        pictures_back,
+        a.received().audio_only,
+    );
+    assert!(got_b.in_order(), "pictures in order");
     hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
 }

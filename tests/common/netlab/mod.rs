@@ -131,6 +131,13 @@ impl Lab {
         run(&["ip", "-n", &p, "link", "add", "br0", "type", "bridge"])?;
         run(&["ip", "-n", &p, "addr", "add", "100.64.0.1/24", "dev", "br0"])?;
         run(&["ip", "-n", &p, "link", "set", "dev", "br0", "up"])?;
+        // The internet routes everything somewhere. Without a default route, coturn's
+        // relay sending to a private address (a far end's host candidate, which ICE
+        // tries too) fails with ENETUNREACH and coturn closes the whole allocation; a
+        // gateway that does not exist drops such packets silently, as upstream does.
+        run(&[
+            "ip", "-n", &p, "route", "add", "default", "via", UPSTREAM, "dev", "br0",
+        ])?;
         for (i, spec) in specs.iter().enumerate() {
             lab.add_home(&name, i, spec)?;
         }
@@ -292,6 +299,34 @@ impl Lab {
         NsRuntime::new(&self.homes[i].host_ns)
     }
 
+    /// Caps home `i`'s uplink (its host's egress) at `kbit` kbit/s with a token bucket
+    /// (`tbf`: a 100 ms queue, then tail drop — a thin DSL or mobile uplink), or lifts
+    /// the cap with `None`.
+    pub fn cap_uplink(&self, i: usize, kbit: Option<u32>) {
+        let host = &self.homes[i].host_ns;
+        match kbit {
+            Some(kbit) => self.exec(
+                host,
+                &[
+                    "tc",
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    "eth0",
+                    "root",
+                    "tbf",
+                    "rate",
+                    &format!("{kbit}kbit"),
+                    "burst",
+                    "4kb",
+                    "latency",
+                    "100ms",
+                ],
+            ),
+            None => self.exec(host, &["tc", "qdisc", "del", "dev", "eth0", "root"]),
+        }
+    }
+
     /// Runs a command in namespace `ns`; panics with its output when it fails.
     pub fn exec(&self, ns: &str, args: &[&str]) {
         let mut all = vec!["ip", "netns", "exec", ns];
@@ -309,18 +344,29 @@ impl Drop for Lab {
     }
 }
 
+/// pub's default gateway: an address on the bridge that nothing answers for.
+const UPSTREAM: &str = "100.64.0.254";
+
 /// The routers' nftables ruleset: NAT on `wan`, and the firewall.
 fn router_rules(spec: &HomeSpec) -> String {
     let masquerade = match spec.nat {
         Nat::Cone => "masquerade",
         Nat::Symmetric => "masquerade fully-random",
     };
+    // The input chain is every home router's: nothing new from the internet reaches
+    // the router itself. It matters for NAT traversal, not only for realism: a packet
+    // that is dropped there never confirms a conntrack entry, while one that reaches a
+    // closed port does, and that entry (far end → our public address and port) then
+    // collides with the mapping our own host needs towards the same far end, so
+    // masquerade gives the host another port and the far end's hole punch misses it.
+    // Without this chain two cone NATs could not reach each other whenever one side's
+    // first check arrived before the other side had sent its own.
     let mut rules = format!(
-        "table ip lab {{\n chain post {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"wan\" {masquerade}\n }}\n"
+        "table ip lab {{\n chain post {{\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"wan\" {masquerade}\n }}\n chain from_wan {{\n  type filter hook input priority filter; policy accept;\n  iifname \"wan\" ct state new drop\n }}\n"
     );
     if spec.block_udp {
         rules.push_str(
-            " chain fwd {\n  type filter hook forward priority filter; policy accept;\n  meta l4proto udp drop\n }\n",
+            " chain no_udp {\n  type filter hook forward priority filter; policy accept;\n  meta l4proto udp drop\n }\n",
         );
     }
     rules.push_str("}\n");
@@ -377,7 +423,7 @@ fn prerequisites() -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("not root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN)".into());
     }
-    for tool in ["ip", "nft", "ethtool", "turnserver"] {
+    for tool in ["ip", "nft", "ethtool", "tc", "turnserver"] {
         let found = std::env::var_os("PATH")
             .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
@@ -548,30 +594,44 @@ pub fn media_config(
 /// homes. Returns both sides, the room, and when the call was placed.
 pub async fn call(
     lab: &Lab,
+    alice: (&NsRuntime, Peer),
+    bob: (&NsRuntime, Peer),
+    homes: (usize, usize),
+    relay_only: bool,
+) -> (MediaSide, MediaSide, String, Instant) {
+    call_configured(lab, alice, bob, homes, relay_only, |_| {}).await
+}
+
+/// [`call`], with both sides' media settings changed by `configure` first.
+pub async fn call_configured(
+    lab: &Lab,
     (a_rt, alice): (&NsRuntime, Peer),
     (b_rt, mut bob): (&NsRuntime, Peer),
     homes: (usize, usize),
     relay_only: bool,
+    configure: fn(&mut MediaConfig),
 ) -> (MediaSide, MediaSide, String, Instant) {
     let placed = Instant::now();
     let invite = alice.invite(&bob.user).await.expect("invite");
     let room = invite.room_id.to_string();
     bob.expect_info("onReceiveNewInvitation").await;
     let (inviter, invitee) = (alice.user.clone(), bob.user.clone());
-    let a_config = media_config(
+    let mut a_config = media_config(
         &inviter,
         &invite.ice_servers,
         lab.homes[homes.0].host_ip,
         relay_only,
     );
+    configure(&mut a_config);
     let a = a_rt.media(alice, &room, &invite.token, a_config).await;
     let accept = bob.accept(&room).await.expect("accept");
-    let b_config = media_config(
+    let mut b_config = media_config(
         &invitee,
         &accept.ice_servers,
         lab.homes[homes.1].host_ip,
         relay_only,
     );
+    configure(&mut b_config);
     let b = b_rt.media(bob, &room, &accept.token, b_config).await;
     let media = b.media.clone();
     b_rt.spawn(async move { media.add_peer(&inviter) })
