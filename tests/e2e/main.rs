@@ -15,6 +15,7 @@ mod contacts;
 mod group;
 mod local_server;
 mod media;
+mod outage;
 mod processing;
 mod reachable;
 mod ringing;
