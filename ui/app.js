@@ -124,6 +124,8 @@ function showError(id, text) {
 }
 
 function setScreen(name) {
+  // Banners are about the screen they were shown on: they do not follow the user.
+  if (name !== ui.screen) notice('');
   ui.screen = name;
   for (const s of document.querySelectorAll('section[data-screen]')) s.hidden = s.dataset.screen !== name;
   updateRootState();
@@ -141,10 +143,13 @@ function setStatus(state, text) {
   status.hidden = !text;
 }
 
+// The notice banner (a polite live region, dismissable): why the last call ended, and
+// the like. Cleared when the screen changes (setScreen).
 function notice(text) {
   const el = $('call-ended-reason');
   el.textContent = text || '';
   el.hidden = !text;
+  $('notice-banner').hidden = !text;
   $('notice-call-back').hidden = true; // offerCallBack shows it again for a missed call
 }
 
@@ -459,8 +464,8 @@ function renderContacts() {
         el('span', { class: 'presence', testid: `presence-${u.userID}`, hidden: '' },
           el('span', { class: 'dot', 'aria-hidden': 'true' }), el('span', { class: 'label' })),
         el('span', { class: 'name' }, u.nickname || u.userID, u.nickname ? el('small', {}, ` ${u.userID}`) : null),
-        el('button', { type: 'button', testid: `call-audio-${u.userID}`, onclick: () => startOutgoing([u.userID], 'audio', '') }, 'Audio'),
-        el('button', { type: 'button', testid: `call-video-${u.userID}`, onclick: () => startOutgoing([u.userID], 'video', '') }, 'Video'),
+        el('button', { type: 'button', testid: `call-audio-${u.userID}`, 'aria-label': `Audio call ${u.nickname || u.userID}`, title: `Audio call ${u.nickname || u.userID}`, onclick: () => startOutgoing([u.userID], 'audio', '') }, 'Audio'),
+        el('button', { type: 'button', testid: `call-video-${u.userID}`, 'aria-label': `Video call ${u.nickname || u.userID}`, title: `Video call ${u.nickname || u.userID}`, onclick: () => startOutgoing([u.userID], 'video', '') }, 'Video'),
       ),
     );
   }
@@ -473,8 +478,8 @@ function renderContacts() {
     groups.append(
       el('li', { testid: `group-${g.groupID}` },
         el('span', { class: 'name' }, g.groupName || g.groupID, el('small', {}, ` ${(g.memberUserIDList || []).length} members`)),
-        el('button', { type: 'button', testid: `group-call-${g.groupID}`, onclick: () => openGroupPick(g.groupID) }, 'Call…'),
-        el('button', { type: 'button', testid: `group-join-${g.groupID}`, onclick: () => joinGroupCall(g.groupID) }, 'Join call'),
+        el('button', { type: 'button', testid: `group-call-${g.groupID}`, 'aria-label': `Call ${g.groupName || g.groupID}…`, onclick: () => openGroupPick(g.groupID) }, 'Call…'),
+        el('button', { type: 'button', testid: `group-join-${g.groupID}`, 'aria-label': `Join ${g.groupName || g.groupID}'s call`, onclick: () => joinGroupCall(g.groupID) }, 'Join call'),
       ),
     );
   }
@@ -607,6 +612,7 @@ function wireControls() {
   for (const tab of document.querySelectorAll('[data-tab]')) {
     tab.addEventListener('click', () => {
       for (const t of document.querySelectorAll('[data-tab]')) t.classList.toggle('active', t === tab);
+      notice('');
       for (const p of document.querySelectorAll('[data-panel]')) p.hidden = p.dataset.panel !== tab.dataset.tab;
       if (tab.dataset.tab === 'history') loadHistory();
     });
@@ -621,6 +627,10 @@ function wireControls() {
   $('share-start').addEventListener('click', startSharing);
   $('share-cancel').addEventListener('click', () => ($('share-chooser').hidden = true));
   $('verify-call').addEventListener('click', toggleVerify);
+  $('quality-indicator').addEventListener('click', () => togglePanel('quality-indicator', 'quality-panel'));
+  $('call-devices').addEventListener('click', () => togglePanel('call-devices', 'devices-panel'));
+  $('notice-dismiss').addEventListener('click', () => notice(''));
+  document.addEventListener('keydown', onKey);
   $('add-people').addEventListener('click', openAddPeople);
   $('group-pick-audio').addEventListener('click', () => groupPickCall('audio'));
   $('group-pick-video').addEventListener('click', () => groupPickCall('video'));

@@ -46,6 +46,7 @@ async function startOutgoing(invitees, media, groupID) {
   $('outgoing-status').dataset.state = 'calling';
   $('outgoing-cancel').disabled = false;
   setScreen('outgoing');
+  $('outgoing-cancel').focus();
   const invite = groupID ? tincan.signalingInviteInGroup : tincan.signalingInvite;
   const res = await invite(tincan.newOperationID(), invitationFor(call));
   // A refusal, everyone busy, or glare (our invite answered their invitation ringing
@@ -130,6 +131,10 @@ function showIncoming(info) {
   $('incoming-reject').disabled = false;
   $('incoming-call').hidden = false;
   notice('');
+  // A modal dialog: focus moves into it (back where it was when it closes), Tab stays
+  // in it and Escape declines (onKey).
+  ui.focusBeforeDialog = document.activeElement;
+  $('incoming-accept').focus();
   // The ringtone and the notification with Accept and Decline come from the app's Rust
   // side (src-tauri/src/alerting.rs): a hidden page's audio and timers are throttled.
   titleNotice(`${nameOf(caller)} is calling`);
@@ -139,9 +144,13 @@ function showIncoming(info) {
 function closeIncoming(reason) {
   ui.incoming = null;
   ring.stop();
+  const wasOpen = !$('incoming-call').hidden;
   $('incoming-call').hidden = true;
   if (reason) notice(reason);
   updateRootState();
+  const back = ui.focusBeforeDialog;
+  ui.focusBeforeDialog = null;
+  if (wasOpen && back && back.isConnected && !back.closest('[hidden]')) back.focus();
 }
 
 async function acceptIncoming() {
@@ -229,11 +238,13 @@ function enterCall(invitation, others) {
   $('share-screen').hidden = call.media === 'audio';
   $('share-chooser').hidden = true;
   call.sharing = prev && prev.sharing ? prev.sharing : null;
-  // Audio calls have no pictures: no preview, tiles without a canvas, nothing sent.
-  $('local-preview').parentElement.hidden = call.media === 'audio';
+  // Audio calls have no pictures: no self-view, tiles with avatars, nothing sent.
+  $('self-view').hidden = call.media === 'audio';
   if (call.media === 'audio') tincan.setCamera(false);
   showError('in-call-error', '');
   clearMedia();
+  closePanels();
+  resetQuality();
   $('local-state').textContent = localState(call);
   renderToggles();
   renderParticipants();
@@ -242,6 +253,7 @@ function enterCall(invitation, others) {
   clearInterval(ui.timer);
   ui.timer = setInterval(tick, 1000);
   setScreen('in-call');
+  placeSelfView();
   if (ui.deviceNotice) flash(ui.deviceNotice);
 }
 
@@ -256,12 +268,23 @@ function tick() {
   if (ui.call && ui.call.kind === 'in-call') $('in-call-duration').textContent = clock(Date.now() - ui.call.started);
 }
 
+// The people line under the title, and one tile per other participant: an avatar until
+// their pictures arrive (SDK far ends and audio calls never send any).
 function renderParticipants() {
+  const call = ui.call;
   const box = $('in-call-participants');
   box.replaceChildren();
-  for (const u of ui.call.participants) {
-    box.append(el('li', { testid: `participant-${u}` }, u === ui.me.userID ? `${nameOf(u)} (you)` : nameOf(u)));
+  for (const u of call.participants) {
+    const mine = u === ui.me.userID;
+    const li = el('li', { testid: `participant-${u}`, title: nameOf(u) }, mine ? `${nameOf(u)} (you)` : nameOf(u));
+    if (!mine && call.tiles && call.tiles.get(u) && call.tiles.get(u).speaking) li.classList.add('speaking');
+    box.append(li);
+    if (!mine) tile(u);
   }
+  for (const u of Array.from((call.tiles || new Map()).keys())) {
+    if (!call.participants.has(u)) removeTile(u);
+  }
+  layoutGrid();
 }
 
 function showRinging() {
@@ -287,20 +310,28 @@ function setParticipants(infos) {
   showRinging();
 }
 
+// The control bar's buttons: label, pressed state (the icon follows it, style.css) and
+// tooltip with the shortcut (docs/decisions.md, "Keyboard shortcuts in a call").
 function renderToggles() {
   const call = ui.call;
+  const label = (b, text, tip) => {
+    b.querySelector('.label').textContent = text;
+    b.title = tip;
+  };
   const mute = $('toggle-mute');
-  mute.textContent = call.muted ? 'Unmute' : 'Mute';
+  label(mute, call.muted ? 'Unmute' : 'Mute', call.muted ? 'Unmute (Ctrl+D)' : 'Mute (Ctrl+D)');
   mute.setAttribute('aria-pressed', String(call.muted));
   mute.dataset.on = String(call.muted);
   const cam = $('toggle-camera');
-  cam.textContent = call.cameraOff ? 'Camera on' : 'Camera off';
+  label(cam, call.cameraOff ? 'Camera on' : 'Camera off', call.cameraOff ? 'Turn the camera on (Ctrl+E)' : 'Turn the camera off (Ctrl+E)');
   cam.setAttribute('aria-pressed', String(call.cameraOff));
   cam.dataset.on = String(!call.cameraOff);
   const share = $('share-screen');
-  share.textContent = call.sharing ? 'Stop sharing' : 'Share screen';
+  label(share, call.sharing ? 'Stop sharing' : 'Share screen', call.sharing ? 'Stop sharing (Ctrl+Shift+S)' : 'Share your screen (Ctrl+Shift+S)');
   share.setAttribute('aria-pressed', String(Boolean(call.sharing)));
   share.dataset.sharing = String(Boolean(call.sharing));
+  // With the camera off (and no screen shared) the self-view says so.
+  $('self-view').dataset.camera = call.cameraOff && !call.sharing ? 'off' : 'on';
 }
 
 // What the line under our preview says we send.
@@ -354,9 +385,10 @@ function endCallLocally() {
 
 function finishCall(reason, kind) {
   endCallLocally();
+  setScreen(ui.me ? 'contacts' : 'signin');
+  // After the screen changed: banners do not follow the user, but this one is about why.
   notice(reason);
   $('call-ended-reason').dataset.kind = kind || '';
-  setScreen(ui.me ? 'contacts' : 'signin');
   loadHistory();
 }
 
@@ -518,6 +550,58 @@ async function joinGroupCall(groupID) {
   setParticipants(room.data.participant || []);
   ui.call.participants.add(ui.me.userID);
   renderParticipants();
+}
+
+// ---------------------------------------------------------------- keyboard
+
+// Shortcuts (docs/decisions.md, "Keyboard shortcuts in a call"): Ctrl+D mute, Ctrl+E
+// camera, Ctrl+Shift+S share, Ctrl+Shift+H hang up, as in Element and Teams. Escape
+// closes an open panel, declines the incoming call, or cancels the outgoing one. Tab
+// stays inside the incoming dialog while it is open.
+function onKey(e) {
+  const dialog = $('incoming-call');
+  if (!dialog.hidden) {
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      rejectIncoming();
+    } else if (e.key === 'Tab') {
+      trapFocus(e, dialog);
+    }
+    return; // the dialog is modal: the call's shortcuts wait
+  }
+  if (e.key === 'Escape') {
+    if (closePanels()) return e.preventDefault();
+    if (ui.call && ui.call.kind === 'outgoing') {
+      e.preventDefault();
+      cancelOutgoing();
+    }
+    return;
+  }
+  if (!inCall() || !e.ctrlKey || e.altKey || e.metaKey) return;
+  const key = e.key.toLowerCase();
+  const action = e.shiftKey
+    ? { h: hangUp, s: toggleSharing }[key]
+    : { d: toggleMute, e: () => !$('toggle-camera').hidden && toggleCamera() }[key];
+  if (!action) return;
+  e.preventDefault();
+  if (e.repeat) return;
+  action();
+}
+
+function trapFocus(e, container) {
+  const focusable = Array.from(container.querySelectorAll('button, [href], input, select, [tabindex]:not([tabindex="-1"])'))
+    .filter((n) => !n.disabled && !n.closest('[hidden]'));
+  if (focusable.length === 0) return e.preventDefault();
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  const inside = container.contains(document.activeElement);
+  if (e.shiftKey && (document.activeElement === first || !inside)) {
+    e.preventDefault();
+    last.focus();
+  } else if (!e.shiftKey && (document.activeElement === last || !inside)) {
+    e.preventDefault();
+    first.focus();
+  }
 }
 
 // ---------------------------------------------------------------- server outages

@@ -7,7 +7,11 @@
 // other participant: its canvas, its name, its state (connecting, muted, camera off)
 // and the frame counter stamped into the picture it shows.
 
-const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable', 'mediaAudioOnly', 'mediaVerification'];
+const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable', 'mediaAudioOnly', 'mediaVerification', 'mediaAudioLevel'];
+
+// Louder than this (RMS, dBFS, ~4 a second per person) counts as speaking: speech sits
+// around -30..-15 dBFS, a quiet room's decoded sound below -55.
+const SPEAKING_DBFS = -45;
 
 const PEER_WORDS = {
   connecting: 'connecting…',
@@ -47,6 +51,19 @@ function wireMedia() {
     $('media-quality').dataset.fps = String(q.fpsIn);
     $('media-quality').dataset.targetKbps = String(Math.round(q.targetKbps || 0));
     $('media-quality').dataset.audioOnly = String(Boolean(ui.audioOnly));
+    showQuality(qualityLevel(q, ui.audioOnly));
+  });
+  globalEvent.on('mediaAudioLevel', ({ userID, dbfs }) => {
+    const t = inCall() && ui.call.tiles && ui.call.tiles.get(userID);
+    if (!t) return;
+    const speaking = dbfs > SPEAKING_DBFS && t.mic !== false;
+    t.node.dataset.dbfs = String(Math.round(dbfs));
+    if (speaking === Boolean(t.speaking)) return;
+    t.speaking = speaking;
+    t.node.classList.toggle('speaking', speaking);
+    t.node.dataset.speaking = String(speaking);
+    const li = $(`participant-${userID}`);
+    if (li) li.classList.toggle('speaking', speaking);
   });
   globalEvent.on('mediaVerification', ({ userID, code }) => {
     ui.codes.set(userID, code);
@@ -82,6 +99,7 @@ function wireMedia() {
     ui.audioOnly = false;
   });
   tincan.subscribeFrames(onFrame);
+  wireSelfView();
   loadDevices();
   loadProcessing();
 }
@@ -177,11 +195,14 @@ function tile(userID) {
     const canvas = el('canvas', { testid: `video-canvas-${userID}`, width: '320', height: '240' });
     canvas.hidden = call.media === 'audio';
     const state = el('span', { class: 'small', testid: `video-state-${userID}` });
-    const counter = el('span', { class: 'small muted counter', testid: `video-counter-${userID}` });
-    const node = el('figure', { class: 'tile', testid: `video-tile-${userID}` }, canvas, el('figcaption', {}, nameOf(userID), ' ', state, ' ', counter));
+    const counter = el('span', { class: 'small counter', testid: `video-counter-${userID}` });
+    const avatar = el('div', { class: 'avatar', testid: `avatar-${userID}`, 'data-hue': String(hueOf(userID)), 'aria-hidden': 'true' }, initials(nameOf(userID)));
+    const who = el('span', { class: 'who', title: nameOf(userID) }, nameOf(userID));
+    const node = el('figure', { class: 'tile no-video', testid: `video-tile-${userID}` }, canvas, avatar, el('figcaption', {}, who, state, counter));
     $('video-grid').append(node);
-    call.tiles.set(userID, { node, canvas, state, counter, peer: 'connecting', mic: true, camera: call.media === 'video', screen: false, frames: 0 });
+    call.tiles.set(userID, { node, canvas, state, counter, peer: 'connecting', mic: true, camera: call.media === 'video', screen: false, frames: 0, speaking: false });
     renderTile(userID);
+    layoutGrid();
   }
   return call.tiles.get(userID);
 }
@@ -191,6 +212,40 @@ function removeTile(userID) {
   if (!tiles || !tiles.has(userID)) return;
   tiles.get(userID).node.remove();
   tiles.delete(userID);
+  layoutGrid();
+}
+
+// The grid's columns for the number of tiles (1, 2, 3–4, 5–9, 10–16, more), as Element
+// Call and Zoom's gallery do. In a group call our own picture is one of the tiles; in a
+// one-to-one call the far end fills the stage and we float over it (placeSelfView).
+function layoutGrid() {
+  if (!inCall()) return;
+  const grid = $('video-grid');
+  const self = $('self-view');
+  const inGrid = Boolean(ui.call.groupID) && !self.hidden;
+  if (inGrid) grid.append(self); // last, after the others
+  else if (self.parentElement === grid) grid.after(self);
+  self.classList.toggle('in-grid', inGrid);
+  const n = grid.children.length;
+  const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : n <= 16 ? 4 : 5;
+  grid.dataset.count = String(n);
+  grid.dataset.cols = String(cols);
+  if (inGrid) self.style.left = self.style.top = '';
+  else placeSelfView();
+}
+
+// A person's initials for their avatar: the first letters of up to two words.
+function initials(name) {
+  const words = String(name).split(/[\s._@-]+/).filter(Boolean);
+  const letters = words.length > 1 ? [words[0], words[1]] : [words[0] || '?'];
+  return letters.map((w) => Array.from(w)[0]).join('').toUpperCase();
+}
+
+// A stable colour (one of 8, style.css) per person.
+function hueOf(userID) {
+  let h = 0;
+  for (const c of String(userID)) h = (h * 31 + c.codePointAt(0)) >>> 0;
+  return h % 8;
 }
 
 function renderTile(userID) {
@@ -206,6 +261,9 @@ function renderTile(userID) {
   t.node.classList.toggle('screen', t.screen);
   t.canvas.setAttribute('aria-label', t.screen ? `${nameOf(userID)}'s screen` : `${nameOf(userID)}'s camera`);
   t.state.dataset.peer = t.peer;
+  // The avatar stands in until pictures arrive, and while the camera is off.
+  const video = ui.call.media === 'video' && t.frames > 0 && (t.camera || t.screen);
+  t.node.classList.toggle('no-video', !video);
 }
 
 // One picture from the core: a small header, then RGBA pixels.
@@ -232,6 +290,7 @@ function onFrame(buffer) {
   if (kind === 1) return;
   const t = tile(userID);
   t.frames += 1;
+  if (t.frames === 1) renderTile(userID);
   if (t.peer !== 'connected') {
     // Pictures arrive, so the connection is up (its event may have come before this screen).
     t.peer = 'connected';
@@ -256,17 +315,112 @@ function renderCodes() {
 }
 
 function toggleVerify() {
-  const panel = $('verify-panel');
-  panel.hidden = !panel.hidden;
-  $('verify-call').setAttribute('aria-expanded', String(!panel.hidden));
+  togglePanel('verify-call', 'verify-panel');
   renderCodes();
+}
+
+// The call screen's panels (verification code, connection details, devices, the share
+// chooser): one open at a time, over the stage; Escape closes it (onKey).
+const PANELS = [['verify-call', 'verify-panel'], ['quality-indicator', 'quality-panel'], ['call-devices', 'devices-panel'], [null, 'share-chooser']];
+
+function togglePanel(button, panel) {
+  const open = $(panel).hidden;
+  closePanels();
+  $(panel).hidden = !open;
+  if (button) $(button).setAttribute('aria-expanded', String(open));
+}
+
+/** Closes the open panel; whether one was open. */
+function closePanels() {
+  let closed = false;
+  for (const [button, panel] of PANELS) {
+    closed = closed || !$(panel).hidden;
+    $(panel).hidden = true;
+    if (button) $(button).setAttribute('aria-expanded', 'false');
+  }
+  return closed;
+}
+
+// Quality as an indicator: good / fair / poor from the figures of the worst link.
+function qualityLevel(q, audioOnly) {
+  const loss = q.loss || 0;
+  const rtt = q.rttMs || 0;
+  if (audioOnly || loss > 0.05 || rtt > 400) return 'poor';
+  if (loss > 0.01 || rtt > 150) return 'fair';
+  return 'good';
+}
+
+const QUALITY_WORDS = { good: 'Good', fair: 'Fair', poor: 'Poor', unknown: 'Connecting' };
+
+function showQuality(level) {
+  const b = $('quality-indicator');
+  b.dataset.level = level;
+  $('quality-word').textContent = QUALITY_WORDS[level];
+  b.setAttribute('aria-label', `Connection ${QUALITY_WORDS[level].toLowerCase()}: show the details`);
+}
+
+function resetQuality() {
+  showQuality('unknown');
+  $('media-quality').textContent = 'No figures yet.';
+}
+
+// Self-view: where it floats in a one-to-one call, kept inside the stage; dragged with
+// the pointer or moved with the arrow keys.
+function placeSelfView(left, top) {
+  const self = $('self-view');
+  const stage = $('call-stage');
+  if (self.hidden || self.classList.contains('in-grid') || stage.offsetParent === null) return;
+  if (left === undefined) {
+    if (!self.style.left) return; // still in its corner (style.css)
+    left = parseFloat(self.style.left);
+    top = parseFloat(self.style.top);
+  }
+  const maxX = Math.max(0, stage.clientWidth - self.offsetWidth);
+  const maxY = Math.max(0, stage.clientHeight - self.offsetHeight);
+  self.style.left = `${Math.min(Math.max(0, left), maxX)}px`;
+  self.style.top = `${Math.min(Math.max(0, top), maxY)}px`;
+  self.style.right = self.style.bottom = 'auto';
+}
+
+function wireSelfView() {
+  const self = $('self-view');
+  let grab = null;
+  self.addEventListener('pointerdown', (e) => {
+    if (self.classList.contains('in-grid') || e.button !== 0) return;
+    grab = { x: e.clientX - self.offsetLeft, y: e.clientY - self.offsetTop };
+    self.setPointerCapture(e.pointerId);
+    self.classList.add('dragging');
+  });
+  self.addEventListener('pointermove', (e) => {
+    if (grab) placeSelfView(e.clientX - grab.x, e.clientY - grab.y);
+  });
+  const drop = () => {
+    grab = null;
+    self.classList.remove('dragging');
+  };
+  self.addEventListener('pointerup', drop);
+  self.addEventListener('pointercancel', drop);
+  self.addEventListener('keydown', (e) => {
+    const step = e.shiftKey ? 64 : 16;
+    const d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[e.key];
+    if (!d || self.classList.contains('in-grid')) return;
+    e.preventDefault();
+    placeSelfView(self.offsetLeft + d[0], self.offsetTop + d[1]);
+  });
+  // A smaller window never leaves it outside.
+  window.addEventListener('resize', () => placeSelfView());
 }
 
 function clearMedia() {
   ui.codes.clear();
-  $('verify-panel').hidden = true;
-  $('verify-call').setAttribute('aria-expanded', 'false');
+  closePanels();
+  // Our picture lives in the grid during group calls: out of it before the grid empties.
+  const self = $('self-view');
+  if (self.parentElement === $('video-grid')) $('video-grid').after(self);
+  self.classList.remove('in-grid');
+  self.style.left = self.style.top = self.style.right = self.style.bottom = '';
   $('video-grid').replaceChildren();
+  $('video-grid').dataset.count = '0';
   $('media-quality').textContent = '';
   const preview = $('local-preview');
   preview.getContext('2d').clearRect(0, 0, preview.width, preview.height);
@@ -308,7 +462,7 @@ async function toggleSharing() {
   const select = $('share-source');
   select.replaceChildren();
   for (const s of list) select.append(el('option', { value: s.id, 'data-kind': s.kind }, s.name));
-  $('share-chooser').hidden = false;
+  togglePanel(null, 'share-chooser');
 }
 
 async function startSharing() {

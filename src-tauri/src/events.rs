@@ -57,10 +57,12 @@ pub enum MediaWindowEvent {
     DeviceUnavailable,
     AudioOnly,
     Verification,
+    /// A participant's sound level (`{userID, dbfs}`, ~4 a second; [`crate::levels`]).
+    AudioLevel,
 }
 
 impl MediaWindowEvent {
-    pub const ALL: [MediaWindowEvent; 8] = [
+    pub const ALL: [MediaWindowEvent; 9] = [
         MediaWindowEvent::PeerState,
         MediaWindowEvent::RemoteState,
         MediaWindowEvent::Quality,
@@ -69,6 +71,7 @@ impl MediaWindowEvent {
         MediaWindowEvent::DeviceUnavailable,
         MediaWindowEvent::AudioOnly,
         MediaWindowEvent::Verification,
+        MediaWindowEvent::AudioLevel,
     ];
 
     /// The event's name in the window.
@@ -82,6 +85,7 @@ impl MediaWindowEvent {
             MediaWindowEvent::DeviceUnavailable => "mediaDeviceUnavailable",
             MediaWindowEvent::AudioOnly => "mediaAudioOnly",
             MediaWindowEvent::Verification => "mediaVerification",
+            MediaWindowEvent::AudioLevel => "mediaAudioLevel",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod alerting;
 pub mod commands;
 pub mod events;
 pub mod incoming;
+pub mod levels;
 pub mod local_server;
 pub mod media;
 pub mod profile;

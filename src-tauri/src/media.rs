@@ -26,7 +26,7 @@ use tincan_sdk::protocol::{
 };
 use tincan_sdk::{new_operation_id, CallPhase, CallState, Client};
 
-use crate::events;
+use crate::{events, levels};
 
 /// Width of the pictures sent to the window (the canvas scales them).
 const WINDOW_WIDTH: u32 = 320;
@@ -290,8 +290,20 @@ async fn pump(
 ) {
     let mut last_sent: std::collections::HashMap<(u8, String), Instant> = Default::default();
     let min_gap = Duration::from_secs(1) / WINDOW_FPS;
+    let mut levels = levels::Levels::default();
     while let Some(event) = events.recv().await {
         match event {
+            MediaEvent::Audio {
+                user,
+                samples,
+                level,
+                at,
+            } => {
+                if let Some(dbfs) = levels.add(&user, samples, level, at) {
+                    let payload = serde_json::json!({"userID": user, "dbfs": dbfs});
+                    events::emit_media(&app, events::MediaWindowEvent::AudioLevel, payload);
+                }
+            }
             MediaEvent::Frame { user, frame, .. } => {
                 send_frame(&app, &mut last_sent, min_gap, 0, &user, &frame)
             }

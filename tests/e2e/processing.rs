@@ -73,6 +73,8 @@ fn sound_processing_toggles_are_remembered_and_switch_the_call_in_progress() {
                 && v["audioPackets"].as_u64() > Some(10)
         }))
         .await;
+        // The call screen's device panel (Devices in the control bar).
+        s.app.click("call-devices").await;
         assert!(checked(&s.app, "in-call-echo-cancellation").await);
 
         // Off on the call screen: Settings follows, the choice is stored, and the call's

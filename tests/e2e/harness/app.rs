@@ -68,12 +68,20 @@ impl App {
         }
     }
 
-    /// Clicks the element once it is visible.
+    /// Clicks the element once it is visible. If the page re-rendered it between
+    /// finding and clicking (a list redrawn on a presence change), finds it again.
     pub async fn click(&self, id: &str) {
-        let e = self.wait_testid(id).await;
-        e.click()
-            .await
-            .unwrap_or_else(|err| panic!("click {id}: {err}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let e = self.wait_testid(id).await;
+            match e.click().await {
+                Ok(()) => return,
+                Err(err) if Instant::now() < deadline && is_stale(&err) => {
+                    tokio::time::sleep(POLL).await
+                }
+                Err(err) => panic!("click {id}: {err}"),
+            }
+        }
     }
 
     /// Replaces the field's content with `text`.
@@ -204,6 +212,75 @@ impl App {
         path
     }
 
+    /// Saves the whole display (untrimmed) to `path`: the window fills it once it was
+    /// sized to the display with [`App::resize`].
+    pub async fn screenshot_to(&self, path: &std::path::Path) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = Command::new("import")
+            .args(["-window", "root"])
+            .arg(path)
+            .env("DISPLAY", &self.display)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run import (imagemagick)");
+        assert!(status.success(), "import -window root failed: {status}");
+    }
+
+    /// Moves the window to the display's corner and sizes it to `width`×`height`, then
+    /// waits until the page has laid itself out at that size (`innerWidth`/`innerHeight`).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.c
+            .set_window_rect(0, 0, width, height)
+            .await
+            .unwrap_or_else(|e| panic!("resize the window to {width}x{height}: {e}"));
+        let deadline = Instant::now() + WAIT;
+        let mut last = serde_json::Value::Null;
+        loop {
+            if let Ok(v) = self
+                .c
+                .execute("return [innerWidth, innerHeight];", vec![])
+                .await
+            {
+                // Window decorations (if a window manager draws any) take a little.
+                let near = |i: usize, want: u32| {
+                    v[i].as_u64()
+                        .is_some_and(|got| got <= u64::from(want) && got + 40 >= u64::from(want))
+                };
+                if near(0, width) && near(1, height) {
+                    return;
+                }
+                last = v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page is {last} after asking for {width}x{height}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Sends keys to the element (WebDriver key codes: `\u{e009}` Control, `\u{e008}`
+    /// Shift, `\u{e00c}` Escape, `\u{e004}` Tab; modifiers stay down to the end).
+    pub async fn keys(&self, id: &str, keys: &str) {
+        let e = self.wait_testid(id).await;
+        e.send_keys(keys)
+            .await
+            .unwrap_or_else(|err| panic!("send keys to {id}: {err}"));
+    }
+
+    /// The `data-testid` of the focused element, if it has one.
+    pub async fn focused(&self) -> Option<String> {
+        let v = self
+            .c
+            .execute(
+                "const a = document.activeElement; return a && a.dataset ? a.dataset.testid || null : null;",
+                vec![],
+            )
+            .await
+            .expect("read the focused element");
+        v.as_str().map(str::to_owned)
+    }
+
     pub(super) fn try_screenshot(&self, name: &str) {
         let path = artifacts().join(format!("{name}.png"));
         let _ = Command::new("import")
@@ -213,6 +290,12 @@ impl App {
             .stdin(Stdio::null())
             .status();
     }
+}
+
+/// Whether WebDriver refused an element because it left the DOM after it was found.
+fn is_stale(err: &fantoccini::error::CmdError) -> bool {
+    let text = err.to_string();
+    text.contains("was not found") || text.contains("stale")
 }
 
 /// The root element's `data-state`: `[data-testid="app"]` (docs/ui-testids.md), or
