@@ -134,3 +134,156 @@ fn the_window_says_the_call_continues_while_the_server_is_unreachable() {
 fn bob_room(bob: &tincan_tests::Peer) -> String {
     bob.client.call_state().room_id
 }
+
+/// The real server as a process of its own (tests/bin/file_server.rs) on a database
+/// file, stopped with SIGTERM and started again on the same file and port. Killed when
+/// dropped.
+struct ServerProcess {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn start(db: &std::path::Path, at: Option<SocketAddr>) -> ServerProcess {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tincan-test-server"));
+        cmd.arg(db);
+        if let Some(at) = at {
+            cmd.arg(at.to_string());
+        }
+        let mut child = cmd
+            .env("TINCAN_SECRET", tincan_tests::SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start tincan-test-server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("read its stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("an address");
+        ServerProcess { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGTERM, the clean stop of `tincan-server`; returns once it has exited.
+    fn sigterm(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = self.child.wait().expect("reaped");
+        assert!(status.success(), "a clean stop: {status:?}");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_call_in_the_window_survives_a_server_restart_and_says_so_meanwhile() {
+    let dir = tincan_tests::TempDir::new("e2e-restart");
+    let db = dir.path().join("tincan.db");
+    {
+        let store = tincan_server::store::SqliteStore::open(&db).expect("the database");
+        tincan_tests::seed(&store);
+        let hash = tincan_server::auth::hash_password(PASSWORD);
+        store
+            .set_password(&tincan_tests::uid("alice"), &hash)
+            .expect("set the password");
+    }
+    let server = Arc::new(Mutex::new(Some(ServerProcess::start(&db, None))));
+    let url = server.lock().unwrap().as_ref().unwrap().url();
+    let setup = {
+        let url = url.clone();
+        move |s: &tincan_tests::TestServer, profile: &std::path::Path| {
+            let mut launch = default_launch(s, profile);
+            let at = launch
+                .args
+                .iter()
+                .position(|a| a == "--server")
+                .expect("the default launch names the server");
+            launch.args[at + 1] = url;
+            launch
+        }
+    };
+    harness::run_with("restart", setup, move |s| async move {
+        let mut options = tincan_sdk::ConnectOptions::default();
+        options.backoff_initial = std::time::Duration::from_millis(50);
+        options.backoff_max = std::time::Duration::from_millis(500);
+        let token = tincan_server::TokenSigner::new(tincan_tests::SECRET.as_bytes())
+            .login_token(&tincan_tests::uid("bob"), i64::MAX);
+        let dev = tincan_sdk::DeviceInfo::new(
+            tincan_protocol::DeviceId::new("bob-sdk").unwrap(),
+            tincan_protocol::PlatformId::LINUX,
+        );
+        let (client, events) = tincan_sdk::connect_with(&url, &token, dev, options)
+            .await
+            .expect("bob signs in");
+        let mut bob = tincan_tests::Peer {
+            client,
+            events,
+            user: "bob".into(),
+        };
+        s.sign_in("alice").await;
+        let room = bob.invite("alice").await.expect("bob calls").room_id;
+        s.app.wait_state("incoming").await;
+        s.app.click("incoming-accept").await;
+        within(bob.expect("onInviteeAccepted")).await;
+        s.app.wait_state("in-call").await;
+
+        let (addr, mut old) = {
+            let mut g = server.lock().unwrap();
+            let p = g.take().expect("running");
+            (p.addr, p)
+        };
+        tokio::task::spawn_blocking(move || {
+            old.sigterm();
+            old
+        })
+        .await
+        .expect("stopped");
+        s.app
+            .wait_attr("reconnecting-banner", "data-link", "restarting")
+            .await;
+        let words = s.app.text_of("reconnecting-banner").await;
+        assert!(words.contains("The server is restarting"), "{words:?}");
+        assert!(words.contains("your call continues"), "{words:?}");
+        assert_eq!(s.app.state().await.unwrap().as_deref(), Some("in-call"));
+        s.app.screenshot("outage-restarting").await;
+
+        let db2 = db.clone();
+        let again = tokio::task::spawn_blocking(move || ServerProcess::start(&db2, Some(addr)))
+            .await
+            .expect("started again");
+        *server.lock().unwrap() = Some(again);
+        s.app.wait_gone("reconnecting-banner").await;
+        assert_eq!(s.app.state().await.unwrap().as_deref(), Some("in-call"));
+        within(async {
+            loop {
+                if let (tincan_sdk::ConnectionState::Resynced { login }, _) = bob.next_state().await
+                {
+                    assert!(login.current_call.is_some(), "bob is still in the call");
+                    break;
+                }
+            }
+        })
+        .await;
+        bob.hang_up(room.as_str()).await.expect("bob hangs up");
+        s.app.wait_state("contacts").await;
+        let reason = s.app.text_of("call-ended-reason").await;
+        assert!(reason.contains("bob hung up"), "reason shown: {reason:?}");
+        drop(dir);
+    });
+}
