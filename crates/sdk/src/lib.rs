@@ -33,7 +33,10 @@
 //! signing in again with the same deviceID so the server resumes the device's call.
 //! It never reconnects after [`Client::close`], after `onKickedOffline` (another
 //! connection took this deviceID), or when the server refuses the token; those end in
-//! `Connection(Closed { reason })`, the last event.
+//! `Connection(Closed { reason })`, the last event. When the server closes the connection
+//! because it is restarting (close code [`SERVER_RESTART_CLOSE_CODE`], 1012), the app sees
+//! `Connection(ServerRestarting)` first: the server keeps the call in progress for when its
+//! participants sign in again, and media goes on peer to peer meanwhile.
 //!
 //! A reconnect ends with `Connection(Resynced { login })`. Nobody's device should keep
 //! ringing for a call that is over, and no call should ring twice, so the SDK keeps a

@@ -138,6 +138,8 @@ pub enum NotResumed {
     Unanswered,
     /// Fewer than two participants, or one already in another resumed call.
     Participants,
+    /// Another resumed call holds the room id.
+    RoomTaken,
 }
 
 impl Hub {
@@ -157,6 +159,9 @@ impl Hub {
         let busy = |u: &UserId| self.users.get(u).is_some_and(|p| p.room.is_some());
         if saved.participants.len() < 2 || saved.participants.iter().any(|p| busy(&p.user)) {
             return Err(NotResumed::Participants);
+        }
+        if self.calls.contains_key(&saved.room) {
+            return Err(NotResumed::RoomTaken);
         }
         let room = saved.room.clone();
         let deadline = now.mono + self.cfg.participant_grace;

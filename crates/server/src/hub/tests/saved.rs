@@ -193,4 +193,26 @@ fn saved_calls_that_cannot_resume_say_why() {
     assert_eq!(h2.hub.restore(h2.now, other), Err(NotResumed::Version));
     assert_eq!(h2.hub.call_count(), 0);
     assert!(h2.hub.take_records().is_empty());
+    // The same call twice (say, a room id reused): the people are busy the second time.
+    let mut h = H::new();
+    answered_call(&mut h);
+    h.hub.handle(h.now, Input::Shutdown);
+    let saved = last_saved(&mut h);
+    h2.hub.restore(h2.now, saved.clone()).expect("resumed");
+    assert_eq!(
+        h2.hub.restore(h2.now, saved.clone()),
+        Err(NotResumed::Participants)
+    );
+    // Other people in a room id already taken.
+    let mut other = saved;
+    for p in &mut other.participants {
+        p.user = uid(if p.user == uid("alice") {
+            "carol"
+        } else {
+            "dave"
+        });
+    }
+    assert_eq!(h2.hub.restore(h2.now, other), Err(NotResumed::RoomTaken));
+    assert_eq!(h2.hub.call_count(), 1);
+    h2.hub.check_invariants().unwrap();
 }
