@@ -76,6 +76,7 @@ impl App {
             let e = self.wait_testid(id).await;
             match e.click().await {
                 Ok(()) => return,
+                // WebKitWebDriver says "Node … was not found", or nothing at all.
                 Err(err) if Instant::now() < deadline && is_stale(&err) => {
                     tokio::time::sleep(POLL).await
                 }
@@ -295,7 +296,7 @@ impl App {
 /// Whether WebDriver refused an element because it left the DOM after it was found.
 fn is_stale(err: &fantoccini::error::CmdError) -> bool {
     let text = err.to_string();
-    text.contains("was not found") || text.contains("stale")
+    text.contains("was not found") || text.contains("stale") || text.trim_end().ends_with("error:")
 }
 
 /// The root element's `data-state`: `[data-testid="app"]` (docs/ui-testids.md), or
