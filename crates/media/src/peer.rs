@@ -32,7 +32,7 @@ use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    configure_nack, configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
     RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
     RTCSessionDescription, RTCStatsReportEntry, Registry, SettingEngineBuilder, StatsSelector,
@@ -47,6 +47,7 @@ use crate::negotiation::Candidate;
 use crate::sdp;
 
 mod key_frame_requests;
+mod retransmission;
 
 /// How every peer connection of a session is set up.
 #[derive(Debug, Clone)]
@@ -534,7 +535,8 @@ impl Peer {
             .map_err(webrtc_err("register Opus"))?;
         // After the codecs: feedback is attached only to codecs already registered.
         register_extensions(&mut media)?;
-        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let registry =
+            configure_rtcp_reports(retransmission::configure(Registry::new(), &mut media));
         let (registry, bandwidth) = bandwidth::congestion_control(registry);
         let registry = registry.with(
             Slot::from(key_frame_requests::SLOT),
