@@ -296,7 +296,8 @@ async function signedIn(me) {
   // SDK's first resync); this covers a page reload.
   if (!ui.incoming) {
     const res = await tincan.getSignalingInvitationInfoStartApp();
-    if (res.errCode === 0 && res.data && res.data.invitation && !ui.incoming && !ui.call) {
+    const stale = res.data && res.data.invitation && endedRooms.has(res.data.invitation.roomID);
+    if (res.errCode === 0 && res.data && res.data.invitation && !ui.incoming && !ui.call && !stale) {
       const inv = res.data.invitation;
       showIncoming({ invitation: inv, opUserID: inv.inviterUserID, userID: inv.inviterUserID });
     }

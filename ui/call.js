@@ -129,6 +129,9 @@ function showIncoming(info) {
   showError('incoming-error', '');
   $('incoming-accept').disabled = false;
   $('incoming-reject').disabled = false;
+  // Every call button names its person.
+  $('incoming-accept').setAttribute('aria-label', `Accept the ${mediaWord(inv.mediaType).toLowerCase()} from ${nameOf(caller)}`);
+  $('incoming-reject').setAttribute('aria-label', `Decline the call from ${nameOf(caller)}`);
   $('incoming-call').hidden = false;
   notice('');
   // A modal dialog: focus moves into it (back where it was when it closes), Tab stays
@@ -231,6 +234,7 @@ function enterCall(invitation, others) {
   };
   const call = ui.call;
   $('in-call-title').textContent = call.groupID ? groupName(call.groupID) : nameOf(others[0]);
+  $('hangup').setAttribute('aria-label', `Hang up the call with ${$('in-call-title').textContent}`);
   $('in-call-media').textContent = mediaWord(call.media);
   $('add-people').hidden = !call.groupID;
   $('toggle-camera').hidden = call.media === 'audio';
@@ -420,7 +424,16 @@ function onCallState(s) {
   }
 }
 
+// Rooms whose call the call model ended here (the last few), for replies that set out
+// before the end (sign-in's pending-invitation query): they must not ring it again.
+const endedRooms = new Set();
+const ENDED_ROOMS_KEPT = 32;
+
 function callEnded(s) {
+  if (s.roomID) {
+    endedRooms.add(s.roomID);
+    if (endedRooms.size > ENDED_ROOMS_KEPT) endedRooms.delete(endedRooms.values().next().value);
+  }
   const end = s.end || {};
   if (end.reason === 'clientClosed' || end.reason === 'signedInElsewhere') return; // see onConnection
   const refused = end.error ? explain(end.error) : '';
@@ -486,6 +499,8 @@ function openGroupPick(groupID) {
   pickGroup = groupID;
   const g = ui.groups.get(groupID);
   $('group-pick-title').textContent = `Call ${groupName(groupID)}`;
+  $('group-pick-audio').setAttribute('aria-label', `Audio call ${groupName(groupID)}`);
+  $('group-pick-video').setAttribute('aria-label', `Video call ${groupName(groupID)}`);
   const box = $('group-pick-members');
   box.replaceChildren();
   for (const u of (g.memberUserIDList || []).filter((m) => m !== ui.me.userID)) {
@@ -529,6 +544,8 @@ function openAddPeople() {
   const box = $('group-pick-members');
   box.replaceChildren();
   $('group-pick-title').textContent = `Add people to the call`;
+  $('group-pick-audio').setAttribute('aria-label', `Audio call: add them to ${groupName(call.groupID)}'s call`);
+  $('group-pick-video').setAttribute('aria-label', `Video call: add them to ${groupName(call.groupID)}'s call`);
   for (const u of ((g && g.memberUserIDList) || []).filter((m) => !call.participants.has(m))) {
     const cb = el('input', { type: 'checkbox', testid: `pick-${u}`, value: u });
     box.append(el('li', {}, el('label', {}, cb, ` ${nameOf(u)}`)));

@@ -409,6 +409,10 @@ function wireSelfView() {
   });
   // A smaller window never leaves it outside.
   window.addEventListener('resize', () => placeSelfView());
+  // Notes over the stage go away by themselves, or at a click.
+  const toast = $('in-call-error');
+  toast.title = 'Click to dismiss';
+  toast.addEventListener('click', () => (toast.hidden = true));
 }
 
 function clearMedia() {

@@ -298,6 +298,14 @@ fn the_incoming_call_is_a_modal_dialog_that_escape_declines() {
                 .as_deref(),
             Some("true")
         );
+        // The buttons name the caller.
+        assert_eq!(
+            s.app
+                .attr_of("incoming-accept", "aria-label")
+                .await
+                .as_deref(),
+            Some("Accept the video call from bob")
+        );
         // Focus moved in; Tab from the last button comes back to the first.
         assert_eq!(s.app.focused().await.as_deref(), Some("incoming-accept"));
         s.app.keys("incoming-reject", &TAB.to_string()).await;
