@@ -327,6 +327,27 @@ impl Lab {
         }
     }
 
+    /// Gives home `i`'s router a new public address, as when an ISP renumbers a line or
+    /// a phone moves to another network: every mapping through the old address is gone
+    /// (masquerade forgets them when the address goes), so every flow from the home,
+    /// signaling and media, reaches the far end from somewhere new. Returns the address.
+    pub fn renumber(&mut self, i: usize) -> Ipv4Addr {
+        let home = &self.homes[i];
+        let (old, new) = (home.public_ip, Ipv4Addr::new(100, 64, 0, 20 + i as u8));
+        let router = home.router_ns.clone();
+        // Old first: removing a primary address also removes the secondaries of its subnet.
+        self.exec(
+            &router,
+            &["ip", "addr", "del", &format!("{old}/24"), "dev", "wan"],
+        );
+        self.exec(
+            &router,
+            &["ip", "addr", "add", &format!("{new}/24"), "dev", "wan"],
+        );
+        self.homes[i].public_ip = new;
+        new
+    }
+
     /// Runs a command in namespace `ns`; panics with its output when it fails.
     pub fn exec(&self, ns: &str, args: &[&str]) {
         let mut all = vec!["ip", "netns", "exec", ns];
@@ -525,7 +546,8 @@ impl NsRuntime {
         self.rt.as_ref().expect("runtime").spawn(f)
     }
 
-    /// Signs `user` in to `server` from this namespace.
+    /// Signs `user` in to `server` from this namespace, reconnecting after a drop as the
+    /// app does (a network change breaks the signaling connection too).
     pub async fn peer(&self, server: &TestServer, user: &str) -> Peer {
         let (url, token, user) = (server.url.clone(), server.token(user), user.to_owned());
         self.spawn(async move {
@@ -534,7 +556,7 @@ impl NsRuntime {
                 PlatformId::LINUX,
             );
             let (client, events) =
-                tincan_sdk::connect_with(&url, &token, dev, crate::no_reconnect())
+                tincan_sdk::connect_with(&url, &token, dev, tincan_sdk::ConnectOptions::default())
                     .await
                     .unwrap_or_else(|e| panic!("{user} signs in from the lab: {e}"));
             Peer {
