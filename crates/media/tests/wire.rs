@@ -436,3 +436,60 @@ async fn both_ends_of_a_connection_derive_the_same_verification_code() {
         s.peer.close().await;
     }
 }
+
+/// A relay between the peers (a signaling server, say) swaps the offer's DTLS fingerprint
+/// for one of its own, as a man in the middle must. Two things then hold, and this says
+/// which: the codes the two ends show differ (each derives it from the fingerprints it
+/// negotiated), and the connection itself never comes up, because the answerer's DTLS
+/// checks the offerer's real certificate against the substituted fingerprint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_rewrites_a_fingerprint_shows_different_codes_and_fails_dtls() {
+    let (mut a, mut b, mallory) = (side(21).await, side(22).await, side(23).await);
+    let fingerprint = |sdp: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("a=fingerprint:"))
+            .expect("a fingerprint")
+            .to_owned()
+    };
+    let offer = a.peer.offer(false).await.expect("offer");
+    let theirs = mallory.peer.offer(false).await.expect("mallory's offer");
+    let rewritten = offer.replace(&fingerprint(&offer), &fingerprint(&theirs));
+    assert_ne!(rewritten, offer, "the relay changed the offer");
+    let answer = b.peer.answer(rewritten).await.expect("answer");
+    a.peer.apply_answer(answer).await.expect("apply answer");
+
+    let (a_code, b_code) = (
+        a.peer.verification_code("room").await.expect("a's code"),
+        b.peer.verification_code("room").await.expect("b's code"),
+    );
+    assert_ne!(a_code, b_code, "the two ends are shown different codes");
+
+    // Trickle as a working call would, and watch both ends: neither connects.
+    let outcome = timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                Some(e) = a.events.recv() => match e {
+                    PeerEvent::Candidate(c) => { let _ = b.peer.add_candidate(c).await; }
+                    PeerEvent::State(s @ (PeerState::Connected | PeerState::Failed)) => return ("a", s),
+                    _ => {}
+                },
+                Some(e) = b.events.recv() => match e {
+                    PeerEvent::Candidate(c) => { let _ = a.peer.add_candidate(c).await; }
+                    PeerEvent::State(s @ (PeerState::Connected | PeerState::Failed)) => return ("b", s),
+                    _ => {}
+                },
+            }
+        }
+    })
+    .await;
+    match outcome {
+        Ok((who, PeerState::Connected)) => {
+            panic!("{who} connected through a rewritten fingerprint")
+        }
+        Ok((who, state)) => println!("{who}: {state:?}; codes {a_code} / {b_code}"),
+        Err(_) => println!("no connection within {WAIT:?}; codes {a_code} / {b_code}"),
+    }
+    for s in [a, b, mallory] {
+        s.peer.close().await;
+    }
+}
