@@ -122,6 +122,14 @@ fn the_far_ends_picture_fills_the_window_and_follows_its_size() {
             s.app.wait_state("in-call").await;
             wait_pictures(&s.app).await;
 
+            // Bob's test tone reaches us: his tile is highlighted as speaking
+            // (mediaAudioLevel, louder than -45 dBFS).
+            s.app
+                .wait_attr("video-tile-bob", "data-speaking", "true")
+                .await;
+            let dbfs = s.app.attr_of("video-tile-bob", "data-dbfs").await;
+            eprintln!("bob's level: {dbfs:?} dBFS");
+
             let (w1, h1, vw1, vh1) = drawn(&s.app).await;
             // Filling: the picture takes most of the window in one direction at least
             // (bars, the call's title line and the control bar take the rest).
