@@ -20,6 +20,7 @@ mod processing;
 mod reachable;
 mod ringing;
 mod screen;
+mod screens;
 mod seed;
 mod signin;
 mod tls;
