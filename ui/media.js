@@ -45,9 +45,14 @@ function wireMedia() {
     // What the congestion controller lets us send, and whether it left room for video.
     const target = q.targetKbps ? `, sending up to ${Math.round(q.targetKbps)} kbit/s` : '';
     const audioOnly = ui.audioOnly ? ' — audio only: the link is too slow for video' : '';
+    // Freezes of their picture since the call began (WebRTC's rule), and how long in all.
+    const freezes = q.freezes
+      ? `, ${q.freezes} freeze${q.freezes === 1 ? '' : 's'} (${(q.frozenMs / 1000).toFixed(1)} s)`
+      : '';
     $('media-quality').textContent =
       `${nameOf(userID)}: ${q.rttMs < 10 ? q.rttMs.toFixed(1) : Math.round(q.rttMs)} ms round trip, ${loss}% loss, ` +
-      `${Math.round(q.kbpsIn)} kbit/s in, ${q.fpsIn} fps${path}${target}${audioOnly}`;
+      `${Math.round(q.kbpsIn)} kbit/s in, ${q.fpsIn} fps${freezes}${path}${target}${audioOnly}`;
+    $('media-quality').dataset.freezes = String(q.freezes || 0);
     $('media-quality').dataset.fps = String(q.fpsIn);
     $('media-quality').dataset.targetKbps = String(Math.round(q.targetKbps || 0));
     $('media-quality').dataset.audioOnly = String(Boolean(ui.audioOnly));

@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::codec::DecodedFrame;
+use crate::freeze::Freezes;
 use crate::peer::{Counters, PeerState};
 
 /// A negotiation message for `to`, as JSON, for the caller to relay through the server.
@@ -33,12 +34,16 @@ pub struct Quality {
     /// What the congestion controller allows us to send to the participant, kbit/s
     /// (audio, video and their overhead; the encoders aim a little under it).
     pub target_kbps: f64,
+    /// Freezes of the participant's picture since the call began, and their total
+    /// length, ms (WebRTC's rule: [`crate::freeze`]).
+    pub freezes: u32,
+    pub frozen_ms: u64,
 }
 
 impl Quality {
     /// The quality over the interval between two readings of the connection's counters,
     /// with `fps_in` pictures decoded in it (one second apart in a session).
-    pub fn between(prev: &Counters, now: &Counters, fps_in: u32) -> Quality {
+    pub fn between(prev: &Counters, now: &Counters, fps_in: u32, freezes: Freezes) -> Quality {
         let received = now.packets_received.saturating_sub(prev.packets_received);
         let lost = (now.packets_lost - prev.packets_lost).max(0) as u64;
         let kbit = |bytes: u64| bytes as f64 * 8.0 / 1000.0;
@@ -54,6 +59,8 @@ impl Quality {
             fps_in,
             path: now.path.clone(),
             target_kbps: now.target_bps / 1000.0,
+            freezes: freezes.count,
+            frozen_ms: freezes.frozen.as_millis() as u64,
         }
     }
 }
@@ -149,13 +156,16 @@ mod tests {
             path: "relay".into(),
             target_bps: 480_000.0,
         };
-        let q = Quality::between(&prev, &now, 30);
+        let q = Quality::between(&prev, &now, 30, Freezes::default());
         assert_eq!(q.kbps_in, 1000.0);
         assert_eq!(q.kbps_out, 400.0);
         assert_eq!(q.loss, 0.1, "10 lost of 100");
         assert_eq!((q.rtt_ms, q.fps_in, q.path.as_str()), (12.5, 30, "relay"));
         assert_eq!(q.target_kbps, 480.0);
         // Nothing sent or lost: no loss, not a division by zero.
-        assert_eq!(Quality::between(&now, &now, 0).loss, 0.0);
+        assert_eq!(
+            Quality::between(&now, &now, 0, Freezes::default()).loss,
+            0.0
+        );
     }
 }

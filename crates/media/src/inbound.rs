@@ -14,6 +14,7 @@ use crate::audio::SpeakerSlot;
 use crate::census;
 use crate::codec::{self, AudioDecoder, VideoDecoder};
 use crate::event::MediaEvent;
+use crate::freeze::Pictures;
 use crate::keyframe::DecoderLoss;
 use crate::peer::Inbound;
 
@@ -59,7 +60,7 @@ pub(crate) fn spawn_decoder(
     rgba_width: u32,
     input: std_mpsc::Receiver<Bytes>,
     events: mpsc::Sender<MediaEvent>,
-    frames: Arc<std::sync::atomic::AtomicU32>,
+    pictures: Arc<Mutex<Pictures>>,
     loss: Arc<DecoderLoss>,
 ) -> ThreadHandle<()> {
     census::thread("tincan-decode", move || {
@@ -73,12 +74,13 @@ pub(crate) fn spawn_decoder(
         for unit in input {
             match decoder.decode(&unit) {
                 Ok(Some(frame)) => {
-                    frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let at = Instant::now();
+                    pictures.lock().expect("pictures").shown(at);
                     // A consumer that falls behind loses pictures, never the call's control events.
                     let _ = events.try_send(MediaEvent::Frame {
                         user: user.clone(),
                         frame,
-                        at: Instant::now(),
+                        at,
                     });
                 }
                 Ok(None) => {}

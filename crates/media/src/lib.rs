@@ -21,6 +21,7 @@ pub mod config;
 pub mod devices;
 pub mod error;
 pub mod event;
+pub mod freeze;
 mod inbound;
 pub mod keyframe;
 pub mod negotiation;

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle as ThreadHandle;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use crate::census;
 use crate::codec::{AudioEncoder, Tone};
 use crate::config::{AudioInput, AudioOutput, MediaConfig, VideoInput};
 use crate::event::{MediaEvent, OutSignal, Quality};
+use crate::freeze::Pictures;
 use crate::inbound::{inbound_sink, spawn_decoder};
 use crate::keyframe::DecoderLoss;
 use crate::negotiation::{Negotiation, Signal, Step};
@@ -199,7 +200,8 @@ struct Remote {
     path: PathWatch,
     decoder_input: Option<std_mpsc::SyncSender<Bytes>>,
     decoder: Option<ThreadHandle<()>>,
-    frames: Arc<std::sync::atomic::AtomicU32>,
+    /// Pictures shown and freezes, counted by the decoder thread.
+    pictures: Arc<Mutex<Pictures>>,
     last: Counters,
 }
 
@@ -407,7 +409,7 @@ impl Driver {
         self.generation += 1;
         let generation = self.generation;
         let (decoder_tx, decoder_rx) = std_mpsc::sync_channel::<Bytes>(DECODE_CAPACITY);
-        let frames = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let pictures = Arc::new(Mutex::new(Pictures::default()));
         // Raised by the decoder, read by the connection's track reader: it asks for a key frame.
         let decoder_loss = Arc::new(DecoderLoss::default());
         let decoder = spawn_decoder(
@@ -415,7 +417,7 @@ impl Driver {
             self.config.frame_rgba_width,
             decoder_rx,
             self.events.clone(),
-            frames.clone(),
+            pictures.clone(),
             decoder_loss.clone(),
         );
         let events = {
@@ -464,7 +466,7 @@ impl Driver {
             path: PathWatch::new(Instant::now()),
             decoder_input: Some(decoder_tx),
             decoder: Some(decoder),
-            frames,
+            pictures,
             last: Counters::default(),
         };
         let steps = remote.negotiation.start();
@@ -786,8 +788,8 @@ impl Driver {
             }
             let now = remote.peer.counters().await;
             let prev = std::mem::replace(&mut remote.last, now.clone());
-            let fps_in = remote.frames.swap(0, std::sync::atomic::Ordering::Relaxed);
-            let quality = Quality::between(&prev, &now, fps_in);
+            let (fps_in, freezes) = remote.pictures.lock().expect("pictures").take_second();
+            let quality = Quality::between(&prev, &now, fps_in, freezes);
             let _ = self
                 .events
                 .send(MediaEvent::Quality {
