@@ -1,18 +1,31 @@
+// @ts-check
 // Tincan's screens. No bundler: openim.js (loaded first) provides window.tincan (the
 // OpenIM-shaped API with object `data`; window.openIM is the same with the seed's string
 // `data`, for pages written against OpenIM) and window.globalEvent; the Tauri API comes
-// from window.__TAURI__ (withGlobalTauri).
+// from window.__TAURI__ (withGlobalTauri; typed in tauri.d.ts). Type-checked with
+// ui/tsconfig.json against openim.d.ts and page.d.ts.
 //
 // The root element's data-state names what is on screen (signin, contacts, group-pick,
 // outgoing, incoming, in-call) so tests can wait on it; docs/ui-testids.md lists the
 // data-testid attributes.
 'use strict';
 
-const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+/**
+ * The element with this data-testid. Typed as present (index.html holds every id the
+ * page looks up; the e2e suite shows every screen) and as a form control, the widest of
+ * what the page uses it as (`value` and `disabled` on inputs, selects and buttons).
+ * @type {(id: string) => HTMLInputElement}
+ */
+const $ = (id) => /** @type {HTMLInputElement} */ (document.querySelector(`[data-testid="${id}"]`));
+/** The canvas with this data-testid. @type {(id: string) => HTMLCanvasElement} */
+const canvasOf = (id) => /** @type {HTMLCanvasElement} */ (document.querySelector(`[data-testid="${id}"]`));
+/** Every element matching `selector`, as HTML elements. @type {(selector: string, from?: ParentNode) => HTMLInputElement[]} */
+const all = (selector, from = document) => Array.from(from.querySelectorAll(selector));
 const root = $('app');
 
 // ---------------------------------------------------------------- state
 
+/** @type {import('./page').UiState} */
 const ui = {
   me: null, // {userID, server, deviceID}
   users: new Map(), // userID -> PublicUserInfo
@@ -30,15 +43,19 @@ const ui = {
 
 // ---------------------------------------------------------------- words
 
+/** @param {string} userID */
 const nameOf = (userID) => {
   const u = ui.users.get(userID);
   return u && u.nickname ? u.nickname : userID;
 };
+/** @param {string} groupID */
 const groupName = (groupID) => {
   const g = ui.groups.get(groupID);
   return g && g.groupName ? g.groupName : groupID;
 };
+/** @param {string} m */
 const mediaWord = (m) => (m === 'audio' ? 'Audio call' : 'Video call');
+/** @param {string[]} ids */
 const list = (ids) => {
   const names = ids.map(nameOf);
   if (names.length <= 1) return names.join('');
@@ -46,6 +63,10 @@ const list = (ids) => {
 };
 
 // An API result's error in words a person understands.
+/**
+ * @param {{ errCode: number; errMsg: string }} res
+ * @param {string} [context]
+ */
 function explain(res, context) {
   const msg = res.errMsg || '';
   switch (res.errCode) {
@@ -116,6 +137,10 @@ function explain(res, context) {
 
 // ---------------------------------------------------------------- screens
 
+/**
+ * @param {string} id
+ * @param {string} [text]
+ */
 function showError(id, text) {
   const el = $(id);
   if (!el) return;
@@ -123,11 +148,12 @@ function showError(id, text) {
   el.hidden = !text;
 }
 
+/** @param {string} name */
 function setScreen(name) {
   // Banners are about the screen they were shown on: they do not follow the user.
   if (name !== ui.screen) notice('');
   ui.screen = name;
-  for (const s of document.querySelectorAll('section[data-screen]')) s.hidden = s.dataset.screen !== name;
+  for (const s of all('section[data-screen]')) s.hidden = s.dataset.screen !== name;
   updateRootState();
 }
 
@@ -136,6 +162,10 @@ function updateRootState() {
   root.dataset.base = ui.screen;
 }
 
+/**
+ * @param {string} state
+ * @param {string} text
+ */
 function setStatus(state, text) {
   const status = $('app-status');
   status.dataset.state = state;
@@ -145,6 +175,7 @@ function setStatus(state, text) {
 
 // The notice banner (a polite live region, dismissable): why the last call ended, and
 // the like. Cleared when the screen changes (setScreen).
+/** @param {string} text */
 function notice(text) {
   const el = $('call-ended-reason');
   el.textContent = text || '';
@@ -156,8 +187,11 @@ function notice(text) {
 // ---------------------------------------------------------------- ringtone
 
 const ring = {
+  /** @type {AudioContext | null} */
   ctx: null,
+  /** @type {ReturnType<typeof setInterval> | null} */
   interval: null,
+  /** @param {'incoming' | 'outgoing'} kind */
   start(kind) {
     this.stop();
     try {
@@ -204,6 +238,7 @@ function signinForm() {
 
 /** How a server address is reached: 'tls' (https/wss), 'loopback' (plain, but it never
  * leaves this computer) or 'plain' (plain over a network: not encrypted). */
+/** @param {string} url */
 function transportOf(url) {
   const m = /^\s*([a-z]+):\/\//i.exec(url || '');
   const scheme = m ? m[1].toLowerCase() : 'http';
@@ -224,6 +259,7 @@ function updateEncryptionNote() {
   $('login-unencrypted').hidden = !url || transportOf(url) !== 'plain';
 }
 
+/** @param {boolean} register */
 async function submitSignin(register) {
   const f = signinForm();
   showError('login-error', '');
@@ -263,6 +299,7 @@ async function useLocalServer() {
   $('login-server').dataset.local = 'true';
 }
 
+/** @param {import('./openim').SignedIn} me */
 async function signedIn(me) {
   ui.me = me;
   ui.signingOut = false;
@@ -295,7 +332,7 @@ async function signedIn(me) {
   // An invitation that rang before the window listened arrives as an event too (the
   // SDK's first resync); this covers a page reload.
   if (!ui.incoming) {
-    const res = await tincan.getSignalingInvitationInfoStartApp();
+    const res = await tincan.getSignalingInvitationInfoStartApp(tincan.newOperationID());
     const stale = res.data && res.data.invitation && endedRooms.has(res.data.invitation.roomID);
     if (res.errCode === 0 && res.data && res.data.invitation && !ui.incoming && !ui.call && !stale) {
       const inv = res.data.invitation;
@@ -326,6 +363,7 @@ async function signOut() {
   toSignin('');
 }
 
+/** @param {string} [error] */
 function toSignin(error) {
   ui.me = null;
   ui.incoming = null;
@@ -341,7 +379,7 @@ function toSignin(error) {
 // ---------------------------------------------------------------- contacts
 
 async function loadContacts() {
-  const res = await tincan.getContacts();
+  const res = await tincan.getContacts(tincan.newOperationID());
   if (res.errCode !== 0) {
     showError('contacts-error', `Could not load your contacts. ${explain(res)}`);
     return;
@@ -369,12 +407,14 @@ async function followPresence() {
   for (const id of ui.users.keys()) showPresence(id);
 }
 
+/** @param {import('./openim').UserPresence} p */
 function onPresenceChanged(p) {
   ui.presence.set(p.userID, p.status);
   showPresence(p.userID);
 }
 
 // Updates one contact's dot and label in place (a re-render would take keyboard focus away).
+/** @param {string} userID */
 function showPresence(userID) {
   const status = ui.presence.get(userID);
   const row = $(`contact-${userID}`);
@@ -388,7 +428,7 @@ function showPresence(userID) {
 
 // People to show, recent calls first (newest first), then everyone else by name.
 function contactOrder() {
-  const name = (u) => (u.nickname || u.userID).toLocaleLowerCase();
+  const name = (/** @type {import('./openim').PublicUserInfo} */ u) => (u.nickname || u.userID).toLocaleLowerCase();
   return [...ui.users.values()].sort((a, b) => {
     const ra = ui.recent.get(a.userID) || 0;
     const rb = ui.recent.get(b.userID) || 0;
@@ -398,12 +438,14 @@ function contactOrder() {
 }
 
 // Whether a person or group matches the search box (name or id, any case).
+/** @param {...string} texts */
 function matchesSearch(...texts) {
   const q = ui.search.trim().toLocaleLowerCase();
   return !q || texts.some((t) => t && t.toLocaleLowerCase().includes(q));
 }
 
 // Remembers whom we called or were called by, for "recent first".
+/** @param {import('./openim').CallRecord[]} records */
 function noteRecents(records) {
   const me = ui.me && ui.me.userID;
   ui.recent = new Map();
@@ -418,6 +460,7 @@ function noteRecents(records) {
 
 // Calls the other side of a past call again: the same person and media; for a group, the
 // member picker.
+/** @param {import('./openim').CallRecord} r */
 function callBack(r) {
   if (ui.call) return;
   if (r.groupID) return openGroupPick(r.groupID);
@@ -427,6 +470,7 @@ function callBack(r) {
 }
 
 // The notice after a missed call offers to call back (notice() hides the button again).
+/** @param {import('./openim').RtcInvite} invitation */
 function offerCallBack(invitation) {
   const button = $('notice-call-back');
   const from = invitation.inviterUserID;
@@ -439,6 +483,15 @@ function offerCallBack(invitation) {
   };
 }
 
+/**
+ * A new element: `attrs` are attributes, but for `testid` (data-testid), `onclick` (a
+ * listener) and `class`.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, any>} [attrs]
+ * @param {...(Node | string | null | undefined)} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -526,6 +579,7 @@ async function loadHistory() {
   }
 }
 
+/** @param {import('./openim').CallRecord} r */
 function outcomeWord(r) {
   switch (r.endReason) {
     case 'busy': return 'busy';
@@ -539,6 +593,7 @@ function outcomeWord(r) {
 
 // ---------------------------------------------------------------- events
 
+/** @param {import('./openim').ConnectionState} s */
 function onConnection(s) {
   const banner = $('reconnecting-banner');
   showServerLink(s); // the banner's words (call.js)
@@ -579,6 +634,7 @@ function wireEvents() {
   globalEvent.on('onInviteeAccepted', (info) => onInviteeAnswer('accepted', info));
   globalEvent.on('onInviteeRejected', (info) => onInviteeAnswer('rejected', info));
   globalEvent.on('onHangUp', onHangUp);
+  /** @param {import('./openim').RoomParticipantInfo} p */
   const onParticipants = (p) => {
     if (heldForAccept(onParticipants, p)) return;
     if (ui.call && ui.call.roomID === p.invitation.roomID) setParticipants(p.participant);
@@ -607,14 +663,14 @@ function wireControls() {
   $('refresh-contacts').addEventListener('click', loadContacts);
   $('refresh-history').addEventListener('click', loadHistory);
   $('contact-search').addEventListener('input', (e) => {
-    ui.search = e.target.value;
+    ui.search = /** @type {HTMLInputElement} */ (e.target).value;
     renderContacts();
   });
-  for (const tab of document.querySelectorAll('[data-tab]')) {
+  for (const tab of all('[data-tab]')) {
     tab.addEventListener('click', () => {
       for (const t of document.querySelectorAll('[data-tab]')) t.classList.toggle('active', t === tab);
       notice('');
-      for (const p of document.querySelectorAll('[data-panel]')) p.hidden = p.dataset.panel !== tab.dataset.tab;
+      for (const p of all('[data-panel]')) p.hidden = p.dataset.panel !== tab.dataset.tab;
       if (tab.dataset.tab === 'history') loadHistory();
     });
   }

@@ -6,7 +6,7 @@
   const box = /** @type {HTMLInputElement | null} */ (
     document.querySelector('[data-testid="settings-autostart"]')
   );
-  const tauri = /** @type {any} */ (window).__TAURI__;
+  const tauri = window.__TAURI__;
   if (!box || !tauri) return;
   const invoke = (/** @type {string} */ cmd) => tauri.core.invoke(`plugin:autostart|${cmd}`);
   const show = () =>

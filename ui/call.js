@@ -1,3 +1,4 @@
+// @ts-check
 // Tincan's call screens: placing a call, the incoming dialog, the call itself and group
 // calls. Loaded before app.js, which holds the shared state (`ui`), the helpers (`$`, `el`,
 // `explain`, …), sign-in, contacts, history and start-up. This file only declares
@@ -6,6 +7,10 @@
 
 // ---------------------------------------------------------------- outgoing
 
+/**
+ * @param {import('./page').Call} call
+ * @returns {import('./openim').RtcInvite}
+ */
 function invitationFor(call) {
   return {
     inviterUserID: ui.me.userID,
@@ -25,9 +30,15 @@ function ringTimeout() {
   return Number.isFinite(n) && n > 0 ? Math.min(n, 600) : 30;
 }
 
+/**
+ * @param {string[]} invitees
+ * @param {import('./openim').MediaType} media
+ * @param {string} groupID
+ */
 async function startOutgoing(invitees, media, groupID) {
   if (ui.call) return;
   notice('');
+  /** @type {import('./page').Call} */
   const call = {
     kind: 'outgoing',
     invitees,
@@ -37,7 +48,7 @@ async function startOutgoing(invitees, media, groupID) {
     roomID: '',
     participants: new Set([ui.me.userID]),
     cancelRequested: false,
-    early: [], // answers that arrived before the invite's reply named the room
+    early: /** @type {import('./page').EarlyAnswer[]} */ ([]), // answers that arrived before the invite's reply named the room
   };
   ui.call = call;
   $('outgoing-callee').textContent = groupID ? `${groupName(groupID)}: ${list(invitees)}` : nameOf(invitees[0]);
@@ -81,6 +92,10 @@ async function cancelOutgoing() {
 }
 
 // An answer to the call this window placed (or added people to).
+/**
+ * @param {string} kind
+ * @param {import('./openim').SignalingInfo} info
+ */
 function onInviteeAnswer(kind, info) {
   const call = ui.call;
   if (call && call.kind === 'outgoing' && !call.roomID) {
@@ -108,6 +123,7 @@ function onInviteeAnswer(kind, info) {
 
 // ---------------------------------------------------------------- incoming
 
+/** @param {import('./page').Incoming} info */
 function showIncoming(info) {
   // One at a time, as the call model has it: another invitation waits, and its
   // callStateChanged (ringingIn) shows it when this one ends.
@@ -144,6 +160,7 @@ function showIncoming(info) {
   updateRootState();
 }
 
+/** @param {string} [reason] */
 function closeIncoming(reason) {
   ui.incoming = null;
   ring.stop();
@@ -153,7 +170,7 @@ function closeIncoming(reason) {
   updateRootState();
   const back = ui.focusBeforeDialog;
   ui.focusBeforeDialog = null;
-  if (wasOpen && back && back.isConnected && !back.closest('[hidden]')) back.focus();
+  if (wasOpen && back && back.isConnected && !back.closest('[hidden]')) /** @type {HTMLElement} */ (back).focus();
 }
 
 async function acceptIncoming() {
@@ -174,6 +191,7 @@ async function acceptIncoming() {
 }
 
 // The call `info` rang for is answered (here, or through the openIM facade): the call.
+/** @param {import('./page').Incoming} info */
 function enterAccepted(info) {
   closeIncoming();
   const inv = info.invitation;
@@ -183,6 +201,11 @@ function enterAccepted(info) {
 }
 
 // Whether a room event arrived while this window's accept is on its way; keeps it for then.
+/**
+ * @template {{ invitation: import('./openim').RtcInvite }} D
+ * @param {(data: D) => void} handler
+ * @param {D} data
+ */
 function heldForAccept(handler, data) {
   const info = ui.incoming;
   if (!info || !info.early || info.invitation.roomID !== data.invitation.roomID) return false;
@@ -191,6 +214,10 @@ function heldForAccept(handler, data) {
 }
 
 // Who is already in a group call this window just joined.
+/**
+ * @param {string} groupID
+ * @param {string} roomID
+ */
 async function refreshGroupParticipants(groupID, roomID) {
   const res = await tincan.signalingGetRoomByGroupID(tincan.newOperationID(), groupID);
   if (res.errCode === 0 && res.data.roomID === roomID && ui.call && ui.call.roomID === roomID) {
@@ -209,6 +236,7 @@ async function rejectIncoming() {
 
 // The window title says who calls while the window is not focused (a task bar shows it
 // where no notification service runs).
+/** @param {string} title */
 function titleNotice(title) {
   if (document.hasFocus()) return;
   document.title = `Incoming call: ${title}`;
@@ -217,6 +245,10 @@ function titleNotice(title) {
 
 // ---------------------------------------------------------------- in call
 
+/**
+ * @param {import('./openim').RtcInvite} invitation
+ * @param {string[]} others
+ */
 function enterCall(invitation, others) {
   const prev = ui.call;
   ring.stop();
@@ -261,6 +293,7 @@ function enterCall(invitation, others) {
   if (ui.deviceNotice) flash(ui.deviceNotice);
 }
 
+/** @param {number} ms */
 function clock(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
   const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
@@ -299,6 +332,7 @@ function showRinging() {
   box.textContent = pending.length ? `Ringing ${list(pending)}…` : '';
 }
 
+/** @param {string} userID */
 function addParticipant(userID) {
   if (!ui.call || ui.call.kind !== 'in-call') return;
   ui.call.participants.add(userID);
@@ -307,6 +341,7 @@ function addParticipant(userID) {
   showRinging();
 }
 
+/** @param {import('./openim').ParticipantMetaData[]} infos */
 function setParticipants(infos) {
   if (!ui.call || ui.call.kind !== 'in-call') return;
   ui.call.participants = new Set([ui.me.userID, ...infos.map((p) => p.userInfo.userID)]);
@@ -318,6 +353,11 @@ function setParticipants(infos) {
 // tooltip with the shortcut (docs/decisions.md, "Keyboard shortcuts in a call").
 function renderToggles() {
   const call = ui.call;
+  /**
+   * @param {HTMLElement} b
+   * @param {string} text
+   * @param {string} tip
+   */
   const label = (b, text, tip) => {
     b.querySelector('.label').textContent = text;
     b.title = tip;
@@ -339,6 +379,7 @@ function renderToggles() {
 }
 
 // What the line under our preview says we send.
+/** @param {import('./page').Call} call */
 function localState(call) {
   if (call.sharing) return 'You (sharing your screen)';
   return call.cameraOff ? 'You (camera off)' : 'You';
@@ -353,6 +394,7 @@ async function hangUp() {
   $('hangup').disabled = false;
 }
 
+/** @param {import('./openim').SignalingInfo} info */
 function onHangUp(info) {
   if (heldForAccept(onHangUp, info)) return;
   const call = ui.call;
@@ -366,6 +408,7 @@ function onHangUp(info) {
   }
 }
 
+/** @param {string} text */
 function flash(text) {
   const box = $('in-call-error');
   box.textContent = text;
@@ -387,6 +430,10 @@ function endCallLocally() {
   ui.call = null;
 }
 
+/**
+ * @param {string} reason
+ * @param {string} [kind]
+ */
 function finishCall(reason, kind) {
   endCallLocally();
   setScreen(ui.me ? 'contacts' : 'signin');
@@ -401,6 +448,7 @@ function finishCall(reason, kind) {
 // The SDK's model of this device's call (callStateChanged) decides when a call begins and
 // ends, whether it was placed or answered from these screens, through the openIM facade,
 // or resumed after a reconnect. The OpenIM events only fill in what the screens show.
+/** @param {import('./openim').CallState} s */
 function onCallState(s) {
   switch (s.phase) {
     case 'ringingIn':
@@ -429,23 +477,25 @@ function onCallState(s) {
 const endedRooms = new Set();
 const ENDED_ROOMS_KEPT = 32;
 
+/** @param {import('./openim').CallState} s */
 function callEnded(s) {
   if (s.roomID) {
     endedRooms.add(s.roomID);
     if (endedRooms.size > ENDED_ROOMS_KEPT) endedRooms.delete(endedRooms.values().next().value);
   }
+  /** @type {Partial<NonNullable<import('./openim').CallState['end']>>} */
   const end = s.end || {};
   if (end.reason === 'clientClosed' || end.reason === 'signedInElsewhere') return; // see onConnection
   const refused = end.error ? explain(end.error) : '';
   if (ui.incoming && ui.incoming.invitation.roomID === s.roomID) {
     const from = nameOf(ui.incoming.invitation.inviterUserID);
-    const text = {
+    const text = /** @type {Record<string, string>} */ ({
       remoteCancelled: refused || `Missed call from ${from}.`,
       missed: 'Missed call.',
       declined: 'Call declined.',
       answeredElsewhere: 'Answered on another device.',
       declinedElsewhere: 'Declined on another device.',
-    }[end.reason];
+    })[end.reason];
     const missed = !refused && ['remoteCancelled', 'missed'].includes(end.reason) ? ui.incoming.invitation : null;
     closeIncoming(text || refused || 'The call ended.');
     if (missed) offerCallBack(missed);
@@ -461,6 +511,12 @@ function callEnded(s) {
 }
 
 // What the screen says when our call ends, and the kind (data-kind) it is.
+/**
+ * @param {import('./openim').CallState} s
+ * @param {Partial<NonNullable<import('./openim').CallState['end']>>} end
+ * @param {string} refused
+ * @returns {[string, string]}
+ */
 function endOfCall(s, end, refused) {
   const by = end.byUserID ? nameOf(end.byUserID) : '';
   const single = !(s.invitation && s.invitation.groupID);
@@ -492,8 +548,10 @@ function endOfCall(s, end, refused) {
 
 // ---------------------------------------------------------------- groups
 
+/** @type {string | null} */
 let pickGroup = null;
 
+/** @param {string} groupID */
 function openGroupPick(groupID) {
   if (ui.call) return;
   pickGroup = groupID;
@@ -513,9 +571,10 @@ function openGroupPick(groupID) {
 }
 
 function pickedMembers() {
-  return Array.from($('group-pick-members').querySelectorAll('input:checked')).map((i) => i.value);
+  return all('input:checked', $('group-pick-members')).map((i) => i.value);
 }
 
+/** @param {import('./openim').MediaType} media */
 async function groupPickCall(media) {
   const members = pickedMembers();
   if (members.length === 0) return showError('group-pick-error', 'Pick at least one person to call.');
@@ -554,6 +613,7 @@ function openAddPeople() {
   setScreen('group-pick');
 }
 
+/** @param {string} groupID */
 async function joinGroupCall(groupID) {
   if (ui.call) return;
   notice('');
@@ -575,6 +635,7 @@ async function joinGroupCall(groupID) {
 // camera, Ctrl+Shift+S share, Ctrl+Shift+H hang up, as in Element and Teams. Escape
 // closes an open panel, declines the incoming call, or cancels the outgoing one. Tab
 // stays inside the incoming dialog while it is open.
+/** @param {KeyboardEvent} e */
 function onKey(e) {
   const dialog = $('incoming-call');
   if (!dialog.hidden) {
@@ -605,8 +666,12 @@ function onKey(e) {
   action();
 }
 
+/**
+ * @param {KeyboardEvent} e
+ * @param {HTMLElement} container
+ */
 function trapFocus(e, container) {
-  const focusable = Array.from(container.querySelectorAll('button, [href], input, select, [tabindex]:not([tabindex="-1"])'))
+  const focusable = all('button, [href], input, select, [tabindex]:not([tabindex="-1"])', container)
     .filter((n) => !n.disabled && !n.closest('[hidden]'));
   if (focusable.length === 0) return e.preventDefault();
   const first = focusable[0];
@@ -629,6 +694,7 @@ function trapFocus(e, container) {
 // the call; the login reply after the reconnect says whether it is still on.
 let serverRestarting = false;
 
+/** @param {import('./openim').ConnectionState} s */
 function showServerLink(s) {
   const banner = $('reconnecting-banner');
   if (s.state === 'serverRestarting') serverRestarting = true;

@@ -1,12 +1,16 @@
+// @ts-check
 // Tincan's in-call media: the pictures, tiles, quality line and sound-device choice.
 // Loaded after call.js and before app.js; like call.js it only declares functions (and
 // a few constants), which run when app.js's events and clicks call them.
+
+/** @typedef {import('./openim').AudioProcessing} AudioProcessing */
 
 // Sound and pictures run in the app's Rust core (WebKitGTK has no usable WebRTC); the
 // page draws the decoded pictures it is sent and shows the media events. One tile per
 // other participant: its canvas, its name, its state (connecting, muted, camera off)
 // and the frame counter stamped into the picture it shows.
 
+/** @type {(keyof import('./openim').MediaEventPayloads)[]} */
 const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable', 'mediaAudioOnly', 'mediaVerification', 'mediaAudioLevel'];
 
 // Louder than this (RMS, dBFS, ~4 a second per person) counts as speaking: speech sits
@@ -128,14 +132,21 @@ async function loadDevices() {
     camera: [[['default', 'Default camera'], ['pattern', 'Test pattern']], list.cameras || []],
   };
   // The same choice in Settings and on the call screen.
-  for (const select of document.querySelectorAll('select[data-device]')) {
-    const [fixed, devices] = options[select.dataset.device];
-    fillDevices(select, fixed, devices, choice[select.dataset.device]);
+  for (const select of /** @type {HTMLSelectElement[]} */ (Array.from(document.querySelectorAll('select[data-device]')))) {
+    const device = /** @type {keyof typeof choice} */ (select.dataset.device);
+    const [fixed, devices] = /** @type {[string[][], { id: string; name: string }[]]} */ (options[device]);
+    fillDevices(select, fixed, devices, choice[device]);
     select.addEventListener('change', () => saveDevices(select));
   }
   await tincan.setMediaDevices(choice);
 }
 
+/**
+ * @param {HTMLSelectElement} select
+ * @param {string[][]} fixed
+ * @param {{ id: string; name: string }[]} devices
+ * @param {string} chosen
+ */
 function fillDevices(select, fixed, devices, chosen) {
   select.replaceChildren();
   for (const [id, name] of fixed) select.append(el('option', { value: id }, name));
@@ -144,8 +155,9 @@ function fillDevices(select, fixed, devices, chosen) {
 }
 
 // Applies at once, to the call in progress too.
+/** @param {HTMLSelectElement} changed */
 async function saveDevices(changed) {
-  for (const other of document.querySelectorAll(`select[data-device="${changed.dataset.device}"]`)) other.value = changed.value;
+  for (const other of all(`select[data-device="${changed.dataset.device}"]`)) other.value = changed.value;
   const choice = {
     microphone: $('settings-microphone').value,
     speakers: $('settings-speakers').value,
@@ -171,17 +183,18 @@ function processingChoice() {
 
 async function loadProcessing() {
   const choice = processingChoice();
-  for (const box of document.querySelectorAll('input[data-processing]')) {
-    box.checked = choice[box.dataset.processing];
+  for (const box of all('input[data-processing]')) {
+    box.checked = choice[/** @type {keyof AudioProcessing} */ (box.dataset.processing)];
     box.addEventListener('change', () => saveProcessing(box));
   }
   await tincan.setAudioProcessing(choice);
 }
 
+/** @param {HTMLInputElement} changed */
 async function saveProcessing(changed) {
   const choice = processingChoice();
-  choice[changed.dataset.processing] = changed.checked;
-  for (const box of document.querySelectorAll(`input[data-processing="${changed.dataset.processing}"]`)) box.checked = changed.checked;
+  choice[/** @type {keyof AudioProcessing} */ (changed.dataset.processing)] = changed.checked;
+  for (const box of all(`input[data-processing="${changed.dataset.processing}"]`)) box.checked = changed.checked;
   localStorage.setItem(PROCESSING_KEY, JSON.stringify(choice));
   const res = await tincan.setAudioProcessing(choice);
   if (res.errCode !== 0) notice(`Could not change the sound processing: ${explain(res)}`);
@@ -192,6 +205,10 @@ function inCall() {
 }
 
 // The tile of `userID` in the call in progress, created on first use.
+/**
+ * @param {string} userID
+ * @returns {import('./page').Tile | null}
+ */
 function tile(userID) {
   if (!inCall() || userID === ui.me.userID) return null;
   const call = ui.call;
@@ -212,6 +229,7 @@ function tile(userID) {
   return call.tiles.get(userID);
 }
 
+/** @param {string} userID */
 function removeTile(userID) {
   const tiles = inCall() && ui.call.tiles;
   if (!tiles || !tiles.has(userID)) return;
@@ -240,6 +258,7 @@ function layoutGrid() {
 }
 
 // A person's initials for their avatar: the first letters of up to two words.
+/** @param {string} name */
 function initials(name) {
   const words = String(name).split(/[\s._@-]+/).filter(Boolean);
   const letters = words.length > 1 ? [words[0], words[1]] : [words[0] || '?'];
@@ -247,15 +266,17 @@ function initials(name) {
 }
 
 // A stable colour (one of 8, style.css) per person.
+/** @param {string} userID */
 function hueOf(userID) {
   let h = 0;
   for (const c of String(userID)) h = (h * 31 + c.codePointAt(0)) >>> 0;
   return h % 8;
 }
 
+/** @param {string} userID */
 function renderTile(userID) {
   const t = ui.call.tiles.get(userID);
-  const words = [PEER_WORDS[t.peer] ?? t.peer];
+  const words = [PEER_WORDS[/** @type {keyof typeof PEER_WORDS} */ (t.peer)] ?? t.peer];
   if (!t.mic) words.push('muted');
   if (!t.camera && ui.call.media === 'video') words.push('camera off');
   else if (t.screen) words.push('sharing a screen');
@@ -272,6 +293,7 @@ function renderTile(userID) {
 }
 
 // One picture from the core: a small header, then RGBA pixels.
+/** @param {ArrayBuffer} buffer */
 function onFrame(buffer) {
   if (!inCall() || !(buffer instanceof ArrayBuffer)) return;
   const view = new DataView(buffer);
@@ -285,7 +307,7 @@ function onFrame(buffer) {
   const latency = view.getUint32(at + 8, true);
   at += 12;
   const pixels = new Uint8ClampedArray(buffer, at, width * height * 4);
-  const canvas = kind === 1 ? $('local-preview') : tile(userID)?.canvas;
+  const canvas = kind === 1 ? canvasOf('local-preview') : tile(userID)?.canvas;
   if (!canvas) return;
   if (canvas.width !== width || canvas.height !== height) {
     canvas.width = width;
@@ -328,6 +350,10 @@ function toggleVerify() {
 // chooser): one open at a time, over the stage; Escape closes it (onKey).
 const PANELS = [['verify-call', 'verify-panel'], ['quality-indicator', 'quality-panel'], ['call-devices', 'devices-panel'], [null, 'share-chooser']];
 
+/**
+ * @param {string | null} button
+ * @param {string} panel
+ */
 function togglePanel(button, panel) {
   const open = $(panel).hidden;
   closePanels();
@@ -347,6 +373,11 @@ function closePanels() {
 }
 
 // Quality as an indicator: good / fair / poor from the figures of the worst link.
+/**
+ * @param {import('./openim').MediaQuality} q
+ * @param {boolean | undefined} audioOnly
+ * @returns {keyof typeof QUALITY_WORDS}
+ */
 function qualityLevel(q, audioOnly) {
   const loss = q.loss || 0;
   const rtt = q.rttMs || 0;
@@ -357,6 +388,7 @@ function qualityLevel(q, audioOnly) {
 
 const QUALITY_WORDS = { good: 'Good', fair: 'Fair', poor: 'Poor', unknown: 'Connecting' };
 
+/** @param {keyof typeof QUALITY_WORDS} level */
 function showQuality(level) {
   const b = $('quality-indicator');
   b.dataset.level = level;
@@ -371,6 +403,10 @@ function resetQuality() {
 
 // Self-view: where it floats in a one-to-one call, kept inside the stage; dragged with
 // the pointer or moved with the arrow keys.
+/**
+ * @param {number} [left]
+ * @param {number} [top]
+ */
 function placeSelfView(left, top) {
   const self = $('self-view');
   const stage = $('call-stage');
@@ -389,6 +425,7 @@ function placeSelfView(left, top) {
 
 function wireSelfView() {
   const self = $('self-view');
+  /** @type {{ x: number; y: number } | null} */
   let grab = null;
   self.addEventListener('pointerdown', (e) => {
     if (self.classList.contains('in-grid') || e.button !== 0) return;
@@ -431,7 +468,7 @@ function clearMedia() {
   $('video-grid').replaceChildren();
   $('video-grid').dataset.count = '0';
   $('media-quality').textContent = '';
-  const preview = $('local-preview');
+  const preview = canvasOf('local-preview');
   preview.getContext('2d').clearRect(0, 0, preview.width, preview.height);
 }
 
@@ -491,6 +528,7 @@ async function startSharing() {
   }
 }
 
+/** @param {import('./page').Call} call */
 async function stopSharing(call) {
   call.sharing = null;
   renderToggles();

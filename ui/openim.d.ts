@@ -2,6 +2,11 @@
 // Wire names are OpenIM's (docs/protocol.md is the contract).
 
 export declare const SessionType: { readonly Single: 1; readonly Group: 2; readonly SuperGroup: 3 };
+/** OpenIM's platform IDs (the app says Linux, 7). */
+export declare const Platform: {
+  readonly iOS: 1; readonly Android: 2; readonly Windows: 3; readonly OSX: 4; readonly Web: 5;
+  readonly MiniWeb: 6; readonly Linux: 7; readonly AndroidPad: 8; readonly iPad: 9;
+};
 export type SessionTypeValue = 1 | 2 | 3;
 export type MediaType = 'audio' | 'video';
 
@@ -204,12 +209,75 @@ export interface EventPayloads {
   callStateChanged: CallState;
 }
 
+/** Tincan's media quality figures of one connection (crates/media/src/event.rs). */
+export interface MediaQuality {
+  rttMs: number;
+  loss: number;
+  kbpsIn: number;
+  kbpsOut: number;
+  fpsIn: number;
+  /** 'direct' or 'relay'. */
+  path: string;
+  targetKbps: number;
+  freezes: number;
+  frozenMs: number;
+}
+
+/** Tincan's media events (src-tauri/src/events.rs), through the same globalEvent. */
+export interface MediaEventPayloads {
+  mediaPeerState: { userID: string; state: 'connecting' | 'connected' | 'disconnected' | 'failed' | 'closed' };
+  mediaRemoteState: { userID: string; mic: boolean; camera: boolean; screen?: boolean };
+  mediaQuality: { userID: string; quality: MediaQuality };
+  mediaFailed: { userID: string; reason: string };
+  mediaEnded: unknown;
+  mediaDeviceUnavailable: { device: 'microphone' | 'speakers' | 'camera' | 'screen'; reason: string };
+  mediaAudioOnly: { on: boolean; targetKbps: number };
+  mediaVerification: { userID: string; code: string };
+  mediaAudioLevel: { userID: string; dbfs: number };
+}
+
+/** Every event globalEvent delivers: OpenIM's, Tincan's state events and the media events. */
+export type AllEventPayloads = EventPayloads & MediaEventPayloads;
+export type EventName = keyof AllEventPayloads;
+
 export interface GlobalEvent {
-  on<K extends keyof EventPayloads>(name: K, fn: (data: EventPayloads[K]) => void): GlobalEvent;
-  off<K extends keyof EventPayloads>(name: K, fn?: (data: EventPayloads[K]) => void): GlobalEvent;
-  once<K extends keyof EventPayloads>(name: K, fn: (data: EventPayloads[K]) => void): GlobalEvent;
+  on<K extends EventName>(name: K, fn: (data: AllEventPayloads[K]) => void): GlobalEvent;
+  off<K extends EventName>(name: K, fn?: (data: AllEventPayloads[K]) => void): GlobalEvent;
+  once<K extends EventName>(name: K, fn: (data: AllEventPayloads[K]) => void): GlobalEvent;
+  /** OpenIM's aliases of on / off. */
+  addListener: GlobalEvent['on'];
+  removeListener: GlobalEvent['off'];
   /** Resolves when the listeners are registered with Tauri. */
-  ready(names?: (keyof EventPayloads)[]): Promise<unknown>;
+  ready(names?: readonly EventName[]): Promise<unknown>;
+}
+
+/** Tincan's app calls: sound devices and the camera (`media_devices`). */
+export interface MediaDeviceList {
+  microphones: { id: string; name: string }[];
+  speakers: { id: string; name: string }[];
+  cameras?: { id: string; name: string }[];
+}
+/** The devices for the next call: an id from MediaDeviceList, or 'default', 'tone' / 'none' / 'pattern'. */
+export interface DeviceChoice {
+  microphone: string;
+  speakers: string;
+  camera: string;
+}
+export interface AudioProcessing {
+  echoCancellation: boolean;
+  noiseSuppression: boolean;
+}
+/** What can be shared (`media_screens`). */
+export interface ScreenSource {
+  id: string;
+  name: string;
+  kind: string;
+}
+export interface AppInfo {
+  name: string;
+  version: string;
+  profileDir: string;
+  defaultServer?: string | null;
 }
 
 export interface CurrentCall {
@@ -237,8 +305,10 @@ export interface TincanApi {
   signalingReject(operationID: string, options: RtcActionParams, callback?: Callback<{}>): Promise<WsResponse<{}>>;
   signalingCancel(operationID: string, options: RtcActionParams, callback?: Callback<{}>): Promise<WsResponse<{}>>;
   signalingHungUp(operationID: string, options: RtcActionParams, callback?: Callback<{}>): Promise<WsResponse<{}>>;
-  signalingGetRoomByGroupID(operationID: string, groupID: string, callback?: Callback<RoomByGroupReply>): Promise<WsResponse<RoomByGroupReply>>;
-  signalingGetTokenByRoomID(operationID: string, roomID: string, callback?: Callback<AcceptReply>): Promise<WsResponse<AcceptReply>>;
+  /** `groupID` as OpenIM passes it, or `{groupID}`. */
+  signalingGetRoomByGroupID(operationID: string, groupID: string | { groupID: string }, callback?: Callback<RoomByGroupReply>): Promise<WsResponse<RoomByGroupReply>>;
+  /** `roomID` as OpenIM passes it, or `{roomID}`. */
+  signalingGetTokenByRoomID(operationID: string, roomID: string | { roomID: string }, callback?: Callback<AcceptReply>): Promise<WsResponse<AcceptReply>>;
   getSignalingInvitationInfoStartApp(operationID: string, callback?: Callback<StartAppReply>): Promise<WsResponse<StartAppReply>>;
   signalingSendCustomSignal(operationID: string, options: { roomID: string; customInfo: string }, callback?: Callback<{}>): Promise<WsResponse<{}>>;
   getCallHistory(operationID: string, options?: { limit?: number; beforeTime?: number }, callback?: Callback<HistoryReply>): Promise<WsResponse<HistoryReply>>;
@@ -252,6 +322,23 @@ export interface TincanApi {
   session(): Promise<(SignedIn & { connection: ConnectionState }) | null>;
   newOperationID(): string;
   globalEvent: GlobalEvent;
+  SessionType: typeof SessionType;
+  Platform: typeof Platform;
+  EVENTS: readonly (keyof EventPayloads)[];
+
+  // Tincan's own calls (the window's): the media of the call in progress, devices,
+  // screen sharing, decoded pictures, the app's name and version.
+  setMicrophone(on: boolean, callback?: Callback<unknown>): Promise<WsResponse<unknown>>;
+  setCamera(on: boolean, callback?: Callback<unknown>): Promise<WsResponse<unknown>>;
+  endMedia(roomID: string, callback?: Callback<unknown>): Promise<WsResponse<unknown>>;
+  getMediaDevices(callback?: Callback<MediaDeviceList>): Promise<WsResponse<MediaDeviceList>>;
+  setMediaDevices(options: DeviceChoice, callback?: Callback<unknown>): Promise<WsResponse<unknown>>;
+  setAudioProcessing(options: AudioProcessing, callback?: Callback<unknown>): Promise<WsResponse<unknown>>;
+  getScreens(callback?: Callback<ScreenSource[]>): Promise<WsResponse<ScreenSource[]>>;
+  shareScreen(id: string | null, callback?: Callback<unknown>): Promise<WsResponse<unknown>>;
+  /** `onFrame` gets each decoded picture (layout in src-tauri/src/media.rs). */
+  subscribeFrames(onFrame: (frame: ArrayBuffer) => void, callback?: Callback<unknown>): Promise<WsResponse<unknown>>;
+  appInfo(): Promise<AppInfo | null>;
 }
 
 type SeedCalls = 'signalingInvite' | 'signalingInviteInGroup' | 'signalingAccept' | 'signalingReject' | 'signalingCancel' | 'signalingHungUp';
@@ -270,11 +357,20 @@ export interface OpenIM extends Omit<TincanApi, SeedCalls> {
   signalingHungUp(operationID: string, options: RtcActionParams, callback?: Callback<string>): Promise<WsResponse<string>>;
 }
 
+type SessionTypes = typeof SessionType;
+type Platforms = typeof Platform;
+
+/**
+ * Globals: openim.js puts the facade on `window`. The window's own scripts use `tincan`
+ * and `globalEvent`; pages written against OpenIM's SDK use `openIM`, `globalEvent`,
+ * `SessionType` and `CbEvents` without importing anything (the seed's examples do).
+ */
 declare global {
-  interface Window {
-    openIM: OpenIM;
-    tincan: TincanApi;
-    globalEvent: GlobalEvent;
-    SessionType: typeof SessionType;
-  }
+  var openIM: OpenIM;
+  var tincan: TincanApi;
+  var globalEvent: GlobalEvent;
+  var SessionType: SessionTypes;
+  var Platform: Platforms;
+  /** OpenIM's callback names: `CbEvents.OnReceiveNewInvitation` is 'onReceiveNewInvitation'. */
+  var CbEvents: Readonly<Record<string, keyof EventPayloads>>;
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // OpenIM's JS call shape on top of Tincan's Tauri commands and events, so code written
 // for OpenIM's SDK runs as is:
 //
@@ -13,7 +14,14 @@
 // 'connectionStateChanged' ({state: 'connected'|'serverRestarting'|'reconnecting'|'resynced'|'closed', …}) and
 // 'callStateChanged' (this device's call: {phase, roomID, peerUserIDs, end?, …}; the one
 // judge of when a call starts and ends, however it was placed or answered).
-// Types: openim.d.ts.
+// Types: openim.d.ts (what this script puts on `window`).
+
+/** @typedef {import('./openim').TincanApi} TincanApi */
+/** @typedef {import('./openim').OpenIM} OpenIM */
+/** @typedef {import('./openim').GlobalEvent} GlobalEvent */
+/** @typedef {import('./openim').EventName} EventName */
+/** @typedef {import('./openim').WsResponse<any>} AnyResponse */
+
 'use strict';
 
 (function () {
@@ -24,6 +32,7 @@
     iOS: 1, Android: 2, Windows: 3, OSX: 4, Web: 5, MiniWeb: 6, Linux: 7, AndroidPad: 8, iPad: 9,
   });
 
+  /** @type {readonly (keyof import('./openim').EventPayloads)[]} */
   const EVENTS = Object.freeze([
     'onReceiveNewInvitation',
     'onInviteeAccepted',
@@ -44,6 +53,7 @@
 
   // A local error in the OpenIM shape (never reached the backend): 10002 (ArgsError) when
   // the arguments did not fit the command, else 10006 (SdkInternal).
+  /** @param {string} errMsg @returns {AnyResponse} */
   function localError(errMsg) {
     const args = /invalid args|missing required key|invalid type/i.test(errMsg);
     return { errCode: args ? 10002 : 10006, errMsg, data: null };
@@ -69,11 +79,20 @@
 
   // Invokes a command and hands its {errCode, errMsg, data} to `callback` and the promise;
   // `stringData`: a seed call's successful `data` as a JSON string.
+  /**
+   * @param {string} command
+   * @param {Record<string, unknown>} args
+   * @param {((result: AnyResponse) => void) | undefined} callback
+   * @param {boolean} stringData
+   * @returns {Promise<AnyResponse>}
+   */
   function invoke(command, args, callback, stringData) {
+    /** @param {AnyResponse} r */
     const asSeed = (r) =>
       stringData && r.errCode === 0 && SEED_STRING_DATA.has(command) && typeof r.data !== 'string'
         ? { ...r, data: JSON.stringify(r.data === undefined || r.data === null ? {} : r.data) }
         : r;
+    /** @param {AnyResponse} result */
     const done = (result) => {
       if (typeof callback === 'function') {
         try {
@@ -95,17 +114,29 @@
 
   // OpenIM passes the RtcInvite's fields at the top level for invites; the backend
   // wants {invitation: {…}}. Accept both.
+  /** @param {import('./openim').InviteOptions | undefined} options */
   function inviteOptions(options) {
     options = options || {};
-    if (options.invitation) return options;
-    const { offlinePushInfo, ...invitation } = options;
+    if (/** @type {{ invitation?: unknown }} */ (options).invitation) return options;
+    const { offlinePushInfo, ...invitation } = /** @type {Partial<import('./openim').RtcInvite> & { offlinePushInfo?: import('./openim').OfflinePushInfo }} */ (options);
     return offlinePushInfo ? { invitation, offlinePushInfo } : { invitation };
   }
 
+  /** @param {string | undefined} operationID */
   const op = (operationID) => operationID || newOperationID();
 
-  // The API, with the seed's string `data` (`stringData`) or objects.
+  /**
+   * The API, with the seed's string `data` (`stringData`) or objects. Typed as TincanApi;
+   * with `stringData` the six signaling calls hand strings instead (OpenIM, openim.d.ts).
+   * @param {boolean} stringData
+   * @returns {TincanApi}
+   */
   const facade = (stringData) => {
+    /**
+     * @param {string} command
+     * @param {Record<string, unknown>} args
+     * @param {((result: any) => void) | undefined} callback
+     */
     const call = (command, args, callback) => invoke(command, args, callback, stringData);
     return {
       signalingInvite: (operationID, options, callback) =>
@@ -182,15 +213,20 @@
       session: () => (tauri ? tauri.core.invoke('session') : Promise.resolve(null)),
       appInfo: () => (tauri ? tauri.core.invoke('app_info') : Promise.resolve(null)),
       newOperationID,
+      globalEvent,
+      SessionType,
+      Platform,
+      EVENTS,
     };
   };
-  const openIM = facade(true);
-  const tincan = facade(false);
 
   // globalEvent: on / off / once over Tauri's event system, one Tauri listener per name.
+  /** @type {Map<string, Set<(payload: any) => void>>} */
   const handlers = new Map(); // name -> Set<fn>
+  /** @type {Map<string, Promise<() => void>>} */
   const unlisteners = new Map(); // name -> Promise<unlisten>
 
+  /** @param {string} name */
   function ensureListening(name) {
     if (unlisteners.has(name) || !tauri) return;
     unlisteners.set(
@@ -207,7 +243,8 @@
     );
   }
 
-  const globalEvent = {
+  // Typed as GlobalEvent once addListener / removeListener are set below.
+  const globalEvent = /** @type {GlobalEvent} */ ({
     on(name, fn) {
       if (!handlers.has(name)) handlers.set(name, new Set());
       handlers.get(name).add(fn);
@@ -223,6 +260,7 @@
       return globalEvent;
     },
     once(name, fn) {
+      /** @param {any} payload */
       const wrapper = (payload) => {
         globalEvent.off(name, wrapper);
         fn(payload);
@@ -234,16 +272,17 @@
       names.forEach(ensureListening);
       return Promise.all(names.map((n) => unlisteners.get(n)).filter(Boolean));
     },
-  };
+  });
   globalEvent.addListener = globalEvent.on;
   globalEvent.removeListener = globalEvent.off;
 
-  for (const api of [openIM, tincan]) {
-    api.globalEvent = globalEvent;
-    api.SessionType = SessionType;
-    api.Platform = Platform;
-    api.EVENTS = EVENTS;
-  }
+  // The seed's calls differ from TincanApi only in handing `data` as a string (invoke's
+  // `stringData`), which openim.d.ts's OpenIM says.
+  const openIM = /** @type {OpenIM} */ (/** @type {unknown} */ (facade(true)));
+  const tincan = facade(false);
+
+  // Globals on purpose (openim.d.ts's `declare global`): the window's own scripts and
+  // pages written against OpenIM's SDK use them.
 
   window.openIM = openIM;
   window.tincan = tincan;
