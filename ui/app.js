@@ -1,14 +1,17 @@
 // @ts-check
-// Tincan's screens. No bundler: openim.js (loaded first) provides window.tincan (the
-// OpenIM-shaped API with object `data`; window.openIM is the same with the seed's string
-// `data`, for pages written against OpenIM) and window.globalEvent; the Tauri API comes
-// from window.__TAURI__ (withGlobalTauri; typed in tauri.d.ts). Type-checked with
+// Tincan's screens. ES modules, no bundler: openim.js exports `tincan` (the OpenIM-shaped
+// API with object `data`; `openIM`, also on window for pages written against OpenIM, is
+// the same with the seed's string `data`) and `globalEvent`; the Tauri API comes from
+// window.__TAURI__ (withGlobalTauri; typed in tauri.d.ts). call.js and media.js hold the
+// call screens and the media; the three import each other's functions. Type-checked with
 // ui/tsconfig.json against openim.d.ts and page.d.ts.
 //
 // The root element's data-state names what is on screen (signin, contacts, group-pick,
 // outgoing, incoming, in-call) so tests can wait on it; docs/ui-testids.md lists the
 // data-testid attributes.
-'use strict';
+import { tincan, globalEvent } from './openim.js';
+import { acceptIncoming, cancelOutgoing, clock, endCallLocally, endedRooms, enterCall, groupPickCall, hangUp, heldForAccept, joinGroupCall, onCallState, onHangUp, onInviteeAnswer, onKey, openAddPeople, openGroupPick, rejectIncoming, setParticipants, showIncoming, showServerLink, startOutgoing } from './call.js';
+import { MEDIA_EVENTS, startSharing, toggleCamera, toggleMute, togglePanel, toggleSharing, toggleVerify, wireMedia } from './media.js';
 
 /**
  * The element with this data-testid. Typed as present (index.html holds every id the
@@ -16,17 +19,17 @@
  * what the page uses it as (`value` and `disabled` on inputs, selects and buttons).
  * @type {(id: string) => HTMLInputElement}
  */
-const $ = (id) => /** @type {HTMLInputElement} */ (document.querySelector(`[data-testid="${id}"]`));
+export const $ = (id) => /** @type {HTMLInputElement} */ (document.querySelector(`[data-testid="${id}"]`));
 /** The canvas with this data-testid. @type {(id: string) => HTMLCanvasElement} */
-const canvasOf = (id) => /** @type {HTMLCanvasElement} */ (document.querySelector(`[data-testid="${id}"]`));
+export const canvasOf = (id) => /** @type {HTMLCanvasElement} */ (document.querySelector(`[data-testid="${id}"]`));
 /** Every element matching `selector`, as HTML elements. @type {(selector: string, from?: ParentNode) => HTMLInputElement[]} */
-const all = (selector, from = document) => Array.from(from.querySelectorAll(selector));
+export const all = (selector, from = document) => Array.from(from.querySelectorAll(selector));
 const root = $('app');
 
 // ---------------------------------------------------------------- state
 
 /** @type {import('./page').UiState} */
-const ui = {
+export const ui = {
   me: null, // {userID, server, deviceID}
   users: new Map(), // userID -> PublicUserInfo
   groups: new Map(), // groupID -> GroupInfo
@@ -44,19 +47,19 @@ const ui = {
 // ---------------------------------------------------------------- words
 
 /** @param {string} userID */
-const nameOf = (userID) => {
+export const nameOf = (userID) => {
   const u = ui.users.get(userID);
   return u && u.nickname ? u.nickname : userID;
 };
 /** @param {string} groupID */
-const groupName = (groupID) => {
+export const groupName = (groupID) => {
   const g = ui.groups.get(groupID);
   return g && g.groupName ? g.groupName : groupID;
 };
 /** @param {string} m */
-const mediaWord = (m) => (m === 'audio' ? 'Audio call' : 'Video call');
+export const mediaWord = (m) => (m === 'audio' ? 'Audio call' : 'Video call');
 /** @param {string[]} ids */
-const list = (ids) => {
+export const list = (ids) => {
   const names = ids.map(nameOf);
   if (names.length <= 1) return names.join('');
   return `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
@@ -67,7 +70,7 @@ const list = (ids) => {
  * @param {{ errCode: number; errMsg: string }} res
  * @param {string} [context]
  */
-function explain(res, context) {
+export function explain(res, context) {
   const msg = res.errMsg || '';
   switch (res.errCode) {
     case 10000:
@@ -141,7 +144,7 @@ function explain(res, context) {
  * @param {string} id
  * @param {string} [text]
  */
-function showError(id, text) {
+export function showError(id, text) {
   const el = $(id);
   if (!el) return;
   el.textContent = text || '';
@@ -149,7 +152,7 @@ function showError(id, text) {
 }
 
 /** @param {string} name */
-function setScreen(name) {
+export function setScreen(name) {
   // Banners are about the screen they were shown on: they do not follow the user.
   if (name !== ui.screen) notice('');
   ui.screen = name;
@@ -157,7 +160,7 @@ function setScreen(name) {
   updateRootState();
 }
 
-function updateRootState() {
+export function updateRootState() {
   root.dataset.state = ui.incoming && ui.screen !== 'in-call' ? 'incoming' : ui.screen;
   root.dataset.base = ui.screen;
 }
@@ -176,7 +179,7 @@ function setStatus(state, text) {
 // The notice banner (a polite live region, dismissable): why the last call ended, and
 // the like. Cleared when the screen changes (setScreen).
 /** @param {string} text */
-function notice(text) {
+export function notice(text) {
   const el = $('call-ended-reason');
   el.textContent = text || '';
   el.hidden = !text;
@@ -186,7 +189,7 @@ function notice(text) {
 
 // ---------------------------------------------------------------- ringtone
 
-const ring = {
+export const ring = {
   /** @type {AudioContext | null} */
   ctx: null,
   /** @type {ReturnType<typeof setInterval> | null} */
@@ -471,7 +474,7 @@ function callBack(r) {
 
 // The notice after a missed call offers to call back (notice() hides the button again).
 /** @param {import('./openim').RtcInvite} invitation */
-function offerCallBack(invitation) {
+export function offerCallBack(invitation) {
   const button = $('notice-call-back');
   const from = invitation.inviterUserID;
   button.hidden = false;
@@ -492,7 +495,7 @@ function offerCallBack(invitation) {
  * @param {...(Node | string | null | undefined)} children
  * @returns {HTMLElementTagNameMap[K]}
  */
-function el(tag, attrs = {}, ...children) {
+export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === 'testid') e.dataset.testid = v;
@@ -541,7 +544,7 @@ function renderContacts() {
 
 // ---------------------------------------------------------------- history
 
-async function loadHistory() {
+export async function loadHistory() {
   const res = await tincan.getCallHistory(undefined, { limit: 50 });
   const box = $('history-list');
   if (res.errCode !== 0) {

@@ -1,7 +1,8 @@
 // @ts-check
 // Settings → "Start Tincan when I log in": tauri-plugin-autostart's desktop entry
 // (~/.config/autostart on Linux), off unless the person turns it on; the entry starts
-// the app minimised (--minimized). Self-contained: it only needs the checkbox.
+// the app minimised (--minimized). Self-contained (an ES module that imports nothing): it
+// only needs the checkbox.
 (function () {
   const box = /** @type {HTMLInputElement | null} */ (
     document.querySelector('[data-testid="settings-autostart"]')

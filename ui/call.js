@@ -1,9 +1,12 @@
 // @ts-check
 // Tincan's call screens: placing a call, the incoming dialog, the call itself and group
-// calls. Loaded before app.js, which holds the shared state (`ui`), the helpers (`$`, `el`,
-// `explain`, …), sign-in, contacts, history and start-up. This file only declares
-// functions (and one variable); they run when app.js's events and clicks call them, by
-// which time everything they use exists.
+// calls. An ES module; app.js holds the shared state (`ui`), the helpers (`$`, `el`,
+// `explain`, …), sign-in, contacts, history and start-up. app.js, call.js and media.js
+// import each other: this file only declares functions and a few variables, which run
+// when app.js's events and clicks call them, by which time every module has run.
+import { tincan, SessionType, Platform } from './openim.js';
+import { $, all, el, explain, groupName, list, loadHistory, mediaWord, nameOf, notice, offerCallBack, ring, setScreen, showError, ui, updateRootState } from './app.js';
+import { clearMedia, closePanels, inCall, layoutGrid, placeSelfView, removeTile, resetQuality, tile, toggleCamera, toggleMute, toggleSharing } from './media.js';
 
 // ---------------------------------------------------------------- outgoing
 
@@ -35,7 +38,7 @@ function ringTimeout() {
  * @param {import('./openim').MediaType} media
  * @param {string} groupID
  */
-async function startOutgoing(invitees, media, groupID) {
+export async function startOutgoing(invitees, media, groupID) {
   if (ui.call) return;
   notice('');
   /** @type {import('./page').Call} */
@@ -76,7 +79,7 @@ async function startOutgoing(invitees, media, groupID) {
   if (ui.call === call && call.cancelRequested) cancelOutgoing();
 }
 
-async function cancelOutgoing() {
+export async function cancelOutgoing() {
   const call = ui.call;
   if (!call || call.kind !== 'outgoing') return;
   if (!call.roomID) {
@@ -96,7 +99,7 @@ async function cancelOutgoing() {
  * @param {string} kind
  * @param {import('./openim').SignalingInfo} info
  */
-function onInviteeAnswer(kind, info) {
+export function onInviteeAnswer(kind, info) {
   const call = ui.call;
   if (call && call.kind === 'outgoing' && !call.roomID) {
     // Events and command replies travel separately: keep it until the reply names the room.
@@ -124,7 +127,7 @@ function onInviteeAnswer(kind, info) {
 // ---------------------------------------------------------------- incoming
 
 /** @param {import('./page').Incoming} info */
-function showIncoming(info) {
+export function showIncoming(info) {
   // One at a time, as the call model has it: another invitation waits, and its
   // callStateChanged (ringingIn) shows it when this one ends.
   if (ui.incoming) return;
@@ -173,7 +176,7 @@ function closeIncoming(reason) {
   if (wasOpen && back && back.isConnected && !back.closest('[hidden]')) /** @type {HTMLElement} */ (back).focus();
 }
 
-async function acceptIncoming() {
+export async function acceptIncoming() {
   const info = ui.incoming;
   if (!info) return;
   $('incoming-accept').disabled = true;
@@ -206,7 +209,7 @@ function enterAccepted(info) {
  * @param {(data: D) => void} handler
  * @param {D} data
  */
-function heldForAccept(handler, data) {
+export function heldForAccept(handler, data) {
   const info = ui.incoming;
   if (!info || !info.early || info.invitation.roomID !== data.invitation.roomID) return false;
   info.early.push([handler, data]);
@@ -225,7 +228,7 @@ async function refreshGroupParticipants(groupID, roomID) {
   }
 }
 
-async function rejectIncoming() {
+export async function rejectIncoming() {
   const info = ui.incoming;
   if (!info) return;
   $('incoming-accept').disabled = true;
@@ -249,7 +252,7 @@ function titleNotice(title) {
  * @param {import('./openim').RtcInvite} invitation
  * @param {string[]} others
  */
-function enterCall(invitation, others) {
+export function enterCall(invitation, others) {
   const prev = ui.call;
   ring.stop();
   ui.call = {
@@ -294,7 +297,7 @@ function enterCall(invitation, others) {
 }
 
 /** @param {number} ms */
-function clock(ms) {
+export function clock(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
   const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
   const ss = String(s % 60).padStart(2, '0');
@@ -342,7 +345,7 @@ function addParticipant(userID) {
 }
 
 /** @param {import('./openim').ParticipantMetaData[]} infos */
-function setParticipants(infos) {
+export function setParticipants(infos) {
   if (!ui.call || ui.call.kind !== 'in-call') return;
   ui.call.participants = new Set([ui.me.userID, ...infos.map((p) => p.userInfo.userID)]);
   renderParticipants();
@@ -351,7 +354,7 @@ function setParticipants(infos) {
 
 // The control bar's buttons: label, pressed state (the icon follows it, style.css) and
 // tooltip with the shortcut (docs/decisions.md, "Keyboard shortcuts in a call").
-function renderToggles() {
+export function renderToggles() {
   const call = ui.call;
   /**
    * @param {HTMLElement} b
@@ -380,12 +383,12 @@ function renderToggles() {
 
 // What the line under our preview says we send.
 /** @param {import('./page').Call} call */
-function localState(call) {
+export function localState(call) {
   if (call.sharing) return 'You (sharing your screen)';
   return call.cameraOff ? 'You (camera off)' : 'You';
 }
 
-async function hangUp() {
+export async function hangUp() {
   const call = ui.call;
   if (!call) return;
   $('hangup').disabled = true;
@@ -395,7 +398,7 @@ async function hangUp() {
 }
 
 /** @param {import('./openim').SignalingInfo} info */
-function onHangUp(info) {
+export function onHangUp(info) {
   if (heldForAccept(onHangUp, info)) return;
   const call = ui.call;
   if (!call || call.kind !== 'in-call' || info.invitation.roomID !== call.roomID) return;
@@ -409,7 +412,7 @@ function onHangUp(info) {
 }
 
 /** @param {string} text */
-function flash(text) {
+export function flash(text) {
   const box = $('in-call-error');
   box.textContent = text;
   box.hidden = false;
@@ -419,7 +422,7 @@ function flash(text) {
 }
 
 // Leaves the call state without telling the server (it already knows, or we sign out).
-function endCallLocally() {
+export function endCallLocally() {
   ring.stop();
   clearMedia();
   // The server knows the call is over (or will, from a request already sent); the core's
@@ -449,7 +452,7 @@ function finishCall(reason, kind) {
 // ends, whether it was placed or answered from these screens, through the openIM facade,
 // or resumed after a reconnect. The OpenIM events only fill in what the screens show.
 /** @param {import('./openim').CallState} s */
-function onCallState(s) {
+export function onCallState(s) {
   switch (s.phase) {
     case 'ringingIn':
       if (!ui.incoming && !ui.call && s.invitation) {
@@ -474,7 +477,7 @@ function onCallState(s) {
 
 // Rooms whose call the call model ended here (the last few), for replies that set out
 // before the end (sign-in's pending-invitation query): they must not ring it again.
-const endedRooms = new Set();
+export const endedRooms = new Set();
 const ENDED_ROOMS_KEPT = 32;
 
 /** @param {import('./openim').CallState} s */
@@ -552,7 +555,7 @@ function endOfCall(s, end, refused) {
 let pickGroup = null;
 
 /** @param {string} groupID */
-function openGroupPick(groupID) {
+export function openGroupPick(groupID) {
   if (ui.call) return;
   pickGroup = groupID;
   const g = ui.groups.get(groupID);
@@ -575,7 +578,7 @@ function pickedMembers() {
 }
 
 /** @param {import('./openim').MediaType} media */
-async function groupPickCall(media) {
+export async function groupPickCall(media) {
   const members = pickedMembers();
   if (members.length === 0) return showError('group-pick-error', 'Pick at least one person to call.');
   if (ui.call && ui.call.kind === 'in-call') {
@@ -595,7 +598,7 @@ async function groupPickCall(media) {
   startOutgoing(members, media, pickGroup);
 }
 
-function openAddPeople() {
+export function openAddPeople() {
   const call = ui.call;
   if (!call || !call.groupID) return;
   pickGroup = call.groupID;
@@ -614,7 +617,7 @@ function openAddPeople() {
 }
 
 /** @param {string} groupID */
-async function joinGroupCall(groupID) {
+export async function joinGroupCall(groupID) {
   if (ui.call) return;
   notice('');
   const room = await tincan.signalingGetRoomByGroupID(tincan.newOperationID(), groupID);
@@ -636,7 +639,7 @@ async function joinGroupCall(groupID) {
 // closes an open panel, declines the incoming call, or cancels the outgoing one. Tab
 // stays inside the incoming dialog while it is open.
 /** @param {KeyboardEvent} e */
-function onKey(e) {
+export function onKey(e) {
   const dialog = $('incoming-call');
   if (!dialog.hidden) {
     if (e.key === 'Escape') {
@@ -695,7 +698,7 @@ function trapFocus(e, container) {
 let serverRestarting = false;
 
 /** @param {import('./openim').ConnectionState} s */
-function showServerLink(s) {
+export function showServerLink(s) {
   const banner = $('reconnecting-banner');
   if (s.state === 'serverRestarting') serverRestarting = true;
   if (s.state !== 'serverRestarting' && s.state !== 'reconnecting') {

@@ -1,7 +1,10 @@
 // @ts-check
 // Tincan's in-call media: the pictures, tiles, quality line and sound-device choice.
-// Loaded after call.js and before app.js; like call.js it only declares functions (and
-// a few constants), which run when app.js's events and clicks call them.
+// An ES module; like call.js it only declares functions (and a few constants), which
+// run when app.js's events and clicks call them.
+import { tincan, globalEvent } from './openim.js';
+import { $, all, canvasOf, el, explain, nameOf, notice, ui } from './app.js';
+import { flash, localState, renderToggles } from './call.js';
 
 /** @typedef {import('./openim').AudioProcessing} AudioProcessing */
 
@@ -11,7 +14,7 @@
 // and the frame counter stamped into the picture it shows.
 
 /** @type {(keyof import('./openim').MediaEventPayloads)[]} */
-const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable', 'mediaAudioOnly', 'mediaVerification', 'mediaAudioLevel'];
+export const MEDIA_EVENTS = ['mediaPeerState', 'mediaRemoteState', 'mediaQuality', 'mediaFailed', 'mediaEnded', 'mediaDeviceUnavailable', 'mediaAudioOnly', 'mediaVerification', 'mediaAudioLevel'];
 
 // Louder than this (RMS, dBFS, ~4 a second per person) counts as speaking: speech sits
 // around -30..-15 dBFS, a quiet room's decoded sound below -55.
@@ -25,7 +28,7 @@ const PEER_WORDS = {
   closed: 'left',
 };
 
-function wireMedia() {
+export function wireMedia() {
   globalEvent.on('mediaPeerState', ({ userID, state }) => {
     if (state === 'closed') return removeTile(userID);
     const t = tile(userID);
@@ -200,7 +203,7 @@ async function saveProcessing(changed) {
   if (res.errCode !== 0) notice(`Could not change the sound processing: ${explain(res)}`);
 }
 
-function inCall() {
+export function inCall() {
   return ui.call && ui.call.kind === 'in-call';
 }
 
@@ -209,7 +212,7 @@ function inCall() {
  * @param {string} userID
  * @returns {import('./page').Tile | null}
  */
-function tile(userID) {
+export function tile(userID) {
   if (!inCall() || userID === ui.me.userID) return null;
   const call = ui.call;
   call.tiles = call.tiles || new Map();
@@ -230,7 +233,7 @@ function tile(userID) {
 }
 
 /** @param {string} userID */
-function removeTile(userID) {
+export function removeTile(userID) {
   const tiles = inCall() && ui.call.tiles;
   if (!tiles || !tiles.has(userID)) return;
   tiles.get(userID).node.remove();
@@ -241,7 +244,7 @@ function removeTile(userID) {
 // The grid's columns for the number of tiles (1, 2, 3–4, 5–9, 10–16, more), as Element
 // Call and Zoom's gallery do. In a group call our own picture is one of the tiles; in a
 // one-to-one call the far end fills the stage and we float over it (placeSelfView).
-function layoutGrid() {
+export function layoutGrid() {
   if (!inCall()) return;
   const grid = $('video-grid');
   const self = $('self-view');
@@ -341,7 +344,7 @@ function renderCodes() {
   if (ui.codes.size === 0) box.append(el('li', {}, 'Not connected yet.'));
 }
 
-function toggleVerify() {
+export function toggleVerify() {
   togglePanel('verify-call', 'verify-panel');
   renderCodes();
 }
@@ -354,7 +357,7 @@ const PANELS = [['verify-call', 'verify-panel'], ['quality-indicator', 'quality-
  * @param {string | null} button
  * @param {string} panel
  */
-function togglePanel(button, panel) {
+export function togglePanel(button, panel) {
   const open = $(panel).hidden;
   closePanels();
   $(panel).hidden = !open;
@@ -362,7 +365,7 @@ function togglePanel(button, panel) {
 }
 
 /** Closes the open panel; whether one was open. */
-function closePanels() {
+export function closePanels() {
   let closed = false;
   for (const [button, panel] of PANELS) {
     closed = closed || !$(panel).hidden;
@@ -396,7 +399,7 @@ function showQuality(level) {
   b.setAttribute('aria-label', `Connection ${QUALITY_WORDS[level].toLowerCase()}: show the details`);
 }
 
-function resetQuality() {
+export function resetQuality() {
   showQuality('unknown');
   $('media-quality').textContent = 'No figures yet.';
 }
@@ -407,7 +410,7 @@ function resetQuality() {
  * @param {number} [left]
  * @param {number} [top]
  */
-function placeSelfView(left, top) {
+export function placeSelfView(left, top) {
   const self = $('self-view');
   const stage = $('call-stage');
   if (self.hidden || self.classList.contains('in-grid') || stage.offsetParent === null) return;
@@ -457,7 +460,7 @@ function wireSelfView() {
   toast.addEventListener('click', () => (toast.hidden = true));
 }
 
-function clearMedia() {
+export function clearMedia() {
   ui.codes.clear();
   closePanels();
   // Our picture lives in the grid during group calls: out of it before the grid empties.
@@ -472,7 +475,7 @@ function clearMedia() {
   preview.getContext('2d').clearRect(0, 0, preview.width, preview.height);
 }
 
-async function toggleMute() {
+export async function toggleMute() {
   const call = ui.call;
   if (!call) return;
   call.muted = !call.muted;
@@ -481,7 +484,7 @@ async function toggleMute() {
   if (res.errCode !== 0 && ui.call === call) flash(`Could not change the microphone: ${explain(res)}`);
 }
 
-async function toggleCamera() {
+export async function toggleCamera() {
   const call = ui.call;
   if (!call) return;
   call.cameraOff = !call.cameraOff;
@@ -492,7 +495,7 @@ async function toggleCamera() {
 }
 
 // Screen sharing: the button opens the chooser (what screens() lists), or stops sharing.
-async function toggleSharing() {
+export async function toggleSharing() {
   const call = ui.call;
   if (!call) return;
   if (call.sharing) return stopSharing(call);
@@ -511,7 +514,7 @@ async function toggleSharing() {
   togglePanel(null, 'share-chooser');
 }
 
-async function startSharing() {
+export async function startSharing() {
   const call = ui.call;
   const id = $('share-source').value;
   if (!call || !id) return;

@@ -357,13 +357,19 @@ export interface OpenIM extends Omit<TincanApi, SeedCalls> {
   signalingHungUp(operationID: string, options: RtcActionParams, callback?: Callback<string>): Promise<WsResponse<string>>;
 }
 
+/** What the module ui/openim.js exports (the window's own modules import these). */
+export declare const openIM: OpenIM;
+export declare const tincan: TincanApi;
+export declare const globalEvent: GlobalEvent;
+
 type SessionTypes = typeof SessionType;
 type Platforms = typeof Platform;
 
 /**
- * Globals: openim.js puts the facade on `window`. The window's own scripts use `tincan`
- * and `globalEvent`; pages written against OpenIM's SDK use `openIM`, `globalEvent`,
- * `SessionType` and `CbEvents` without importing anything (the seed's examples do).
+ * Globals on purpose: openim.js also puts the facade on `window`, for pages and scripts
+ * written against OpenIM's SDK, which use `openIM`, `globalEvent`, `SessionType` and
+ * `CbEvents` without importing anything (the seed's examples do). The window's own
+ * modules import them instead.
  */
 declare global {
   var openIM: OpenIM;
