@@ -20,6 +20,7 @@ mod postgres;
 mod records;
 mod restart;
 mod screen;
+mod server_process;
 mod silent_peers;
 mod throttling;
 mod timers;

@@ -3,62 +3,16 @@
 //! started on a `postgres://` URL, and no secret of the store in the log at `trace`.
 
 use std::io::Write;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use tincan_protocol::{DeviceId, EndReason, HistoryParams, InviteeOutcome, PlatformId};
+use tincan_protocol::{EndReason, HistoryParams, InviteeOutcome};
 use tincan_server::store::test_postgres::TestPostgres;
 use tincan_server::store::{key::KEY_SETTING, Database};
 use tincan_server::{ServerConfig, TokenSigner};
 use tincan_tests::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+use crate::server_process::ServerProcess;
 use tracing_subscriber::layer::SubscriberExt as _;
-
-/// tests/bin/file_server.rs, started with a database URL as `--database` takes it.
-struct ServerProcess {
-    _child: Child,
-    url: String,
-}
-
-impl ServerProcess {
-    async fn start(database: &str) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tincan-test-server"))
-            .arg(database)
-            .env("TINCAN_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tincan-test-server");
-        let stdout = child.stdout.take().expect("piped");
-        let line = BufReader::new(stdout)
-            .lines()
-            .next_line()
-            .await
-            .expect("read its stdout")
-            .expect("it prints its address");
-        let addr = line
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        ServerProcess {
-            _child: child,
-            url: format!("http://{addr}"),
-        }
-    }
-
-    async fn peer_with_token(&self, user: &str, device: &str, token: &str) -> Peer {
-        let dev = tincan_sdk::DeviceInfo::new(DeviceId::new(device).unwrap(), PlatformId::LINUX);
-        let (client, events) = tincan_sdk::connect_with(&self.url, token, dev, no_reconnect())
-            .await
-            .unwrap_or_else(|e| panic!("{user} signs in: {e}"));
-        Peer {
-            client,
-            events,
-            user: user.to_owned(),
-        }
-    }
-}
 
 #[tokio::test]
 async fn a_call_on_a_postgres_database_runs_end_to_end_and_is_in_history() {
@@ -66,21 +20,23 @@ async fn a_call_on_a_postgres_database_runs_end_to_end_and_is_in_history() {
     let url = pg.create_database("tincan");
     // The users and group every test server has, written as an operator would.
     seed(Database::parse(&url).open().expect("open").as_ref());
-    let server = ServerProcess::start(&url).await;
+    let server = ServerProcess::start(&url, None).await;
 
     // Register and sign in over HTTP: the account is written to PostgreSQL.
-    let registered = tincan_sdk::register(&server.url, "grace", "correct-horse-7", Some("Grace"))
+    let registered = tincan_sdk::register(&server.url(), "grace", "correct-horse-7", Some("Grace"))
         .await
         .expect("register");
-    let signed_in = tincan_sdk::sign_in(&server.url, "grace", "correct-horse-7")
+    let signed_in = tincan_sdk::sign_in(&server.url(), "grace", "correct-horse-7")
         .await
         .expect("sign in");
     assert!(!registered.token.is_empty());
     let grace = server
-        .peer_with_token("grace", "g1", &signed_in.token)
+        .peer_with("grace", "g1", &signed_in.token, no_reconnect())
         .await;
     let bob_token = TokenSigner::new(SECRET.as_bytes()).login_token(&uid("bob"), i64::MAX);
-    let mut bob = server.peer_with_token("bob", "b1", &bob_token).await;
+    let mut bob = server
+        .peer_with("bob", "b1", &bob_token, no_reconnect())
+        .await;
 
     let room = grace
         .invite("bob")

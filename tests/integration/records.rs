@@ -1,15 +1,13 @@
 //! Call records and the database: a write lock held by another process stalls no one
 //! and loses no record; a call cut by a crash is recorded when the server comes back.
 
-use std::process::Stdio;
-
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-use tincan_protocol::{DeviceId, HistoryParams, PlatformId};
-use tincan_server::{ServerConfig, TokenSigner};
+use tincan_protocol::HistoryParams;
+use tincan_server::ServerConfig;
 use tincan_tests::*;
+
+use crate::server_process::ServerProcess;
 
 /// The record of `room` in `records` (as JSON, to read its wire names).
 fn record_of(records: &[tincan_protocol::CallRecord], room: &str) -> Option<Value> {
@@ -91,65 +89,13 @@ async fn held_write_lock_stalls_no_ping_and_loses_no_call_record() {
     server.stop().await;
 }
 
-/// The real server as a process of its own (tests/bin/file_server.rs), on `db`.
-struct ServerProcess {
-    child: Child,
-    url: String,
-}
-
-impl ServerProcess {
-    async fn start(db: &std::path::Path) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tincan-test-server"))
-            .arg(db)
-            .env("TINCAN_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tincan-test-server");
-        let stdout = child.stdout.take().expect("piped");
-        let line = BufReader::new(stdout)
-            .lines()
-            .next_line()
-            .await
-            .expect("read its stdout")
-            .expect("it prints its address");
-        let addr = line
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        ServerProcess {
-            child,
-            url: format!("http://{addr}"),
-        }
-    }
-
-    /// SIGKILL: no shutdown code runs, as in a crash or a power cut.
-    async fn kill_9(mut self) {
-        self.child.start_kill().expect("kill");
-        self.child.wait().await.expect("reaped");
-    }
-
-    async fn peer(&self, user: &str, device: &str) -> Peer {
-        let token = TokenSigner::new(SECRET.as_bytes()).login_token(&uid(user), i64::MAX);
-        let dev = tincan_sdk::DeviceInfo::new(DeviceId::new(device).unwrap(), PlatformId::LINUX);
-        let (client, events) = tincan_sdk::connect_with(&self.url, &token, dev, no_reconnect())
-            .await
-            .unwrap_or_else(|e| panic!("{user} signs in: {e}"));
-        Peer {
-            client,
-            events,
-            user: user.to_owned(),
-        }
-    }
-}
-
 #[tokio::test]
 async fn call_cut_by_a_crash_is_recorded_after_restart_and_late_answers_hear_not_ringing() {
     let dir = TempDir::new("crash");
     let db = dir.path().join("tincan.db");
     seed(&tincan_server::store::SqliteStore::open(&db).unwrap());
 
-    let server = ServerProcess::start(&db).await;
+    let server = ServerProcess::start(db.to_str().unwrap(), None).await;
     let alice = server.peer("alice", "a1").await;
     let mut bob = server.peer("bob", "b1").await;
     let room = alice.invite("bob").await.unwrap().room_id.to_string();
@@ -163,7 +109,7 @@ async fn call_cut_by_a_crash_is_recorded_after_restart_and_late_answers_hear_not
         .unwrap();
     server.kill_9().await;
 
-    let server = ServerProcess::start(&db).await;
+    let server = ServerProcess::start(db.to_str().unwrap(), None).await;
     let alice = server.peer("alice", "a1").await;
     let bob = server.peer("bob", "b1").await;
     let history = bob

@@ -3,16 +3,11 @@
 //! SIGTERM mid-call and started again on the same database and port; the SDK clients
 //! reconnect by themselves and find their call going on.
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
 use tincan_protocol::{
-    CallRecord, CustomSignalParams, DeviceId, EndReason, Event, HistoryParams, InviteeOutcome,
-    LoginReply, PlatformId, RoomId,
+    CallRecord, CustomSignalParams, EndReason, Event, HistoryParams, InviteeOutcome, LoginReply,
+    RoomId,
 };
 use tincan_sdk::{CallPhase, ConnectOptions, ConnectionState};
 use tincan_server::store::test_postgres::TestPostgres;
@@ -20,91 +15,19 @@ use tincan_server::store::Database;
 use tincan_server::TokenSigner;
 use tincan_tests::*;
 
+use crate::server_process::ServerProcess;
+
 /// Longest a test waits for clients to find the restarted server.
 const RESYNC_LIMIT: Duration = Duration::from_secs(60);
 
-/// tests/bin/file_server.rs on `database` (a SQLite file or a `postgres://` URL).
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-    database: String,
-}
-
-impl ServerProcess {
-    /// Starts on a free port, or on `at` (where the previous process listened).
-    async fn start(database: &str, at: Option<SocketAddr>) -> ServerProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tincan-test-server"));
-        cmd.arg(database);
-        if let Some(at) = at {
-            cmd.arg(at.to_string());
-        }
-        let mut child = cmd
-            .env("TINCAN_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tincan-test-server");
-        let stdout = child.stdout.take().expect("piped");
-        let line = BufReader::new(stdout)
-            .lines()
-            .next_line()
-            .await
-            .expect("read its stdout")
-            .expect("it prints its address");
-        let addr = line
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("an address");
-        ServerProcess {
-            child,
-            addr,
-            database: database.to_owned(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// SIGKILL: no shutdown code runs, as in a crash or a power cut.
-    async fn kill_9(mut self) -> (String, SocketAddr) {
-        self.child.start_kill().expect("kill");
-        self.child.wait().await.expect("reaped");
-        (self.database, self.addr)
-    }
-
-    /// SIGTERM: the clean stop of `tincan-server` (systemd, Ctrl-C); waits for its exit.
-    async fn sigterm(mut self) -> (String, SocketAddr) {
-        let pid = self.child.id().expect("running") as libc::pid_t;
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let status = tokio::time::timeout(RESYNC_LIMIT, self.child.wait())
-            .await
-            .expect("it stops within the limit")
-            .expect("reaped");
-        assert!(status.success(), "a clean stop: {status:?}");
-        (self.database, self.addr)
-    }
-
-    /// Signs in with automatic reconnects (quick ones: the server is back in moments).
-    async fn peer(&self, user: &str, device: &str) -> Peer {
-        let mut options = ConnectOptions::default();
-        options.backoff_initial = Duration::from_millis(20);
-        options.backoff_max = Duration::from_millis(200);
-        options.max_reconnect_attempts = Some(300);
-        let token = TokenSigner::new(SECRET.as_bytes()).login_token(&uid(user), i64::MAX);
-        let dev = tincan_sdk::DeviceInfo::new(DeviceId::new(device).unwrap(), PlatformId::LINUX);
-        let (client, events) = tincan_sdk::connect_with(&self.url(), &token, dev, options)
-            .await
-            .unwrap_or_else(|e| panic!("{user} signs in: {e}"));
-        Peer {
-            client,
-            events,
-            user: user.to_owned(),
-        }
-    }
+/// Signs in with automatic reconnects (quick ones: the server is back in moments).
+async fn reconnecting(server: &ServerProcess, user: &str, device: &str) -> Peer {
+    let mut options = ConnectOptions::default();
+    options.backoff_initial = Duration::from_millis(20);
+    options.backoff_max = Duration::from_millis(200);
+    options.max_reconnect_attempts = Some(300);
+    let token = TokenSigner::new(SECRET.as_bytes()).login_token(&uid(user), i64::MAX);
+    server.peer_with(user, device, &token, options).await
 }
 
 /// Waits for `peer` to be signed in again; returns the login reply, the connection
@@ -210,8 +133,8 @@ async fn call_resumes(server: ServerProcess, alice: &mut Peer, bob: &mut Peer, r
 
 async fn resumes_after_kill_9(database: &str) {
     let server = ServerProcess::start(database, None).await;
-    let mut alice = server.peer("alice", "a1").await;
-    let mut bob = server.peer("bob", "b1").await;
+    let mut alice = reconnecting(&server, "alice", "a1").await;
+    let mut bob = reconnecting(&server, "bob", "b1").await;
     let room = answered_call(&mut alice, &mut bob).await;
 
     let (database, addr) = server.kill_9().await;
@@ -248,16 +171,16 @@ async fn a_call_resumes_after_sigterm_and_ringing_invitations_are_cancelled() {
     let db = dir.path().join("tincan.db");
     seed(&tincan_server::store::SqliteStore::open(&db).unwrap());
     let server = ServerProcess::start(db.to_str().unwrap(), None).await;
-    let mut alice = server.peer("alice", "a1").await;
-    let mut bob = server.peer("bob", "b1").await;
+    let mut alice = reconnecting(&server, "alice", "a1").await;
+    let mut bob = reconnecting(&server, "bob", "b1").await;
     let room = answered_call(&mut alice, &mut bob).await;
     // Meanwhile carol's call rings dave.
-    let carol = server.peer("carol", "c1").await;
-    let mut dave = server.peer("dave", "d1").await;
+    let carol = reconnecting(&server, "carol", "c1").await;
+    let mut dave = reconnecting(&server, "dave", "d1").await;
     let rung = carol.invite("dave").await.unwrap().room_id;
     dave.expect("onReceiveNewInvitation").await;
 
-    let (database, addr) = server.sigterm().await;
+    let (database, addr) = server.sigterm(RESYNC_LIMIT).await;
     // The server said it is restarting: the clients say so, and keep the call.
     let (first, _) = alice.next_state().await;
     assert_eq!(first, ConnectionState::ServerRestarting);

@@ -1,0 +1,109 @@
+//! The real server as a process of its own (tests/bin/file_server.rs,
+//! `tincan-test-server`) on a database that outlives it: for what only a separate
+//! process shows — kill -9, SIGTERM, a restart on the same data, a PostgreSQL URL as
+//! `--database` takes it.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tincan_protocol::{DeviceId, PlatformId};
+use tincan_sdk::ConnectOptions;
+use tincan_server::TokenSigner;
+use tincan_tests::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub database: String,
+}
+
+impl ServerProcess {
+    /// Starts on `database` (a SQLite file or a `postgres://` URL) on a free port, or
+    /// on `at` (where a previous process listened).
+    pub async fn start(database: &str, at: Option<SocketAddr>) -> ServerProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tincan-test-server"));
+        cmd.arg(database);
+        if let Some(at) = at {
+            cmd.arg(at.to_string());
+        }
+        let mut child = cmd
+            .env("TINCAN_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tincan-test-server");
+        let stdout = child.stdout.take().expect("piped");
+        let line = BufReader::new(stdout)
+            .lines()
+            .next_line()
+            .await
+            .expect("read its stdout")
+            .expect("it prints its address");
+        let addr = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("an address");
+        ServerProcess {
+            child,
+            addr,
+            database: database.to_owned(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no shutdown code runs, as in a crash or a power cut. Returns where it
+    /// was, to start again there.
+    pub async fn kill_9(mut self) -> (String, SocketAddr) {
+        self.child.start_kill().expect("kill");
+        self.child.wait().await.expect("reaped");
+        (self.database, self.addr)
+    }
+
+    /// SIGTERM: the clean stop of `tincan-server` (systemd, Ctrl-C); waits for its exit,
+    /// at most `limit`.
+    pub async fn sigterm(mut self, limit: Duration) -> (String, SocketAddr) {
+        let pid = self.child.id().expect("running") as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("it stops within the limit")
+            .expect("reaped");
+        assert!(status.success(), "a clean stop: {status:?}");
+        (self.database, self.addr)
+    }
+
+    /// Signs `user` in on `device` with a login token of the test secret, without
+    /// automatic reconnects.
+    pub async fn peer(&self, user: &str, device: &str) -> Peer {
+        let token = TokenSigner::new(SECRET.as_bytes()).login_token(&uid(user), i64::MAX);
+        self.peer_with(user, device, &token, no_reconnect()).await
+    }
+
+    /// Signs `user` in on `device` with `token` and `options`.
+    pub async fn peer_with(
+        &self,
+        user: &str,
+        device: &str,
+        token: &str,
+        options: ConnectOptions,
+    ) -> Peer {
+        let dev = tincan_sdk::DeviceInfo::new(DeviceId::new(device).unwrap(), PlatformId::LINUX);
+        let (client, events) = tincan_sdk::connect_with(&self.url(), token, dev, options)
+            .await
+            .unwrap_or_else(|e| panic!("{user} signs in: {e}"));
+        Peer {
+            client,
+            events,
+            user: user.to_owned(),
+        }
+    }
+}
