@@ -6,12 +6,12 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use tincan_media::PeerState;
+use tincan_media::{MediaConfig, PeerState};
 use tincan_server::IceConfig;
-use tincan_tests::media::{exclusive, FromPeer, MediaSide};
+use tincan_tests::media::{exclusive, FromPeer, MediaSide, Received};
 use tincan_tests::netlab::{
-    call, call_configured, frame_figures, in_netns, lab_or_skip, report, HomeSpec, Impairment, Lab,
-    Nat, NsRuntime, PUBLIC_IP,
+    call, frame_figures, in_netns, lab_or_skip, report, HomeSpec, Impairment, Lab, Nat, NsRuntime,
+    PUBLIC_IP,
 };
 use tincan_tests::turn::Coturn;
 use tincan_tests::{action, op};
@@ -28,6 +28,19 @@ fn stun_only(turn: &Coturn) -> IceConfig {
     }
 }
 
+/// STUN and TURN over UDP.
+fn stun_and_turn_udp(turn: &Coturn) -> IceConfig {
+    stun_and_turn(turn, turn.url())
+}
+
+/// STUN and TURN over TCP only.
+fn stun_and_turn_tcp(turn: &Coturn) -> IceConfig {
+    stun_and_turn(
+        turn,
+        format!("turn:{PUBLIC_IP}:{}?transport=tcp", turn.port),
+    )
+}
+
 fn stun_and_turn(turn: &Coturn, turn_url: String) -> IceConfig {
     IceConfig {
         stun_urls: vec![turn.stun_url()],
@@ -38,7 +51,7 @@ fn stun_and_turn(turn: &Coturn, turn_url: String) -> IceConfig {
 }
 
 /// `n` pictures and `n` audio packets from `other`.
-fn media_from(r: &tincan_tests::media::Received, other: &str, n: usize) -> bool {
+fn media_from(r: &Received, other: &str, n: usize) -> bool {
     let f = r.of(other);
     f.counters.len() >= n && f.audio_packets >= n && !f.path.is_empty()
 }
@@ -107,45 +120,103 @@ fn dropped_after_connecting(f: &FromPeer) -> bool {
         .any(|s| matches!(s, PeerState::Disconnected | PeerState::Failed))
 }
 
-/// Hangs up and closes both sides on their runtimes.
-async fn hang_up(
-    room: &str,
-    (a_rt, a): (&NsRuntime, MediaSide),
-    (b_rt, b): (&NsRuntime, MediaSide),
-) {
-    a.client
-        .signaling_hung_up(&op("hangup"), action(room))
-        .await
-        .expect("hang up");
-    a_rt.close(a).await;
-    b_rt.close(b).await;
+/// One lab call: coturn and the server in `pub`, alice in home 0 calling bob in home 1,
+/// both with media, on runtimes inside their homes. The sides are closed by
+/// [`LabCall::hang_up`]; the lab, dropped last, removes the namespaces.
+struct LabCall {
+    a: MediaSide,
+    b: MediaSide,
+    room: String,
+    /// When alice placed the call.
+    placed: Instant,
+    a_rt: NsRuntime,
+    b_rt: NsRuntime,
+    _server: tincan_tests::TestServer,
+    _turn: Coturn,
+    lab: Lab,
+}
+
+/// Builds the lab for `homes` (coturn takes TCP too when a home blocks UDP), starts the
+/// server handing out `ice`, and has alice call bob, each side's media settings changed
+/// by `configure`. `None` when the lab cannot be built here (see `lab_or_skip`).
+async fn lab_call(
+    case: &str,
+    homes: [HomeSpec; 2],
+    ice: fn(&Coturn) -> IceConfig,
+    relay_only: bool,
+    configure: fn(&mut MediaConfig),
+) -> Option<LabCall> {
+    let lab = lab_or_skip(case, &homes)?;
+    let turn = lab.coturn(homes.iter().any(|h| h.block_udp));
+    let server = lab.server(ice(&turn)).await;
+    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
+    let alice = a_rt.peer(&server, "alice").await;
+    let bob = b_rt.peer(&server, "bob").await;
+    let (a, b, room, placed) = call(
+        &lab,
+        (&a_rt, alice),
+        (&b_rt, bob),
+        (0, 1),
+        relay_only,
+        configure,
+    )
+    .await;
+    Some(LabCall {
+        a,
+        b,
+        room,
+        placed,
+        a_rt,
+        b_rt,
+        _server: server,
+        _turn: turn,
+        lab,
+    })
+}
+
+/// Media settings as the lab gives them.
+fn as_is(_: &mut MediaConfig) {}
+
+impl LabCall {
+    /// Waits for [`MEDIA`] pictures and sounds each way; what alice and bob received.
+    async fn media_both_ways(&mut self) -> (Received, Received) {
+        let got_a = self
+            .a
+            .wait_for("pictures and sound from bob", |r| {
+                media_from(r, "bob", MEDIA)
+            })
+            .await;
+        let got_b = self
+            .b
+            .wait_for("pictures and sound from alice", |r| {
+                media_from(r, "alice", MEDIA)
+            })
+            .await;
+        (got_a, got_b)
+    }
+
+    /// Alice hangs up; both sides close on their runtimes.
+    async fn hang_up(self) {
+        self.a
+            .client
+            .signaling_hung_up(&op("hangup"), action(&self.room))
+            .await
+            .expect("hang up");
+        self.a_rt.close(self.a).await;
+        self.b_rt.close(self.b).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_two_cone_nats_a_call_connects_directly_with_media_both_ways() {
     let case = "(a) cone/cone";
     let _turn = exclusive().await;
-    let Some(lab) = lab_or_skip(case, &[HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)]) else {
+    // STUN only: no relay to fall back on, so connecting proves the NATs were traversed.
+    let homes = [HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)];
+    let Some(mut call) = lab_call(case, homes, stun_only, false, as_is).await else {
         return;
     };
-    let turn = lab.coturn(false);
-    // STUN only: no relay to fall back on, so connecting proves the NATs were traversed.
-    let server = lab.server(stun_only(&turn)).await;
-    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
-    let alice = a_rt.peer(&server, "alice").await;
-    let bob = b_rt.peer(&server, "bob").await;
-    let (mut a, mut b, room, placed) =
-        call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
-    let got_a = a
-        .wait_for("pictures and sound from bob", |r| {
-            media_from(r, "bob", MEDIA)
-        })
-        .await;
-    let got_b = b
-        .wait_for("pictures and sound from alice", |r| {
-            media_from(r, "alice", MEDIA)
-        })
-        .await;
+    let (got_a, got_b) = call.media_both_ways().await;
     let now = Instant::now();
     for (who, got, other) in [("alice", &got_a, "bob"), ("bob", &got_b, "alice")] {
         let f = got.of(other);
@@ -160,55 +231,37 @@ async fn behind_two_cone_nats_a_call_connects_directly_with_media_both_ways() {
             who,
             got,
             other,
-            placed,
+            call.placed,
             f.first_frame_at.unwrap(),
             now,
         );
     }
-    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+    call.hang_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_symmetric_nat_a_call_connects_through_turn_on_a_relay_pair() {
     let case = "(b) symmetric/cone";
     let _turn = exclusive().await;
-    let Some(lab) = lab_or_skip(
-        case,
-        &[HomeSpec::new(Nat::Symmetric), HomeSpec::new(Nat::Cone)],
-    ) else {
+    let homes = [HomeSpec::new(Nat::Symmetric), HomeSpec::new(Nat::Cone)];
+    let Some(mut call) = lab_call(case, homes, stun_and_turn_udp, false, as_is).await else {
         return;
     };
-    let turn = lab.coturn(false);
-    let server = lab.server(stun_and_turn(&turn, turn.url())).await;
-    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
-    let alice = a_rt.peer(&server, "alice").await;
-    let bob = b_rt.peer(&server, "bob").await;
-    let (mut a, mut b, room, placed) =
-        call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
-    let got_a = a
-        .wait_for("pictures and sound from bob", |r| {
-            media_from(r, "bob", MEDIA)
-        })
-        .await;
-    let got_b = b
-        .wait_for("pictures and sound from alice", |r| {
-            media_from(r, "alice", MEDIA)
-        })
-        .await;
+    let (got_a, got_b) = call.media_both_ways().await;
     let now = Instant::now();
     let (path_a, path_b) = (got_a.of("bob").path, got_b.of("alice").path);
-    // `path` is the local candidate's kind: one end of the selected pair is a relayed
-    // candidate (either side may hold the allocation the pair uses).
+    // `path` names the furthest end of the selected pair, so both sides see the relay
+    // whichever of them holds the allocation the pair uses.
     assert!(
-        path_a == "relay" || path_b == "relay",
-        "the selected pair is a relay pair: alice's end {path_a:?}, bob's end {path_b:?}"
+        path_a == "relay" && path_b == "relay",
+        "the selected pair is a relay pair: alice sees {path_a:?}, bob {path_b:?}"
     );
     report(
         case,
         "alice",
         &got_a,
         "bob",
-        placed,
+        call.placed,
         got_a.of("bob").first_frame_at.unwrap(),
         now,
     );
@@ -217,32 +270,25 @@ async fn behind_a_symmetric_nat_a_call_connects_through_turn_on_a_relay_pair() {
         "bob",
         &got_b,
         "alice",
-        placed,
+        call.placed,
         got_b.of("alice").first_frame_at.unwrap(),
         now,
     );
-    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+    call.hang_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_symmetric_nat_without_turn_no_path_is_found() {
     let case = "(b) symmetric/cone without TURN";
     let _turn = exclusive().await;
-    let Some(lab) = lab_or_skip(
-        case,
-        &[HomeSpec::new(Nat::Symmetric), HomeSpec::new(Nat::Cone)],
-    ) else {
+    let homes = [HomeSpec::new(Nat::Symmetric), HomeSpec::new(Nat::Cone)];
+    let Some(mut call) = lab_call(case, homes, stun_only, false, as_is).await else {
         return;
     };
-    let turn = lab.coturn(false);
-    let server = lab.server(stun_only(&turn)).await;
-    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
-    let alice = a_rt.peer(&server, "alice").await;
-    let bob = b_rt.peer(&server, "bob").await;
-    let (mut a, b, room, _) = call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
     // The media config gives up on a path that never came up after `connect_within`
     // (20 s by default); ICE's own checks fail sooner.
-    let got = a
+    let got = call
+        .a
         .wait_for("the path to bob to fail", |r| {
             let f = r.of("bob");
             f.failed.is_some() || f.states.contains(&PeerState::Failed)
@@ -254,7 +300,7 @@ async fn behind_a_symmetric_nat_without_turn_no_path_is_found() {
         "no direct path exists through a symmetric NAT: {:?}",
         f.states
     );
-    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+    call.hang_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,26 +312,10 @@ async fn with_udp_blocked_a_call_connects_through_turn_over_tcp() {
     let _turn = exclusive().await;
     let mut spec = HomeSpec::new(Nat::Cone);
     spec.block_udp = true;
-    let Some(lab) = lab_or_skip(case, &[spec, spec]) else {
+    let Some(mut call) = lab_call(case, [spec, spec], stun_and_turn_tcp, true, as_is).await else {
         return;
     };
-    let turn = lab.coturn(true);
-    let url = format!("turn:{PUBLIC_IP}:{}?transport=tcp", turn.port);
-    let server = lab.server(stun_and_turn(&turn, url)).await;
-    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
-    let alice = a_rt.peer(&server, "alice").await;
-    let bob = b_rt.peer(&server, "bob").await;
-    let (mut a, mut b, room, placed) = call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), true).await;
-    let got_a = a
-        .wait_for("pictures and sound from bob", |r| {
-            media_from(r, "bob", MEDIA)
-        })
-        .await;
-    let got_b = b
-        .wait_for("pictures and sound from alice", |r| {
-            media_from(r, "alice", MEDIA)
-        })
-        .await;
+    let (got_a, got_b) = call.media_both_ways().await;
     let now = Instant::now();
     assert_eq!(got_a.of("bob").path, "relay");
     assert_eq!(got_b.of("alice").path, "relay");
@@ -294,7 +324,7 @@ async fn with_udp_blocked_a_call_connects_through_turn_over_tcp() {
         "alice",
         &got_a,
         "bob",
-        placed,
+        call.placed,
         got_a.of("bob").first_frame_at.unwrap(),
         now,
     );
@@ -303,11 +333,11 @@ async fn with_udp_blocked_a_call_connects_through_turn_over_tcp() {
         "bob",
         &got_b,
         "alice",
-        placed,
+        call.placed,
         got_b.of("alice").first_frame_at.unwrap(),
         now,
     );
-    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+    call.hang_up().await;
 }
 
 /// How long (d) watches the call once pictures flow.
@@ -326,16 +356,11 @@ async fn on_a_slow_lossy_jittery_link_the_call_stays_up_and_pictures_keep_coming
         jitter: Duration::from_millis(15),
         loss_percent: 3.0,
     });
-    let Some(lab) = lab_or_skip(case, &[slow, HomeSpec::new(Nat::Cone)]) else {
+    let homes = [slow, HomeSpec::new(Nat::Cone)];
+    let Some(mut call) = lab_call(case, homes, stun_and_turn_udp, false, as_is).await else {
         return;
     };
-    let turn = lab.coturn(false);
-    let server = lab.server(stun_and_turn(&turn, turn.url())).await;
-    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
-    let alice = a_rt.peer(&server, "alice").await;
-    let bob = b_rt.peer(&server, "bob").await;
-    let (mut a, mut b, room, placed) =
-        call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
+    let LabCall { a, b, placed, .. } = &mut call;
     a.wait_for("first pictures from bob", |r| media_from(r, "bob", 1))
         .await;
     b.wait_for("first pictures from alice", |r| media_from(r, "alice", 1))
@@ -355,7 +380,7 @@ async fn on_a_slow_lossy_jittery_link_the_call_stays_up_and_pictures_keep_coming
         })
         .await;
     for (who, got, other) in [("alice", &got_a, "bob"), ("bob", &got_b, "alice")] {
-        let figures = report(case, who, got, other, placed, from, until);
+        let figures = report(case, who, got, other, *placed, from, until);
         let f = got.of(other);
         assert!(
             !dropped_after_connecting(&f),
@@ -368,7 +393,7 @@ async fn on_a_slow_lossy_jittery_link_the_call_stays_up_and_pictures_keep_coming
         );
         assert!(f.in_order(), "{who}: pictures out of order");
     }
-    let counts = &lab.wires[0].counts;
+    let counts = &call.lab.wires[0].counts;
     eprintln!(
         "netlab {case}: wire frames forwarded/lost: host→router {}/{}, router→host {}/{}",
         counts.forwarded[0].load(std::sync::atomic::Ordering::Relaxed),
@@ -376,12 +401,12 @@ async fn on_a_slow_lossy_jittery_link_the_call_stays_up_and_pictures_keep_coming
         counts.forwarded[1].load(std::sync::atomic::Ordering::Relaxed),
         counts.lost[1].load(std::sync::atomic::Ordering::Relaxed),
     );
-    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+    call.hang_up().await;
 }
 
 /// The video bitrate (e) and (f) ask for: well above (e)'s cap, so the sender must
 /// adapt; and a camera's grain, so that the encoder really spends it.
-fn wants_a_megabit(config: &mut tincan_media::MediaConfig) {
+fn wants_a_megabit(config: &mut MediaConfig) {
     config.video.bitrate_bps = 1_000_000;
     config.video.grain = 24;
 }
@@ -393,47 +418,6 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
-/// A call for (e) and (f): alice and bob behind cone NATs, STUN only, both sending
-/// pictures and sound; the tests cap alice's uplink.
-struct CappedCall {
-    a: MediaSide,
-    b: MediaSide,
-    room: String,
-    a_rt: NsRuntime,
-    b_rt: NsRuntime,
-    _server: tincan_tests::TestServer,
-    _turn: Coturn,
-    lab: Lab,
-}
-
-async fn capped_call(case: &str) -> Option<CappedCall> {
-    let lab = lab_or_skip(case, &[HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)])?;
-    let turn = lab.coturn(false);
-    let server = lab.server(stun_only(&turn)).await;
-    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
-    let alice = a_rt.peer(&server, "alice").await;
-    let bob = b_rt.peer(&server, "bob").await;
-    let (a, b, room, _placed) = call_configured(
-        &lab,
-        (&a_rt, alice),
-        (&b_rt, bob),
-        (0, 1),
-        false,
-        wants_a_megabit,
-    )
-    .await;
-    Some(CappedCall {
-        a,
-        b,
-        room,
-        a_rt,
-        b_rt,
-        _server: server,
-        _turn: turn,
-        lab,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fails: the target is under the cap 2.0 s after it and back above 750 kbit/s 0.6-1.6 s \
             after it lifts, but on the way down GCC's loss half collapses it to its 40 kbit/s \
@@ -443,19 +427,11 @@ async fn under_a_500_kbit_cap_the_sender_adapts_and_climbs_back_once_it_lifts() 
     let case = "(e) 500 kbit/s uplink cap";
     const CAP: f64 = 500.0;
     let _turn = exclusive().await;
-    let Some(CappedCall {
-        mut a,
-        mut b,
-        room,
-        a_rt,
-        b_rt,
-        _server,
-        _turn,
-        lab,
-    }) = capped_call(case).await
-    else {
+    let homes = [HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)];
+    let Some(mut call) = lab_call(case, homes, stun_only, false, wants_a_megabit).await else {
         return;
     };
+    let LabCall { a, b, lab, .. } = &mut call;
     let free = a
         .wait_for("a target above the cap with pictures flowing", |r| {
             let f = r.of("bob");
@@ -538,26 +514,18 @@ async fn under_a_500_kbit_cap_the_sender_adapts_and_climbs_back_once_it_lifts() 
         held.target_kbps
     );
     assert!(after.target_kbps.len() > at_lift);
-    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+    call.hang_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_100_kbit_cap_the_call_goes_audio_only_and_video_returns_after() {
     let case = "(f) 100 kbit/s uplink cap";
     let _turn = exclusive().await;
-    let Some(CappedCall {
-        mut a,
-        mut b,
-        room,
-        a_rt,
-        b_rt,
-        _server,
-        _turn,
-        lab,
-    }) = capped_call(case).await
-    else {
+    let homes = [HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)];
+    let Some(mut call) = lab_call(case, homes, stun_only, false, wants_a_megabit).await else {
         return;
     };
+    let LabCall { a, b, lab, .. } = &mut call;
     b.wait_for("pictures from alice", |r| media_from(r, "alice", MEDIA))
         .await;
 
@@ -609,38 +577,25 @@ async fn under_a_100_kbit_cap_the_call_goes_audio_only_and_video_returns_after()
         a.received().audio_only,
     );
     assert!(got_b.in_order(), "pictures in order");
-    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+    call.hang_up().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_a_homes_public_address_changes_mid_call_media_resumes() {
     let case = "(g) new public address mid-call";
     let _turn = exclusive().await;
-    let Some(mut lab) = lab_or_skip(case, &[HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)])
-    else {
+    let homes = [HomeSpec::new(Nat::Cone), HomeSpec::new(Nat::Cone)];
+    let Some(mut call) = lab_call(case, homes, stun_only, false, as_is).await else {
         return;
     };
-    let turn = lab.coturn(false);
-    let server = lab.server(stun_only(&turn)).await;
-    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
-    let alice = a_rt.peer(&server, "alice").await;
-    let bob = b_rt.peer(&server, "bob").await;
-    let (mut a, mut b, room, _placed) =
-        call(&lab, (&a_rt, alice), (&b_rt, bob), (0, 1), false).await;
-    a.wait_for("pictures and sound from bob", |r| {
-        media_from(r, "bob", MEDIA)
-    })
-    .await;
-    b.wait_for("pictures and sound from alice", |r| {
-        media_from(r, "alice", MEDIA)
-    })
-    .await;
+    call.media_both_ways().await;
+    let LabCall { a, b, lab, .. } = &mut call;
 
     let new_address = lab.renumber(0);
     let changed = Instant::now();
     // Media has resumed when pictures keep arriving well after the change: the ones in
     // flight at the change cannot account for a picture 2 s later.
-    let resumed = |r: &tincan_tests::media::Received, other: &str| {
+    let resumed = |r: &Received, other: &str| {
         r.of(other)
             .frames_at
             .last()
@@ -672,5 +627,5 @@ async fn when_a_homes_public_address_changes_mid_call_media_resumes() {
         );
         assert!(f.in_order(), "{who}: pictures in order");
     }
-    hang_up(&room, (&a_rt, a), (&b_rt, b)).await;
+    call.hang_up().await;
 }

@@ -613,19 +613,9 @@ pub fn media_config(
 }
 
 /// Alice (home `a`) calls Bob (home `b`) and Bob accepts; both run media from their
-/// homes. Returns both sides, the room, and when the call was placed.
+/// homes, with media settings changed by `configure`. Returns both sides, the room, and
+/// when the call was placed.
 pub async fn call(
-    lab: &Lab,
-    alice: (&NsRuntime, Peer),
-    bob: (&NsRuntime, Peer),
-    homes: (usize, usize),
-    relay_only: bool,
-) -> (MediaSide, MediaSide, String, Instant) {
-    call_configured(lab, alice, bob, homes, relay_only, |_| {}).await
-}
-
-/// [`call`], with both sides' media settings changed by `configure` first.
-pub async fn call_configured(
     lab: &Lab,
     (a_rt, alice): (&NsRuntime, Peer),
     (b_rt, mut bob): (&NsRuntime, Peer),
