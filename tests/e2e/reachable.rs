@@ -59,54 +59,42 @@ fn assert_incoming_call_from_bob(shown: &Shown) {
     }
 }
 
-#[test]
-fn accept_on_the_incoming_call_notification_answers_the_call() {
+/// Bob calls alice; a click on `action` in the app's notification must reach bob as
+/// `bob_hears`, move the window to `screen`, and take the notification down.
+fn answer_from_the_notification(
+    name: &'static str,
+    action: &'static str,
+    bob_hears: &'static str,
+    screen: &'static str,
+) {
     let bus = Arc::new(DesktopBus::start());
     let b = bus.clone();
-    harness::run_with(
-        "notify-accept",
-        on_bus(bus.address.clone()),
-        |s| async move {
-            let mut bob = s.server.peer("bob", "bob-sdk").await;
-            s.sign_in("alice").await;
+    harness::run_with(name, on_bus(bus.address.clone()), move |s| async move {
+        let mut bob = s.server.peer("bob", "bob-sdk").await;
+        s.sign_in("alice").await;
 
-            bob.invite("alice").await.expect("bob calls");
-            s.app.wait_state("incoming").await;
-            let shown = notification(&b).await;
-            assert_incoming_call_from_bob(&shown);
+        bob.invite("alice").await.expect("bob calls");
+        s.app.wait_state("incoming").await;
+        let shown = notification(&b).await;
+        assert_incoming_call_from_bob(&shown);
 
-            // A click on Accept in the notification.
-            b.invoke_action(shown.id, "accept").await;
-            within(bob.expect("onInviteeAccepted")).await;
-            s.app.wait_state("in-call").await;
-            // Ringing stopped, so the notification is taken down.
-            assert_eq!(closed(&b).await, shown.id);
-        },
-    );
+        // A click on the action in the notification.
+        b.invoke_action(shown.id, action).await;
+        within(bob.expect(bob_hears)).await;
+        s.app.wait_state(screen).await;
+        // Ringing stopped, so the notification is taken down.
+        assert_eq!(closed(&b).await, shown.id);
+    });
+}
+
+#[test]
+fn accept_on_the_incoming_call_notification_answers_the_call() {
+    answer_from_the_notification("notify-accept", "accept", "onInviteeAccepted", "in-call");
 }
 
 #[test]
 fn decline_on_the_incoming_call_notification_declines_the_call() {
-    let bus = Arc::new(DesktopBus::start());
-    let b = bus.clone();
-    harness::run_with(
-        "notify-decline",
-        on_bus(bus.address.clone()),
-        |s| async move {
-            let mut bob = s.server.peer("bob", "bob-sdk").await;
-            s.sign_in("alice").await;
-
-            bob.invite("alice").await.expect("bob calls");
-            s.app.wait_state("incoming").await;
-            let shown = notification(&b).await;
-            assert_incoming_call_from_bob(&shown);
-
-            b.invoke_action(shown.id, "decline").await;
-            within(bob.expect("onInviteeRejected")).await;
-            s.app.wait_state("contacts").await;
-            assert_eq!(closed(&b).await, shown.id);
-        },
-    );
+    answer_from_the_notification("notify-decline", "decline", "onInviteeRejected", "contacts");
 }
 
 #[test]

@@ -198,27 +198,25 @@ impl App {
     /// Saves an X-level screenshot of the whole display to `tests/artifacts/<name>.png`.
     /// (WebDriver's own screenshot can show a stale first paint.)
     pub async fn screenshot(&self, name: &str) -> PathBuf {
-        // Let the compositor paint what the DOM already says.
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let path = artifacts().join(format!("{name}.png"));
-        let status = Command::new("import")
-            // The whole display, trimmed to the window (Xvfb's background is black).
-            .args(["-window", "root", "-trim", "+repage"])
-            .arg(&path)
-            .env("DISPLAY", &self.display)
-            .stdin(Stdio::null())
-            .status()
-            .expect("run import (imagemagick)");
-        assert!(status.success(), "import -window root failed: {status}");
+        // The whole display, trimmed to the window (Xvfb's background is black).
+        self.import(&path, &["-trim", "+repage"]).await;
         path
     }
 
     /// Saves the whole display (untrimmed) to `path`: the window fills it once it was
     /// sized to the display with [`App::resize`].
     pub async fn screenshot_to(&self, path: &std::path::Path) {
+        self.import(path, &[]).await;
+    }
+
+    /// `import -window root` (imagemagick) of the display, with `options`, to `path`.
+    async fn import(&self, path: &std::path::Path, options: &[&str]) {
+        // Let the compositor paint what the DOM already says.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let status = Command::new("import")
             .args(["-window", "root"])
+            .args(options)
             .arg(path)
             .env("DISPLAY", &self.display)
             .stdin(Stdio::null())
