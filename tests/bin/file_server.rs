@@ -6,7 +6,9 @@
 //! SQLite file, or a `postgres://` URL.
 //!
 //! It prints `listening <addr>` on stdout once it accepts connections; tokens are signed
-//! with `TINCAN_SECRET` from the environment.
+//! with `TINCAN_SECRET` from the environment. With `TINCAN_REDIS` it is a cluster node
+//! (the database must then be PostgreSQL); `TINCAN_PARTICIPANT_GRACE` (seconds) sets the
+//! grace a dropped participant gets.
 
 use std::io::Write;
 
@@ -24,10 +26,25 @@ async fn main() {
         .unwrap_or_else(|| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&at).await.expect("bind");
     let addr = listener.local_addr().expect("local address");
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         secret: std::env::var("TINCAN_SECRET").ok(),
         ..ServerConfig::default()
     };
+    // A cluster node (tests/integration/cluster.rs): Redis's URL, and a shorter grace
+    // so that a test sees a call end in seconds.
+    if let Ok(url) = std::env::var("TINCAN_REDIS") {
+        config.cluster = Some(tincan_server::cluster::ClusterConfig {
+            redis_url: url,
+            node_name: format!("test-{}", std::process::id()),
+            timing: Default::default(),
+        });
+    }
+    if let Some(secs) = std::env::var("TINCAN_PARTICIPANT_GRACE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        config.hub.participant_grace = std::time::Duration::from_secs(secs);
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     let server = tokio::spawn(tincan_server::run(listener, config, store, async move {

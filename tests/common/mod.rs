@@ -8,6 +8,7 @@
 
 pub mod media;
 pub mod netlab;
+pub mod redis;
 pub mod turn;
 pub mod xvfb;
 
@@ -22,8 +23,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use tincan_protocol::{
-    ActionParams, CallRecord, DeviceId, Event, GroupId, Invitation, InviteParams, InviteReply,
-    MediaType, PlatformId, SignalingInfo, UserId,
+    ActionParams, CallRecord, DeviceId, Event, GroupId, HistoryParams, Invitation, InviteParams,
+    InviteReply, LoginReply, MediaType, PlatformId, RoomId, SignalingInfo, UserId,
 };
 use tincan_sdk::{Client, ConnectOptions, ConnectionState, DeviceInfo, SdkError, SdkEvent};
 use tincan_server::store::{SqliteStore, Store};
@@ -595,4 +596,62 @@ impl FrozenClock {
     pub async fn advance(&self, d: Duration) {
         tokio::time::advance(d).await;
     }
+}
+
+// Calls that outlive a restart or a node's death (restart.rs, cluster.rs).
+
+/// Longest a test waits for clients to find the restarted server (or cluster).
+pub const RESYNC_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits for `peer` to be signed in again; returns the login reply, the connection
+/// states before it and the signaling events that came with them.
+pub async fn resynced(peer: &mut Peer) -> (LoginReply, Vec<ConnectionState>, Vec<Event>) {
+    let mut states = Vec::new();
+    let mut events = Vec::new();
+    tokio::time::timeout(RESYNC_LIMIT, async {
+        loop {
+            let (state, seen) = peer.next_state().await;
+            events.extend(seen);
+            match state {
+                ConnectionState::Resynced { login } => return *login,
+                ConnectionState::Reconnecting { .. } | ConnectionState::ServerRestarting => {
+                    states.push(state)
+                }
+                other => panic!("{}: unexpected {other:?}", peer.user),
+            }
+        }
+    })
+    .await
+    .map(|login| (login, states, events))
+    .unwrap_or_else(|_| panic!("{} did not sign in again", peer.user))
+}
+
+/// Alice calls bob and he answers; returns the room, once its saved state is written.
+pub async fn answered_call(alice: &mut Peer, bob: &mut Peer) -> RoomId {
+    let room = alice.invite("bob").await.unwrap().room_id;
+    bob.expect("onReceiveNewInvitation").await;
+    bob.accept(room.as_str()).await.unwrap();
+    alice.expect("onInviteeAccepted").await;
+    // History is answered after every record update queued before it: the call's saved
+    // state is in the database now.
+    alice
+        .client
+        .get_call_history(&op("sync"), HistoryParams::default())
+        .await
+        .unwrap();
+    room
+}
+
+/// The records of `room` in `user`'s history.
+pub async fn records_of(peer: &Peer, room: &RoomId) -> Vec<CallRecord> {
+    let history = peer
+        .client
+        .get_call_history(&op("history"), HistoryParams::default())
+        .await
+        .unwrap();
+    history
+        .records
+        .into_iter()
+        .filter(|r| r.room_id == *room)
+        .collect()
 }

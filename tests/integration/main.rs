@@ -5,6 +5,7 @@ mod admission;
 mod bad_input;
 mod bandwidth;
 mod calls;
+mod cluster;
 mod contacts;
 mod cross_site;
 mod devices;

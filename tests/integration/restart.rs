@@ -5,10 +5,7 @@
 
 use std::time::Duration;
 
-use tincan_protocol::{
-    CallRecord, CustomSignalParams, EndReason, Event, HistoryParams, InviteeOutcome, LoginReply,
-    RoomId,
-};
+use tincan_protocol::{CustomSignalParams, EndReason, Event, InviteeOutcome, RoomId};
 use tincan_sdk::{CallPhase, ConnectOptions, ConnectionState};
 use tincan_server::store::test_postgres::TestPostgres;
 use tincan_server::store::Database;
@@ -16,9 +13,6 @@ use tincan_server::TokenSigner;
 use tincan_tests::*;
 
 use crate::server_process::ServerProcess;
-
-/// Longest a test waits for clients to find the restarted server.
-const RESYNC_LIMIT: Duration = Duration::from_secs(60);
 
 /// Signs in with automatic reconnects (quick ones: the server is back in moments).
 async fn reconnecting(server: &ServerProcess, user: &str, device: &str) -> Peer {
@@ -28,59 +22,6 @@ async fn reconnecting(server: &ServerProcess, user: &str, device: &str) -> Peer 
     options.max_reconnect_attempts = Some(300);
     let token = TokenSigner::new(SECRET.as_bytes()).login_token(&uid(user), i64::MAX);
     server.peer_with(user, device, &token, options).await
-}
-
-/// Waits for `peer` to be signed in again; returns the login reply, the connection
-/// states before it and the signaling events that came with them.
-async fn resynced(peer: &mut Peer) -> (LoginReply, Vec<ConnectionState>, Vec<Event>) {
-    let mut states = Vec::new();
-    let mut events = Vec::new();
-    tokio::time::timeout(RESYNC_LIMIT, async {
-        loop {
-            let (state, seen) = peer.next_state().await;
-            events.extend(seen);
-            match state {
-                ConnectionState::Resynced { login } => return *login,
-                ConnectionState::Reconnecting { .. } | ConnectionState::ServerRestarting => {
-                    states.push(state)
-                }
-                other => panic!("{}: unexpected {other:?}", peer.user),
-            }
-        }
-    })
-    .await
-    .map(|login| (login, states, events))
-    .unwrap_or_else(|_| panic!("{} did not sign in again", peer.user))
-}
-
-/// Alice calls bob and he answers; returns the room, once its saved state is written.
-async fn answered_call(alice: &mut Peer, bob: &mut Peer) -> RoomId {
-    let room = alice.invite("bob").await.unwrap().room_id;
-    bob.expect("onReceiveNewInvitation").await;
-    bob.accept(room.as_str()).await.unwrap();
-    alice.expect("onInviteeAccepted").await;
-    // History is answered after every record update queued before it: the call's saved
-    // state is in the database now.
-    alice
-        .client
-        .get_call_history(&op("sync"), HistoryParams::default())
-        .await
-        .unwrap();
-    room
-}
-
-/// The records of `room` in `user`'s history.
-async fn records_of(peer: &Peer, room: &RoomId) -> Vec<CallRecord> {
-    let history = peer
-        .client
-        .get_call_history(&op("history"), HistoryParams::default())
-        .await
-        .unwrap();
-    history
-        .records
-        .into_iter()
-        .filter(|r| r.room_id == *room)
-        .collect()
 }
 
 fn wall_ms() -> i64 {

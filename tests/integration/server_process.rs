@@ -24,7 +24,31 @@ impl ServerProcess {
     /// Starts on `database` (a SQLite file or a `postgres://` URL) on a free port, or
     /// on `at` (where a previous process listened).
     pub async fn start(database: &str, at: Option<SocketAddr>) -> ServerProcess {
+        Self::start_with(database, at, &[]).await
+    }
+
+    /// Starts a cluster node on `database` (PostgreSQL) and `redis`, with a grace of
+    /// `grace_secs` for dropped participants.
+    pub async fn start_node(database: &str, redis: &str, grace_secs: u64) -> ServerProcess {
+        let grace = grace_secs.to_string();
+        Self::start_with(
+            database,
+            None,
+            &[
+                ("TINCAN_REDIS", redis),
+                ("TINCAN_PARTICIPANT_GRACE", &grace),
+            ],
+        )
+        .await
+    }
+
+    async fn start_with(
+        database: &str,
+        at: Option<SocketAddr>,
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tincan-test-server"));
+        cmd.envs(env.iter().copied());
         cmd.arg(database);
         if let Some(at) = at {
             cmd.arg(at.to_string());

@@ -26,6 +26,14 @@ pub struct Settings {
     /// visible in the process list as a flag: prefer the environment or the file.
     #[arg(long, env = "TINCAN_DATABASE", hide_env_values = true)]
     pub database: Option<String>,
+    /// Cluster mode: a `redis://[user:password@]host:port` URL shared by every node
+    /// (docs/deploy.md). Needs a PostgreSQL `--database` shared by every node too.
+    #[arg(long, env = "TINCAN_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// This node's name in a cluster's logs (default: the host name). Nodes are told
+    /// apart by the number Redis gives each at start; the name is for people.
+    #[arg(long, env = "TINCAN_NODE_ID")]
+    pub node_id: Option<String>,
     /// Base URL clients reach this server at (e.g. ws://calls.example.org:7070).
     #[arg(long, env = "TINCAN_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -194,6 +202,8 @@ impl Settings {
             listen,
             db,
             database,
+            redis,
+            node_id,
             public_url,
             secret,
             secret_file,
@@ -326,9 +336,26 @@ impl Settings {
             allowed_hosts: self.allowed_hosts.clone(),
             public_url: self.public_url.clone(),
             transport: self.transport(),
+            cluster: self
+                .redis
+                .as_ref()
+                .map(|url| crate::cluster::ClusterConfig {
+                    redis_url: url.clone(),
+                    node_name: self.node_id.clone().unwrap_or_else(host_name),
+                    timing: Default::default(),
+                }),
             ..d
         }
     }
+}
+
+/// The machine's host name, as the kernel has it; "node" when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
 }
 
 impl Settings {
@@ -377,6 +404,18 @@ impl Settings {
         }
     }
 
+    /// Cluster mode on a SQLite file is a mistake: each node would keep its own calls
+    /// and accounts.
+    pub fn check_cluster(&self) -> Result<(), String> {
+        match (&self.redis, self.database()) {
+            (Some(_), db @ crate::store::Database::Sqlite(_)) => Err(format!(
+                "--redis (cluster mode) needs a database every node shares: give --database postgres://…, not the SQLite file {} (docs/deploy.md)",
+                db.describe()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// A certificate without its key (or the other way round) is a mistake, not plain
     /// HTTP: clap checks it for flags, this for the file and the environment.
     pub fn check_tls(&self) -> Result<(), String> {
@@ -406,6 +445,26 @@ mod tests {
         assert_eq!(c.hub.default_timeout, Duration::from_secs(45));
         assert_eq!(c.limits.rate_per_sec, 5.0);
         assert_eq!(c.hub.max_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn cluster_mode_needs_a_shared_database_and_says_so() {
+        let on_sqlite = Settings {
+            redis: Some("redis://127.0.0.1:6379".into()),
+            ..Settings::default()
+        };
+        let err = on_sqlite.check_cluster().unwrap_err();
+        assert!(
+            err.contains("postgres://") && err.contains("--redis"),
+            "{err}"
+        );
+        let on_postgres = Settings {
+            database: Some("postgres://tincan@127.0.0.1/tincan".into()),
+            ..on_sqlite
+        };
+        assert_eq!(on_postgres.check_cluster(), Ok(()));
+        assert!(on_postgres.server_config().cluster.is_some());
+        assert!(Settings::default().server_config().cluster.is_none());
     }
 
     #[test]

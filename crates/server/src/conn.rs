@@ -146,10 +146,13 @@ pub(crate) async fn serve(
         }};
     }
 
-    let close = |code: u16, reason: &'static str| {
+    let close = |code: u16, reason: std::borrow::Cow<'static, str>| {
         Message::Close(Some(CloseFrame {
             code,
-            reason: reason.into(),
+            reason: match reason {
+                std::borrow::Cow::Borrowed(r) => r.into(),
+                std::borrow::Cow::Owned(r) => r.into(),
+            },
         }))
     };
 
@@ -182,7 +185,7 @@ pub(crate) async fn serve(
                 // Our queue was dropped: too slow, replaced, or the server stopped.
                 None => {
                     info!(conn, "connection too slow to keep up with its frames; dropping it");
-                    let _ = bounded!(sink.send(close(1008, "connection too slow to keep up")));
+                    let _ = bounded!(sink.send(close(1008, "connection too slow to keep up".into())));
                     break;
                 }
             },
@@ -207,7 +210,7 @@ pub(crate) async fn serve(
                         // closing (after other read errors the socket is gone anyway).
                         let text = e.to_string();
                         if text.contains("too long") || text.contains("Space limit") {
-                            let _ = bounded!(sink.send(close(1009, "frame larger than 1 MiB")));
+                            let _ = bounded!(sink.send(close(1009, "frame larger than 1 MiB".into())));
                         }
                         break;
                     }
@@ -220,10 +223,10 @@ pub(crate) async fn serve(
                             if let Some(t) = &ticket { t.release(); }
                         }
                         let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
-                        if state.board.input(Input::Request { conn, frame }).is_err() {
+                        if state.board.request(conn, frame, &text).is_err() {
                             let e = WireError::new(ErrCode::ShuttingDown, "the server is restarting; reconnect in a moment");
                             let _ = bounded!(sink.send(Message::Text(error_reply(Some(&id), &op, &e).into())));
-                            let _ = bounded!(sink.send(close(crate::switchboard::RESTART_CLOSE_CODE, crate::switchboard::RESTART_CLOSE_REASON)));
+                            let _ = bounded!(sink.send(close(crate::switchboard::RESTART_CLOSE_CODE, crate::switchboard::RESTART_CLOSE_REASON.into())));
                             break;
                         }
                     }
@@ -234,7 +237,7 @@ pub(crate) async fn serve(
                 }
             }
             _ = async { login_deadline.as_mut().expect("branch enabled only while set").await }, if login_deadline.is_some() => {
-                let _ = bounded!(sink.send(close(1008, "sign in (send \"login\") within 10 seconds of connecting")));
+                let _ = bounded!(sink.send(close(1008, "sign in (send \"login\") within 10 seconds of connecting".into())));
                 break;
             }
             _ = &mut live_timer => match live.check(Instant::now()) {
@@ -245,7 +248,7 @@ pub(crate) async fn serve(
                 }
                 Due::Dead => {
                     info!(conn, "no answer to a ping; dropping the connection");
-                    let _ = bounded!(sink.send(close(1001, "no answer to ping")));
+                    let _ = bounded!(sink.send(close(1001, "no answer to ping".into())));
                     break;
                 }
             },

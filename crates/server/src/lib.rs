@@ -21,6 +21,7 @@
 
 mod accounts;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod gate;
@@ -70,6 +71,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// Cluster mode could not start (Redis).
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// Everything [`run`] needs besides the listener and the store.
@@ -112,6 +116,9 @@ pub struct ServerConfig {
     pub hash_threads: usize,
     /// Password hashes that may wait for a thread; past that, `ServerBusy` (1012).
     pub hash_queue: usize,
+    /// Cluster mode (`cluster/`, docs/deploy.md): several nodes on one Redis and one
+    /// PostgreSQL database. `None` (the default): one node, nothing else to run.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +140,7 @@ impl Default for ServerConfig {
             throttle: throttle::ThrottleConfig::default(),
             hash_threads: 0,
             hash_queue: 32,
+            cluster: None,
         }
     }
 }
@@ -229,6 +237,37 @@ fn resume_saved_calls(
     resumed
 }
 
+/// The hub a server (or a cluster's new leader) starts with: calls the last run did not
+/// get to end (a crash, a kill -9, a restart, a leader gone) are closed first; answered
+/// ones it saved are then taken back (`hub/saved.rs`), and recently ended rooms
+/// remembered, so a late answer hears "ended", not "unknown". Records are numbered after
+/// `floor`.
+fn recovered_hub(
+    config: &HubConfig,
+    store: &Arc<dyn Store>,
+    signer: &TokenSigner,
+    records: &records::Records,
+    floor: u64,
+) -> Result<hub::Hub, ServerError> {
+    let saved = store.live_calls()?;
+    let cut = store.close_open_calls(tincan_protocol::EndReason::ServerRestart)?;
+    let mut hub = hub::Hub::new(config.clone(), store.clone(), signer.clone()).numbered_from(floor);
+    let resumed = resume_saved_calls(&mut hub, saved, records);
+    if cut.len() > resumed.len() {
+        warn!(
+            calls = cut.len() - resumed.len(),
+            "calls cut off when the server last stopped are recorded as ended (serverRestart)"
+        );
+    }
+    hub.remember_ended(
+        store
+            .recent_ended_rooms(hub::ENDED_MEMORY)?
+            .into_iter()
+            .filter(|(room, _)| !resumed.contains(room)),
+    );
+    Ok(hub)
+}
+
 /// How long a stopping server waits for the call records still queued to be written.
 /// Records it could not write stay marked open in the database, and the next start
 /// closes them (`serverRestart`), so even then no call goes unrecorded.
@@ -274,27 +313,37 @@ pub async fn run_with_records(
     if config.hub.live_url.is_empty() {
         config.hub.live_url = format!("{}{}", base.trim_end_matches('/'), tincan_protocol::WS_PATH);
     }
-    // Calls the last run did not get to end (a crash, a kill -9, a restart) are closed
-    // first; answered ones it saved are then taken back (`hub/saved.rs`), and recently
-    // ended rooms remembered, so a late answer hears "ended", not "unknown".
-    let saved = store.live_calls()?;
-    let cut = store.close_open_calls(tincan_protocol::EndReason::ServerRestart)?;
-    let mut hub = hub::Hub::new(config.hub.clone(), store.clone(), signer.clone());
-    let resumed = resume_saved_calls(&mut hub, saved, &records);
-    if cut.len() > resumed.len() {
-        warn!(
-            calls = cut.len() - resumed.len(),
-            "calls cut off when the server last stopped are recorded as ended (serverRestart)"
-        );
-    }
-    hub.remember_ended(
-        store
-            .recent_ended_rooms(hub::ENDED_MEMORY)?
-            .into_iter()
-            .filter(|(room, _)| !resumed.contains(room)),
-    );
+    // In cluster mode the hub is built when this node takes the lead (it may never);
+    // until then the switchboard holds an empty one.
+    let joined = match &config.cluster {
+        Some(c) => Some(cluster::join(c).await?),
+        None => None,
+    };
+    let hub = match &joined {
+        Some(_) => hub::Hub::new(config.hub.clone(), store.clone(), signer.clone()),
+        None => recovered_hub(&config.hub, &store, &signer, &records, 0)?,
+    };
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let board = switchboard::Switchboard::new(hub, store.clone(), records.clone());
+    let first_conn = match &joined {
+        Some(j) => cluster::wire::first_conn(j.node),
+        None => 1,
+    };
+    let running = match joined {
+        Some(joined) => {
+            board.join_cluster(joined.bus());
+            let (hub_config, store, signer, records) = (
+                config.hub.clone(),
+                store.clone(),
+                signer.clone(),
+                records.clone(),
+            );
+            let make_hub: cluster::HubMaker =
+                Box::new(move |floor| recovered_hub(&hub_config, &store, &signer, &records, floor));
+            Some(joined.start(board.clone(), make_hub).await)
+        }
+        None => None,
+    };
     let timer_task = tokio::spawn(board.clone().run_timers());
     let account_task = tokio::spawn(accounts::watch_removed(
         board.clone(),
@@ -321,7 +370,7 @@ pub async fn run_with_records(
         throttle: std::sync::Mutex::new(throttle::Throttle::new(&config.throttle)),
         hashers: hashing::HashPool::new(config.hash_threads, config.hash_queue),
         done_tx,
-        next_conn: AtomicU64::new(1),
+        next_conn: AtomicU64::new(first_conn),
     });
     info!(%addr, live_url = %config.hub.live_url, "tincan-server listening");
     serve::log_transport(&config.transport, config.max_connections);
@@ -349,6 +398,9 @@ pub async fn run_with_records(
     }
     account_task.abort();
     board.shutdown();
+    if let Some(running) = running {
+        running.stop().await;
+    }
     drop(state);
     let _ = timer_task.await;
     // Connection tasks got a close frame; give them a moment to send it.

@@ -158,6 +158,13 @@ fn main_inner(cli: Cli) -> Result<(), Failure> {
             "a password given in a flag is visible to other local users in the process list; use TINCAN_DATABASE or the config file instead"
         );
     }
+    settings.check_cluster()?;
+    if settings.redis.as_deref().is_some_and(|u| u.contains('@')) && flag_given("--redis") {
+        tracing::warn!(
+            flag = "--redis",
+            "a password given in a flag is visible to other local users in the process list; use TINCAN_REDIS or the config file instead"
+        );
+    }
     let store = database
         .open()
         .map_err(|e| format!("cannot open database {}: {e}", database.describe()))?;

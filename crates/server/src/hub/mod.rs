@@ -270,6 +270,25 @@ impl Hub {
         }
     }
 
+    /// A hub with no connections and no calls that goes on numbering records where this
+    /// one stopped, so that the record writer, which outlives both, never sees a number
+    /// twice (cluster mode swaps hubs when leadership moves: `cluster/`).
+    pub fn successor(&self) -> Hub {
+        Hub::new(self.cfg.clone(), self.store.clone(), self.signer.clone())
+            .numbered_from(self.record_count)
+    }
+
+    /// This hub, numbering records after `floor`.
+    pub fn numbered_from(mut self, floor: u64) -> Hub {
+        self.record_count = self.record_count.max(floor);
+        self
+    }
+
+    /// The last record number handed out.
+    pub fn record_floor(&self) -> u64 {
+        self.record_count
+    }
+
     /// Takes the outputs queued so far.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.out)

@@ -190,30 +190,44 @@ fn start_server(bin: &Path, dir: &Path, port: u16) -> Result<Child, String> {
         .spawn()
         .map_err(|e| format!("postgres: {e}"))?;
     let stderr = child.stderr.take().expect("piped");
+    wait_for_line(
+        &mut child,
+        stderr,
+        "database system is ready to accept connections",
+        READY_TIMEOUT,
+    )?;
+    Ok(child)
+}
+
+/// Reads `log` (a child's output) until a line contains `ready`, at most `limit`; the
+/// log is read to its end on a thread of its own afterwards (a full pipe would stop the
+/// child). On failure the child is killed and the log so far is the error.
+pub fn wait_for_line(
+    child: &mut Child,
+    log: impl std::io::Read + Send + 'static,
+    ready: &str,
+    limit: Duration,
+) -> Result<(), String> {
     let (tx, rx) = mpsc::channel::<String>();
-    // Reads the log to its end (a full pipe would stop the server), passing lines on
-    // until the waiter below is gone.
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(log).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    let mut log = String::new();
-    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
+            Ok(line) if line.contains(ready) => return Ok(()),
             Ok(line) => {
-                if line.contains("database system is ready to accept connections") {
-                    return Ok(child);
-                }
-                log.push_str(&line);
-                log.push('\n');
+                seen.push_str(&line);
+                seen.push('\n');
             }
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{e:?} before it was ready; its log:\n{log}"));
+                return Err(format!("{e:?} before it was ready; its log:\n{seen}"));
             }
         }
     }
