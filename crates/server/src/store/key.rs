@@ -29,14 +29,7 @@ fn random_key() -> String {
 /// from the database), or for a store without files, from its settings.
 pub fn signing_key(store: &dyn Store) -> Result<String, StoreError> {
     let Some(file) = store.key_file() else {
-        return match store.setting(KEY_SETTING)? {
-            Some(k) => Ok(k),
-            None => {
-                let k = random_key();
-                store.set_setting(KEY_SETTING, &k)?;
-                Ok(k)
-            }
-        };
+        return store.setting_or_insert(KEY_SETTING, &random_key());
     };
     let legacy = store.setting(KEY_SETTING)?;
     let key = match std::fs::read_to_string(&file) {

@@ -259,6 +259,19 @@ pub trait Store: Send + Sync + 'static {
     fn setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Sets a server setting.
     fn set_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// The setting `key`, set to `value` first if it has none. A store shared by several
+    /// servers (PostgreSQL in cluster mode) does this in one statement, so that servers
+    /// starting together agree on one value (the token-signing key) instead of each
+    /// keeping its own.
+    fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        match self.setting(key)? {
+            Some(v) => Ok(v),
+            None => {
+                self.set_setting(key, value)?;
+                Ok(value.to_owned())
+            }
+        }
+    }
     /// Removes a server setting, overwriting its bytes in the file.
     fn delete_setting(&self, key: &str) -> Result<(), StoreError>;
     /// Where this store keeps the token-signing key: a file of its own beside the

@@ -48,8 +48,17 @@ on_every_engine!(
     open_calls_stay_out_of_history_until_closed_at_start_up,
     a_final_write_for_an_unknown_row_is_a_new_row,
     users_come_in_pages_after_a_cursor,
-    saved_calls_are_read_back_until_closed
+    saved_calls_are_read_back_until_closed,
+    a_setting_is_inserted_once_and_then_kept
 );
+
+/// Servers starting together on one database agree on the signing key: the first value
+/// written is the one every later caller gets.
+fn a_setting_is_inserted_once_and_then_kept(s: &dyn Store) {
+    assert_eq!(s.setting_or_insert("k", "first").unwrap(), "first");
+    assert_eq!(s.setting_or_insert("k", "second").unwrap(), "first");
+    assert_eq!(s.setting("k").unwrap().as_deref(), Some("first"));
+}
 
 fn users_groups_and_members(s: &dyn Store) {
     s.add_user(&uid("alice"), "Alice", Some("h")).unwrap();

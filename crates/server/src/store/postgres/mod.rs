@@ -489,6 +489,19 @@ impl Store for PostgresStore {
         })
     }
 
+    fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.writing(|c| {
+            // Two statements: the read's snapshot is taken after the insert, so it sees
+            // the row of a server that inserted first (and made this insert do nothing).
+            block_on(c.execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            ))?;
+            let row = block_on(c.query_one("SELECT value FROM settings WHERE key = $1", &[&key]))?;
+            Ok(row.get(0))
+        })
+    }
+
     fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
         self.writing(|c| {
             block_on(c.execute("DELETE FROM settings WHERE key = $1", &[&key]))?;
