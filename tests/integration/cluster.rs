@@ -292,6 +292,27 @@ async fn killing_the_leader_resumes_answered_calls_and_cancels_what_rang() {
 }
 
 #[tokio::test]
+async fn a_leader_stopped_cleanly_hands_over_and_the_call_resumes() {
+    let mut c = Cluster::start().await;
+    let (mut alice, _ra) = c.roaming(1, "alice", "a1").await;
+    let (mut bob, _rb) = c.roaming(2, "bob", "b1").await;
+    let room = answered_call(&mut alice, &mut bob).await;
+    let stopped = Instant::now();
+    let leader = c.nodes[0].take().expect("the leader");
+    leader.sigterm(RESYNC_LIMIT).await;
+    let (login, _, _) = resynced(&mut alice).await;
+    resynced(&mut bob).await;
+    println!(
+        "leader stopped: alice signed in again after {:.1} s",
+        stopped.elapsed().as_secs_f64()
+    );
+    assert_eq!(login.current_call.expect("still in the call").room_id, room);
+    signal_reaches(&bob, &mut alice, &room, "after the leader stopped").await;
+    bob.hang_up(room.as_str()).await.unwrap();
+    alice.expect("onHangUp").await;
+}
+
+#[tokio::test]
 async fn a_node_killed_mid_call_ends_the_call_after_the_grace_unless_its_client_returns() {
     let mut c = Cluster::start().await;
     // Bob's node dies and bob comes back through another node: the call goes on.
