@@ -8,7 +8,6 @@
 
 pub mod media;
 pub mod netlab;
-pub mod redis;
 pub mod turn;
 pub mod xvfb;
 

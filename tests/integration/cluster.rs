@@ -1,5 +1,5 @@
 //! Cluster mode (crates/server/src/cluster/, docs/deploy.md): three server processes on
-//! one real Redis (tests/common/redis.rs) and one real PostgreSQL, clients on different
+//! one real Redis (`cluster::test_redis`) and one real PostgreSQL, clients on different
 //! nodes. The first node started takes the lease and runs the calls; the others carry
 //! their clients' frames to it. Nodes are killed with SIGKILL and Redis is restarted
 //! empty mid-call.
@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use tincan_protocol::{CustomSignalParams, EndReason, HistoryParams, InviteeOutcome, RoomId};
 use tincan_sdk::{CallPhase, ConnectOptions};
+use tincan_server::cluster::test_redis::TestRedis;
 use tincan_server::store::test_postgres::TestPostgres;
 use tincan_server::store::Database;
 use tincan_server::TokenSigner;
-use tincan_tests::redis::TestRedis;
 use tincan_tests::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;

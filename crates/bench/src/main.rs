@@ -4,11 +4,14 @@
 //! - `signaling`: invite → onReceiveNewInvitation latency, and delivered messages per
 //!   second with ~2.5 KB messages; the same load against the bare relay.
 //! - `idle`: server memory per idle signed-in connection (separate server process).
+//! - `cluster`: the 2.5 KB flood with caller and callee on different nodes of a cluster
+//!   (server processes on Redis and PostgreSQL), per delivered message's CPU.
 //! - `media`: 1:1 video calls with real media between two in-process clients: setup
 //!   time, glass-to-glass latency, CPU per peer, and resources over many call cycles.
 //!
 //! Results and the commands are in docs/benchmarks.md.
 
+mod cluster;
 mod media;
 mod relay;
 
@@ -78,6 +81,9 @@ enum Cmd {
     },
     /// 1:1 video calls (webrtc-rs media, in-process server and clients on 127.0.0.1).
     Media(media::MediaArgs),
+    /// The flood across cluster nodes (server processes on a real Redis and PostgreSQL):
+    /// one node, two and three, against the bare relay.
+    Cluster(cluster::ClusterArgs),
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -363,17 +369,20 @@ fn clock_ticks() -> f64 {
 }
 
 /// Where a server's CPU time is read from.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum CpuOf {
     Threads(&'static [&'static str]),
     Process(u32),
+    /// Several processes together (a cluster's nodes and its Redis).
+    Processes(Vec<u32>),
 }
 
 impl CpuOf {
-    fn secs(self) -> f64 {
+    fn secs(&self) -> f64 {
         match self {
             CpuOf::Threads(names) => threads_cpu_secs(names),
-            CpuOf::Process(pid) => process_cpu_secs(pid),
+            CpuOf::Process(pid) => process_cpu_secs(*pid),
+            CpuOf::Processes(pids) => pids.iter().map(|p| process_cpu_secs(*p)).sum(),
         }
     }
 }
@@ -700,30 +709,17 @@ async fn connect_from(url: &str, addr: &str, from: std::net::Ipv4Addr) -> Raw {
     Raw { tx, rx }
 }
 
-async fn idle(n: usize, server_bin: &str, (flood_pairs, flood_secs): (usize, u64), sources: u8) {
+/// Starts the server binary on `127.0.0.1:0` with the bench's secret and limits fit for
+/// a load generator, plus `args` and `env`; returns it with the address it listens on.
+fn spawn_server(
+    server_bin: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     use std::io::BufRead;
-    raise_fd_limit(n as u64 + 1024);
-    let dir = std::env::temp_dir().join(format!("tincan-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("bench.db");
-    let store = SqliteStore::open(&db).unwrap();
-    for i in 0..n {
-        store
-            .add_user(&UserId::new(format!("u{i}")).unwrap(), "", None)
-            .unwrap();
-    }
-    let signer = tincan_server::signer_for(&store, Some("bench-secret")).unwrap();
-    drop(store);
     let mut child = std::process::Command::new(server_bin)
-        .args([
-            "--db",
-            db.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--secret",
-            "bench-secret",
-        ])
-        .args(["--max-connections", &(n + 100).to_string()])
+        .args(["--listen", "127.0.0.1:0", "--secret", "bench-secret"])
+        .args(args)
         // The ramp opens 200 connections at a time from one address before they sign
         // in; the default cap on those (16 per address) is for the public internet.
         .args(["--max-unauthenticated-per-address", "1000"])
@@ -735,6 +731,7 @@ async fn idle(n: usize, server_bin: &str, (flood_pairs, flood_secs): (usize, u64
         // one ping every 5 s, which costs the server no memory.
         .args(["--ping-after", "3600"])
         .env("RUST_LOG", "warn,tincan_server=info")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the server binary (build it with cargo build --release -p tincan-server)");
@@ -761,6 +758,32 @@ async fn idle(n: usize, server_bin: &str, (flood_pairs, flood_secs): (usize, u64
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(20))
         .expect("server printed its address");
+    (child, addr)
+}
+
+async fn idle(n: usize, server_bin: &str, (flood_pairs, flood_secs): (usize, u64), sources: u8) {
+    raise_fd_limit(n as u64 + 1024);
+    let dir = std::env::temp_dir().join(format!("tincan-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("bench.db");
+    let store = SqliteStore::open(&db).unwrap();
+    for i in 0..n {
+        store
+            .add_user(&UserId::new(format!("u{i}")).unwrap(), "", None)
+            .unwrap();
+    }
+    let signer = tincan_server::signer_for(&store, Some("bench-secret")).unwrap();
+    drop(store);
+    let (mut child, addr) = spawn_server(
+        server_bin,
+        &[
+            "--db".into(),
+            db.to_str().unwrap().into(),
+            "--max-connections".into(),
+            (n + 100).to_string(),
+        ],
+        &[],
+    );
     let url = format!("ws://{addr}/ws");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = rss_kb(child.id());
@@ -879,6 +902,7 @@ fn main() {
                 .await
             }
             Cmd::Media(args) => media::run(args).await,
+            Cmd::Cluster(args) => cluster::run(args).await,
         }
     });
 }

@@ -22,6 +22,8 @@
 //! publisher, subscriber) around a [`Bus`] handle the switchboard holds.
 
 pub mod role;
+#[cfg(any(test, feature = "test-redis"))]
+pub mod test_redis;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,11 +1,12 @@
-//! A throwaway Redis for the cluster tests: Debian's `redis-server` (scripts/deps
+//! A throwaway Redis for the cluster tests and benchmarks (this crate's feature
+//! `test-redis`): Debian's `redis-server` (scripts/deps
 //! installs it) on a free loopback port, with no persistence, so a restart starts it
 //! empty — the harshest restart a cluster meets. Stopped when dropped.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tincan_server::store::test_postgres::wait_for_line;
+use crate::store::test_postgres::wait_for_line;
 
 /// How long the server may take to say it accepts connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -31,6 +32,11 @@ impl TestRedis {
             }
         }
         panic!("redis-server did not start: {last}");
+    }
+
+    /// Its process id (benchmarks count its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `redis://127.0.0.1:PORT`.
