@@ -38,6 +38,7 @@ async fn main() {
             node_name: format!("test-{}", std::process::id()),
             timing: Default::default(),
         });
+        config.metrics = true;
     }
     if let Some(secs) = std::env::var("TINCAN_PARTICIPANT_GRACE")
         .ok()

@@ -22,6 +22,7 @@ use tincan_tests::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use crate::metrics::{sample, scrape_at};
 use crate::server_process::ServerProcess;
 
 /// The grace a dropped participant gets in these tests (the default is 30 s).
@@ -181,6 +182,47 @@ async fn a_call_between_two_nodes_runs_end_to_end_and_is_recorded_once() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].end_reason, EndReason::HungUp);
     assert_eq!(records[0].invitees[0].outcome, InviteeOutcome::Accepted);
+}
+
+#[tokio::test]
+async fn each_nodes_metrics_show_its_role_and_the_bus_and_the_leader_counts_the_calls() {
+    let c = Cluster::start().await;
+    let mut alice = c.peer(1, "alice", "a1").await;
+    let mut bob = c.peer(2, "bob", "b1").await;
+    let room = answered_call(&mut alice, &mut bob).await;
+    alice.hang_up(room.as_str()).await.unwrap();
+    bob.expect("onHangUp").await;
+    let mut texts = Vec::new();
+    for i in 0..3 {
+        let (status, text) = scrape_at(c.node(i).addr).await;
+        assert_eq!(status, 200, "{text}");
+        texts.push(text);
+    }
+    let leading: Vec<f64> = texts
+        .iter()
+        .map(|t| sample(t, "tincan_cluster_leading").expect("tincan_cluster_leading"))
+        .collect();
+    assert_eq!(leading, vec![1.0, 0.0, 0.0], "node 0 leads");
+    for (i, t) in texts.iter().enumerate().skip(1) {
+        let sent = sample(t, "tincan_bus_messages_total{direction=\"sent\"}").unwrap_or(0.0);
+        let got = sample(t, "tincan_bus_messages_total{direction=\"received\"}").unwrap_or(0.0);
+        assert!(
+            sent > 0.0 && got > 0.0,
+            "node {i} forwarded and delivered: {t}"
+        );
+        assert_eq!(
+            sample(t, "tincan_calls_ended_total{reason=\"hungUp\"}"),
+            None,
+            "followers decide no call"
+        );
+    }
+    assert_eq!(
+        sample(&texts[0], "tincan_calls_ended_total{reason=\"hungUp\"}"),
+        Some(1.0),
+        "{}",
+        texts[0]
+    );
+    assert_eq!(sample(&texts[0], "tincan_bus_dropped_total"), Some(0.0));
 }
 
 #[tokio::test]

@@ -9,8 +9,13 @@ use tokio::net::TcpStream;
 
 /// `GET /metrics`: the status and the body.
 async fn scrape(server: &TestServer) -> (u16, String) {
+    scrape_at(server.addr).await
+}
+
+/// `GET /metrics` of the server at `addr`: the status and the body.
+pub(crate) async fn scrape_at(addr: std::net::SocketAddr) -> (u16, String) {
     let run = async {
-        let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
         tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .await
             .expect("send");
@@ -28,7 +33,7 @@ async fn scrape(server: &TestServer) -> (u16, String) {
 }
 
 /// The value of the sample `name` (with its labels, as printed), if present.
-fn sample(text: &str, name: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

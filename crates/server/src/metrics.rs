@@ -46,6 +46,11 @@ struct State {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: &'static str,
+}
+
 /// See the module docs.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +60,11 @@ pub struct Metrics {
     calls_ended: Family<Reason, Counter>,
     ring_outcomes: Family<Outcome, Counter>,
     calls: Family<State, Gauge>,
+    leading: Gauge,
+    bus_messages: Family<Direction, Counter>,
+    /// Messages the cluster bus dropped (its queue full): the bus increments it.
+    pub(crate) bus_dropped: Counter,
+    bus_publish: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -110,6 +120,30 @@ impl Metrics {
             "Time to write one call record to the store, retries included",
             store_writes,
         );
+        let leading = Gauge::default();
+        registry.register(
+            "cluster_leading",
+            "1 while this node runs the calls of its cluster (or is a single server's only node), 0 while it follows",
+            leading.clone(),
+        );
+        let bus_messages = Family::<Direction, Counter>::default();
+        registry.register(
+            "bus_messages",
+            "Messages to and from other cluster nodes through Redis, by direction (sent, received)",
+            bus_messages.clone(),
+        );
+        let bus_dropped = Counter::default();
+        registry.register(
+            "bus_dropped",
+            "Messages to other cluster nodes dropped because the bus was too far behind",
+            bus_dropped.clone(),
+        );
+        let bus_publish = Histogram::new(latency_buckets());
+        registry.register(
+            "bus_publish_seconds",
+            "Time for one batch of messages to be taken by Redis",
+            bus_publish.clone(),
+        );
         Arc::new(Metrics {
             registry,
             connections,
@@ -118,12 +152,36 @@ impl Metrics {
             calls_ended,
             ring_outcomes,
             calls,
+            leading,
+            bus_messages,
+            bus_dropped,
+            bus_publish,
         })
     }
 
     /// A histogram for the record writer's store writes: 100 µs to ~6.5 s.
     pub fn store_write_histogram() -> Histogram {
         Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+    }
+
+    pub(crate) fn set_leading(&self, leading: bool) {
+        self.leading.set(leading as i64);
+    }
+
+    /// A batch of `n` messages Redis took in `took`.
+    pub(crate) fn bus_published(&self, n: usize, took: Duration) {
+        self.bus_messages
+            .get_or_create(&Direction { direction: "sent" })
+            .inc_by(n as u64);
+        self.bus_publish.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn bus_received(&self) {
+        self.bus_messages
+            .get_or_create(&Direction {
+                direction: "received",
+            })
+            .inc();
     }
 
     pub(crate) fn set_connections(&self, n: usize) {
@@ -204,6 +262,9 @@ mod tests {
             "tincan_calls{state=\"connected\"} 2",
             "tincan_request_duration_seconds_count{method=\"signalingInvite\"} 1",
             "# TYPE tincan_store_write_seconds histogram",
+            "# TYPE tincan_bus_publish_seconds histogram",
+            "tincan_cluster_leading 0",
+            "tincan_bus_dropped_total 0",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }

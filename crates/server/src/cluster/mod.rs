@@ -26,11 +26,11 @@ pub mod role;
 pub mod test_redis;
 pub mod wire;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -110,7 +110,8 @@ enum Channel {
 pub struct Bus {
     node: NodeNo,
     outbox: mpsc::Sender<(Channel, String)>,
-    dropped: Arc<AtomicU64>,
+    /// The metrics' counter once the switchboard has the bus ([`Bus::count_drops_in`]).
+    dropped: Counter,
 }
 
 impl Bus {
@@ -129,9 +130,14 @@ impl Bus {
         self.queue(Channel::Node(n), msg.encode());
     }
 
+    /// Counts dropped messages in `counter` (the server's metrics).
+    pub fn count_drops_in(&mut self, counter: Counter) {
+        self.dropped = counter;
+    }
+
     fn queue(&self, to: Channel, text: String) {
         if self.outbox.try_send((to, text)).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = self.dropped.inc() + 1;
             if n.is_power_of_two() {
                 warn!(
                     dropped = n,
@@ -182,7 +188,7 @@ pub async fn join(config: &ClusterConfig) -> Result<Joined, ClusterError> {
         bus: Bus {
             node,
             outbox: tx,
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: Counter::default(),
         },
         outbox,
         client,
@@ -237,7 +243,8 @@ impl Joined {
             .await
             .map_err(|e| warn!(error = %e, "could not subscribe yet; trying again"))
             .ok();
-        let publisher = tokio::spawn(publish(commands.clone(), outbox));
+        let metrics = board.metrics_handle();
+        let publisher = tokio::spawn(publish(commands.clone(), outbox, metrics));
         let subscriber = tokio::spawn(subscribe(client, node, board, hub_wanted, first));
         let looker = tokio::spawn(async move {
             let mut tick = tokio::time::interval(timing.tick);
@@ -414,9 +421,14 @@ impl Lease {
 }
 
 /// Publishes what the switchboard queues, in order, a batch per round trip.
-async fn publish(mut commands: ConnectionManager, mut outbox: mpsc::Receiver<(Channel, String)>) {
+async fn publish(
+    mut commands: ConnectionManager,
+    mut outbox: mpsc::Receiver<(Channel, String)>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while outbox.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let (n, started) = (batch.len(), Instant::now());
         let mut pipe = redis::pipe();
         for (to, text) in batch.drain(..) {
             let channel = match to {
@@ -425,8 +437,9 @@ async fn publish(mut commands: ConnectionManager, mut outbox: mpsc::Receiver<(Ch
             };
             pipe.cmd("PUBLISH").arg(channel).arg(text).ignore();
         }
-        if let Err(e) = pipe.query_async::<()>(&mut commands).await {
-            warn!(error = %e, "messages to other nodes lost: Redis did not take them");
+        match pipe.query_async::<()>(&mut commands).await {
+            Ok(()) => metrics.bus_published(n, started.elapsed()),
+            Err(e) => warn!(error = %e, "messages to other nodes lost: Redis did not take them"),
         }
     }
 }
@@ -514,6 +527,7 @@ async fn read_channels(
         tokio::select! {
             msg = sub.stream.next() => {
                 let Some(msg) = msg else { return Ok(()) };
+                board.metrics().bus_received();
                 let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else {
                     warn!("a cluster message that is not UTF-8; dropped");
                     continue;

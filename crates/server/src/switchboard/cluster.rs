@@ -100,7 +100,9 @@ impl Inner {
 impl Switchboard {
     /// Makes this switchboard a cluster node's, leaderless until the driver finds the
     /// lease (`cluster::Driver`).
-    pub fn join_cluster(&self, bus: Bus) {
+    pub fn join_cluster(&self, mut bus: Bus) {
+        bus.count_drops_in(self.metrics.bus_dropped.clone());
+        self.metrics.set_leading(false);
         self.lock().cluster = Some(Membership {
             bus,
             role: Role::Leaderless,
@@ -131,6 +133,7 @@ impl Switchboard {
             m.role = Role::Leading;
             m.remote.clear();
         }
+        self.metrics.set_leading(true);
         self.metrics.set_connections(0);
         drop(inner);
         self.timers.notify_one();
@@ -163,6 +166,7 @@ impl Switchboard {
             };
             m.remote.clear();
         }
+        self.metrics.set_leading(false);
         self.metrics.set_connections(0);
     }
 

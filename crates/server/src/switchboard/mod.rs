@@ -108,6 +108,8 @@ impl Switchboard {
     /// records to `records`.
     pub fn new(hub: Hub, store: Arc<dyn Store>, records: Records) -> Arc<Switchboard> {
         let metrics = Metrics::new(records.write_seconds());
+        // A single server runs its own calls; a cluster node starts following.
+        metrics.set_leading(true);
         Arc::new(Switchboard {
             metrics,
             inner: Mutex::new(Inner {
@@ -143,6 +145,11 @@ impl Switchboard {
     /// This server's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// This server's metrics, to keep (the cluster driver's tasks count into them).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// The metrics as Prometheus text, with the calls now.
