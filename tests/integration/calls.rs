@@ -1,15 +1,20 @@
 //! One-to-one calls: accept and hang up, reject, cancel, busy, glare, custom signals,
 //! media relay, and the records each leaves.
 
-use tincan_protocol::{EndReason, InviteeOutcome, MediaSignalParams, UserId};
+use tincan_protocol::{EndReason, InviteeOutcome, MediaSignalParams, RoomId, UserId};
 use tincan_tests::*;
 
 #[tokio::test]
 async fn invite_accept_hang_up_tells_each_side_and_records_the_call() {
     let s = TestServer::start().await;
-    let mut alice = s.peer("alice", "a1").await;
-    let mut bob = s.peer("bob", "b1").await;
+    let alice = s.peer("alice", "a1").await;
+    let bob = s.peer("bob", "b1").await;
+    accept_and_hang_up([alice, bob]).await;
+}
 
+/// The test above's flow, with alice and bob signed in wherever the caller put them
+/// (cluster.rs runs it with each on another node).
+pub(crate) async fn accept_and_hang_up([mut alice, mut bob]: [Peer; 2]) {
     let reply = alice.invite("bob").await.unwrap();
     assert!(!reply.room_id.as_str().is_empty());
     assert!(!reply.token.is_empty());
@@ -38,13 +43,13 @@ async fn invite_accept_hang_up_tells_each_side_and_records_the_call() {
     bob.quiet().await;
     assert_eq!(code(alice.hang_up(&room).await), 1602, "the call is over");
 
-    let rec = &s.history("alice")[0];
+    let rec = &records_of(&alice, &room_id(&room)).await[0];
     assert_eq!(rec.room_id.as_str(), room);
     assert_eq!(rec.end_reason, EndReason::HungUp);
     assert_eq!(rec.invitees[0].outcome, InviteeOutcome::Accepted);
     assert!(rec.answer_time.is_some());
     assert!(rec.end_time >= rec.answer_time.unwrap());
-    assert_eq!(s.history("bob")[0], *rec);
+    assert_eq!(records_of(&bob, &room_id(&room)).await[0], *rec);
     // The same record through the API.
     let h = bob
         .client
@@ -59,15 +64,20 @@ async fn invite_accept_hang_up_tells_each_side_and_records_the_call() {
 async fn reject_ends_a_one_to_one_call() {
     let s = TestServer::start().await;
     let alice = s.peer("alice", "a1").await;
-    let mut alice = alice;
-    let mut bob = s.peer("bob", "b1").await;
+    let bob = s.peer("bob", "b1").await;
+    rejected([alice, bob]).await;
+}
+
+/// The test above's flow, with alice and bob signed in wherever the caller put them
+/// (cluster.rs runs it with each on another node).
+pub(crate) async fn rejected([mut alice, mut bob]: [Peer; 2]) {
     let room = alice.invite("bob").await.unwrap().room_id.to_string();
     bob.expect("onReceiveNewInvitation").await;
     bob.reject(&room).await.unwrap();
     let r = alice.expect_info("onInviteeRejected").await;
     assert_eq!(r.op_user_id, "bob");
     assert_eq!(code(bob.accept(&room).await), 1602);
-    let rec = &s.history("alice")[0];
+    let rec = &records_of(&alice, &room_id(&room)).await[0];
     assert_eq!(rec.end_reason, EndReason::Rejected);
     assert_eq!(rec.invitees[0].outcome, InviteeOutcome::Rejected);
     assert_eq!(rec.answer_time, None);
@@ -77,7 +87,13 @@ async fn reject_ends_a_one_to_one_call() {
 async fn cancel_stops_the_ringing_and_refuses_a_late_accept() {
     let s = TestServer::start().await;
     let alice = s.peer("alice", "a1").await;
-    let mut bob = s.peer("bob", "b1").await;
+    let bob = s.peer("bob", "b1").await;
+    cancelled([alice, bob]).await;
+}
+
+/// The test above's flow, with alice and bob signed in wherever the caller put them
+/// (cluster.rs runs it with each on another node).
+pub(crate) async fn cancelled([alice, mut bob]: [Peer; 2]) {
     let room = alice.invite("bob").await.unwrap().room_id.to_string();
     bob.expect("onReceiveNewInvitation").await;
     alice.cancel(&room).await.unwrap();
@@ -85,7 +101,7 @@ async fn cancel_stops_the_ringing_and_refuses_a_late_accept() {
     assert_eq!(c.op_user_id, "alice");
     assert_eq!(code(bob.accept(&room).await), 1602);
     assert_eq!(code(alice.cancel(&room).await), 1602);
-    let rec = &s.history("bob")[0];
+    let rec = &records_of(&bob, &room_id(&room)).await[0];
     assert_eq!(rec.end_reason, EndReason::Cancelled);
     assert_eq!(rec.invitees[0].outcome, InviteeOutcome::Cancelled);
 }
@@ -354,4 +370,8 @@ async fn an_accept_that_loses_the_race_to_another_device_ends_the_call_here() {
         state.end.unwrap().reason,
         tincan_sdk::EndReason::AnsweredElsewhere
     );
+}
+
+fn room_id(room: &str) -> RoomId {
+    RoomId::new(room).unwrap()
 }

@@ -255,6 +255,31 @@ async fn the_first_answer_wins_across_devices_on_different_nodes() {
 }
 
 #[tokio::test]
+async fn accept_reject_and_cancel_between_nodes_tell_each_side_and_record_the_call() {
+    let c = Cluster::start().await;
+    for flow in 0..3 {
+        // Each flow with alice and bob on the two followers, signed in afresh.
+        let alice = c.peer(1, "alice", &format!("a{flow}")).await;
+        let bob = c.peer(2, "bob", &format!("b{flow}")).await;
+        match flow {
+            0 => crate::calls::accept_and_hang_up([alice, bob]).await,
+            1 => crate::calls::rejected([alice, bob]).await,
+            _ => crate::calls::cancelled([alice, bob]).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_group_call_with_everyone_on_another_node_than_the_caller() {
+    let c = Cluster::start().await;
+    let alice = c.peer(1, "alice", "a1").await;
+    let bob = c.peer(2, "bob", "b1").await;
+    let carol = c.peer(0, "carol", "c1").await;
+    let dave = c.peer(2, "dave", "d1").await;
+    crate::group::mixed_answers_and_a_late_joiner([alice, bob, carol, dave]).await;
+}
+
+#[tokio::test]
 async fn busy_glare_and_one_call_per_group_hold_across_nodes() {
     let c = Cluster::start().await;
     let mut alice = c.peer(1, "alice", "a1").await;

@@ -7,11 +7,18 @@ use tincan_tests::*;
 #[tokio::test]
 async fn group_call_with_mixed_answers_and_a_late_joiner() {
     let s = TestServer::start().await;
-    let mut alice = s.peer("alice", "a1").await;
-    let mut bob = s.peer("bob", "b1").await;
-    let mut carol = s.peer("carol", "c1").await;
-    let mut dave = s.peer("dave", "d1").await;
+    let alice = s.peer("alice", "a1").await;
+    let bob = s.peer("bob", "b1").await;
+    let carol = s.peer("carol", "c1").await;
+    let dave = s.peer("dave", "d1").await;
+    mixed_answers_and_a_late_joiner([alice, bob, carol, dave]).await;
+}
 
+/// The group call of the test above, with alice, bob, carol and dave signed in wherever
+/// the caller put them (cluster.rs runs it with each on another node).
+pub(crate) async fn mixed_answers_and_a_late_joiner(
+    [mut alice, mut bob, mut carol, mut dave]: [Peer; 4],
+) {
     let reply = alice.invite_group("team", &["bob", "carol"]).await.unwrap();
     let room = reply.room_id.to_string();
     let inv = bob.expect_info("onReceiveNewInvitation").await;
@@ -74,7 +81,7 @@ async fn group_call_with_mixed_answers_and_a_late_joiner() {
     alice.expect("onRoomParticipantDisconnected").await;
     alice.quiet().await;
 
-    let rec = &s.history("alice")[0];
+    let rec = &records_of(&alice, &RoomId::new(room.clone()).unwrap()).await[0];
     assert_eq!(rec.group_id, "team");
     assert_eq!(rec.end_reason, EndReason::HungUp);
     let outcome = |u: &str| {
@@ -92,7 +99,7 @@ async fn group_call_with_mixed_answers_and_a_late_joiner() {
         "everyone who was in the call, in joining order"
     );
     assert_eq!(
-        s.history("dave")[0],
+        records_of(&dave, &rec.room_id).await[0],
         *rec,
         "a member who joined uninvited has the call too"
     );
