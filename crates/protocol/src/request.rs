@@ -345,7 +345,14 @@ pub struct ClientFrame {
     pub operation_id: String,
     /// The request.
     pub request: Request,
+    /// `"noReplyOnSuccess": true`: answer only when the request fails (signals a client
+    /// sends and forgets; docs/protocol.md §1). Off by default, as in OpenIM.
+    pub no_reply_on_success: bool,
 }
+
+/// The methods `noReplyOnSuccess` may be given with: signals relayed to others, whose
+/// success the sender learns nothing from.
+pub const QUIET_METHODS: [&str; 2] = ["signalingSendCustomSignal", "signalingSendMediaSignal"];
 
 /// A frame that could not be turned into a request, with what is needed to answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +374,8 @@ struct RawFrame<'a> {
     method: Option<String>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
+    #[serde(rename = "noReplyOnSuccess", default)]
+    no_reply_on_success: bool,
 }
 
 impl ClientFrame {
@@ -408,6 +417,18 @@ impl ClientFrame {
                 WireError::new(ErrCode::MalformedFrame, "frame has no \"method\""),
             ));
         };
+        if raw.no_reply_on_success && !QUIET_METHODS.contains(&method.as_str()) {
+            return Err(fail(
+                Some(request_id),
+                WireError::new(
+                    ErrCode::Args,
+                    format!(
+                        "noReplyOnSuccess is for {} only; {method} is always answered",
+                        QUIET_METHODS.join(" and ")
+                    ),
+                ),
+            ));
+        }
         match Request::parse_data(&method, raw.data).and_then(|request| {
             request
                 .check_bounds()
@@ -418,6 +439,7 @@ impl ClientFrame {
                 request_id,
                 operation_id,
                 request,
+                no_reply_on_success: raw.no_reply_on_success,
             }),
             Err(error) => Err(fail(Some(request_id), error)),
         }
@@ -426,10 +448,15 @@ impl ClientFrame {
     /// Serializes the frame (clients use this; the server only parses).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"requestID\":{},\"operationID\":{},\"method\":\"{}\",\"data\":{}}}",
+            "{{\"requestID\":{},\"operationID\":{},\"method\":\"{}\",{}\"data\":{}}}",
             serde_json::to_string(&self.request_id).expect("id serializes"),
             serde_json::to_string(&self.operation_id).expect("string serializes"),
             self.request.method(),
+            if self.no_reply_on_success {
+                "\"noReplyOnSuccess\":true,"
+            } else {
+                ""
+            },
             self.request.data_json()
         )
     }
@@ -616,6 +643,37 @@ mod tests {
             Ok(other) => panic!("not an invite: {other:?}"),
             Err(e) => Err(e.error),
         }
+    }
+
+    #[test]
+    fn no_reply_on_success_is_read_for_signals_and_refused_for_everything_else() {
+        let custom = r#"{"requestID":1,"method":"signalingSendCustomSignal","noReplyOnSuccess":true,"data":{"roomID":"r1","customInfo":"x"}}"#;
+        let frame = ClientFrame::parse(custom).unwrap();
+        assert!(frame.no_reply_on_success);
+        assert_eq!(
+            ClientFrame::parse(&frame.to_json()),
+            Ok(frame),
+            "written back as read"
+        );
+        let plain = custom.replace(r#""noReplyOnSuccess":true,"#, "");
+        assert!(!ClientFrame::parse(&plain).unwrap().no_reply_on_success);
+        let e = ClientFrame::parse(
+            r#"{"requestID":7,"method":"signalingHungUp","noReplyOnSuccess":true,"data":{"invitation":{"roomID":"r1"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.error.code, ErrCode::Args);
+        assert_eq!(
+            e.request_id,
+            Some(RequestId::Num(7)),
+            "answered with its id"
+        );
+        assert!(
+            e.error.message.contains("signalingSendCustomSignal"),
+            "{}",
+            e.error.message
+        );
+        let e = ClientFrame::parse(&custom.replace("true", "\"yes\"")).unwrap_err();
+        assert_eq!(e.error.code, ErrCode::MalformedFrame, "{}", e.error.message);
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub(crate) async fn establish(
             request_id: RequestId::Num(LOGIN_REQUEST_ID),
             operation_id: operation_id.clone(),
             request: Request::Login(login.clone()),
+            no_reply_on_success: false,
         };
         conn.writer
             .send(Message::text(frame.to_json()))

@@ -303,6 +303,7 @@ impl Driver {
             request_id: RequestId::Num(id),
             operation_id: operation_id.clone(),
             request: *request,
+            no_reply_on_success: false,
         }
         .to_json();
         debug!(%operation_id, method, id, "request");

@@ -428,8 +428,11 @@ impl Hub {
     }
 
     fn reply(&mut self, conn: ConnId, frame: &ClientFrame, result: Handled) {
-        if let Err(e) = &result {
-            self.errors.push(e.code);
+        match &result {
+            Err(e) => self.errors.push(e.code),
+            // The sender asked to hear only of failures (`noReplyOnSuccess`).
+            Ok(_) if frame.no_reply_on_success => return,
+            Ok(_) => {}
         }
         let mut text = response_json(
             Some(&frame.request_id),

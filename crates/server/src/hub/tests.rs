@@ -471,3 +471,40 @@ fn a_full_room_and_a_second_group_call_have_codes_of_their_own() {
     );
     assert_eq!(r["errCode"], 1603, "{r}");
 }
+
+#[test]
+fn a_signal_sent_without_reply_on_success_is_delivered_and_only_a_failure_answered() {
+    let mut h = H::new();
+    h.login(1, "alice", "a1");
+    h.login(2, "bob", "b1");
+    h.login(3, "carol", "c1");
+    let room = h.invite(1, "bob");
+    let r = h.req(2, "signalingAccept", action(&room));
+    assert_eq!(r["errCode"], 0, "{r}");
+    h.take_events(1);
+    h.take_events(2);
+    let quiet = |id: u64, room: &str| {
+        json!({"requestID": id, "operationID": "q", "method": "signalingSendCustomSignal",
+            "noReplyOnSuccess": true, "data": {"roomID": room, "customInfo": "hi"}})
+        .to_string()
+    };
+    // Delivered, and the sender gets nothing back.
+    let frame = ClientFrame::parse(&quiet(900, &room)).unwrap();
+    assert!(frame.no_reply_on_success);
+    h.hub.handle(h.now, Input::Request { conn: 1, frame });
+    h.collect();
+    assert_eq!(h.events(2), vec!["onReceiveCustomSignal"]);
+    assert!(
+        h.inbox.get(&1).is_none_or(|f| f.is_empty()),
+        "{:?}",
+        h.inbox.get(&1)
+    );
+    // Carol is not in the call: the failure is answered all the same.
+    let frame = ClientFrame::parse(&quiet(901, &room)).unwrap();
+    h.hub.handle(h.now, Input::Request { conn: 3, frame });
+    h.collect();
+    let got = &h.inbox[&3];
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["requestID"], 901);
+    assert_eq!(got[0]["errCode"], 1002, "{got:?}");
+}
