@@ -24,8 +24,8 @@ use tincan_server::store::Database;
 use tincan_server::TokenSigner;
 
 use crate::{
-    call_between, custom_frame, relay_pair, report_flood, req, spawn_server, start_relay,
-    throughput, CpuOf, Flood, Raw, PAYLOAD, RELAY_THREADS,
+    call_between, custom_frame, quiet_custom_frame, relay_pair, report_flood, req, spawn_server,
+    start_relay, throughput, CpuOf, Flood, Raw, PAYLOAD, RELAY_THREADS,
 };
 
 /// What `tincan-bench cluster` takes.
@@ -40,6 +40,9 @@ pub struct ClusterArgs {
     /// Messages in flight per pair.
     #[arg(long, default_value_t = 16)]
     window: u64,
+    /// Send the signals with `noReplyOnSuccess` (no response when delivered).
+    #[arg(long)]
+    no_reply_on_success: bool,
     /// Path to the tincan-server binary (build it with --release first).
     #[arg(long, default_value = "target/release/tincan-server")]
     server_bin: String,
@@ -127,7 +130,11 @@ async fn flood(nodes: &Nodes, signer: &TokenSigner, args: &ClusterArgs) -> Flood
         pairs,
         args.secs,
         args.window,
-        custom_frame,
+        if args.no_reply_on_success {
+            quiet_custom_frame
+        } else {
+            custom_frame
+        },
         |v| v.contains("\"onReceiveCustomSignal\""),
         nodes.cpu(),
     )
@@ -138,8 +145,16 @@ async fn flood(nodes: &Nodes, signer: &TokenSigner, args: &ClusterArgs) -> Flood
 pub async fn run(args: ClusterArgs) {
     PAYLOAD.get_or_init(|| "x".repeat(2500 - 150));
     println!(
-        "# {} pairs, 2.5 KB custom signals for {} s each, window {}; server {}",
-        args.pairs, args.secs, args.window, args.server_bin
+        "# {} pairs, 2.5 KB custom signals{} for {} s each, window {}; server {}",
+        args.pairs,
+        if args.no_reply_on_success {
+            " (noReplyOnSuccess)"
+        } else {
+            ""
+        },
+        args.secs,
+        args.window,
+        args.server_bin
     );
     let relay_url = start_relay();
     let mut relay_pairs = Vec::new();

@@ -588,13 +588,21 @@ fn custom_frame(id: u64, room: &str) -> String {
     )
 }
 
+/// The same signal with `noReplyOnSuccess` (docs/protocol.md §1.2): no response when it
+/// is delivered.
+fn quiet_custom_frame(id: u64, room: &str) -> String {
+    json!({"requestID": id, "operationID": format!("bench-{id}"), "method": "signalingSendCustomSignal",
+        "noReplyOnSuccess": true, "data": {"roomID": room, "customInfo": PAYLOAD.get().unwrap()}})
+    .to_string()
+}
+
 async fn signaling(pairs: usize, rounds: usize, msg_bytes: usize, secs: u64, window: u64) {
     PAYLOAD
         .set("x".repeat(msg_bytes.saturating_sub(150)))
         .unwrap();
     println!("# {pairs} pairs, {rounds} invitations per pair, throughput {msg_bytes} B messages for {secs} s, window {window}");
     let relay_url = start_relay();
-    let tincan = start_tincan(4 * pairs).await;
+    let tincan = start_tincan(8 * pairs).await;
 
     let relay_lat = latency_relay(&relay_url, pairs, rounds).await;
     let ours_lat = latency_tincan(&tincan, pairs, rounds).await;
@@ -621,31 +629,42 @@ async fn signaling(pairs: usize, rounds: usize, msg_bytes: usize, secs: u64, win
     )
     .await;
 
-    let mut ours = Vec::new();
-    for i in 0..pairs {
-        ours.push(tincan_call_pair(&tincan, 2 * i, 2 * i + 1).await);
-    }
-    let tincan_flood = throughput(
-        ours,
-        secs,
-        window,
-        custom_frame,
-        |v| v.contains("\"onReceiveCustomSignal\""),
-        CpuOf::Threads(TINCAN_THREADS),
-    )
-    .await;
     report_flood("bare relay", &relay);
-    report_flood("tincan", &tincan_flood);
-    println!(
-        "ratio delivered {:.2}x (≥ 0.6x)  per CPU-s {:.2}x (≥ 0.5x)  p50 {:.2}x (≤ 1.5x)",
-        tincan_flood.rate / relay.rate,
-        tincan_flood.per_cpu_sec / relay.per_cpu_sec,
-        tincan_flood.latency.value_at_quantile(0.5) as f64
-            / relay.latency.value_at_quantile(0.5) as f64
-    );
+    // The same flood twice: every signal answered (OpenIM's way, the default), then with
+    // noReplyOnSuccess. Each on calls of its own users.
+    for (k, (name, make)) in [
+        ("tincan", custom_frame as fn(u64, &str) -> String),
+        ("tincan noReplyOnSuccess", quiet_custom_frame),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut ours = Vec::new();
+        for i in 0..pairs {
+            let first = 2 * pairs * (k + 1);
+            ours.push(tincan_call_pair(&tincan, first + 2 * i, first + 2 * i + 1).await);
+        }
+        let flood = throughput(
+            ours,
+            secs,
+            window,
+            make,
+            |v| v.contains("\"onReceiveCustomSignal\""),
+            CpuOf::Threads(TINCAN_THREADS),
+        )
+        .await;
+        report_flood(name, &flood);
+        println!(
+            "{name}: ratio delivered {:.2}x (≥ 0.6x)  per CPU-s {:.2}x (≥ 0.5x)  p50 {:.2}x (≤ 1.5x)",
+            flood.rate / relay.rate,
+            flood.per_cpu_sec / relay.per_cpu_sec,
+            flood.latency.value_at_quantile(0.5) as f64
+                / relay.latency.value_at_quantile(0.5) as f64
+        );
+    }
 
     // Fresh users: the flood's calls are still in their grace period.
-    let (rate, cpu, h) = call_cycles(&tincan, 2 * pairs, pairs, secs).await;
+    let (rate, cpu, h) = call_cycles(&tincan, 6 * pairs, pairs, secs).await;
     println!(
         "call cycles (invite, accept, hang up), {pairs} pairs: {rate:.0}/s, server {:.0} µs CPU per cycle",
         cpu * 1e6 / h.len().max(1) as f64
