@@ -520,7 +520,7 @@ function renderContacts() {
       el('li', { testid: `contact-${u.userID}`, 'data-recent': String(ui.recent.has(u.userID)) },
         el('span', { class: 'presence', testid: `presence-${u.userID}`, hidden: '' },
           el('span', { class: 'dot', 'aria-hidden': 'true' }), el('span', { class: 'label' })),
-        el('span', { class: 'name' }, u.nickname || u.userID, u.nickname ? el('small', {}, ` ${u.userID}`) : null),
+        el('span', { class: 'name', title: u.nickname ? `${u.nickname} (${u.userID})` : u.userID }, u.nickname || u.userID, u.nickname ? el('small', {}, ` ${u.userID}`) : null),
         el('button', { type: 'button', testid: `call-audio-${u.userID}`, 'aria-label': `Audio call ${u.nickname || u.userID}`, title: `Audio call ${u.nickname || u.userID}`, onclick: () => startOutgoing([u.userID], 'audio', '') }, 'Audio'),
         el('button', { type: 'button', testid: `call-video-${u.userID}`, 'aria-label': `Video call ${u.nickname || u.userID}`, title: `Video call ${u.nickname || u.userID}`, onclick: () => startOutgoing([u.userID], 'video', '') }, 'Video'),
       ),

@@ -8,6 +8,18 @@ import { tincan, SessionType, Platform } from './openim.js';
 import { $, all, el, explain, groupName, list, loadHistory, mediaWord, nameOf, notice, offerCallBack, ring, setScreen, showError, ui, updateRootState } from './app.js';
 import { clearMedia, closePanels, inCall, layoutGrid, placeSelfView, removeTile, resetQuality, tile, toggleCamera, toggleMute, toggleSharing } from './media.js';
 
+// A name in a heading or line that a long name would overflow: cut with an ellipsis
+// (style.css `.ellipsis`), the whole of it in the tooltip.
+/**
+ * @param {string} id
+ * @param {string} name
+ */
+function showName(id, name) {
+  const e = $(id);
+  e.textContent = name;
+  e.title = name;
+}
+
 // ---------------------------------------------------------------- outgoing
 
 /**
@@ -54,7 +66,7 @@ export async function startOutgoing(invitees, media, groupID) {
     early: /** @type {import('./page').EarlyAnswer[]} */ ([]), // answers that arrived before the invite's reply named the room
   };
   ui.call = call;
-  $('outgoing-callee').textContent = groupID ? `${groupName(groupID)}: ${list(invitees)}` : nameOf(invitees[0]);
+  showName('outgoing-callee', groupID ? `${groupName(groupID)}: ${list(invitees)}` : nameOf(invitees[0]));
   $('outgoing-media').textContent = mediaWord(media);
   $('outgoing-status').textContent = 'Calling…';
   $('outgoing-status').dataset.state = 'calling';
@@ -135,7 +147,7 @@ export function showIncoming(info) {
   ui.incoming = info;
   const inv = info.invitation;
   const caller = info.opUserID || inv.inviterUserID;
-  $('incoming-caller').textContent = nameOf(caller);
+  showName('incoming-caller', nameOf(caller));
   $('incoming-caller').dataset.userId = caller;
   $('incoming-media').textContent = mediaWord(inv.mediaType);
   $('incoming-media').dataset.media = inv.mediaType;
@@ -144,7 +156,7 @@ export function showIncoming(info) {
   // The invitation names its group (participant.groupInfo); the contacts may not have
   // loaded yet when it rings right after sign-in.
   const named = info.participant && info.participant.groupInfo && info.participant.groupInfo.groupName;
-  group.textContent = inv.groupID ? `Group call in ${named || groupName(inv.groupID)}` : '';
+  showName('incoming-group', inv.groupID ? `Group call in ${named || groupName(inv.groupID)}` : '');
   showError('incoming-error', '');
   $('incoming-accept').disabled = false;
   $('incoming-reject').disabled = false;
@@ -268,7 +280,7 @@ export function enterCall(invitation, others) {
     cameraOff: invitation.mediaType === 'audio',
   };
   const call = ui.call;
-  $('in-call-title').textContent = call.groupID ? groupName(call.groupID) : nameOf(others[0]);
+  showName('in-call-title', call.groupID ? groupName(call.groupID) : nameOf(others[0]));
   $('hangup').setAttribute('aria-label', `Hang up the call with ${$('in-call-title').textContent}`);
   $('in-call-media').textContent = mediaWord(call.media);
   $('add-people').hidden = !call.groupID;

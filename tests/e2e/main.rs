@@ -13,6 +13,7 @@ mod harness;
 mod calls;
 mod contacts;
 mod group;
+mod layout;
 mod local_server;
 mod media;
 mod outage;
