@@ -22,6 +22,38 @@ pub(crate) struct Participant {
     pub grace_deadline: Option<Instant>,
 }
 
+/// A participant's link to their device: connected, or gone and waited for until a
+/// deadline. Changed only through `Hub::set_link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// On this connection.
+    Connected(ConnId),
+    /// Disconnected; the call waits for the device until then.
+    InGrace {
+        /// The grace period's end.
+        until: Instant,
+    },
+}
+
+impl Participant {
+    /// The link now.
+    pub fn link(&self) -> Option<Link> {
+        match (self.conn, self.grace_deadline) {
+            (Some(c), _) => Some(Link::Connected(c)),
+            (None, Some(until)) => Some(Link::InGrace { until }),
+            (None, None) => None,
+        }
+    }
+
+    /// Sets the link (the fields behind it move together).
+    pub fn set_link(&mut self, link: Link) {
+        (self.conn, self.grace_deadline) = match link {
+            Link::Connected(c) => (Some(c), None),
+            Link::InGrace { until } => (None, Some(until)),
+        };
+    }
+}
+
 /// Where one invitee stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InviteeState {

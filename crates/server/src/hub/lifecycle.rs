@@ -5,7 +5,7 @@ use tracing::info;
 
 use tincan_protocol::{EndReason, Event, InviteeOutcome, RoomId, RoomParticipantInfo, UserId};
 
-use super::call::{Invitee, InviteeState, Participant};
+use super::call::{Invitee, InviteeState, Link, Participant};
 use super::{ConnId, ConnInfo, Hub, Now, Timer};
 
 /// How many ended rooms are remembered, so a late answer hears "ended", not "unknown".
@@ -274,6 +274,19 @@ impl Hub {
                 self.ended.remove(&old);
             }
         }
+    }
+
+    /// The choke point for a participant's link to their device (connected, or in grace
+    /// until a deadline), logged `old -> new (reason)` like the others.
+    pub(super) fn set_link(&mut self, room: &RoomId, user: &UserId, link: Link, reason: &str) {
+        let p = self
+            .calls
+            .get_mut(room)
+            .and_then(|c| c.participant_mut(user))
+            .expect("a link is set for a participant of a live call");
+        let old = p.link();
+        p.set_link(link);
+        tracing::debug!(room = %room, participant = %user, ?old, new = ?link, reason, "participant link");
     }
 
     pub(super) fn next_record_number(&mut self) -> u64 {

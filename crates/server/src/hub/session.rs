@@ -8,6 +8,7 @@ use tincan_protocol::{
     RoomId, SignalingInfo, UserId, WireError, PROTOCOL_VERSION,
 };
 
+use super::call::Link;
 use super::{raw, store_failed, ConnId, ConnInfo, Hub, Now, Output, Presence, Timer};
 use crate::auth::TokenError;
 
@@ -149,10 +150,14 @@ impl Hub {
         if p.device != me.device {
             return None;
         }
-        info!(room = %room, "device resumed its call");
-        p.conn = Some(conn);
-        p.grace_deadline = None;
         p.platform = me.platform;
+        info!(room = %room, "device resumed its call");
+        self.set_link(
+            &room,
+            &me.user,
+            Link::Connected(conn),
+            "device resumed its call",
+        );
         Some(self.current_call(now, &room, &me.user))
     }
 
@@ -220,9 +225,13 @@ impl Hub {
                 };
                 let silent_for = now.mono.saturating_duration_since(last_heard);
                 let deadline = last_heard.min(now.mono) + grace;
-                p.conn = None;
-                p.grace_deadline = Some(deadline);
                 info!(room = %room, grace_ms = grace.as_millis() as u64, silent_ms = silent_for.as_millis() as u64, "call device disconnected; waiting for it to come back");
+                self.set_link(
+                    &room,
+                    &me.user,
+                    Link::InGrace { until: deadline },
+                    "connection closed",
+                );
                 if deadline <= now.mono {
                     // Found silent only after its grace was over: no more waiting.
                     self.grace_expired(now, room, me.user.clone());
