@@ -229,6 +229,27 @@ fn long_names_are_cut_short_and_every_call_control_stays_in_a_640x480_window() {
 
         assert_ellipsised(&s.app, "[data-testid=\"contact-wolfe\"] .name", &unbroken).await;
 
+        // Calling him: the ringing screen cuts his name too, its Cancel stays in reach.
+        s.app.click("call-audio-hubert").await;
+        s.app.wait_state("outgoing").await;
+        let room = within(hubert.expect_info("onReceiveNewInvitation"))
+            .await
+            .invitation
+            .room_id;
+        assert_ellipsised(&s.app, "[data-testid=\"outgoing-callee\"]", &spaced).await;
+        let r = rects(&s.app, &["outgoing-cancel"]).await;
+        assert!(
+            inside(&r["outgoing-cancel"], &r["viewport"]),
+            "Cancel is at {:?} in a {:?} window",
+            r["outgoing-cancel"],
+            r["viewport"]
+        );
+        assert_no_scrolling(&s.app, "ringing out at 640x480").await;
+        s.app.click("outgoing-cancel").await;
+        let cancelled = within(hubert.expect_info("onInvitationCancelled")).await;
+        assert_eq!(cancelled.invitation.room_id, room);
+        s.app.wait_state("contacts").await;
+
         // A long name made of words: one line, cut, the dialog as wide as it was.
         hubert.invite("alice").await.expect("hubert calls");
         assert_incoming_fits(&s.app, &spaced).await;
