@@ -1,13 +1,21 @@
-//! The bandwidth estimate of one peer connection: webrtc-rs's GCC (Google Congestion
-//! Control: a delay-based trend from TWCC feedback and a loss-based half, the lower of
-//! the two wins) wrapped so that its figures reach the session.
+//! The bandwidth estimate of one peer connection: GCC (Google Congestion Control: a
+//! delay-based trend from TWCC feedback and a loss-based half, the lower of the two
+//! wins), wrapped so that its figures reach the session.
+//!
+//! The delay half is rtc-interceptor's (its slope estimator, overuse detector, received
+//! rate and AIMD controller, composed as its `Gcc` composes them). The loss half is
+//! ours ([`loss`]): rtc-interceptor's cut the estimate every 200 ms for one loss episode
+//! and took a thin link's call to its floor (docs/network-lab.md, case (e)); ours cuts
+//! as libwebrtc does, once per report and round trip, never below what the path
+//! delivered. And a resend the far end already had is not counted as lost (see
+//! [`Repeats`]).
 //!
 //! The stack drives the estimator from inside its interceptor chain, where nothing
 //! outside can reach it; [`Estimator`] is what it drives, and it copies each new
 //! figure into a [`BandwidthHandle`] the peer keeps. No IO and no clock: every instant
 //! comes from the chain (or a test). This and [`crate::peer`] are the only modules that
-//! name `rtc` types: this one only the estimator seam (`BandwidthEstimator`, `Gcc`,
-//! `PacketReport`).
+//! name `rtc` types: this one only the estimator seam (`BandwidthEstimator`, GCC's
+//! delay-half parts, `PacketReport`).
 //!
 //! What the chain's pacer is told is the estimate times [`PACING_FACTOR`]: the encoders
 //! aim under the estimate ([`crate::adaptation::HEADROOM`]), but a key frame is a burst
@@ -15,13 +23,19 @@
 //! hundreds of milliseconds (or refuse its tail, breaking the picture it was meant to
 //! repair). libwebrtc paces at 2.5 times the estimate for the same reason.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
-    BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, PacerBuilder, PacketReport,
-    Registry, Slot, TwccReceiverBuilder, TwccSenderBuilder,
+    BandwidthEstimator, CongestionControlBuilder, EstimatorStats, OveruseDetector, PacerBuilder,
+    PacketReport, RateCalculator, RateController, Registry, SlopeEstimator, Slot,
+    TwccReceiverBuilder, TwccSenderBuilder,
 };
+
+pub mod loss;
+
+use loss::LossBased;
 
 use crate::source::VideoSettings;
 
@@ -106,7 +120,16 @@ impl BandwidthHandle {
 
 /// GCC, publishing into a [`BandwidthHandle`]; what the interceptor chain drives.
 pub struct Estimator {
-    gcc: Gcc,
+    slope: SlopeEstimator,
+    detector: OveruseDetector,
+    /// What the far end reports arriving (the acknowledged rate).
+    received: RateCalculator,
+    delay: RateController,
+    loss: LossBased,
+    repeats: Repeats,
+    /// From the last feedback: now less the departure of the newest packet it reports.
+    rtt: Duration,
+    target: f64,
     reports: u64,
     handle: BandwidthHandle,
 }
@@ -114,10 +137,17 @@ pub struct Estimator {
 impl Estimator {
     /// An estimator starting at `initial_bps`, and the handle it publishes to.
     pub fn new(initial_bps: f64) -> (Estimator, BandwidthHandle) {
-        let gcc = Gcc::new(initial_bps, MIN_BPS, MAX_BPS);
+        let initial = initial_bps.clamp(MIN_BPS, MAX_BPS);
         let handle = BandwidthHandle::default();
         let estimator = Estimator {
-            gcc,
+            slope: SlopeEstimator::new(),
+            detector: OveruseDetector::new(),
+            received: RateCalculator::default(),
+            delay: RateController::new(initial, MIN_BPS, MAX_BPS),
+            loss: LossBased::new(initial, MIN_BPS, MAX_BPS),
+            repeats: Repeats::default(),
+            rtt: Duration::ZERO,
+            target: initial,
             reports: 0,
             handle: handle.clone(),
         };
@@ -128,16 +158,15 @@ impl Estimator {
     /// The pacer's rate: [`PACING_FACTOR`] times the estimate, never under
     /// [`MIN_PACING_BPS`].
     pub fn pacing_bps(&self) -> f64 {
-        pacing_bps(self.gcc.target_bitrate())
+        pacing_bps(self.target)
     }
 
     fn publish(&self) {
-        let stats: EstimatorStats = self.gcc.stats();
         let reading = Reading {
-            target_bps: self.gcc.target_bitrate(),
-            loss: stats.packet_loss.unwrap_or(0.0),
-            delay_bps: self.gcc.delay_based_bitrate(),
-            loss_bps: self.gcc.loss_based_bitrate(),
+            target_bps: self.target,
+            loss: self.loss.average_loss().unwrap_or(0.0),
+            delay_bps: self.delay.target(),
+            loss_bps: self.loss.bound(),
             reports: self.reports,
         };
         *self.handle.0.lock().expect("bandwidth reading") = reading;
@@ -149,8 +178,49 @@ impl BandwidthEstimator for Estimator {
         if reports.is_empty() {
             return;
         }
-        self.gcc.on_reports(now, reports);
+        // Delay: group, filter, detect, control (as rtc-interceptor's `Gcc`).
+        let mut usage = self.detector.usage();
+        let (mut lost, mut counted, mut repeats) = (0, 0, 0);
+        let mut newest: Option<Instant> = None;
+        for report in reports {
+            if report.arrived {
+                self.received.add(now, report.size);
+                newest = newest.max(Some(report.departure));
+            }
+            if let Some(trend) = self.slope.accumulate(report) {
+                usage = self.detector.update(trend.at, trend.estimate_ms);
+            }
+            match self.repeats.count(report) {
+                Fate::Arrived => counted += 1,
+                Fate::Lost => (lost, counted) = (lost + 1, counted + 1),
+                Fate::Repeat => repeats += 1,
+            }
+        }
+        if let Some(departure) = newest {
+            self.rtt = now.saturating_duration_since(departure);
+        }
+        let received = self.received.rate_bits_per_second(now);
+        let delay = self.delay.update(now, usage, received);
+        // Loss: one report per 20 packets, one cut per report and round trip.
+        self.loss.on_feedback(lost, counted);
+        if let Some(bps) = received {
+            self.loss.on_acknowledged(now, bps);
+        }
+        let bound = self.loss.update(now, self.target, self.rtt);
+        self.target = delay.min(bound).clamp(MIN_BPS, MAX_BPS);
         self.reports += 1;
+        tracing::trace!(
+            packets = reports.len(),
+            lost,
+            repeats,
+            ?usage,
+            received_bps = received.unwrap_or(0.0) as u64,
+            delay_bps = delay as u64,
+            loss_bps = bound as u64,
+            target_bps = self.target as u64,
+            rtt_ms = self.rtt.as_millis() as u64,
+            "bandwidth feedback"
+        );
         self.publish();
     }
 
@@ -159,312 +229,117 @@ impl BandwidthEstimator for Estimator {
         self.pacing_bps()
     }
 
-    fn handle_timeout(&mut self, now: Instant) {
-        self.gcc.handle_timeout(now);
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.gcc.poll_timeout()
-    }
-
     fn stats(&self) -> EstimatorStats {
-        self.gcc.stats()
+        let mut stats = EstimatorStats::default();
+        stats.delay_based_bitrate = Some(self.delay.target());
+        stats.loss_based_bitrate = Some(self.loss.bound());
+        stats.packet_loss = self.loss.average_loss();
+        stats.round_trip_time = Some(self.rtt);
+        stats
+    }
+}
+
+/// What one packet's feedback says for the loss half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Arrived,
+    Lost,
+    /// Reported lost, but an earlier copy (same SSRC and RTP sequence number) arrived.
+    Repeat,
+}
+
+/// RTP packets (SSRC, sequence number) whose arrival was reported lately.
+///
+/// We resend a lost packet on its own SSRC with its own sequence number (NACK without
+/// RTX), and the receiver asks again every 100 ms until a copy arrives: when the round
+/// trip is longer than that, a second copy is sent after the first and arrives after
+/// it, and the receiver's SRTP replay check refuses it before TWCC records it, so the
+/// feedback says "lost". In the network lab that was a stream of resends the far end
+/// already had, all counted as loss, which held the estimate at its floor after the
+/// link had room again. libwebrtc resends on an RTX stream, whose copies are received
+/// (and counted) as such; here a copy reported lost after one arrived is not loss.
+#[derive(Debug, Default)]
+struct Repeats {
+    arrived: HashSet<(u32, u16)>,
+    order: VecDeque<(u32, u16)>,
+}
+
+/// Arrivals remembered: some seconds of video at any rate the estimate allows, while
+/// the receiver asks for a packet for 1 s at most (10 requests, 100 ms apart).
+const REPEATS_REMEMBERED: usize = 4096;
+
+impl Repeats {
+    fn count(&mut self, report: &PacketReport) -> Fate {
+        let key = (report.ssrc, report.rtp_sequence_number);
+        if !report.arrived {
+            return if self.arrived.contains(&key) {
+                Fate::Repeat
+            } else {
+                Fate::Lost
+            };
+        }
+        if self.arrived.insert(key) {
+            self.order.push_back(key);
+            if self.order.len() > REPEATS_REMEMBERED {
+                if let Some(old) = self.order.pop_front() {
+                    self.arrived.remove(&old);
+                }
+            }
+        }
+        Fate::Arrived
     }
 }
 
 #[cfg(test)]
+mod simulation;
+
+#[cfg(test)]
 mod tests {
-    //! GCC driven through [`Estimator`] by a simulated path: a sender that sends what
-    //! the estimate allows, a bottleneck with a drop-tail buffer, and a receiver
-    //! reporting arrivals every 100 ms, as TWCC does. Simulated time, no clock.
-
     use super::*;
-    use crate::adaptation::{Adaptation, Estimate};
     use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
-    use std::collections::VecDeque;
-    use std::time::Duration;
 
-    const PACKET: usize = 1200;
-    const STEP: Duration = Duration::from_millis(5);
-    const FEEDBACK_EVERY: u32 = 20; // steps: 100 ms
-    const ONE_WAY: Duration = Duration::from_millis(20);
-
-    struct Path {
-        start: Instant,
-        now: Instant,
-        estimator: Estimator,
-        handle: BandwidthHandle,
-        /// Bottleneck rate, bit/s, and its buffer in time.
-        cap_bps: f64,
-        buffer: Duration,
-        /// Random-looking loss on top of the bottleneck, 0–1.
-        loss: f64,
-        /// When the bottleneck is next free, on the sender's clock.
-        link_free: Instant,
-        /// Sent, awaiting a report: (report, arrival instant or None).
-        in_flight: VecDeque<(PacketReport, Option<Instant>)>,
-        next_id: u64,
-        credit_bits: f64,
-        steps: u32,
+    fn report(id: u64, seq: u16, departure: Instant, arrival_ms: Option<u64>) -> PacketReport {
+        PacketReport {
+            ssrc: 7,
+            id,
+            rtp_sequence_number: seq,
+            is_twcc: true,
+            twcc_sequence_number: id as u16,
+            size: 1200,
+            arrived: arrival_ms.is_some(),
+            departure,
+            arrival: arrival_ms.map(Duration::from_millis),
+            ecn: Ecn::default(),
+        }
     }
 
-    impl Path {
-        fn new(cap_kbps: f64, initial_bps: f64) -> Path {
-            let start = Instant::now();
-            let (estimator, handle) = Estimator::new(initial_bps);
-            Path {
-                start,
-                now: start,
-                estimator,
-                handle,
-                cap_bps: cap_kbps * 1000.0,
-                buffer: Duration::from_millis(150),
-                loss: 0.0,
-                link_free: start,
-                in_flight: VecDeque::new(),
-                next_id: 0,
-                credit_bits: 0.0,
-                steps: 0,
-            }
-        }
-
-        fn send_one(&mut self) {
-            let id = self.next_id;
-            self.next_id += 1;
-            let tx = Duration::from_secs_f64((PACKET * 8) as f64 / self.cap_bps);
-            let begin = self.link_free.max(self.now);
-            // Drop-tail: a packet that would wait longer than the buffer holds is lost.
-            let lost_at_queue = begin.saturating_duration_since(self.now) > self.buffer;
-            // Deterministic "random" loss: every n-th packet.
-            let lost_at_random = self.loss > 0.0
-                && (id as f64 * self.loss).floor() != ((id + 1) as f64 * self.loss).floor();
-            let arrival = if lost_at_queue || lost_at_random {
-                None
-            } else {
-                self.link_free = begin + tx;
-                Some(begin + tx + ONE_WAY)
-            };
-            let report = PacketReport {
-                ssrc: 1,
-                id,
-                rtp_sequence_number: id as u16,
-                is_twcc: true,
-                twcc_sequence_number: id as u16,
-                size: PACKET,
-                arrived: arrival.is_some(),
-                departure: self.now,
-                arrival: arrival.map(|a| a.duration_since(self.start)),
-                ecn: Ecn::default(),
-            };
-            self.in_flight.push_back((report, arrival));
-        }
-
-        /// Runs `secs` of simulated time; the sender sends at the estimate (what the
-        /// encoders aim for would be less: this is the harder case).
-        fn run(&mut self, secs: f64) {
-            let steps = (secs / STEP.as_secs_f64()) as u32;
-            for _ in 0..steps {
-                self.now += STEP;
-                self.steps += 1;
-                let target = self.handle.reading().target_bps;
-                self.credit_bits += target * STEP.as_secs_f64();
-                while self.credit_bits >= (PACKET * 8) as f64 {
-                    self.credit_bits -= (PACKET * 8) as f64;
-                    self.send_one();
-                }
-                if self.steps.is_multiple_of(FEEDBACK_EVERY) {
-                    self.feedback();
-                }
-            }
-        }
-
-        /// What a TWCC report arriving now says: every packet whose fate the receiver
-        /// knew one way-trip ago, in send order.
-        fn feedback(&mut self) {
-            let known_by = self.now - ONE_WAY;
+    #[test]
+    fn a_resend_the_far_end_already_had_is_not_counted_as_lost() {
+        let start = Instant::now();
+        let (mut estimator, handle) = Estimator::new(1_000_000.0);
+        let mut id = 0u64;
+        for round in 0..20u64 {
+            let now = start + Duration::from_millis(100 * (round + 1));
+            let sent = now - Duration::from_millis(60);
+            let ms = 100 * round + 60;
             let mut reports = Vec::new();
-            while let Some((report, arrival)) = self.in_flight.front() {
-                let known = match arrival {
-                    Some(a) => *a <= known_by,
-                    // A lost packet is known lost once later ones have arrived.
-                    None => report.departure + ONE_WAY * 2 <= known_by,
-                };
-                if !known {
-                    break;
-                }
-                reports.push(report.clone());
-                self.in_flight.pop_front();
+            // Ten new packets, all arrived…
+            for k in 0..10u64 {
+                let seq = (round * 10 + k) as u16;
+                reports.push(report(id, seq, sent, Some(ms + k)));
+                id += 1;
             }
-            self.estimator.on_reports(self.now, &reports);
-        }
-
-        fn target_kbps(&self) -> f64 {
-            self.handle.reading().target_bps / 1000.0
-        }
-    }
-
-    /// What the encoders aim for in all (video and audio) under the policy, kbit/s.
-    fn aim_kbps(policy: &mut Adaptation, path: &Path) -> f64 {
-        let r = path.handle.reading();
-        policy.update(
-            path.now,
-            Estimate {
-                target_bps: r.target_bps,
-                loss: r.loss,
-            },
-        );
-        let plan = policy.plan();
-        f64::from(plan.video.map_or(0, |v| v.bitrate_bps) + plan.audio_bps) / 1000.0
-    }
-
-    #[test]
-    fn the_pacer_carries_audio_whatever_the_estimate() {
-        // Opus at its lossy-link rate plus IP/UDP/RTP/SRTP headers, 50 packets a second.
-        let audio = f64::from(crate::adaptation::AUDIO_LOSSY_BPS) + 50.0 * 70.0 * 8.0;
-        assert!(
-            pacing_bps(MIN_BPS) >= 2.0 * audio,
-            "{}",
-            pacing_bps(MIN_BPS)
-        );
-        assert_eq!(pacing_bps(2_000_000.0), 2_000_000.0 * PACING_FACTOR);
-    }
-
-    #[test]
-    fn a_500_kbit_bottleneck_brings_the_encoders_under_it_within_10_s() {
-        let mut path = Path::new(500.0, initial_bps(1_000_000));
-        let mut policy = Adaptation::new(1_000_000);
-        assert!(path.target_kbps() > 1000.0, "starts at the configured rate");
-        let mut under_at = None;
-        for tenth in 1..=100 {
-            path.run(0.1);
-            if under_at.is_none() && aim_kbps(&mut policy, &path) < 500.0 {
-                under_at = Some(tenth);
+            // …and ten resends of packets that had arrived, refused by the far end's
+            // replay check, so its feedback says "not received".
+            for k in 0..10u64 {
+                let seq = (round * 10 + k) as u16;
+                reports.push(report(id, seq, sent, None));
+                id += 1;
             }
+            estimator.on_reports(now, &reports);
         }
-        let under_at = under_at.expect("the encoders' aim went under the cap within 10 s");
-        // Then it stays under, and the estimate stays near the cap rather than
-        // collapsing (GCC probes a little above a link, then backs off).
-        let (mut low, mut high, mut sum) = (f64::MAX, 0.0f64, 0.0);
-        for _ in 0..200 {
-            path.run(0.1);
-            let aim = aim_kbps(&mut policy, &path);
-            assert!(aim < 500.0, "aiming at {aim} kbit/s under a 500 kbit/s cap");
-            let kbps = path.target_kbps();
-            (low, high, sum) = (low.min(kbps), high.max(kbps), sum + kbps);
-        }
-        eprintln!(
-            "500 kbit/s cap: encoders under it after {} ms; estimate 10-30 s {low:.0}..{high:.0}, \
-             mean {:.0} kbit/s",
-            under_at * 100,
-            sum / 200.0
-        );
-        assert!(low > 400.0 && high < 600.0, "estimate {low}..{high} kbit/s");
-        let video = policy.plan().video.expect("video goes on at 500 kbit/s");
-        assert_eq!(video.scale, 1, "{video:?}");
-    }
-
-    #[test]
-    fn loss_without_queueing_lowers_the_estimate() {
-        // A fat link (no queue builds) that loses 20 % of packets.
-        let mut path = Path::new(50_000.0, 1_000_000.0);
-        path.run(3.0);
-        let before = path.target_kbps();
-        path.loss = 0.2;
-        path.run(5.0);
-        let after = path.target_kbps();
-        assert!(
-            after < before * 0.7,
-            "{before} -> {after} kbit/s under 20 % loss"
-        );
-        let loss = path.handle.reading().loss;
-        assert!((0.1..=0.3).contains(&loss), "reported loss {loss}");
-    }
-
-    #[test]
-    fn the_estimate_climbs_back_when_the_cap_lifts() {
-        let mut path = Path::new(300.0, initial_bps(1_000_000));
-        path.run(15.0);
-        let capped = path.target_kbps();
-        assert!(capped < 360.0, "near the cap: {capped}");
-        path.cap_bps = 5_000_000.0;
-        let mut doubled_at = None;
-        for tenth in 1..=200 {
-            path.run(0.1);
-            if doubled_at.is_none() && path.target_kbps() > capped * 2.0 {
-                doubled_at = Some(tenth);
-            }
-        }
-        let lifted = path.target_kbps();
-        eprintln!(
-            "300 kbit/s cap: estimate {capped:.0} kbit/s; lifted: twice that after {:?} ms, \
-             {lifted:.0} kbit/s after 20 s",
-            doubled_at.map(|t| t * 100)
-        );
-        assert!(
-            lifted > capped * 2.0,
-            "{capped} -> {lifted} kbit/s after the cap lifted"
-        );
-    }
-
-    #[test]
-    fn a_100_kbit_link_goes_audio_only_and_video_returns_when_the_cap_lifts() {
-        let mut path = Path::new(100.0, initial_bps(1_000_000));
-        let mut policy = Adaptation::new(1_000_000);
-        let mut audio_only_at = None;
-        for tenth in 1..=100 {
-            path.run(0.1);
-            aim_kbps(&mut policy, &path);
-            if audio_only_at.is_none() && policy.plan().audio_only() {
-                audio_only_at = Some(tenth);
-            }
-        }
-        let audio_only_at = audio_only_at.expect("audio only within 10 s on a 100 kbit/s link");
-        assert!(
-            policy.plan().audio_only(),
-            "and it stays so: {:?}",
-            policy.plan()
-        );
-        // Audio alone fits: what the encoders aim for is under the cap.
-        assert!(aim_kbps(&mut policy, &path) < 100.0);
-        path.cap_bps = 2_000_000.0;
-        let mut video_at = None;
-        let mut full_at = None;
-        for tenth in 1..=600 {
-            path.run(0.1);
-            aim_kbps(&mut policy, &path);
-            let plan = policy.plan();
-            if video_at.is_none() && !plan.audio_only() {
-                video_at = Some(tenth);
-            }
-            if full_at.is_none()
-                && plan
-                    .video
-                    .is_some_and(|v| v.scale == 1 && v.fps_divisor == 1)
-            {
-                full_at = Some(tenth);
-            }
-        }
-        let video_at = video_at.expect("video returns after the cap lifts");
-        let full_at = full_at.expect("and reaches full size and rate");
-        eprintln!(
-            "100 kbit/s cap: audio only after {} ms; cap lifted to 2 Mbit/s: video back after \
-             {} ms, full size and rate after {} ms",
-            audio_only_at * 100,
-            video_at * 100,
-            full_at * 100
-        );
-        assert!(video_at <= 200, "video back after {video_at} tenths");
-    }
-
-    #[test]
-    fn the_pacer_gets_the_estimate_with_headroom_and_empty_feedback_says_nothing() {
-        let (mut estimator, handle) = Estimator::new(500_000.0);
-        assert_eq!(estimator.target_bitrate(), 500_000.0 * PACING_FACTOR);
-        estimator.on_reports(Instant::now(), &[]);
-        assert_eq!(handle.reading().reports, 0);
-        assert_eq!(handle.reading().target_bps, 500_000.0);
-        // Out-of-range starting points are held to the range.
-        let (_, handle) = Estimator::new(1e12);
-        assert_eq!(handle.reading().target_bps, MAX_BPS);
+        let reading = handle.reading();
+        assert_eq!(reading.loss, 0.0, "{reading:?}");
+        assert!(reading.target_bps >= 1_000_000.0, "{reading:?}");
     }
 }
