@@ -11,8 +11,9 @@
 //! requests cannot start a storm.
 //!
 //! Sending: requests from every receiver mark a key frame as due; one is made at most
-//! every [`MIN_KEY_FRAME_GAP`], counting the encoder's own periodic ones. A request that
-//! comes within the gap is served when it ends, never dropped.
+//! every [`MIN_KEY_FRAME_GAP`], counting the encoder's own periodic ones, and never more
+//! often than the bitrate pays for ([`KEY_FRAME_SHARE`]). A request that comes within the
+//! gap is served when it ends, never dropped.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +24,14 @@ pub const FIRST_RETRY: Duration = Duration::from_millis(500);
 pub const MAX_RETRY: Duration = Duration::from_secs(4);
 /// The shortest time between two key frames made on request.
 pub const MIN_KEY_FRAME_GAP: Duration = Duration::from_millis(500);
+/// The most of the video bitrate key frames made on request may take: after a key frame
+/// of `b` bits at `r` bit/s the next waits `b / (r × share)`. A key frame of a grainy
+/// camera at 320×240 is 18–28 KB, which at the ~250 kbit/s a 500 kbit/s link leaves for
+/// video is most of a second of the whole budget: served every 500 ms, requested key
+/// frames alone overran the link, were lost, and were asked for again (the network
+/// lab's case (e)). libwebrtc's encoder pays for a key frame by dropping the pictures
+/// after it; this keeps the requests from outrunning that.
+pub const KEY_FRAME_SHARE: f64 = 0.5;
 
 /// The H.264 NAL unit type of an IDR slice.
 const NAL_IDR: u8 = 5;
@@ -130,7 +139,8 @@ impl Receiving {
 #[derive(Debug, Clone, Default)]
 pub struct Sending {
     due: bool,
-    last_key: Option<Instant>,
+    /// When the next key frame may be made on request.
+    next_key: Option<Instant>,
 }
 
 impl Sending {
@@ -141,17 +151,18 @@ impl Sending {
 
     /// Before encoding a picture at `now`: whether to make it a key frame.
     pub fn force_now(&self, now: Instant) -> bool {
-        self.due
-            && self
-                .last_key
-                .is_none_or(|last| now.saturating_duration_since(last) >= MIN_KEY_FRAME_GAP)
+        self.due && self.next_key.is_none_or(|next| now >= next)
     }
 
-    /// A key frame went out at `now` (asked for or the encoder's own): it serves every
-    /// request so far.
-    pub fn key_frame_sent(&mut self, now: Instant) {
+    /// A key frame of `bytes` went out at `now` (asked for or the encoder's own) from an
+    /// encoder aiming at `bitrate_bps`: it serves every request so far, and the next
+    /// waits at least [`MIN_KEY_FRAME_GAP`], longer if this one cost more than
+    /// [`KEY_FRAME_SHARE`] of the bitrate would pay for in that time.
+    pub fn key_frame_sent(&mut self, now: Instant, bytes: usize, bitrate_bps: u32) {
         self.due = false;
-        self.last_key = Some(now);
+        let paid = f64::from(bitrate_bps.max(1)) * KEY_FRAME_SHARE;
+        let gap = Duration::from_secs_f64((bytes as f64 * 8.0 / paid).min(3600.0));
+        self.next_key = Some(now + gap.max(MIN_KEY_FRAME_GAP));
     }
 }
 
@@ -277,7 +288,7 @@ mod tests {
             let now = t0 + ms(i * 1000 / 30);
             s.request();
             if s.force_now(now) {
-                s.key_frame_sent(now);
+                s.key_frame_sent(now, 2_000, 1_000_000);
                 keys.push(i);
             }
         }
@@ -291,12 +302,29 @@ mod tests {
         let mut s = Sending::default();
         assert!(!s.force_now(t0), "nothing asked");
         // The encoder's own key frame, then a request 100 ms later.
-        s.key_frame_sent(t0);
+        s.key_frame_sent(t0, 2_000, 1_000_000);
         s.request();
         assert!(!s.force_now(t0 + ms(100)));
         assert!(s.force_now(t0 + ms(500)));
-        s.key_frame_sent(t0 + ms(500));
+        s.key_frame_sent(t0 + ms(500), 2_000, 1_000_000);
         assert!(!s.force_now(t0 + ms(2000)), "served");
+    }
+
+    #[test]
+    fn a_key_frame_the_bitrate_cannot_pay_for_spaces_the_next_one() {
+        let t0 = Instant::now();
+        let mut s = Sending::default();
+        // 24 KB at 250 kbit/s: 192 kbit, half of 250 kbit/s pays for it in 1.5 s.
+        s.key_frame_sent(t0, 24_000, 250_000);
+        s.request();
+        assert!(!s.force_now(t0 + ms(500)), "not at the usual gap");
+        assert!(!s.force_now(t0 + ms(1500)));
+        assert!(s.force_now(t0 + ms(1540)), "once it is paid for");
+        // At a rate that pays for it at once, the usual gap holds.
+        s.key_frame_sent(t0, 24_000, 10_000_000);
+        s.request();
+        assert!(!s.force_now(t0 + ms(400)));
+        assert!(s.force_now(t0 + ms(500)));
     }
 
     /// The capture thread, asked for a key frame before every picture it sends, makes

@@ -469,7 +469,7 @@ pub(crate) fn capture_loop(
         match encoder.encode(sent) {
             Ok(unit) if !unit.is_empty() => {
                 if keyframe::is_key_frame(&unit) {
-                    key_frames.key_frame_sent(now);
+                    key_frames.key_frame_sent(now, unit.len(), encoded.settings.bitrate_bps);
                 }
                 // The counter numbers pictures sent, so a receiver's gap is a loss, not a skip.
                 counter = counter.wrapping_add(1);
