@@ -555,7 +555,8 @@ impl Peer {
             .with_prflx_acceptance_min_wait(Some(Duration::ZERO))
             // An ICE restart gathers afresh (new sockets, new TURN allocations) instead of
             // reusing candidates of the path that just failed.
-            .with_discard_local_candidates_during_ice_restart(true);
+            .with_discard_local_candidates_during_ice_restart(true)
+            .with_srtp_replay_protection_window(retransmission::SRTP_REPLAY_WINDOW);
         if settings.relay_only {
             // Relayed pairs are all there is; waiting for better ones only delays the call.
             setting = setting.with_relay_acceptance_min_wait(Some(Duration::ZERO));

@@ -18,6 +18,17 @@ use webrtc::peer_connection::{MediaEngine, Registry};
 /// Requests for one missing packet before the receiver gives up on it.
 pub const MAX_NACKS_PER_PACKET: u16 = 10;
 
+/// How far behind the newest packet of a stream an SRTP packet may arrive and still be
+/// accepted, in packets (RFC 3711's replay window). A resend travels on the stream's
+/// own SSRC with its original sequence number, so it always arrives behind newer
+/// packets: with webrtc-rs's default of 64 (about half a second of video at 1 Mbit/s),
+/// a resend that waited in the pacer behind a key frame on a thin link was refused as
+/// "duplicated" although it never arrived, the picture stayed broken, and the refused
+/// copy was reported lost in the TWCC feedback — loss the link never had, which drove
+/// the estimate to its floor in the network lab's case (e). libwebrtc (and Firefox,
+/// aiortc) accept 1024 behind.
+pub const SRTP_REPLAY_WINDOW: usize = 1024;
+
 /// Negotiates `nack` and `nack pli` for video and adds the responder (resends what the
 /// far end asks for) and the generator (asks for what is missing, at most
 /// [`MAX_NACKS_PER_PACKET`] times per packet).
@@ -39,4 +50,19 @@ pub fn configure(registry: Registry, media: &mut MediaEngine) -> Registry {
                 .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
                 .build(),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_window_covers_every_resend_the_receiver_asks_for() {
+        // The receiver asks for a packet for up to MAX_NACKS_PER_PACKET × 100 ms; at
+        // the highest estimate, in full-size packets, that many newer packets may
+        // overtake the resend.
+        let packets_per_second = crate::bandwidth::MAX_BPS / (1200.0 * 8.0);
+        let asking = f64::from(MAX_NACKS_PER_PACKET) * 0.1;
+        assert!(SRTP_REPLAY_WINDOW as f64 >= packets_per_second * asking);
+    }
 }
