@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tauri::ipc::{Channel, InvokeResponseBody};
 use tauri::{AppHandle, Manager};
 use tincan_media::{
-    pattern, AudioInput, AudioOutput, AudioProcessing, CallMedia, MediaConfig, MediaEvent,
-    PeerSettings, VideoInput, VideoSettings,
+    pattern, AudioInput, AudioOutput, AudioProcessing, CallMedia, EarlyEvents, MediaConfig,
+    MediaEvent, PeerSettings, VideoInput, VideoSettings,
 };
 use tincan_sdk::protocol::{
     ActionParams, Event, IceServer, Invitation, MediaType, RoomId, SESSION_SINGLE,
@@ -40,10 +40,18 @@ struct Active {
     media: Arc<CallMedia>,
 }
 
+/// The active call's media, and what came for a call whose media has not started yet
+/// (one lock for both: an event is either kept or given to the media, never lost between).
+#[derive(Default)]
+struct Call {
+    active: Option<Active>,
+    early: EarlyEvents,
+}
+
 /// Managed state: the active call's media and the page's frame channel.
 #[derive(Default)]
 pub struct MediaState {
-    active: Mutex<Option<Active>>,
+    call: Mutex<Call>,
     frames: Mutex<Option<Channel<InvokeResponseBody>>>,
     /// Where media binds (`TINCAN_MEDIA_BIND`; default every interface but loopback).
     bind: Mutex<Option<String>>,
@@ -166,7 +174,7 @@ impl MediaState {
     }
 
     fn media(&self) -> Option<Arc<CallMedia>> {
-        lock(&self.active).as_ref().map(|a| a.media.clone())
+        lock(&self.call).active.as_ref().map(|a| a.media.clone())
     }
 }
 
@@ -182,7 +190,11 @@ pub fn start(
     peer: Option<String>,
 ) {
     let state = app.state::<MediaState>();
-    if lock(&state.active).as_ref().is_some_and(|a| a.room == room) {
+    if lock(&state.call)
+        .active
+        .as_ref()
+        .is_some_and(|a| a.room == room)
+    {
         // Already in this call (people added to it, a repeated join): media goes on.
         if let (Some(peer), Some(media)) = (peer, state.media()) {
             media.add_peer(&peer);
@@ -213,11 +225,20 @@ pub fn start(
     if let Some(peer) = peer {
         media.add_peer(&peer);
     }
-    let previous = lock(&state.active).replace(Active {
-        room: room.clone(),
-        invitation,
-        media: media.clone(),
-    });
+    let previous = {
+        let mut call = lock(&state.call);
+        // The far end's answer may have come before our reply did (the forwarder and this
+        // command are separate tasks): it goes to this media first, in order, under the
+        // lock the forwarder takes too.
+        for event in call.early.take(&room) {
+            media.on_event(&event);
+        }
+        call.active.replace(Active {
+            room: room.clone(),
+            invitation,
+            media: media.clone(),
+        })
+    };
     // A new call starts with the camera, whatever the last one shared.
     *lock(&state.sharing) = None;
     if let Some(previous) = previous {
@@ -226,10 +247,16 @@ pub fn start(
     tauri::async_runtime::spawn(pump(app.clone(), client, room, media, events));
 }
 
-/// Feeds a signaling event to the active call's media (whom to connect to, negotiation).
+/// Feeds a signaling event to the active call's media (whom to connect to, negotiation),
+/// or keeps it for the call's media about to start (see [`EarlyEvents`]).
 pub fn on_event(app: &AppHandle, event: &Event) {
-    if let Some(media) = app.state::<MediaState>().media() {
-        media.on_event(event);
+    let state = app.state::<MediaState>();
+    let mut call = lock(&state.call);
+    let Call { active, early } = &mut *call;
+    if !early.keep(event, active.as_ref().map(|a| &a.room)) {
+        if let Some(active) = active {
+            active.media.on_event(event);
+        }
     }
 }
 
@@ -250,10 +277,10 @@ pub fn on_call_state(app: &AppHandle, state: &CallState) {
 pub fn end(app: &AppHandle, room: Option<&RoomId>) {
     let state = app.state::<MediaState>();
     let active = {
-        let mut slot = lock(&state.active);
-        match (slot.as_ref(), room) {
+        let mut call = lock(&state.call);
+        match (call.active.as_ref(), room) {
             (Some(a), Some(r)) if &a.room != r => None,
-            _ => slot.take(),
+            _ => call.active.take(),
         }
     };
     if let Some(active) = active {
@@ -333,7 +360,7 @@ async fn pump(
 /// sides end cleanly instead of sitting in a silent call.
 async fn give_up(app: &AppHandle, client: &Client, room: &RoomId, media: &Arc<CallMedia>) {
     let state = app.state::<MediaState>();
-    let invitation = match lock(&state.active).as_ref() {
+    let invitation = match lock(&state.call).active.as_ref() {
         Some(a) if &a.room == room && Arc::ptr_eq(&a.media, media) => a.invitation.clone(),
         _ => return,
     };

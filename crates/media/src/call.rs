@@ -11,6 +11,7 @@
 //! - `onRoomParticipantDisconnected` closes the connection with whoever left.
 
 use serde_json::value::RawValue;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tincan_protocol::{
@@ -83,22 +84,19 @@ impl CallMedia {
 
     /// Feeds one signaling event; events of other rooms are ignored.
     pub fn on_event(&self, event: &Event) {
+        if media_room(event) != Some(self.room.as_str()) {
+            return;
+        }
         match event {
-            Event::ReceiveMediaSignal(m) if m.room_id == self.room => {
+            Event::ReceiveMediaSignal(m) => {
                 self.session
                     .signal(m.from_user_id.as_str(), m.payload.get());
             }
-            Event::InviteeAccepted(info) if info.invitation.room_id == self.room.as_str() => {
+            Event::InviteeAccepted(info) => self.session.add_peer(info.op_user_id.as_str()),
+            Event::RoomParticipantConnected(info) => {
                 self.session.add_peer(info.op_user_id.as_str());
             }
-            Event::RoomParticipantConnected(info)
-                if info.invitation.room_id == self.room.as_str() =>
-            {
-                self.session.add_peer(info.op_user_id.as_str());
-            }
-            Event::RoomParticipantDisconnected(info)
-                if info.invitation.room_id == self.room.as_str() =>
-            {
+            Event::RoomParticipantDisconnected(info) => {
                 self.session.remove_peer(info.op_user_id.as_str());
             }
             _ => {}
@@ -141,6 +139,62 @@ impl CallMedia {
             let _ = handle.await;
             *relay = None;
         }
+    }
+}
+
+/// The room of a signaling event that [`CallMedia::on_event`] acts on; `None` for the
+/// events media has no use for.
+pub fn media_room(event: &Event) -> Option<&str> {
+    match event {
+        Event::ReceiveMediaSignal(m) => Some(m.room_id.as_str()),
+        Event::InviteeAccepted(info) => Some(info.invitation.room_id.as_str()),
+        Event::RoomParticipantConnected(info) | Event::RoomParticipantDisconnected(info) => {
+            Some(info.invitation.room_id.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// At most this many early events are kept; the oldest go first.
+const EARLY_EVENTS: usize = 64;
+
+/// Media events of a call whose media has not started yet, kept until it does.
+///
+/// A client whose events and requests run in different tasks (the desktop app: one
+/// task forwards events, each command awaits its own reply) can see the far end's
+/// answer, `onInviteeAccepted` or its first negotiation message, before the invite's or
+/// accept's reply has started media. Dropped, the inviter never learns whom to offer to,
+/// and the call stays "connecting" until media gives up. Such a client keeps them here,
+/// under the same lock as the media it runs, and feeds them to the media it starts.
+#[derive(Debug, Default)]
+pub struct EarlyEvents {
+    events: VecDeque<Event>,
+}
+
+impl EarlyEvents {
+    /// Keeps `event` if media acts on it and it is not for `running`, the room whose
+    /// media runs (if any: that media takes it at once). Whether it was kept.
+    pub fn keep(&mut self, event: &Event, running: Option<&RoomId>) -> bool {
+        let Some(room) = media_room(event) else {
+            return false;
+        };
+        if running.is_some_and(|r| r.as_str() == room) {
+            return false;
+        }
+        if self.events.len() == EARLY_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event.clone());
+        true
+    }
+
+    /// The kept events of `room`, oldest first; the others are forgotten (only one
+    /// call's media runs at a time, so they are for calls that will not start).
+    pub fn take(&mut self, room: &RoomId) -> Vec<Event> {
+        self.events
+            .drain(..)
+            .filter(|e| media_room(e) == Some(room.as_str()))
+            .collect()
     }
 }
 
@@ -204,5 +258,87 @@ async fn relay_signals(
             tokio::time::sleep(wait).await;
             wait *= 2;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tincan_protocol::{Invitation, MediaSignalInfo, SignalingInfo};
+
+    fn room(id: &str) -> RoomId {
+        RoomId::new(id.to_owned()).expect("room id")
+    }
+
+    fn accepted(room: &str, by: &str) -> Event {
+        let by = UserId::new(by.to_owned()).expect("user id");
+        Event::InviteeAccepted(SignalingInfo {
+            invitation: Invitation {
+                room_id: room.to_owned(),
+                ..Invitation::default()
+            },
+            op_user_id: by.clone(),
+            user_id: by,
+            op_user_platform_id: 7,
+            participant: None,
+            offline_push_info: None,
+            event_time: 0,
+        })
+    }
+
+    fn signal(room_id: &str, from: &str, payload: &str) -> Event {
+        Event::ReceiveMediaSignal(MediaSignalInfo {
+            room_id: room(room_id),
+            from_user_id: UserId::new(from.to_owned()).expect("user id"),
+            payload: RawValue::from_string(payload.to_owned()).expect("json"),
+        })
+    }
+
+    fn names(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::ReceiveMediaSignal(m) => m.payload.get().to_owned(),
+                Event::InviteeAccepted(i) => format!("accepted by {}", i.op_user_id.as_str()),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_answer_that_overtakes_the_invite_reply_reaches_the_media_started_after_it() {
+        let mut early = EarlyEvents::default();
+        assert!(early.keep(&accepted("r1", "bob"), None));
+        assert!(early.keep(&signal("r1", "bob", r#"{"type":"hello"}"#), None));
+        assert_eq!(
+            names(&early.take(&room("r1"))),
+            ["accepted by bob", r#"{"type":"hello"}"#]
+        );
+        assert!(early.take(&room("r1")).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn events_of_the_running_call_and_events_media_ignores_are_not_kept() {
+        let mut early = EarlyEvents::default();
+        assert!(!early.keep(&accepted("r1", "bob"), Some(&room("r1"))));
+        let hung_up = match accepted("r1", "bob") {
+            Event::InviteeAccepted(info) => Event::HangUp(info),
+            other => other,
+        };
+        assert!(!early.keep(&hung_up, None), "media ignores hang-ups");
+        assert!(early.take(&room("r1")).is_empty());
+    }
+
+    #[test]
+    fn another_calls_events_are_forgotten_and_the_oldest_go_first() {
+        let mut early = EarlyEvents::default();
+        assert!(early.keep(&accepted("old", "carol"), Some(&room("r0"))));
+        for n in 0..EARLY_EVENTS + 3 {
+            early.keep(&signal("r1", "bob", &n.to_string()), None);
+        }
+        let kept = names(&early.take(&room("r1")));
+        assert_eq!(kept.len(), EARLY_EVENTS);
+        assert_eq!(kept.first().map(String::as_str), Some("3"));
+        assert!(early.take(&room("old")).is_empty(), "forgotten by the take");
     }
 }

@@ -38,7 +38,7 @@ pub mod verify;
 
 pub use allocator::use_one_malloc_arena;
 pub use audio::{audio_devices, AudioDevice, AudioDevices};
-pub use call::{ice_servers, CallMedia};
+pub use call::{ice_servers, CallMedia, EarlyEvents};
 pub use camera::{cameras, CameraDevice};
 pub use census::{census, udp_sockets, Census};
 pub use codec::DecodedFrame;
