@@ -44,6 +44,7 @@ use crate::census;
 use crate::error::MediaError;
 use crate::keyframe::{self, DecoderLoss, Receiving};
 use crate::negotiation::Candidate;
+use crate::reorder::{Released, Reorder};
 use crate::sdp;
 
 mod key_frame_requests;
@@ -365,8 +366,9 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// Drains one remote track until the connection closes: Opus packets go out as they
-/// are; H.264 is reassembled into access units, emitted on the marker bit. Pictures go
-/// to the decoder from the first key frame on, except one broken by a gap. A key frame
+/// are; H.264 is put back in order ([`crate::reorder`]: a lost packet's resend is waited
+/// for) and reassembled into access units, emitted on the marker bit. Pictures go to the
+/// decoder from the first key frame on, except one broken by a gap given up on. A key frame
 /// is asked for (PLI, or FIR where that is all the far end takes), rate-limited by
 /// [`Receiving`], before the first one, after a gap in sequence numbers and when the
 /// decoder reports a loss.
@@ -389,7 +391,8 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink, loss: Arc
     let mut depacketizer = H264Packet::default();
     let mut unit = BytesMut::new();
     let mut timestamp = None;
-    let mut last_seq: Option<u16> = None;
+    let mut reorder = Reorder::default();
+    let mut gap = false;
     let mut broken = false;
     let mut keys = Receiving::new();
     let mut fir_sequence = 0u8;
@@ -406,68 +409,76 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink, loss: Arc
             inbound(Inbound::Audio(packet.payload.clone()));
             continue;
         }
-        if timestamp != Some(packet.header.timestamp) {
-            // A new picture: whatever the last one left half-assembled is dropped.
-            timestamp = Some(packet.header.timestamp);
-            unit.clear();
-            depacketizer = H264Packet::default();
-            broken = false;
-        }
-        if let Some(prev) = last_seq {
-            if packet.header.sequence_number != prev.wrapping_add(1) {
+        for released in reorder.push(packet.header.sequence_number, packet, Instant::now()) {
+            let packet = match released {
+                Released::Packet(packet) => packet,
+                Released::Gap => {
+                    gap = true;
+                    continue;
+                }
+            };
+            if timestamp != Some(packet.header.timestamp) {
+                // A new picture: whatever the last one left half-assembled is dropped.
+                timestamp = Some(packet.header.timestamp);
+                unit.clear();
+                depacketizer = H264Packet::default();
+                broken = false;
+            }
+            if std::mem::take(&mut gap) {
+                // Lost for good just before this packet: this picture, or the one before
+                // it (whose end never came), cannot be decoded.
                 broken = true;
                 depacketizer = H264Packet::default();
             }
-        }
-        last_seq = Some(packet.header.sequence_number);
-        match depacketizer.depacketize(&packet.payload) {
-            Ok(bytes) => unit.extend_from_slice(&bytes),
-            Err(_) => broken = true,
-        }
-        if unit.len() > MAX_ACCESS_UNIT {
-            // No real picture is this big: a broken or hostile sender. Drop it rather
-            // than grow without end while waiting for a marker that may never come.
-            unit.clear();
-            depacketizer = H264Packet::default();
-            broken = true;
-        }
-        if !packet.header.marker {
-            continue;
-        }
-        let now = Instant::now();
-        let mut ask = loss.take() && keys.on_loss(now);
-        if broken {
-            ask |= keys.on_loss(now);
-            unit.clear();
-        } else if !unit.is_empty() {
-            let verdict = keys.on_picture(keyframe::is_key_frame(&unit), now);
-            ask |= verdict.ask;
-            if verdict.decode {
-                inbound(Inbound::Video(unit.split().freeze()));
-            } else {
-                unit.clear();
+            match depacketizer.depacketize(&packet.payload) {
+                Ok(bytes) => unit.extend_from_slice(&bytes),
+                Err(_) => broken = true,
             }
-        }
-        if ask {
-            let request: Box<dyn rtc::rtcp::Packet> = if fir_only {
-                fir_sequence = fir_sequence.wrapping_add(1);
-                Box::new(FullIntraRequest {
-                    sender_ssrc: 0,
-                    media_ssrc: ssrc,
-                    fir: vec![FirEntry {
-                        ssrc,
-                        sequence_number: fir_sequence,
-                    }],
-                })
-            } else {
-                Box::new(PictureLossIndication {
-                    sender_ssrc: 0,
-                    media_ssrc: ssrc,
-                })
-            };
-            tracing::debug!(ssrc, fir_only, "asking for a key frame");
-            if let Err(e) = track.write_rtcp(vec![request]).await {
-                tracing::debug!(error = %e, "key-frame request not sent");
+            if unit.len() > MAX_ACCESS_UNIT {
+                // No real picture is this big: a broken or hostile sender. Drop it rather
+                // than grow without end while waiting for a marker that may never come.
+                unit.clear();
+                depacketizer = H264Packet::default();
+                broken = true;
+            }
+            if !packet.header.marker {
+                continue;
+            }
+            let now = Instant::now();
+            let mut ask = loss.take() && keys.on_loss(now);
+            if broken {
+                ask |= keys.on_loss(now);
+                unit.clear();
+            } else if !unit.is_empty() {
+                let verdict = keys.on_picture(keyframe::is_key_frame(&unit), now);
+                ask |= verdict.ask;
+                if verdict.decode {
+                    inbound(Inbound::Video(unit.split().freeze()));
+                } else {
+                    unit.clear();
+                }
+            }
+            if ask {
+                let request: Box<dyn rtc::rtcp::Packet> = if fir_only {
+                    fir_sequence = fir_sequence.wrapping_add(1);
+                    Box::new(FullIntraRequest {
+                        sender_ssrc: 0,
+                        media_ssrc: ssrc,
+                        fir: vec![FirEntry {
+                            ssrc,
+                            sequence_number: fir_sequence,
+                        }],
+                    })
+                } else {
+                    Box::new(PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc: ssrc,
+                    })
+                };
+                tracing::debug!(ssrc, fir_only, "asking for a key frame");
+                if let Err(e) = track.write_rtcp(vec![request]).await {
+                    tracing::debug!(error = %e, "key-frame request not sent");
+                }
             }
         }
     }
