@@ -14,8 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-/// Share of the estimate the encoders may use: the rest is RTP, UDP and SRTP overhead,
-/// RTCP and NACK retransmissions.
+/// Share of the estimate the encoders may use: the rest is RTP, UDP and SRTP overhead
+/// and RTCP. (NACK resends are taken off the estimate before it gets here: the session
+/// passes the target less what resends took over the last second.)
 pub const HEADROOM: f64 = 0.85;
 
 /// Opus at a good link, at a lossy one (in-band FEC takes a share of the bits, so the

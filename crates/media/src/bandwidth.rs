@@ -106,6 +106,12 @@ pub struct Reading {
     pub loss_bps: f64,
     /// Feedback reports folded in so far: 0 means the figures are the initial guess.
     pub reports: u64,
+    /// The round trip as the last feedback showed it (its newest packet's departure to
+    /// the report's arrival); zero before any.
+    pub rtt: Duration,
+    /// What resends took over the last second, bit/s (set by the peer's resend gate,
+    /// [`crate::peer::resends`]): the encoders get the target less this.
+    pub resend_bps: f64,
 }
 
 /// The peer's side of the estimator: a cheap copy of its latest figures.
@@ -115,6 +121,11 @@ pub struct BandwidthHandle(Arc<Mutex<Reading>>);
 impl BandwidthHandle {
     pub fn reading(&self) -> Reading {
         *self.0.lock().expect("bandwidth reading")
+    }
+
+    /// What resends took over the last second, bit/s.
+    pub fn set_resend_bps(&self, bps: f64) {
+        self.0.lock().expect("bandwidth reading").resend_bps = bps;
     }
 }
 
@@ -162,14 +173,16 @@ impl Estimator {
     }
 
     fn publish(&self) {
-        let reading = Reading {
+        let mut published = self.handle.0.lock().expect("bandwidth reading");
+        *published = Reading {
             target_bps: self.target,
             loss: self.loss.average_loss().unwrap_or(0.0),
             delay_bps: self.delay.target(),
             loss_bps: self.loss.bound(),
             reports: self.reports,
+            rtt: self.rtt,
+            resend_bps: published.resend_bps,
         };
-        *self.handle.0.lock().expect("bandwidth reading") = reading;
     }
 }
 

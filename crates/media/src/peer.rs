@@ -48,6 +48,7 @@ use crate::reorder::{Released, Reorder};
 use crate::sdp;
 
 mod key_frame_requests;
+pub mod resends;
 mod retransmission;
 
 /// How every peer connection of a session is set up.
@@ -549,10 +550,15 @@ impl Peer {
         let registry =
             configure_rtcp_reports(retransmission::configure(Registry::new(), &mut media));
         let (registry, bandwidth) = bandwidth::congestion_control(registry);
-        let registry = registry.with(
-            Slot::from(key_frame_requests::SLOT),
-            key_frame_requests::KeyFrameRequests::default(),
-        );
+        let registry = registry
+            .with(
+                Slot::from(resends::SLOT),
+                resends::ResendGate::new(bandwidth.clone()),
+            )
+            .with(
+                Slot::from(key_frame_requests::SLOT),
+                key_frame_requests::KeyFrameRequests::default(),
+            );
 
         let interval = settings.ice_check_interval.max(Duration::from_millis(1));
         // Keep the stack's default budget of checks per pair (7 × 200 ms ≈ 1.4 s) at the

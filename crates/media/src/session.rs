@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::adaptation::{Adaptation, Estimate};
 use crate::audio::{Microphone, SpeakerSlot, Speakers};
-use crate::bandwidth;
+use crate::bandwidth::{self, Reading};
 use crate::census;
 use crate::codec::{AudioEncoder, Tone};
 use crate::config::{AudioInput, AudioOutput, MediaConfig, VideoInput};
@@ -724,13 +724,16 @@ impl Driver {
         let Some(first) = readings.next() else {
             return;
         };
+        // What new media may use: the target less what resends take now (libwebrtc
+        // likewise gives the encoder the target less its protection overhead).
+        let for_media = |r: &Reading| (r.target_bps - r.resend_bps).max(0.0);
         let estimate = readings.fold(
             Estimate {
-                target_bps: first.target_bps,
+                target_bps: for_media(&first),
                 loss: first.loss,
             },
             |e, r| Estimate {
-                target_bps: e.target_bps.min(r.target_bps),
+                target_bps: e.target_bps.min(for_media(&r)),
                 loss: e.loss.max(r.loss),
             },
         );
