@@ -35,10 +35,11 @@ pub enum Released<P> {
 /// One stream's reordering.
 #[derive(Debug)]
 pub struct Reorder<P> {
-    /// The sequence number expected next; `None` before the first packet.
-    next: Option<u16>,
-    /// Packets after a gap, by their distance from `next`.
-    held: BTreeMap<u16, P>,
+    /// The position expected next: its sequence number extended past 16 bits, so that
+    /// positions order as the stream does across wraps; `None` before the first packet.
+    next: Option<u64>,
+    /// Packets after a gap, by position.
+    held: BTreeMap<u64, P>,
     /// Since when the oldest gap has been waited for.
     waiting_since: Option<Instant>,
 }
@@ -57,88 +58,73 @@ impl<P> Reorder<P> {
     /// Takes packet `seq` arriving at `now`; returns what can go on, in order.
     pub fn push(&mut self, seq: u16, packet: P, now: Instant) -> Vec<Released<P>> {
         let mut out = Vec::new();
-        let next = *self.next.get_or_insert(seq);
-        let ahead = seq.wrapping_sub(next);
+        let next = *self.next.get_or_insert(u64::from(seq));
+        let ahead = seq.wrapping_sub(next as u16);
         if ahead >= 0x8000 {
             // Behind `next`: a copy of a packet passed on, or one given up on.
-            return self.expire(now, out);
+            self.expire(now, &mut out);
+            return out;
         }
+        let position = next + u64::from(ahead);
         if usize::from(ahead) > MAX_HELD {
             // Far ahead: the stream moved on; what was held is from before the jump.
-            self.release_held(&mut out);
+            self.release_held(next, &mut out);
             out.push(Released::Gap);
-            self.next = Some(seq);
+            self.next = Some(position);
             self.waiting_since = None;
-            return self.push_in_order(seq, packet, out);
         }
-        if ahead == 0 {
-            return self.push_in_order(seq, packet, out);
+        if self.next == Some(position) {
+            out.push(Released::Packet(packet));
+            self.release_from(position + 1, &mut out);
+        } else {
+            self.held.entry(position).or_insert(packet);
+            self.waiting_since.get_or_insert(now);
+            self.expire(now, &mut out);
         }
-        self.held.entry(ahead).or_insert(packet);
-        self.waiting_since.get_or_insert(now);
-        self.expire(now, out)
-    }
-
-    /// `seq` is the next one: it goes on, with whatever held packets follow it.
-    fn push_in_order(
-        &mut self,
-        seq: u16,
-        packet: P,
-        mut out: Vec<Released<P>>,
-    ) -> Vec<Released<P>> {
-        out.push(Released::Packet(packet));
-        self.advance(seq.wrapping_add(1), 1, &mut out);
         out
     }
 
-    /// `next` moved to `new_next`, `by` places on: re-key what is held and pass on the
-    /// packets now in order.
-    fn advance(&mut self, mut new_next: u16, by: u16, out: &mut Vec<Released<P>>) {
-        let held = std::mem::take(&mut self.held);
-        self.held = held.into_iter().map(|(ahead, p)| (ahead - by, p)).collect();
-        while let Some(p) = self.held.remove(&0) {
+    /// `position` is the next one: pass on the held packets that follow on from it.
+    fn release_from(&mut self, mut position: u64, out: &mut Vec<Released<P>>) {
+        while let Some(p) = self.held.remove(&position) {
             out.push(Released::Packet(p));
-            new_next = new_next.wrapping_add(1);
-            let held = std::mem::take(&mut self.held);
-            self.held = held.into_iter().map(|(ahead, p)| (ahead - 1, p)).collect();
+            position += 1;
         }
-        self.next = Some(new_next);
-        self.waiting_since = if self.held.is_empty() {
-            None
-        } else {
-            self.waiting_since
-        };
+        self.next = Some(position);
+        if self.held.is_empty() {
+            self.waiting_since = None;
+        }
     }
 
     /// Gives up the oldest gap if it has been waited for long enough.
-    fn expire(&mut self, now: Instant, mut out: Vec<Released<P>>) -> Vec<Released<P>> {
+    fn expire(&mut self, now: Instant, out: &mut Vec<Released<P>>) {
         let Some(since) = self.waiting_since else {
-            return out;
+            return;
         };
         if now.saturating_duration_since(since) < MAX_WAIT {
-            return out;
+            return;
         }
-        let (Some(next), Some(&first)) = (self.next, self.held.keys().next()) else {
-            return out;
+        let Some(&first) = self.held.keys().next() else {
+            return;
         };
         out.push(Released::Gap);
-        self.advance(next.wrapping_add(first), first, &mut out);
+        self.release_from(first, out);
         if !self.held.is_empty() {
             // The next gap gets its own wait, from now.
             self.waiting_since = Some(now);
         }
-        out
     }
 
-    /// Passes on everything held, in order, marking each gap.
-    fn release_held(&mut self, out: &mut Vec<Released<P>>) {
-        let mut expected = 0u16;
-        for (ahead, p) in std::mem::take(&mut self.held) {
-            if ahead != expected {
+    /// Passes on everything held, in order, marking each gap (`next` is the first
+    /// position still missing).
+    fn release_held(&mut self, next: u64, out: &mut Vec<Released<P>>) {
+        let mut expected = next;
+        for (position, p) in std::mem::take(&mut self.held) {
+            if position != expected {
                 out.push(Released::Gap);
             }
             out.push(Released::Packet(p));
-            expected = ahead.wrapping_add(1);
+            expected = position + 1;
         }
     }
 }
