@@ -23,7 +23,6 @@
 //! hundreds of milliseconds (or refuse its tail, breaking the picture it was meant to
 //! repair). libwebrtc paces at 2.5 times the estimate for the same reason.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +36,7 @@ pub mod loss;
 
 use loss::LossBased;
 
+use crate::remembered::Remembered;
 use crate::source::VideoSettings;
 
 /// Adds send-side congestion control to a peer connection's interceptors: the send
@@ -273,8 +273,7 @@ enum Fate {
 /// (and counted) as such; here a copy reported lost after one arrived is not loss.
 #[derive(Debug, Default)]
 struct Repeats {
-    arrived: HashSet<(u32, u16)>,
-    order: VecDeque<(u32, u16)>,
+    arrived: Remembered<(u32, u16), (), REPEATS_REMEMBERED>,
 }
 
 /// Arrivals remembered: some seconds of video at any rate the estimate allows, while
@@ -291,14 +290,7 @@ impl Repeats {
                 Fate::Lost
             };
         }
-        if self.arrived.insert(key) {
-            self.order.push_back(key);
-            if self.order.len() > REPEATS_REMEMBERED {
-                if let Some(old) = self.order.pop_front() {
-                    self.arrived.remove(&old);
-                }
-            }
-        }
+        self.arrived.insert(key, ());
         Fate::Arrived
     }
 }

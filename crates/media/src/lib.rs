@@ -29,6 +29,7 @@ pub mod path;
 pub mod pattern;
 pub mod peer;
 pub mod processing;
+mod remembered;
 pub mod reorder;
 pub mod ringtone;
 pub mod screen;

@@ -15,7 +15,7 @@
 //! [`ResendGate`] is the interceptor that applies it, between the responder and the
 //! pacer, reading the estimate and round trip from the peer's [`BandwidthHandle`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
@@ -24,6 +24,7 @@ use rtc::shared::error::Error;
 use rtc::shared::marshal::MarshalSize;
 
 use crate::bandwidth::BandwidthHandle;
+use crate::remembered::Remembered;
 
 /// Its place in the chain: above the pacer (3 000), so resends are paced, and below the
 /// NACK responder (4 000), so it sees what the responder produces.
@@ -44,8 +45,7 @@ const REMEMBERED: usize = 4096;
 /// The rule for resends of one peer connection.
 #[derive(Debug, Default)]
 pub struct Resends {
-    last: HashMap<(u32, u16), Instant>,
-    order: VecDeque<(u32, u16)>,
+    last: Remembered<(u32, u16), Instant, REMEMBERED>,
     budget_bits: f64,
     refilled: Option<Instant>,
 }
@@ -82,14 +82,7 @@ impl Resends {
             return false;
         }
         self.budget_bits -= bits;
-        if self.last.insert((ssrc, seq), now).is_none() {
-            self.order.push_back((ssrc, seq));
-            if self.order.len() > REMEMBERED {
-                if let Some(old) = self.order.pop_front() {
-                    self.last.remove(&old);
-                }
-            }
-        }
+        self.last.insert((ssrc, seq), now);
         true
     }
 }
