@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::Slot;
 use rtc::media::Sample;
@@ -19,8 +19,6 @@ use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYP
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::rtcp::payload_feedbacks::full_intra_request::{FirEntry, FullIntraRequest};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp::codec::h264::H264Packet;
-use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind, TYPE_RTCP_FB_CCM,
@@ -42,11 +40,12 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::bandwidth::{self, BandwidthHandle, Reading};
 use crate::census;
 use crate::error::MediaError;
-use crate::keyframe::{self, DecoderLoss, Receiving};
+use crate::keyframe::DecoderLoss;
 use crate::negotiation::Candidate;
-use crate::reorder::{Released, Reorder};
 use crate::sdp;
+use assembly::Assembly;
 
+mod assembly;
 mod key_frame_requests;
 pub mod resends;
 mod retransmission;
@@ -136,9 +135,6 @@ pub struct Counters {
     /// What the congestion controller allows us to send to this peer, bit/s.
     pub target_bps: f64,
 }
-
-/// The largest H.264 picture accepted from a peer (a 1080p key frame is well under this).
-const MAX_ACCESS_UNIT: usize = 2 << 20;
 
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
@@ -367,12 +363,8 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// Drains one remote track until the connection closes: Opus packets go out as they
-/// are; H.264 is put back in order ([`crate::reorder`]: a lost packet's resend is waited
-/// for) and reassembled into access units, emitted on the marker bit. Pictures go to the
-/// decoder from the first key frame on, except one broken by a gap given up on. A key frame
-/// is asked for (PLI, or FIR where that is all the far end takes), rate-limited by
-/// [`Receiving`], before the first one, after a gap in sequence numbers and when the
-/// decoder reports a loss.
+/// are; H.264 pictures come from [`assembly::Assembly`], and the key frames it asks for
+/// go out as PLI, or FIR where that is all the far end takes.
 async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink, loss: Arc<DecoderLoss>) {
     let Some(ssrc) = track.ssrcs().await.first().copied() else {
         return;
@@ -389,13 +381,7 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink, loss: Arc
         };
         has(TYPE_RTCP_FB_CCM, "fir") && !has("nack", "pli")
     });
-    let mut depacketizer = H264Packet::default();
-    let mut unit = BytesMut::new();
-    let mut timestamp = None;
-    let mut reorder = Reorder::default();
-    let mut gap = false;
-    let mut broken = false;
-    let mut keys = Receiving::new();
+    let mut assembly = Assembly::default();
     let mut fir_sequence = 0u8;
     while let Some(event) = track.poll().await {
         let packet = match event {
@@ -410,76 +396,32 @@ async fn read_track(track: Arc<dyn TrackRemote>, inbound: InboundSink, loss: Arc
             inbound(Inbound::Audio(packet.payload.clone()));
             continue;
         }
-        for released in reorder.push(packet.header.sequence_number, packet, Instant::now()) {
-            let packet = match released {
-                Released::Packet(packet) => packet,
-                Released::Gap => {
-                    gap = true;
-                    continue;
-                }
-            };
-            if timestamp != Some(packet.header.timestamp) {
-                // A new picture: whatever the last one left half-assembled is dropped.
-                timestamp = Some(packet.header.timestamp);
-                unit.clear();
-                depacketizer = H264Packet::default();
-                broken = false;
+        for end in assembly.push(packet, Instant::now(), &loss) {
+            if let Some(unit) = end.decode {
+                inbound(Inbound::Video(unit));
             }
-            if std::mem::take(&mut gap) {
-                // Lost for good just before this packet: this picture, or the one before
-                // it (whose end never came), cannot be decoded.
-                broken = true;
-                depacketizer = H264Packet::default();
-            }
-            match depacketizer.depacketize(&packet.payload) {
-                Ok(bytes) => unit.extend_from_slice(&bytes),
-                Err(_) => broken = true,
-            }
-            if unit.len() > MAX_ACCESS_UNIT {
-                // No real picture is this big: a broken or hostile sender. Drop it rather
-                // than grow without end while waiting for a marker that may never come.
-                unit.clear();
-                depacketizer = H264Packet::default();
-                broken = true;
-            }
-            if !packet.header.marker {
+            if !end.ask {
                 continue;
             }
-            let now = Instant::now();
-            let mut ask = loss.take() && keys.on_loss(now);
-            if broken {
-                ask |= keys.on_loss(now);
-                unit.clear();
-            } else if !unit.is_empty() {
-                let verdict = keys.on_picture(keyframe::is_key_frame(&unit), now);
-                ask |= verdict.ask;
-                if verdict.decode {
-                    inbound(Inbound::Video(unit.split().freeze()));
-                } else {
-                    unit.clear();
-                }
-            }
-            if ask {
-                let request: Box<dyn rtc::rtcp::Packet> = if fir_only {
-                    fir_sequence = fir_sequence.wrapping_add(1);
-                    Box::new(FullIntraRequest {
-                        sender_ssrc: 0,
-                        media_ssrc: ssrc,
-                        fir: vec![FirEntry {
-                            ssrc,
-                            sequence_number: fir_sequence,
-                        }],
-                    })
-                } else {
-                    Box::new(PictureLossIndication {
-                        sender_ssrc: 0,
-                        media_ssrc: ssrc,
-                    })
-                };
-                tracing::debug!(ssrc, fir_only, "asking for a key frame");
-                if let Err(e) = track.write_rtcp(vec![request]).await {
-                    tracing::debug!(error = %e, "key-frame request not sent");
-                }
+            let request: Box<dyn rtc::rtcp::Packet> = if fir_only {
+                fir_sequence = fir_sequence.wrapping_add(1);
+                Box::new(FullIntraRequest {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                    fir: vec![FirEntry {
+                        ssrc,
+                        sequence_number: fir_sequence,
+                    }],
+                })
+            } else {
+                Box::new(PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                })
+            };
+            tracing::debug!(ssrc, fir_only, "asking for a key frame");
+            if let Err(e) = track.write_rtcp(vec![request]).await {
+                tracing::debug!(error = %e, "key-frame request not sent");
             }
         }
     }
