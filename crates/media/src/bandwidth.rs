@@ -2,20 +2,22 @@
 //! delay-based trend from TWCC feedback and a loss-based half, the lower of the two
 //! wins), wrapped so that its figures reach the session.
 //!
-//! The delay half is rtc-interceptor's (its slope estimator, overuse detector, received
-//! rate and AIMD controller, composed as its `Gcc` composes them). The loss half is
-//! ours ([`loss`]): rtc-interceptor's cut the estimate every 200 ms for one loss episode
-//! and took a thin link's call to its floor (docs/network-lab.md, case (e)); ours cuts
-//! as libwebrtc does, once per report and round trip, never below what the path
-//! delivered. And a resend the far end already had is not counted as lost (see
-//! [`Repeats`]).
+//! Both halves are ours, after libwebrtc. The delay half ([`delay`]: packet groups, a
+//! trendline, an overuse detector, AIMD held to 1.5 times the acknowledged rate)
+//! replaced rtc-interceptor's, whose detector never saw the network lab's 500 kbit/s
+//! cap and whose rate climbed to our ceiling meanwhile. The loss half ([`loss`]) replaced
+//! its `LossController`, which cut every 200 ms for one loss episode and took a thin
+//! link's call to its floor (docs/network-lab.md, case (e)); ours cuts once per report
+//! and round trip, never below what the path delivered. The acknowledged rate both use
+//! is measured on the far end's clock ([`acked`]). And a resend the far end already had
+//! is not counted as lost (see [`Repeats`]).
 //!
 //! The stack drives the estimator from inside its interceptor chain, where nothing
 //! outside can reach it; [`Estimator`] is what it drives, and it copies each new
 //! figure into a [`BandwidthHandle`] the peer keeps. No IO and no clock: every instant
 //! comes from the chain (or a test). This and [`crate::peer`] are the only modules that
-//! name `rtc` types: this one only the estimator seam (`BandwidthEstimator`, GCC's
-//! delay-half parts, `PacketReport`).
+//! name `rtc` types: this one only the estimator seam (`BandwidthEstimator`,
+//! `PacketReport`) and the interceptors it registers.
 //!
 //! What the chain's pacer is told is the estimate times [`PACING_FACTOR`]: the encoders
 //! aim under the estimate ([`crate::adaptation::HEADROOM`]), but a key frame is a burst
@@ -27,13 +29,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
-    BandwidthEstimator, CongestionControlBuilder, EstimatorStats, OveruseDetector, PacerBuilder,
-    PacketReport, RateCalculator, RateController, Registry, SlopeEstimator, Slot,
-    TwccReceiverBuilder, TwccSenderBuilder,
+    BandwidthEstimator, CongestionControlBuilder, EstimatorStats, PacerBuilder, PacketReport,
+    Registry, Slot, TwccReceiverBuilder, TwccSenderBuilder,
 };
 
+pub mod acked;
+pub mod delay;
 pub mod loss;
 
+use acked::Acknowledged;
+use delay::DelayBased;
 use loss::LossBased;
 
 use crate::remembered::Remembered;
@@ -131,11 +136,9 @@ impl BandwidthHandle {
 
 /// GCC, publishing into a [`BandwidthHandle`]; what the interceptor chain drives.
 pub struct Estimator {
-    slope: SlopeEstimator,
-    detector: OveruseDetector,
     /// What the far end reports arriving (the acknowledged rate).
-    received: RateCalculator,
-    delay: RateController,
+    received: Acknowledged,
+    delay: DelayBased,
     loss: LossBased,
     repeats: Repeats,
     /// From the last feedback: now less the departure of the newest packet it reports.
@@ -151,10 +154,8 @@ impl Estimator {
         let initial = initial_bps.clamp(MIN_BPS, MAX_BPS);
         let handle = BandwidthHandle::default();
         let estimator = Estimator {
-            slope: SlopeEstimator::new(),
-            detector: OveruseDetector::new(),
-            received: RateCalculator::default(),
-            delay: RateController::new(initial, MIN_BPS, MAX_BPS),
+            received: Acknowledged::default(),
+            delay: DelayBased::new(initial, MIN_BPS, MAX_BPS),
             loss: LossBased::new(initial, MIN_BPS, MAX_BPS),
             repeats: Repeats::default(),
             rtt: Duration::ZERO,
@@ -177,7 +178,7 @@ impl Estimator {
         *published = Reading {
             target_bps: self.target,
             loss: self.loss.average_loss().unwrap_or(0.0),
-            delay_bps: self.delay.target(),
+            delay_bps: self.delay.bound(),
             loss_bps: self.loss.bound(),
             reports: self.reports,
             rtt: self.rtt,
@@ -191,17 +192,14 @@ impl BandwidthEstimator for Estimator {
         if reports.is_empty() {
             return;
         }
-        // Delay: group, filter, detect, control (as rtc-interceptor's `Gcc`).
-        let mut usage = self.detector.usage();
         let (mut lost, mut counted, mut repeats) = (0, 0, 0);
         let mut newest: Option<Instant> = None;
+        let mut arrivals = Vec::with_capacity(reports.len());
         for report in reports {
-            if report.arrived {
-                self.received.add(now, report.size);
+            if let (true, Some(arrival)) = (report.arrived, report.arrival) {
+                self.received.add(arrival, report.size);
                 newest = newest.max(Some(report.departure));
-            }
-            if let Some(trend) = self.slope.accumulate(report) {
-                usage = self.detector.update(trend.at, trend.estimate_ms);
+                arrivals.push((arrival, report.departure));
             }
             match self.repeats.count(report) {
                 Fate::Arrived => counted += 1,
@@ -212,8 +210,15 @@ impl BandwidthEstimator for Estimator {
         if let Some(departure) = newest {
             self.rtt = now.saturating_duration_since(departure);
         }
-        let received = self.received.rate_bits_per_second(now);
-        let delay = self.delay.update(now, usage, received);
+        let received = self.received.rate_bps();
+        // Delay: the groups in the order they arrived (as libwebrtc sorts them), then
+        // one decision per report.
+        arrivals.sort_by_key(|(arrival, _)| *arrival);
+        for (arrival, departure) in arrivals {
+            self.delay.on_packet(now, departure, arrival);
+        }
+        let delay = self.delay.update(now, received, self.rtt);
+        let usage = self.delay.usage();
         // Loss: one report per 20 packets, one cut per report and round trip.
         self.loss.on_feedback(lost, counted);
         if let Some(bps) = received {
@@ -244,7 +249,7 @@ impl BandwidthEstimator for Estimator {
 
     fn stats(&self) -> EstimatorStats {
         let mut stats = EstimatorStats::default();
-        stats.delay_based_bitrate = Some(self.delay.target());
+        stats.delay_based_bitrate = Some(self.delay.bound());
         stats.loss_based_bitrate = Some(self.loss.bound());
         stats.packet_loss = self.loss.average_loss();
         stats.round_trip_time = Some(self.rtt);

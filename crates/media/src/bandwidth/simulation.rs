@@ -488,3 +488,71 @@ fn the_pacer_gets_the_estimate_with_headroom_and_empty_feedback_says_nothing() {
     let (_, handle) = Estimator::new(1e12);
     assert_eq!(handle.reading().target_bps, MAX_BPS);
 }
+
+#[test]
+fn a_deep_queue_without_loss_is_found_by_the_delay_half() {
+    // A bottleneck with two seconds of buffer: nothing is lost, so only the growing
+    // queue (the delay half) can say the sender is over the link. libwebrtc keeps the
+    // queue short here; an estimate that ignores it fills the buffer and every packet
+    // then waits seconds.
+    let mut path = Path::new(500.0, initial_bps(1_000_000));
+    path.buffer = Duration::from_secs(2);
+    path.run(10.0);
+    let (mut high, mut worst_queue, mut queue_sum) = (0.0f64, Duration::ZERO, Duration::ZERO);
+    for _ in 0..200 {
+        path.run(0.1);
+        high = high.max(path.target_kbps());
+        let queue = path.link_free.saturating_duration_since(path.now);
+        worst_queue = worst_queue.max(queue);
+        queue_sum += queue;
+    }
+    let mean_queue = queue_sum / 200;
+    eprintln!(
+        "deep 500 kbit/s link: estimate at most {high:.0} kbit/s over 10-30 s, queue mean \
+         {mean_queue:?}, worst {worst_queue:?}; target now {:.0}",
+        path.target_kbps()
+    );
+    assert!(high < 650.0, "the estimate ran to {high} kbit/s");
+    assert!(
+        mean_queue < Duration::from_millis(250),
+        "the queue held {mean_queue:?} on average"
+    );
+}
+
+#[test]
+fn a_call_gone_audio_only_gets_video_back_when_a_100_kbit_cap_lifts() {
+    // Unlike the sender above, a call gone audio only sends far less than the
+    // estimate, and what arrives limits how far the estimate may climb: the network
+    // lab's case (f) never got video back until that limit had a floor.
+    let mut path = Path::new(100.0, initial_bps(1_000_000)).with_call(1_000_000);
+    let audio_only = |path: &Path| {
+        path.call
+            .as_ref()
+            .expect("a call")
+            .policy
+            .plan()
+            .audio_only()
+    };
+    let mut went = false;
+    for _ in 0..100 {
+        path.run(0.1);
+        went |= audio_only(&path);
+    }
+    assert!(went, "audio only under a 100 kbit/s cap");
+    path.cap_bps = 2_000_000.0;
+    let mut back_at = None;
+    for tenth in 1..=300 {
+        path.run(0.1);
+        if back_at.is_none() && !audio_only(&path) {
+            back_at = Some(tenth);
+        }
+    }
+    eprintln!(
+        "a call under a 100 kbit/s cap: video back {:?} ms after it lifted, estimate then \
+         {:.0} kbit/s",
+        back_at.map(|t| t * 100),
+        path.target_kbps()
+    );
+    assert!(back_at.is_some(), "video back within 30 s");
+    assert!(!audio_only(&path), "and it stays");
+}
