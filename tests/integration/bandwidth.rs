@@ -7,9 +7,12 @@ use tincan_tests::media::{exclusive, loopback, one_to_one};
 use tincan_tests::TestServer;
 
 /// The estimator starts from a guess (the configured video bitrate and audio, ~1.2
-/// Mbit/s); on loopback, with feedback arriving, it can only rise from there. A target
-/// that never moves means no feedback reached it (transport-cc not negotiated, or the
-/// interceptors not in the chain): congestion control would be on paper only.
+/// Mbit/s). On loopback nothing is lost and no queue builds, so with feedback arriving
+/// it never goes below that, and it moves as the acknowledged rate does (it may not
+/// climb past 1.5 times what arrives: a test pattern's encoder sends far less than the
+/// guess, so the target moves by a few per cent, not more). A target that never moves
+/// means no feedback reached it (transport-cc not negotiated, or the interceptors not
+/// in the chain): congestion control would be on paper only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_congestion_controller_hears_feedback_and_reports_its_target() {
     let _turn = exclusive().await;
@@ -23,16 +26,17 @@ async fn the_congestion_controller_hears_feedback_and_reports_its_target() {
 
     for (side, other) in [(&mut a, "bob"), (&mut b, "alice")] {
         let got = side
-            .wait_for("a target above the starting guess, with pictures", |r| {
+            .wait_for("a target moved by feedback, with pictures", |r| {
                 let f = r.of(other);
                 let first = f.target_kbps.first().copied().unwrap_or(0.0);
-                f.target_kbps.iter().any(|t| *t > first * 1.05) && f.counters.len() >= 30
+                f.target_kbps.iter().any(|t| *t > first) && f.counters.len() >= 30
             })
             .await;
         let f = got.of(other);
+        let first = f.target_kbps[0];
         assert!(
-            f.target_kbps.iter().all(|t| *t > 0.0),
-            "{}: targets {:?}",
+            f.target_kbps.iter().all(|t| *t >= first * 0.95),
+            "{}: a clean link is never cut: targets {:?}",
             side.user,
             f.target_kbps
         );

@@ -419,8 +419,6 @@ fn mean(values: &[f64]) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails about one run in two: the target is under the cap within 1 s and stays \
-            near it, but the picture freezes 1.1-3.7 s right after the cap (docs/network-lab.md)"]
 async fn under_a_500_kbit_cap_the_sender_adapts_and_climbs_back_once_it_lifts() {
     let case = "(e) 500 kbit/s uplink cap";
     const CAP: f64 = 500.0;

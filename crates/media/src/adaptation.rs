@@ -79,6 +79,15 @@ pub const UP_HOLD: Duration = Duration::from_secs(3);
 /// Going audio only needs the share below the floor this long: one low reading of a
 /// noisy estimate is not a reason to drop the picture.
 pub const AUDIO_ONLY_AFTER: Duration = Duration::from_secs(1);
+/// A smaller picture needs the share under the step this long, unless it is under
+/// [`DEEP_DROP`] of the step's need. A lower frame rate is taken at once, but a new
+/// picture size restarts the encoder with a key frame, 18-28 KB at 320x240: at the
+/// ~300 kbit/s a 500 kbit/s link leaves for video, more than half a second of it. In the
+/// network lab's case (e) a burst of resends took the share a few per cent under a step
+/// for a moment, and each such moment cost two key frames (down, and up again 3 s
+/// later), whose bursts lost packets and set off the next burst of resends.
+pub const DOWN_HOLD: Duration = Duration::from_secs(1);
+pub const DEEP_DROP: f64 = 0.75;
 /// Coming back to video needs the share this far above the floor, held this long.
 pub const VIDEO_BACK_MARGIN: f64 = 1.5;
 pub const VIDEO_BACK_HOLD: Duration = Duration::from_secs(4);
@@ -133,6 +142,8 @@ pub struct Adaptation {
     up_since: Option<Instant>,
     /// Since when the share has been under the floor.
     floor_since: Option<Instant>,
+    /// Since when the share has asked for a smaller picture.
+    down_since: Option<Instant>,
 }
 
 impl Adaptation {
@@ -155,6 +166,7 @@ impl Adaptation {
             last_change: None,
             up_since: None,
             floor_since: None,
+            down_since: None,
         }
     }
 
@@ -236,6 +248,7 @@ impl Adaptation {
         match self.step {
             None => {
                 self.floor_since = None;
+                self.down_since = None;
                 let back = share >= f64::from(VIDEO_FLOOR_BPS) * VIDEO_BACK_MARGIN;
                 if !back {
                     self.up_since = None;
@@ -252,6 +265,7 @@ impl Adaptation {
             Some(current) => {
                 let Some(fits) = fits else {
                     self.up_since = None;
+                    self.down_since = None;
                     let since = *self.floor_since.get_or_insert(now);
                     if now.saturating_duration_since(since) >= AUDIO_ONLY_AFTER {
                         self.floor_since = None;
@@ -263,8 +277,9 @@ impl Adaptation {
                 self.floor_since = None;
                 if fits > current {
                     self.up_since = None;
-                    return Some(fits);
+                    return Some(self.step_down(now, share, current, fits));
                 }
+                self.down_since = None;
                 if current == 0 {
                     self.up_since = None;
                     return Some(0);
@@ -282,6 +297,31 @@ impl Adaptation {
                 Some(current)
             }
         }
+    }
+}
+
+impl Adaptation {
+    /// Down from step `current` towards `fits`, the best step the share pays for: the
+    /// frame rate at once, the picture size after [`DOWN_HOLD`] (or at once if the
+    /// share fell under [`DEEP_DROP`] of the step's need).
+    fn step_down(&mut self, now: Instant, share: f64, current: usize, fits: usize) -> usize {
+        let scale = STEPS[current].scale;
+        let same_size = (current..=fits)
+            .rev()
+            .find(|i| STEPS[*i].scale == scale)
+            .unwrap_or(current);
+        if same_size == fits {
+            self.down_since = None;
+            return fits;
+        }
+        let since = *self.down_since.get_or_insert(now);
+        if share < self.need(same_size) * DEEP_DROP
+            || now.saturating_duration_since(since) >= DOWN_HOLD
+        {
+            self.down_since = None;
+            return fits;
+        }
+        same_size
     }
 }
 
@@ -368,6 +408,29 @@ mod tests {
         let plan = hold(&mut a, &mut now, 100.0, 2);
         assert!(plan.audio_only(), "{plan:?}");
         assert_eq!(plan.audio_bps, AUDIO_TIGHT_BPS);
+    }
+
+    #[test]
+    fn a_moment_a_little_under_a_step_keeps_the_picture_size_but_a_second_of_it_does_not() {
+        let mut a = Adaptation::new(MAX);
+        let mut now = Instant::now();
+        let v = hold(&mut a, &mut now, 300.0, 5).video.unwrap();
+        assert_eq!((v.fps_divisor, v.scale), (2, 1));
+        // 260 kbit/s leaves video ~197 kbit/s, under the 220 this step needs but not
+        // far under: half a second of it keeps the picture (at the step's least)…
+        now += Duration::from_millis(500);
+        a.update(now, est(260.0));
+        let v = a.plan().video.unwrap();
+        assert_eq!((v.fps_divisor, v.scale), (2, 1));
+        // …and the estimate coming back restarts the wait.
+        now += Duration::from_millis(500);
+        a.update(now, est(300.0));
+        now += Duration::from_millis(500);
+        a.update(now, est(260.0));
+        assert_eq!(a.plan().video.unwrap().scale, 1);
+        // A second under the step: the smaller picture.
+        let v = hold(&mut a, &mut now, 260.0, 1).video.unwrap();
+        assert_eq!((v.fps_divisor, v.scale), (2, 2));
     }
 
     #[test]

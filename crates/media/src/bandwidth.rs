@@ -111,6 +111,8 @@ pub struct Reading {
     pub loss_bps: f64,
     /// Feedback reports folded in so far: 0 means the figures are the initial guess.
     pub reports: u64,
+    /// The delay half reads a growing queue (overuse) as of the last report.
+    pub overused: bool,
     /// The round trip as the last feedback showed it (its newest packet's departure to
     /// the report's arrival); zero before any.
     pub rtt: Duration,
@@ -181,6 +183,7 @@ impl Estimator {
             delay_bps: self.delay.bound(),
             loss_bps: self.loss.bound(),
             reports: self.reports,
+            overused: self.delay.usage() == delay::Usage::Over,
             rtt: self.rtt,
             resend_bps: published.resend_bps,
         };

@@ -63,8 +63,11 @@ impl VideoEncoder {
             // Rate control only works if the encoder may skip a picture now and then
             // (OpenH264 warns otherwise); a skipped picture is simply not sent.
             .skip_frames(true)
-            // A key frame every 2 s lets a receiver that lost one recover without asking.
-            .intra_frame_period(IntraFramePeriod::from_num_frames(fps * 2));
+            // Receivers ask for a key frame when they need one (PLI, `keyframe`); the
+            // encoder's own, every 10 s, are for a far end that never asks. Every 2 s
+            // they took a third of the video bitrate on a thin link (a 24 KB key frame
+            // at ~300 kbit/s), in bursts the link's queue dropped (docs/network-lab.md).
+            .intra_frame_period(IntraFramePeriod::from_num_frames(fps * 10));
         let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| MediaError::Codec(format!("H.264 encoder: {e}")))?;
         Ok(VideoEncoder { inner, bitrate_bps })

@@ -13,7 +13,9 @@
 //! Sending: requests from every receiver mark a key frame as due; one is made at most
 //! every [`MIN_KEY_FRAME_GAP`], counting the encoder's own periodic ones, and never more
 //! often than the bitrate pays for ([`KEY_FRAME_SHARE`]). A request that comes within the
-//! gap is served when it ends, never dropped.
+//! gap is served when it ends, never dropped. While the path is congested (the bandwidth
+//! estimator reads a growing queue) a request waits up to [`CONGESTED_WAIT`]: a key frame
+//! sent into a full queue is lost there, and it still costs its gap.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +34,12 @@ pub const MIN_KEY_FRAME_GAP: Duration = Duration::from_millis(500);
 /// lab's case (e)). libwebrtc's encoder pays for a key frame by dropping the pictures
 /// after it; this keeps the requests from outrunning that.
 pub const KEY_FRAME_SHARE: f64 = 0.5;
+/// How long a request may wait for the path to stop being congested. In the network
+/// lab's case (e) the receiver asked ~0.5 s after the cap, while the queue the cap had
+/// filled was still full: the key frame was lost, and the next one waited its gap (1.3 s
+/// at that bitrate), so the picture froze ~2 s. The estimator reads the queue as
+/// draining some 0.5-0.8 s after the cap.
+pub const CONGESTED_WAIT: Duration = Duration::from_secs(1);
 
 /// The H.264 NAL unit type of an IDR slice.
 const NAL_IDR: u8 = 5;
@@ -50,6 +58,24 @@ pub fn is_key_frame(unit: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// Whether an H.264 RTP payload (RFC 6184) carries the start of a key frame: a sequence
+/// parameter set or an IDR slice, alone, first in an aggregate (STAP-A), or as the
+/// first fragment (FU-A) of one.
+pub fn starts_key_frame(payload: &[u8]) -> bool {
+    const SPS: u8 = 7;
+    const STAP_A: u8 = 24;
+    const FU_A: u8 = 28;
+    let key = |nal: u8| nal == NAL_IDR || nal == SPS;
+    match payload.first().map(|b| b & 0x1F) {
+        Some(STAP_A) => payload.get(3).is_some_and(|b| key(b & 0x1F)),
+        Some(FU_A) => payload
+            .get(1)
+            .is_some_and(|b| b & 0x80 != 0 && key(b & 0x1F)),
+        Some(nal) => key(nal),
+        None => false,
+    }
 }
 
 /// What to do with a complete picture that arrived.
@@ -138,20 +164,31 @@ impl Receiving {
 /// The encoder's side: requests from every receiver, served at a bounded rate.
 #[derive(Debug, Clone, Default)]
 pub struct Sending {
-    due: bool,
+    /// Since when a request waits.
+    due: Option<Instant>,
     /// When the next key frame may be made on request.
     next_key: Option<Instant>,
+    congested: bool,
 }
 
 impl Sending {
-    /// A receiver asked for a key frame.
-    pub fn request(&mut self) {
-        self.due = true;
+    /// A receiver asked for a key frame at `now`.
+    pub fn request(&mut self, now: Instant) {
+        self.due.get_or_insert(now);
+    }
+
+    /// Whether the path is congested now (see [`CONGESTED_WAIT`]).
+    pub fn set_congested(&mut self, congested: bool) {
+        self.congested = congested;
     }
 
     /// Before encoding a picture at `now`: whether to make it a key frame.
     pub fn force_now(&self, now: Instant) -> bool {
-        self.due && self.next_key.is_none_or(|next| now >= next)
+        let Some(since) = self.due else {
+            return false;
+        };
+        self.next_key.is_none_or(|next| now >= next)
+            && (!self.congested || now.saturating_duration_since(since) >= CONGESTED_WAIT)
     }
 
     /// A key frame of `bytes` went out at `now` (asked for or the encoder's own) from an
@@ -159,7 +196,7 @@ impl Sending {
     /// waits at least [`MIN_KEY_FRAME_GAP`], longer if this one cost more than
     /// [`KEY_FRAME_SHARE`] of the bitrate would pay for in that time.
     pub fn key_frame_sent(&mut self, now: Instant, bytes: usize, bitrate_bps: u32) {
-        self.due = false;
+        self.due = None;
         let paid = f64::from(bitrate_bps.max(1)) * KEY_FRAME_SHARE;
         let gap = Duration::from_secs_f64((bytes as f64 * 8.0 / paid).min(3600.0));
         self.next_key = Some(now + gap.max(MIN_KEY_FRAME_GAP));
@@ -286,7 +323,7 @@ mod tests {
         // 30 pictures a second for 3 s, a request before every one.
         for i in 0..90u64 {
             let now = t0 + ms(i * 1000 / 30);
-            s.request();
+            s.request(now);
             if s.force_now(now) {
                 s.key_frame_sent(now, 2_000, 1_000_000);
                 keys.push(i);
@@ -303,11 +340,45 @@ mod tests {
         assert!(!s.force_now(t0), "nothing asked");
         // The encoder's own key frame, then a request 100 ms later.
         s.key_frame_sent(t0, 2_000, 1_000_000);
-        s.request();
+        s.request(t0 + ms(100));
         assert!(!s.force_now(t0 + ms(100)));
         assert!(s.force_now(t0 + ms(500)));
         s.key_frame_sent(t0 + ms(500), 2_000, 1_000_000);
         assert!(!s.force_now(t0 + ms(2000)), "served");
+    }
+
+    #[test]
+    fn a_key_frame_starts_with_its_parameter_sets_or_its_first_idr_fragment() {
+        assert!(starts_key_frame(&[0x67, 1, 2]), "SPS alone");
+        assert!(starts_key_frame(&[0x65, 1]), "IDR alone");
+        // STAP-A: header, 2-byte size, then the first NAL unit (an SPS).
+        assert!(starts_key_frame(&[0x78, 0, 3, 0x67, 1, 2]));
+        // FU-A: the first fragment of an IDR slice, not a later one.
+        assert!(starts_key_frame(&[0x7C, 0x85, 9]));
+        assert!(!starts_key_frame(&[0x7C, 0x05, 9]));
+        // A P slice, alone and fragmented; nothing.
+        assert!(!starts_key_frame(&[0x41, 9]));
+        assert!(!starts_key_frame(&[0x7C, 0x81, 9]));
+        assert!(!starts_key_frame(&[]));
+    }
+
+    #[test]
+    fn a_request_waits_while_the_path_is_congested_but_not_for_long() {
+        let t0 = Instant::now();
+        let mut s = Sending::default();
+        s.set_congested(true);
+        s.request(t0);
+        assert!(
+            !s.force_now(t0 + ms(300)),
+            "a key frame now would be lost in the queue"
+        );
+        s.set_congested(false);
+        assert!(s.force_now(t0 + ms(400)), "served once the queue drains");
+        s.set_congested(true);
+        assert!(
+            s.force_now(t0 + CONGESTED_WAIT),
+            "or after the wait, whatever the path"
+        );
     }
 
     #[test]
@@ -316,13 +387,13 @@ mod tests {
         let mut s = Sending::default();
         // 24 KB at 250 kbit/s: 192 kbit, half of 250 kbit/s pays for it in 1.5 s.
         s.key_frame_sent(t0, 24_000, 250_000);
-        s.request();
+        s.request(t0);
         assert!(!s.force_now(t0 + ms(500)), "not at the usual gap");
         assert!(!s.force_now(t0 + ms(1500)));
         assert!(s.force_now(t0 + ms(1540)), "once it is paid for");
         // At a rate that pays for it at once, the usual gap holds.
         s.key_frame_sent(t0, 24_000, 10_000_000);
-        s.request();
+        s.request(t0);
         assert!(!s.force_now(t0 + ms(400)));
         assert!(s.force_now(t0 + ms(500)));
     }

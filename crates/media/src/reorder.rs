@@ -11,6 +11,11 @@
 //! [`MAX_WAIT`] has passed; then the gap is given up and reported, and what was held
 //! goes on. Packets that come after their place was given up, and copies of packets
 //! already passed on, are dropped. A stream with no loss is not delayed at all.
+//!
+//! A packet that starts a key frame ends every wait before it: nothing before a key
+//! frame is needed to decode what follows, and the sender resends nothing from before
+//! its latest key frame ([`crate::peer::resends`]). Without this the key frame asked
+//! for after a burst of loss waited behind the burst's gaps, each given up in turn.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -55,8 +60,9 @@ impl<P> Default for Reorder<P> {
 }
 
 impl<P> Reorder<P> {
-    /// Takes packet `seq` arriving at `now`; returns what can go on, in order.
-    pub fn push(&mut self, seq: u16, packet: P, now: Instant) -> Vec<Released<P>> {
+    /// Takes packet `seq` arriving at `now`, which starts a key frame when `restart`;
+    /// returns what can go on, in order.
+    pub fn push(&mut self, seq: u16, packet: P, restart: bool, now: Instant) -> Vec<Released<P>> {
         let mut out = Vec::new();
         let next = *self.next.get_or_insert(u64::from(seq));
         let ahead = seq.wrapping_sub(next as u16);
@@ -73,9 +79,23 @@ impl<P> Reorder<P> {
             self.next = Some(position);
             self.waiting_since = None;
         }
+        if restart && self.next < Some(position) {
+            // Whatever is missing before a key frame is given up at once; what was held
+            // before it goes on (a gap marking its picture broken), what was held after
+            // it waits on. No gap is marked right before the key frame: it is whole, and
+            // a picture whose end went missing is dropped when the key frame begins.
+            let after = self.held.split_off(&position);
+            self.release_held(next, &mut out);
+            self.held = after;
+            self.next = Some(position);
+            self.waiting_since = None;
+        }
         if self.next == Some(position) {
             out.push(Released::Packet(packet));
             self.release_from(position + 1, &mut out);
+            if !self.held.is_empty() {
+                self.waiting_since.get_or_insert(now);
+            }
         } else {
             self.held.entry(position).or_insert(packet);
             self.waiting_since.get_or_insert(now);
@@ -147,11 +167,33 @@ mod tests {
     }
 
     #[test]
+    fn a_key_frame_after_a_gap_goes_on_at_once() {
+        let t0 = Instant::now();
+        let mut r = Reorder::default();
+        r.push(1, 1, false, t0);
+        // 2 and 4 lost; 3 held; 5 starts a key frame: 3 goes on after a gap (its picture
+        // is broken), then 5, with no gap before it.
+        assert!(r.push(3, 3, false, t0).is_empty());
+        assert_eq!(packets(&r.push(5, 5, true, t0)), [None, Some(3), Some(5)]);
+        // Later packets wait for gaps after the key frame as usual.
+        assert!(r.push(7, 7, false, t0 + ms(10)).is_empty());
+        assert_eq!(
+            packets(&r.push(6, 6, false, t0 + ms(20))),
+            [Some(6), Some(7)]
+        );
+        // Nothing held: the key frame after a gap goes on alone.
+        assert_eq!(packets(&r.push(9, 9, true, t0 + ms(30))), [Some(9)]);
+        // A late copy of 4 or 8 is dropped.
+        assert!(r.push(4, 4, false, t0 + ms(40)).is_empty());
+        assert!(r.push(8, 8, false, t0 + ms(40)).is_empty());
+    }
+
+    #[test]
     fn packets_in_order_go_on_at_once() {
         let t0 = Instant::now();
         let mut r = Reorder::default();
         for seq in [65534u16, 65535, 0, 1] {
-            assert_eq!(packets(&r.push(seq, seq, t0)), [Some(seq)]);
+            assert_eq!(packets(&r.push(seq, seq, false, t0)), [Some(seq)]);
         }
     }
 
@@ -159,49 +201,49 @@ mod tests {
     fn a_resend_fills_its_gap_and_what_waited_behind_it_follows_in_order() {
         let t0 = Instant::now();
         let mut r = Reorder::default();
-        assert_eq!(packets(&r.push(10, 10, t0)), [Some(10)]);
+        assert_eq!(packets(&r.push(10, 10, false, t0)), [Some(10)]);
         // 11 is lost; 12 and 13 wait for it.
-        assert!(r.push(12, 12, t0 + ms(10)).is_empty());
-        assert!(r.push(13, 13, t0 + ms(20)).is_empty());
+        assert!(r.push(12, 12, false, t0 + ms(10)).is_empty());
+        assert!(r.push(13, 13, false, t0 + ms(20)).is_empty());
         // Its resend, a round trip later.
         assert_eq!(
-            packets(&r.push(11, 11, t0 + ms(250))),
+            packets(&r.push(11, 11, false, t0 + ms(250))),
             [Some(11), Some(12), Some(13)]
         );
         // A second copy of it is dropped, not mistaken for a new picture's start.
-        assert!(r.push(11, 11, t0 + ms(300)).is_empty());
-        assert_eq!(packets(&r.push(14, 14, t0 + ms(310))), [Some(14)]);
+        assert!(r.push(11, 11, false, t0 + ms(300)).is_empty());
+        assert_eq!(packets(&r.push(14, 14, false, t0 + ms(310))), [Some(14)]);
     }
 
     #[test]
     fn a_gap_nobody_fills_is_given_up_after_the_wait_and_reported() {
         let t0 = Instant::now();
         let mut r = Reorder::default();
-        r.push(1, 1, t0);
-        assert!(r.push(3, 3, t0 + ms(10)).is_empty());
+        r.push(1, 1, false, t0);
+        assert!(r.push(3, 3, false, t0 + ms(10)).is_empty());
         assert!(
-            r.push(4, 4, t0 + MAX_WAIT).is_empty(),
+            r.push(4, 4, false, t0 + MAX_WAIT).is_empty(),
             "waited from 3's arrival"
         );
-        let out = r.push(5, 5, t0 + ms(10) + MAX_WAIT);
+        let out = r.push(5, 5, false, t0 + ms(10) + MAX_WAIT);
         assert_eq!(packets(&out), [None, Some(3), Some(4), Some(5)]);
         // The lost one, far too late: dropped.
-        assert!(r.push(2, 2, t0 + ms(900)).is_empty());
-        assert_eq!(packets(&r.push(6, 6, t0 + ms(910))), [Some(6)]);
+        assert!(r.push(2, 2, false, t0 + ms(900)).is_empty());
+        assert_eq!(packets(&r.push(6, 6, false, t0 + ms(910))), [Some(6)]);
     }
 
     #[test]
     fn two_gaps_are_waited_for_one_after_the_other() {
         let t0 = Instant::now();
         let mut r = Reorder::default();
-        r.push(1, 1, t0);
-        r.push(3, 3, t0);
-        r.push(5, 5, t0);
+        r.push(1, 1, false, t0);
+        r.push(3, 3, false, t0);
+        r.push(5, 5, false, t0);
         // The first gap is given up; the second, whose packet may still come, waits on.
-        let out = r.push(6, 6, t0 + MAX_WAIT);
+        let out = r.push(6, 6, false, t0 + MAX_WAIT);
         assert_eq!(packets(&out), [None, Some(3)]);
         assert_eq!(
-            packets(&r.push(4, 4, t0 + MAX_WAIT + ms(50))),
+            packets(&r.push(4, 4, false, t0 + MAX_WAIT + ms(50))),
             [Some(4), Some(5), Some(6)]
         );
     }
@@ -210,13 +252,13 @@ mod tests {
     fn a_stream_that_jumps_far_ahead_restarts_there() {
         let t0 = Instant::now();
         let mut r = Reorder::default();
-        r.push(100, 100, t0);
-        r.push(102, 102, t0);
+        r.push(100, 100, false, t0);
+        r.push(102, 102, false, t0);
         let far = 100u16.wrapping_add(MAX_HELD as u16 + 10);
-        let out = r.push(far, far, t0 + ms(5));
+        let out = r.push(far, far, false, t0 + ms(5));
         assert_eq!(packets(&out), [None, Some(102), None, Some(far)]);
         assert_eq!(
-            packets(&r.push(far + 1, far + 1, t0 + ms(6))),
+            packets(&r.push(far + 1, far + 1, false, t0 + ms(6))),
             [Some(far + 1)]
         );
     }

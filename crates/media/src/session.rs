@@ -38,6 +38,7 @@ use crate::inbound::{inbound_sink, spawn_decoder};
 use crate::keyframe::DecoderLoss;
 use crate::negotiation::{Negotiation, Signal, Step};
 use crate::path::{PathChange, PathWatch};
+use crate::peer::resends::RESEND_SHARE;
 use crate::peer::{Counters, Peer, PeerEvent, PeerState};
 use crate::processing::{AudioProcessing, AudioProcessor};
 use crate::source::{self, CaptureCommand, EncodedVideo};
@@ -51,7 +52,7 @@ const ENCODED_CAPACITY: usize = 2;
 const DECODE_CAPACITY: usize = 8;
 /// How often the encoders' targets follow the bandwidth estimate: a few times per
 /// feedback-driven change of it, and the policy's own holds do the smoothing.
-const ADAPT_EVERY: Duration = Duration::from_millis(250);
+const ADAPT_EVERY: Duration = Duration::from_millis(100);
 
 enum Command {
     AddPeer(String),
@@ -118,6 +119,7 @@ impl MediaSession {
             // The capture thread holds each picture to its own setup's bitrate; this is
             // only the ceiling the estimate may ask for.
             adaptation: Adaptation::new(bandwidth::MAX_BPS as u32).for_video(video_bps),
+            congested: false,
         };
         let task = tokio::spawn(census::task(driver.run(command_rx, peer_rx, video_rx)));
         (
@@ -229,6 +231,9 @@ struct Driver {
     audio: Option<AudioEncoder>,
     /// What the encoders aim for, from the bandwidth estimates of the participants.
     adaptation: Adaptation,
+    /// Whether a participant's path was congested at the last look (the capture thread
+    /// holds requested key frames back meanwhile).
+    congested: bool,
 }
 
 impl Driver {
@@ -724,9 +729,23 @@ impl Driver {
         let Some(first) = readings.next() else {
             return;
         };
+        let congested = first.overused || readings.clone().any(|r| r.overused);
+        if congested != self.congested {
+            self.congested = congested;
+            if let Some(capture) = &self.capture {
+                let _ = capture.send(CaptureCommand::Congested(congested));
+            }
+        }
         // What new media may use: the target less what resends take now (libwebrtc
-        // likewise gives the encoder the target less its protection overhead).
-        let for_media = |r: &Reading| (r.target_bps - r.resend_bps).max(0.0);
+        // likewise gives the encoder the target less its protection overhead), at most
+        // their share of the target as it is now. Resends are counted over the last
+        // second, and right after a cap they are those of the rate before it: in the
+        // network lab's case (e) they came to 150-250 kbit/s of a 385 kbit/s estimate,
+        // and the picture dropped to a quarter of its size for nothing.
+        let for_media = |r: &Reading| {
+            let resends = r.resend_bps.min(r.target_bps * RESEND_SHARE);
+            (r.target_bps - resends).max(0.0)
+        };
         let estimate = readings.fold(
             Estimate {
                 target_bps: for_media(&first),

@@ -263,6 +263,9 @@ pub(crate) enum CaptureCommand {
     /// What the bandwidth allows (see [`crate::adaptation`]); `None`: audio only, no
     /// pictures are encoded (the preview goes on).
     Target(Option<VideoTarget>),
+    /// Whether a path is congested: requested key frames wait (see
+    /// [`keyframe::CONGESTED_WAIT`]).
+    Congested(bool),
 }
 
 /// One encoded picture.
@@ -351,7 +354,11 @@ pub(crate) fn capture_loop(
             }
             Ok(CaptureCommand::KeyFrame) => {
                 // Served at a bounded rate below, however many receivers ask how often.
-                key_frames.request();
+                key_frames.request(Instant::now());
+                continue;
+            }
+            Ok(CaptureCommand::Congested(on)) => {
+                key_frames.set_congested(on);
                 continue;
             }
             Ok(CaptureCommand::Audience(any)) => {

@@ -63,9 +63,10 @@ impl Assembly {
         loss: &DecoderLoss,
     ) -> Vec<PictureEnd> {
         let mut ends = Vec::new();
+        let restart = keyframe::starts_key_frame(&packet.payload);
         for released in self
             .reorder
-            .push(packet.header.sequence_number, packet, now)
+            .push(packet.header.sequence_number, packet, restart, now)
         {
             match released {
                 Released::Gap => self.gap = true,
