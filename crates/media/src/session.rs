@@ -50,8 +50,10 @@ const EVENT_CAPACITY: usize = 256;
 const ENCODED_CAPACITY: usize = 2;
 /// Access units waiting for a participant's decoder thread; dropped when it is behind.
 const DECODE_CAPACITY: usize = 8;
-/// How often the encoders' targets follow the bandwidth estimate: a few times per
-/// feedback-driven change of it, and the policy's own holds do the smoothing.
+/// How often the encoders' targets follow the bandwidth estimate: about once per feedback
+/// report, and the policy's own holds do the smoothing. Every 250 ms (until 2026-12-06)
+/// an encoder kept its old rate for up to a quarter second after a cut, into a queue
+/// already full (the network lab's case (e)); a look at the readings is cheap.
 const ADAPT_EVERY: Duration = Duration::from_millis(100);
 
 enum Command {
