@@ -34,6 +34,7 @@ use rtc::interceptor::{
 };
 
 pub mod acked;
+mod aimd;
 pub mod delay;
 pub mod loss;
 

@@ -74,34 +74,43 @@ impl<P> Reorder<P> {
         let position = next + u64::from(ahead);
         if usize::from(ahead) > MAX_HELD {
             // Far ahead: the stream moved on; what was held is from before the jump.
-            self.release_held(next, &mut out);
-            out.push(Released::Gap);
-            self.next = Some(position);
-            self.waiting_since = None;
-        }
-        if restart && self.next < Some(position) {
-            // Whatever is missing before a key frame is given up at once; what was held
-            // before it goes on (a gap marking its picture broken), what was held after
-            // it waits on. No gap is marked right before the key frame: it is whole, and
-            // a picture whose end went missing is dropped when the key frame begins.
-            let after = self.held.split_off(&position);
-            self.release_held(next, &mut out);
-            self.held = after;
-            self.next = Some(position);
-            self.waiting_since = None;
+            self.skip_to(next, position, true, now, &mut out);
+        } else if restart && position > next {
+            // Whatever is missing before a key frame is given up at once. No gap is
+            // marked right before the key frame: it is whole, and a picture whose end
+            // went missing is dropped when the key frame begins.
+            self.skip_to(next, position, false, now, &mut out);
         }
         if self.next == Some(position) {
             out.push(Released::Packet(packet));
             self.release_from(position + 1, &mut out);
-            if !self.held.is_empty() {
-                self.waiting_since.get_or_insert(now);
-            }
         } else {
             self.held.entry(position).or_insert(packet);
             self.waiting_since.get_or_insert(now);
             self.expire(now, &mut out);
         }
         out
+    }
+
+    /// Stops waiting for what is missing before `position` (`next` being the first
+    /// position missing): what was held before it goes on, a gap marking each hole (and
+    /// one after them when `gap`); what was held after it waits on, from `now`.
+    fn skip_to(
+        &mut self,
+        next: u64,
+        position: u64,
+        gap: bool,
+        now: Instant,
+        out: &mut Vec<Released<P>>,
+    ) {
+        let after = self.held.split_off(&position);
+        self.release_held(next, out);
+        if gap {
+            out.push(Released::Gap);
+        }
+        self.held = after;
+        self.next = Some(position);
+        self.waiting_since = (!self.held.is_empty()).then_some(now);
     }
 
     /// `position` is the next one: pass on the held packets that follow on from it.

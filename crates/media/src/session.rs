@@ -723,15 +723,16 @@ impl Driver {
     /// Every [`ADAPT_EVERY`]: the encoders follow the bandwidth estimate. One encoder
     /// serves every participant, so the thinnest path (and the worst loss) decides.
     async fn adapt(&mut self) {
-        let mut readings = self
+        let readings: Vec<Reading> = self
             .peers
             .values()
             .filter(|r| r.path.is_up())
-            .map(|r| r.peer.bandwidth());
-        let Some(first) = readings.next() else {
+            .map(|r| r.peer.bandwidth())
+            .collect();
+        if readings.is_empty() {
             return;
-        };
-        let congested = first.overused || readings.clone().any(|r| r.overused);
+        }
+        let congested = readings.iter().any(|r| r.overused);
         if congested != self.congested {
             self.congested = congested;
             if let Some(capture) = &self.capture {
@@ -748,13 +749,13 @@ impl Driver {
             let resends = r.resend_bps.min(r.target_bps * RESEND_SHARE);
             (r.target_bps - resends).max(0.0)
         };
-        let estimate = readings.fold(
+        let estimate = readings.iter().fold(
             Estimate {
-                target_bps: for_media(&first),
-                loss: first.loss,
+                target_bps: f64::INFINITY,
+                loss: 0.0,
             },
             |e, r| Estimate {
-                target_bps: e.target_bps.min(for_media(&r)),
+                target_bps: e.target_bps.min(for_media(r)),
                 loss: e.loss.max(r.loss),
             },
         );
