@@ -5,20 +5,24 @@
 //! queue), which keeps an idle connection to one small future, one queue and
 //! tungstenite's buffers.
 
+use std::borrow::Cow;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::time::{sleep, sleep_until, timeout_at, Instant};
+use tokio::time::error::Elapsed;
+use tokio::time::{sleep, sleep_until, timeout_at, Instant, Sleep};
 use tracing::{debug, info};
 
 use tincan_protocol::{response_json, ClientFrame, Empty, ErrCode, Request, WireError};
 
-use crate::hub::Input;
+use crate::hub::{ConnId, Input};
 use crate::liveness::{Due, Liveness};
-use crate::switchboard::{Outbound, OUTBOUND_CAPACITY};
+use crate::switchboard::{Outbound, OutboundRx};
 use crate::AppState;
 
 /// Per-connection limits.
@@ -100,165 +104,303 @@ impl TokenBucket {
 /// Serves one upgraded socket until it closes.
 /// `ticket` is the connection's place among those not signed in (gate.rs): given back
 /// when `login` goes to the hub (a refused login closes the socket at once).
-pub(crate) async fn serve(
+///
+/// Not an `async fn`: one would keep the socket it was given (368 bytes) in its state
+/// for the connection's whole life, next to the halves it was split into.
+pub(crate) fn serve(
     socket: WebSocket,
     state: Arc<AppState>,
     permit: OwnedSemaphorePermit,
     ticket: Option<crate::gate::Ticket>,
-) {
-    let _permit = permit;
-    let _done = state.done_tx.clone();
-    let conn = state.next_conn();
-    let (tx, mut rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    if state.board.open(conn, tx).is_err() {
-        return;
-    }
+) -> impl std::future::Future<Output = ()> + Send {
+    let (sink, stream) = socket.split();
+    let now = Instant::now();
     let limits = &state.limits;
-    let (mut sink, mut stream) = socket.split();
-    let mut bucket = TokenBucket::new(limits.rate_per_sec, limits.rate_burst, Instant::now());
-    // Boxed, and dropped once `login` is sent, so a signed-in idle connection does not
-    // carry a dead timer.
-    let mut login_deadline = Some(Box::pin(sleep(limits.login_timeout)));
-    let mut live = Liveness::new(limits.ping_after, limits.pong_timeout, Instant::now());
-    // Lazy: frames from the peer only update `live`; when this fires, `live` says whether
-    // to ping, give up, or sleep again.
-    let live_timer = sleep_until(live.next_check());
-    tokio::pin!(live_timer);
-    // Every write is bounded, so a peer that stops reading cannot hold this task (and
-    // with it the liveness checks) in a flush for ever.
-    macro_rules! bounded {
-        ($e:expr) => {{
-            let deadline = live.write_deadline(Instant::now(), limits.write_timeout);
-            match timeout_at(deadline, $e).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => {
-                    info!(conn, error = %e, "writing to the peer failed; dropping its connection");
-                    Err(())
-                }
-                Err(_) => {
-                    info!(
-                        conn,
-                        "the peer takes no data (write timed out); dropping its connection"
-                    );
-                    Err(())
-                }
-            }
-        }};
-    }
-
-    let close = |code: u16, reason: std::borrow::Cow<'static, str>| {
-        Message::Close(Some(CloseFrame {
-            code,
-            reason: match reason {
-                std::borrow::Cow::Borrowed(r) => r.into(),
-                std::borrow::Cow::Owned(r) => r.into(),
-            },
-        }))
+    let mut task = Task {
+        conn: state.next_conn(),
+        bucket: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now),
+        live: Liveness::new(limits.ping_after, limits.pong_timeout, now),
+        login_deadline: Some(Box::pin(sleep(limits.login_timeout))),
+        _done: state.done_tx.clone(),
+        _permit: permit,
+        sink,
+        stream,
+        ticket,
+        state,
     };
+    // Borrowed in place: an `async fn` taking the task by value would hold it twice.
+    async move { task.run().await }
+}
 
-    loop {
-        tokio::select! {
-            out = rx.recv() => match out {
-                Some(Outbound::Text(text)) => {
-                    // What we send proves nothing about the peer: it does not touch
-                    // `live`.
-                    if bounded!(sink.feed(Message::Text(*text))).is_err() { break; }
-                    // Coalesce whatever else is queued into one flush.
-                    let mut closing = None;
-                    while let Ok(more) = rx.try_recv() {
-                        match more {
-                            Outbound::Text(t) => if bounded!(sink.feed(Message::Text(*t))).is_err() { break },
-                            Outbound::Close(c) => { closing = Some(*c); break }
-                        }
-                    }
-                    if bounded!(sink.flush()).is_err() { break; }
-                    if let Some((code, reason)) = closing {
-                        let _ = bounded!(sink.send(close(code, reason)));
-                        break;
-                    }
-                }
-                Some(Outbound::Close(c)) => {
-                    let (code, reason) = *c;
-                    let _ = bounded!(sink.send(close(code, reason)));
-                    break;
-                }
+/// One connection's task: what it holds for the connection's life. Kept small on
+/// purpose (it is most of an idle connection's memory): decisions are made in plain
+/// functions that return an [`Act`], and one `async fn` carries it out, so the task's
+/// state holds one write in flight at most.
+struct Task {
+    conn: ConnId,
+    state: Arc<AppState>,
+    sink: SplitSink<WebSocket, Message>,
+    stream: SplitStream<WebSocket>,
+    bucket: TokenBucket,
+    live: Liveness,
+    /// Boxed, and dropped once `login` is sent, so a signed-in idle connection does not
+    /// carry a dead timer.
+    login_deadline: Option<Pin<Box<Sleep>>>,
+    ticket: Option<crate::gate::Ticket>,
+    _done: mpsc::Sender<()>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What woke the task.
+enum Wake {
+    /// A frame (or the end) from the outbound queue.
+    Out(Option<Outbound>),
+    /// A message (or the end) from the peer.
+    In(Option<Result<Message, axum::Error>>),
+    /// The time to sign in ran out.
+    LoginLate,
+    /// Time to look at the peer's silence.
+    LiveCheck,
+}
+
+/// What the task writes next, decided without awaiting.
+enum Act {
+    /// Nothing.
+    Nothing,
+    /// This frame from the queue, and whatever else the queue holds, in one flush.
+    Deliver(Outbound),
+    /// One frame.
+    Send(Message),
+    /// One frame, then close with this code and reason, and stop.
+    SendThenClose(Message, u16, Cow<'static, str>),
+    /// Close with this code and reason, and stop.
+    Close(u16, Cow<'static, str>),
+    /// Stop without writing.
+    Stop,
+}
+
+/// Whether the task goes on.
+#[derive(PartialEq)]
+enum Then {
+    Go,
+    Stop,
+}
+
+fn close_frame(code: u16, reason: Cow<'static, str>) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: match reason {
+            Cow::Borrowed(r) => r.into(),
+            Cow::Owned(r) => r.into(),
+        },
+    }))
+}
+
+impl Task {
+    async fn run(&mut self) {
+        let mut rx = match self.state.board.open(self.conn) {
+            Ok(rx) => rx,
+            Err(_) => return,
+        };
+        // Lazy: frames from the peer only update `live`; when this fires, `live` says
+        // whether to ping, give up, or sleep again.
+        let live_timer = sleep_until(self.live.next_check());
+        tokio::pin!(live_timer);
+        loop {
+            let wake = tokio::select! {
+                out = rx.next() => Wake::Out(out),
+                msg = self.stream.next() => Wake::In(msg),
+                _ = async { self.login_deadline.as_mut().expect("branch enabled only while set").await },
+                    if self.login_deadline.is_some() => Wake::LoginLate,
+                _ = &mut live_timer => Wake::LiveCheck,
+            };
+            let act = match wake {
+                Wake::Out(Some(out)) => Act::Deliver(out),
                 // Our queue was dropped: too slow, replaced, or the server stopped.
-                None => {
-                    info!(conn, "connection too slow to keep up with its frames; dropping it");
-                    let _ = bounded!(sink.send(close(1008, "connection too slow to keep up".into())));
-                    break;
+                Wake::Out(None) => {
+                    info!(conn = self.conn, "connection too slow to keep up with its frames; dropping it");
+                    Act::Close(1008, "connection too slow to keep up".into())
                 }
-            },
-            msg = stream.next() => {
-                // Anything from the peer, even a close or an error, ends its silence.
-                live.heard(Instant::now());
-                let text = match msg {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(_))) => {
-                        let e = if bucket.take(Instant::now()) {
-                            WireError::new(ErrCode::MalformedFrame, "binary frames are not supported; send JSON text frames")
-                        } else {
-                            rate_limited(limits)
-                        };
-                        state.board.metrics().error(e.code);
-                        if bounded!(sink.send(Message::Text(error_reply(None, "", &e).into()))).is_err() { break; }
-                        continue;
+                Wake::In(msg) => self.heard(msg),
+                Wake::LoginLate => Act::Close(
+                    1008,
+                    "sign in (send \"login\") within 10 seconds of connecting".into(),
+                ),
+                Wake::LiveCheck => match self.live.check(Instant::now()) {
+                    Due::Wait(at) => {
+                        live_timer.as_mut().reset(at);
+                        Act::Nothing
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Err(e)) => {
-                        // tungstenite refuses frames over the hard limit; say so before
-                        // closing (after other read errors the socket is gone anyway).
-                        let text = e.to_string();
-                        if text.contains("too long") || text.contains("Space limit") {
-                            let _ = bounded!(sink.send(close(1009, "frame larger than 1 MiB".into())));
-                        }
-                        break;
+                    Due::Ping => {
+                        live_timer.as_mut().reset(self.live.next_check());
+                        Act::Send(Message::Ping(Default::default()))
                     }
-                    Some(Ok(Message::Close(_))) | None => break,
-                };
-                match check_frame(&text, limits, &mut bucket) {
-                    Ok(frame) => {
-                        if matches!(frame.request, Request::Login(_)) {
-                            login_deadline = None;
-                            if let Some(t) = &ticket { t.release(); }
-                        }
-                        let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
-                        if state.board.request(conn, frame, &text).is_err() {
-                            let e = WireError::new(ErrCode::ShuttingDown, "the server is restarting; reconnect in a moment");
-                            let _ = bounded!(sink.send(Message::Text(error_reply(Some(&id), &op, &e).into())));
-                            let _ = bounded!(sink.send(close(crate::switchboard::RESTART_CLOSE_CODE, crate::switchboard::RESTART_CLOSE_REASON.into())));
-                            break;
-                        }
+                    Due::Dead => {
+                        info!(conn = self.conn, "no answer to a ping; dropping the connection");
+                        Act::Close(1001, "no answer to ping".into())
                     }
-                    Err((code, reply)) => {
-                        state.board.metrics().error(code);
-                        if bounded!(sink.send(Message::Text(reply.into()))).is_err() { break; }
-                    }
-                }
-            }
-            _ = async { login_deadline.as_mut().expect("branch enabled only while set").await }, if login_deadline.is_some() => {
-                let _ = bounded!(sink.send(close(1008, "sign in (send \"login\") within 10 seconds of connecting".into())));
+                },
+            };
+            // Boxed: a write in flight (a timeout around the sink's future) is most of
+            // what the task would otherwise keep between frames; one allocation per
+            // wake costs far less than that memory on every idle connection.
+            if Box::pin(self.perform(act, &mut rx)).await == Then::Stop {
                 break;
             }
-            _ = &mut live_timer => match live.check(Instant::now()) {
-                Due::Wait(at) => live_timer.as_mut().reset(at),
-                Due::Ping => {
-                    if bounded!(sink.send(Message::Ping(Default::default()))).is_err() { break; }
-                    live_timer.as_mut().reset(live.next_check());
+        }
+        debug!(conn = self.conn, "connection task ends");
+        let _ = self.state.board.input(Input::Closed {
+            conn: self.conn,
+            last_heard: self.live.last_heard(),
+        });
+    }
+
+    /// What to do about a message from the peer.
+    fn heard(&mut self, msg: Option<Result<Message, axum::Error>>) -> Act {
+        // Anything from the peer, even a close or an error, ends its silence.
+        self.live.heard(Instant::now());
+        let limits = &self.state.limits;
+        match msg {
+            Some(Ok(Message::Text(text))) => self.frame(&text),
+            Some(Ok(Message::Binary(_))) => {
+                let e = if self.bucket.take(Instant::now()) {
+                    WireError::new(
+                        ErrCode::MalformedFrame,
+                        "binary frames are not supported; send JSON text frames",
+                    )
+                } else {
+                    rate_limited(limits)
+                };
+                self.state.board.metrics().error(e.code);
+                Act::Send(Message::Text(error_reply(None, "", &e).into()))
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Act::Nothing,
+            Some(Err(e)) => {
+                // tungstenite refuses frames over the hard limit; say so before closing
+                // (after other read errors the socket is gone anyway).
+                let text = e.to_string();
+                if text.contains("too long") || text.contains("Space limit") {
+                    Act::Close(1009, "frame larger than 1 MiB".into())
+                } else {
+                    Act::Stop
                 }
-                Due::Dead => {
-                    info!(conn, "no answer to a ping; dropping the connection");
-                    let _ = bounded!(sink.send(close(1001, "no answer to ping".into())));
-                    break;
-                }
-            },
+            }
+            Some(Ok(Message::Close(_))) | None => Act::Stop,
         }
     }
-    debug!(conn, "connection task ends");
-    let _ = state.board.input(Input::Closed {
-        conn,
-        last_heard: live.last_heard(),
-    });
+
+    /// Checks a text frame and hands it to the switchboard, or answers why not.
+    fn frame(&mut self, text: &str) -> Act {
+        let frame = match check_frame(text, &self.state.limits, &mut self.bucket) {
+            Ok(frame) => frame,
+            Err((code, reply)) => {
+                self.state.board.metrics().error(code);
+                return Act::Send(Message::Text(reply.into()));
+            }
+        };
+        if matches!(frame.request, Request::Login(_)) {
+            self.login_deadline = None;
+            if let Some(t) = &self.ticket {
+                t.release();
+            }
+        }
+        let (id, op) = (frame.request_id.clone(), frame.operation_id.clone());
+        match self.state.board.request(self.conn, frame, text) {
+            Ok(()) => Act::Nothing,
+            Err(_) => {
+                let e = WireError::new(
+                    ErrCode::ShuttingDown,
+                    "the server is restarting; reconnect in a moment",
+                );
+                Act::SendThenClose(
+                    Message::Text(error_reply(Some(&id), &op, &e).into()),
+                    crate::switchboard::RESTART_CLOSE_CODE,
+                    crate::switchboard::RESTART_CLOSE_REASON.into(),
+                )
+            }
+        }
+    }
+
+    /// Carries out `act`. Every write is bounded, so a peer that stops reading cannot
+    /// hold this task (and with it the liveness checks) in a flush for ever.
+    async fn perform(&mut self, act: Act, rx: &mut OutboundRx) -> Then {
+        match act {
+            Act::Nothing => Then::Go,
+            Act::Stop => Then::Stop,
+            Act::Send(msg) => self.write(msg, true).await,
+            Act::SendThenClose(msg, code, reason) => {
+                if self.write(msg, true).await == Then::Go {
+                    self.write(close_frame(code, reason), true).await;
+                }
+                Then::Stop
+            }
+            Act::Close(code, reason) => {
+                self.write(close_frame(code, reason), true).await;
+                Then::Stop
+            }
+            Act::Deliver(first) => {
+                // What we send proves nothing about the peer: it does not touch `live`.
+                // Whatever else is queued goes out in the same flush.
+                let mut next = Some(first);
+                while let Some(out) = next.take() {
+                    match out {
+                        Outbound::Text(text) => {
+                            if self.write(Message::Text(text), false).await == Then::Stop {
+                                return Then::Stop;
+                            }
+                        }
+                        Outbound::Close(code, reason) => {
+                            if self.flush().await == Then::Go {
+                                self.write(close_frame(code, reason), true).await;
+                            }
+                            return Then::Stop;
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                }
+                self.flush().await
+            }
+        }
+    }
+
+    /// Writes one frame, flushed or only buffered.
+    async fn write(&mut self, msg: Message, flush: bool) -> Then {
+        let deadline = self.write_deadline();
+        let result = if flush {
+            timeout_at(deadline, self.sink.send(msg)).await
+        } else {
+            timeout_at(deadline, self.sink.feed(msg)).await
+        };
+        self.written(result)
+    }
+
+    async fn flush(&mut self) -> Then {
+        let deadline = self.write_deadline();
+        let result = timeout_at(deadline, self.sink.flush()).await;
+        self.written(result)
+    }
+
+    fn write_deadline(&self) -> Instant {
+        self.live
+            .write_deadline(Instant::now(), self.state.limits.write_timeout)
+    }
+
+    fn written(&self, result: Result<Result<(), axum::Error>, Elapsed>) -> Then {
+        match result {
+            Ok(Ok(())) => Then::Go,
+            Ok(Err(e)) => {
+                info!(conn = self.conn, error = %e, "writing to the peer failed; dropping its connection");
+                Then::Stop
+            }
+            Err(_) => {
+                info!(
+                    conn = self.conn,
+                    "the peer takes no data (write timed out); dropping its connection"
+                );
+                Then::Stop
+            }
+        }
+    }
 }
 
 fn error_reply(request_id: Option<&tincan_protocol::RequestId>, op: &str, e: &WireError) -> String {
@@ -339,5 +481,22 @@ mod tests {
         let (code, reply) = check_frame(&"x".repeat(11), &limits, &mut b).unwrap_err();
         assert_eq!(code, ErrCode::FrameTooLarge);
         assert!(reply.contains("\"errCode\":1005"), "{reply}");
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// The size of what `f` returns, without calling it.
+    fn returned<A, B, C, D, R>(_: &impl FnOnce(A, B, C, D) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every connection, idle or not, keeps one of these (inside axum's upgrade task):
+    /// it is a good part of an idle connection's memory (docs/benchmarks.md). 1,920
+    /// bytes before the decisions moved out of the `async` code.
+    #[test]
+    fn the_connection_task_is_small() {
+        let bytes = returned(&super::serve);
+        assert!(bytes <= 512, "the connection task takes {bytes} bytes");
     }
 }

@@ -25,8 +25,10 @@ use crate::throttle::Refused;
 use crate::AppState;
 
 /// tungstenite reads into a buffer of this size; it is allocated for every connection,
-/// so it is the main cost of an idle one (tungstenite's default is 128 KiB).
-pub const WS_READ_BUFFER: usize = 1024;
+/// so it is a large part of an idle one (tungstenite's default is 128 KiB). A frame
+/// longer than this costs no extra reads: once its header is in, tungstenite makes room
+/// for the whole frame.
+pub const WS_READ_BUFFER: usize = 512;
 /// Writes are flushed once this much is buffered.
 pub const WS_WRITE_BUFFER: usize = 0;
 /// A connection whose unsent output exceeds this fails instead of growing without bound.

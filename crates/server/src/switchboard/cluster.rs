@@ -251,14 +251,14 @@ impl Switchboard {
                 let text = Utf8Bytes::from(text);
                 for conn in to {
                     if inner.conns.contains_key(&conn) {
-                        inner.deliver(conn, Outbound::Text(Box::new(text.clone())));
+                        inner.deliver(conn, Outbound::Text(text.clone()));
                     }
                 }
             }
             ToNode::Close { conn, reason, text } => {
                 if inner.conns.contains_key(&conn) {
-                    inner.deliver(conn, Outbound::Text(Box::new(text.into())));
-                    inner.deliver(conn, Outbound::Close(Box::new((1008, reason.into()))));
+                    inner.deliver(conn, Outbound::Text(text.into()));
+                    inner.deliver(conn, Outbound::Close(1008, reason.into()));
                     inner.conns.remove(&conn);
                 }
             }

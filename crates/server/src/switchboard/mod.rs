@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
@@ -46,16 +46,22 @@ pub use cluster::LEADER_CHANGED_REASON;
 /// any other disconnect (grace period, then hang-up). The hub never waits on a client.
 pub const OUTBOUND_CAPACITY: usize = 256;
 
-/// What a connection's task is asked to write. Boxed so that the queue's slots are
-/// small: tokio allocates a queue's first block of slots up front, and for an idle
-/// connection that block is a good part of its memory.
+/// What a connection's task is asked to write.
 #[derive(Debug)]
 pub enum Outbound {
     /// One text frame.
-    Text(Box<Utf8Bytes>),
+    Text(Utf8Bytes),
     /// Close the socket with this code and reason.
-    Close(Box<(u16, Cow<'static, str>)>),
+    Close(u16, Cow<'static, str>),
 }
+
+/// A connection's outbound queue, as its task reads it.
+///
+/// futures' bounded channel rather than tokio's: tokio's allocates a block of 32 slots
+/// and a cache-padded channel up front (about 1 KiB for every connection, most of them
+/// idle), futures' a node per queued frame and about 300 bytes otherwise.
+pub type OutboundRx = futures_channel::mpsc::Receiver<Outbound>;
+type OutboundTx = futures_channel::mpsc::Sender<Outbound>;
 
 /// The server is stopping and takes no more input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +69,7 @@ pub struct Stopping;
 
 struct Inner {
     hub: Hub,
-    conns: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    conns: HashMap<ConnId, OutboundTx>,
     stopping: bool,
     /// Cluster mode only (`cluster/`): this node's role and its way to the others.
     cluster: Option<Membership>,
@@ -131,15 +137,17 @@ impl Switchboard {
             .expect("the hub lock is never poisoned: the hub does not panic on input")
     }
 
-    /// Registers a new connection's outbound queue.
-    pub fn open(&self, conn: ConnId, tx: mpsc::Sender<Outbound>) -> Result<(), Stopping> {
+    /// Opens a new connection's outbound queue.
+    pub fn open(&self, conn: ConnId) -> Result<OutboundRx, Stopping> {
         let mut inner = self.lock();
         if inner.stopping {
             return Err(Stopping);
         }
+        // The channel holds its buffer plus one frame per sender.
+        let (tx, rx) = futures_channel::mpsc::channel(OUTBOUND_CAPACITY - 1);
         inner.conns.insert(conn, tx);
         self.metrics.set_connections(inner.conns.len());
-        Ok(())
+        Ok(rx)
     }
 
     /// This server's metrics.
@@ -370,7 +378,7 @@ impl Switchboard {
             text = response_json::<RawValue>(Some(&frame.request_id), &frame.operation_id, Err(&e));
         }
         let mut inner = self.lock();
-        inner.deliver(conn, Outbound::Text(Box::new(text.into())));
+        inner.deliver(conn, Outbound::Text(text.into()));
     }
 }
 
@@ -389,15 +397,15 @@ impl Inner {
                     self.send_remote(&mut to, &text);
                     let text = Utf8Bytes::from(text);
                     for conn in to {
-                        self.deliver(conn, Outbound::Text(Box::new(text.clone())));
+                        self.deliver(conn, Outbound::Text(text.clone()));
                     }
                 }
                 Output::Close { conn, text, reason } => {
                     if self.close_remote(conn, &text, reason) {
                         continue;
                     }
-                    self.deliver(conn, Outbound::Text(Box::new(text.into())));
-                    self.deliver(conn, Outbound::Close(Box::new((1008, reason.into()))));
+                    self.deliver(conn, Outbound::Text(text.into()));
+                    self.deliver(conn, Outbound::Close(1008, reason.into()));
                     self.conns.remove(&conn);
                 }
             }
@@ -407,16 +415,13 @@ impl Inner {
 
     /// Closes every connection of this node with 1012 (the SDK reconnects and resumes).
     fn close_all(&mut self, reason: &'static str) {
-        for (_, tx) in self.conns.drain() {
-            let _ = tx.try_send(Outbound::Close(Box::new((
-                RESTART_CLOSE_CODE,
-                Cow::Borrowed(reason),
-            ))));
+        for (_, mut tx) in self.conns.drain() {
+            let _ = tx.try_send(Outbound::Close(RESTART_CLOSE_CODE, Cow::Borrowed(reason)));
         }
     }
 
     fn deliver(&mut self, conn: ConnId, msg: Outbound) {
-        let Some(tx) = self.conns.get(&conn) else {
+        let Some(tx) = self.conns.get_mut(&conn) else {
             if let (Some(m), Outbound::Text(text)) = (self.remote_of(conn), &msg) {
                 m.bus.to_node(
                     node_of(conn),
@@ -428,7 +433,7 @@ impl Inner {
             }
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(msg) {
+        if tx.try_send(msg).is_err_and(|e| e.is_full()) {
             warn!(
                 conn,
                 "connection is not reading its frames; disconnecting it"
