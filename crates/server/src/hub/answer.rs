@@ -126,13 +126,13 @@ impl Hub {
         let (by, by_device) = (inv.invited_by.clone(), inv.invited_by_device.clone());
         let info = self.info_as(&self.calls[room], &me.user, Some(me.platform));
         let inviter = self.device_conn(&by, &by_device).into_iter().collect();
-        self.send(inviter, &Event::InviteeAccepted(info.clone()));
+        self.send(inviter, Event::InviteeAccepted(info.clone()));
         let others = self
             .user_conns(&me.user)
             .into_iter()
             .filter(|c| *c != conn)
             .collect();
-        self.send(others, &Event::InviteeAcceptedByOtherDevice(info));
+        self.send(others, Event::InviteeAcceptedByOtherDevice(info));
         self.join(now, room, me, conn, reason);
     }
 
@@ -158,13 +158,13 @@ impl Hub {
             .into_iter()
             .collect();
         let info = self.info_as(call, &me.user, Some(me.platform));
-        self.send(inviter, &Event::InviteeRejected(info.clone()));
+        self.send(inviter, Event::InviteeRejected(info.clone()));
         let others = self
             .user_conns(&me.user)
             .into_iter()
             .filter(|c| *c != conn)
             .collect();
-        self.send(others, &Event::InviteeRejectedByOtherDevice(info));
+        self.send(others, Event::InviteeRejectedByOtherDevice(info));
         self.maybe_end(now, &room, EndReason::Rejected);
         raw(&Empty {})
     }
@@ -199,7 +199,7 @@ impl Hub {
                 "cancelled by the caller",
             );
             let to = self.user_conns(u);
-            self.send(to, &Event::InvitationCancelled(info.clone()));
+            self.send(to, Event::InvitationCancelled(info.clone()));
         }
         self.maybe_end(now, &room, EndReason::Cancelled);
         raw(&Empty {})

@@ -59,7 +59,7 @@ impl Hub {
             InviteeState::Done(InviteeOutcome::TimedOut),
             "no answer in time",
         );
-        self.send(to, &Event::InvitationTimeout(info));
+        self.send(to, Event::InvitationTimeout(info));
         self.maybe_end(now, &room, EndReason::Timeout);
     }
 
@@ -114,7 +114,7 @@ impl Hub {
         );
         let info = self.info_as(&self.calls[room], &by.user, Some(by.platform));
         let to = self.user_conns(user);
-        self.send(to, &Event::ReceiveNewInvitation(info));
+        self.send(to, Event::ReceiveNewInvitation(info));
     }
 
     /// Makes `me` a participant of `room` on this device.
@@ -169,7 +169,7 @@ impl Hub {
         let call = &self.calls[room];
         let info = self.info_as(call, user, Some(left.platform));
         let to = call.other_participant_conns(user);
-        self.send(to, &Event::HangUp(info));
+        self.send(to, Event::HangUp(info));
         self.notify_room_change(room, user, false);
     }
 
@@ -195,7 +195,7 @@ impl Hub {
         } else {
             Event::RoomParticipantDisconnected(info)
         };
-        self.send(to, &event);
+        self.send(to, event);
     }
 
     /// Ends the call if its rules say so: once two people were connected, when fewer
@@ -233,7 +233,7 @@ impl Hub {
                 "the call ended",
             );
             let to = self.user_conns(&u);
-            self.send(to, &Event::InvitationCancelled(info));
+            self.send(to, Event::InvitationCancelled(info));
         }
         let call = self.calls.remove(room).expect("ending a live call");
         for p in &call.participants {

@@ -1,10 +1,11 @@
 //! The call hub: every device, invitation and room, as a state machine without IO.
 //!
 //! The hub takes [`Input`]s (a parsed request from a connection, a closed connection, a
-//! timer firing, shutdown) with the current time, and queues [`Output`]s (text frames for
-//! connections, connections to close). It never touches a socket or a clock: `switchboard.rs`
-//! feeds it and carries out what it asks, so races such as accept vs
-//! cancel vs timeout are plain unit tests (see `tests.rs`).
+//! timer firing, shutdown) with the current time, and queues [`Output`]s (events for
+//! connections, replies to requests, connections to close) and call records to write. It
+//! never touches a socket or a clock and never writes JSON: `switchboard/` feeds it,
+//! renders each output's frame once and carries out what it asks, so races such as accept
+//! vs cancel vs timeout are plain unit tests on typed events (see `tests.rs`).
 //!
 //! Timers are lazy: the hub records a deadline in the state it belongs to (an invitee's
 //! ring deadline, a participant's grace deadline) and in a queue; when the queue says a
@@ -40,10 +41,10 @@ use serde_json::value::{to_raw_value, RawValue};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use tincan_protocol::limits::{bounded_nickname, MAX_SERVER_FRAME};
+use tincan_protocol::limits::bounded_nickname;
 use tincan_protocol::{
-    response_json, ClientFrame, DeviceId, ErrCode, Event, GroupInfo, ParticipantInfo,
-    PublicUserInfo, Request, RoomId, SignalingInfo, UserId, WireError,
+    ClientFrame, DeviceId, ErrCode, Event, GroupInfo, ParticipantInfo, PublicUserInfo, Request,
+    RequestId, RoomId, SignalingInfo, UserId, WireError,
 };
 
 use crate::auth::{IceConfig, TokenSigner};
@@ -93,25 +94,66 @@ pub enum Input {
     Shutdown,
 }
 
-/// What the hub asks the switchboard to do.
-#[derive(Debug, Clone, PartialEq)]
+/// What the hub asks the switchboard to do. Frames stay typed: the switchboard renders
+/// each one once (`switchboard/render.rs`), whatever the number of recipients. Events,
+/// the largest variant, are also the most common, so they are not boxed.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
 pub enum Output {
-    /// Send `text` to each connection in `to`.
-    Send {
-        /// Recipients.
+    /// An event for each of these connections.
+    Event {
+        /// Recipients, never empty.
         to: Vec<ConnId>,
-        /// One JSON text frame.
-        text: String,
+        /// What happened.
+        event: Event,
     },
-    /// Send `text` to `conn`, then close it.
+    /// The answer to a request.
+    Reply {
+        /// The connection that asked.
+        conn: ConnId,
+        /// The answer.
+        reply: Reply,
+    },
+    /// A last frame for `conn`, then its close (code 1008).
     Close {
         /// Which.
         conn: ConnId,
-        /// A last frame.
-        text: String,
+        /// What it is told first.
+        last: Frame,
         /// The close frame's reason.
         reason: &'static str,
     },
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The request's `requestID`.
+    pub request_id: RequestId,
+    /// The request's `operationID`.
+    pub operation_id: String,
+    /// Its `data` (already JSON: each method answers with a type of its own), or why not.
+    pub result: Result<Box<RawValue>, WireError>,
+}
+
+impl Reply {
+    /// The answer to `frame`.
+    pub fn to(frame: &ClientFrame, result: Result<Box<RawValue>, WireError>) -> Reply {
+        Reply {
+            request_id: frame.request_id.clone(),
+            operation_id: frame.operation_id.clone(),
+            result,
+        }
+    }
+}
+
+/// One frame for a client.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// An event (boxed: a reply is far smaller).
+    Event(Box<Event>),
+    /// An answer.
+    Reply(Reply),
 }
 
 /// The hub's rules, from the server configuration.
@@ -434,50 +476,21 @@ impl Hub {
             Ok(_) if frame.no_reply_on_success => return,
             Ok(_) => {}
         }
-        let mut text = response_json(
-            Some(&frame.request_id),
-            &frame.operation_id,
-            result.as_ref().map(|b| &**b),
-        );
-        if text.len() > MAX_SERVER_FRAME {
-            warn!(
-                bytes = text.len(),
-                limit = MAX_SERVER_FRAME,
-                "reply larger than any client accepts; answering with an error instead"
-            );
-            let e = WireError::new(
-                ErrCode::Internal,
-                "the answer is too large to send; ask for less (a smaller page or limit)",
-            );
-            text = response_json::<RawValue>(Some(&frame.request_id), &frame.operation_id, Err(&e));
-        }
-        self.out.push(Output::Send {
-            to: vec![conn],
-            text,
+        self.out.push(Output::Reply {
+            conn,
+            reply: Reply::to(frame, result),
         });
     }
 
     // ---- delivery helpers -----------------------------------------------------------
 
-    /// Every event leaves through here. The field bounds keep events far below
-    /// [`MAX_SERVER_FRAME`]; should one still exceed it (say, a nickname stored before
-    /// the bounds existed), it is dropped with a warning rather than sent, because a
-    /// frame its recipient cannot read would cost the recipient its connection.
-    fn send(&mut self, to: Vec<ConnId>, event: &Event) {
+    /// Every event leaves through here (rendered by the switchboard, which also drops one
+    /// too large for its recipients: `switchboard/render.rs`).
+    fn send(&mut self, to: Vec<ConnId>, event: Event) {
         if to.is_empty() {
             return;
         }
-        let text = event.to_frame_json();
-        if text.len() > MAX_SERVER_FRAME {
-            warn!(
-                event = event.name(),
-                bytes = text.len(),
-                limit = MAX_SERVER_FRAME,
-                "event larger than any client accepts; not sent"
-            );
-            return;
-        }
-        self.out.push(Output::Send { to, text });
+        self.out.push(Output::Event { to, event });
     }
 
     /// Every connected device of `user`.

@@ -85,7 +85,7 @@ impl Hub {
         info!(user = %user, ?old, ?new, reason, followers = to.len(), "presence");
         self.send(
             to,
-            &Event::PresenceChanged(UserPresence {
+            Event::PresenceChanged(UserPresence {
                 user_id: user.clone(),
                 status: new,
             }),

@@ -130,7 +130,7 @@ impl Hub {
             user_id: me.user.clone(),
             event_time: self.wall_ms,
         });
-        self.send(to, &event);
+        self.send(to, event);
         raw(&Empty {})
     }
 
@@ -185,7 +185,7 @@ impl Hub {
             from_user_id: me.user.clone(),
             payload: p.payload,
         });
-        self.send(vec![conn], &event);
+        self.send(vec![conn], event);
         raw(&Empty {})
     }
 }

@@ -265,7 +265,7 @@ impl Hub {
                     "the server is restarting",
                 );
                 let to = self.user_conns(&u);
-                self.send(to, &tincan_protocol::Event::InvitationCancelled(info));
+                self.send(to, tincan_protocol::Event::InvitationCancelled(info));
             }
             self.record_changed(&room);
         }

@@ -2,14 +2,13 @@
 
 use tracing::{debug, info};
 
-use serde_json::value::RawValue;
 use tincan_protocol::{
-    response_json, ClientFrame, CurrentCall, ErrCode, Event, KickedInfo, LoginParams, LoginReply,
+    ClientFrame, CurrentCall, ErrCode, Event, KickedInfo, LoginParams, LoginReply,
     RoomId, SignalingInfo, UserId, WireError, PROTOCOL_VERSION,
 };
 
 use super::call::Link;
-use super::{raw, store_failed, ConnId, ConnInfo, Hub, Now, Output, Presence, Timer};
+use super::{raw, store_failed, ConnId, ConnInfo, Frame, Hub, Now, Output, Presence, Reply, Timer};
 use crate::auth::TokenError;
 
 impl Hub {
@@ -22,14 +21,9 @@ impl Hub {
                 // a new token over HTTP anyway, and an unauthenticated socket should
                 // not linger.
                 info!(code = e.code.code(), error = %e.message, "login refused");
-                let text = response_json::<RawValue>(
-                    Some(&frame.request_id),
-                    &frame.operation_id,
-                    Err(&e),
-                );
                 self.out.push(Output::Close {
                     conn,
-                    text,
+                    last: Frame::Reply(Reply::to(frame, Err(e))),
                     reason: "sign-in refused",
                 });
                 return;
@@ -37,7 +31,7 @@ impl Hub {
         };
         self.reply(conn, frame, reply);
         for info in pending {
-            self.send(vec![conn], &Event::ReceiveNewInvitation(info));
+            self.send(vec![conn], Event::ReceiveNewInvitation(info));
         }
     }
 
@@ -103,13 +97,12 @@ impl Hub {
             );
             self.conns.remove(&old);
             self.unfollow_all(old);
-            let text = Event::KickedOffline(KickedInfo {
+            let last = Frame::Event(Box::new(Event::KickedOffline(KickedInfo {
                 reason: "this device signed in again on another connection".into(),
-            })
-            .to_frame_json();
+            })));
             self.out.push(Output::Close {
                 conn: old,
-                text,
+                last,
                 reason: "replaced by a newer connection of this device",
             });
         }
@@ -265,14 +258,13 @@ impl Hub {
             devices = conns.len(),
             "account removed from the store; signing it out"
         );
-        let text = Event::KickedOffline(KickedInfo {
+        let last = Frame::Event(Box::new(Event::KickedOffline(KickedInfo {
             reason: "your account was removed from this server".into(),
-        })
-        .to_frame_json();
+        })));
         for conn in conns {
             self.out.push(Output::Close {
                 conn,
-                text: text.clone(),
+                last: last.clone(),
                 reason: "account removed",
             });
             self.handle_closed(now, conn, now.mono);

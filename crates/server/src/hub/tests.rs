@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use tincan_protocol::{ClientFrame, GroupId, UserId};
+use tincan_protocol::{ClientFrame, Event, GroupId, UserId};
 
-use super::{ConnId, Hub, HubConfig, Input, Now, Output};
+use super::{ConnId, Frame, Hub, HubConfig, Input, Now, Output, Reply};
 use crate::auth::TokenSigner;
 use crate::store::{SqliteStore, Store};
 
@@ -21,7 +21,34 @@ struct H {
     signer: TokenSigner,
     next_req: u64,
     /// Frames each connection got, oldest first.
-    inbox: std::collections::HashMap<ConnId, Vec<Value>>,
+    inbox: std::collections::HashMap<ConnId, Vec<Got>>,
+}
+
+/// A frame a connection got: an event as the hub made it, or a reply. A reply's `data`
+/// is JSON already (each method answers with a type of its own), so replies are read as
+/// `{requestID, errCode, errMsg, data}` values.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Got {
+    Event(Event),
+    Reply(Value),
+}
+
+fn reply_value(r: &Reply) -> Value {
+    let (code, msg, data) = match &r.result {
+        Ok(data) => (0, String::new(), serde_json::from_str(data.get()).unwrap()),
+        Err(e) => (e.code.code(), e.message.clone(), Value::Null),
+    };
+    json!({"requestID": r.request_id, "errCode": code, "errMsg": msg, "data": data})
+}
+
+impl Got {
+    fn of(frame: Frame) -> Got {
+        match frame {
+            Frame::Event(e) => Got::Event(*e),
+            Frame::Reply(r) => Got::Reply(reply_value(&r)),
+        }
+    }
 }
 
 impl H {
@@ -55,21 +82,16 @@ impl H {
 
     fn collect(&mut self) {
         for out in self.hub.take_outputs() {
-            match out {
-                Output::Send { to, text } => {
-                    for c in to {
-                        self.inbox
-                            .entry(c)
-                            .or_default()
-                            .push(serde_json::from_str(&text).unwrap());
-                    }
-                }
-                Output::Close { conn, text, .. } => {
-                    self.inbox
-                        .entry(conn)
-                        .or_default()
-                        .push(serde_json::from_str(&text).unwrap());
-                }
+            let (to, got) = match out {
+                Output::Event { to, event } => (to, Frame::Event(Box::new(event))),
+                Output::Reply { conn, reply } => (vec![conn], Frame::Reply(reply)),
+                Output::Close { conn, last, .. } => (vec![conn], last),
+            };
+            for c in to {
+                self.inbox
+                    .entry(c)
+                    .or_default()
+                    .push(Got::of(got.clone()));
             }
         }
     }
@@ -85,9 +107,12 @@ impl H {
         let inbox = self.inbox.get_mut(&conn).unwrap();
         let i = inbox
             .iter()
-            .position(|f| f["type"] == "response" && f["requestID"] == id)
+            .position(|f| matches!(f, Got::Reply(r) if r["requestID"] == id))
             .expect("a response");
-        inbox.remove(i)
+        match inbox.remove(i) {
+            Got::Reply(r) => r,
+            Got::Event(_) => unreachable!("found a reply"),
+        }
     }
 
     fn login(&mut self, conn: ConnId, user: &str, device: &str) -> Value {
@@ -105,15 +130,21 @@ impl H {
     fn events(&mut self, conn: ConnId) -> Vec<String> {
         self.take_events(conn)
             .into_iter()
-            .map(|e| e["event"].as_str().unwrap().to_owned())
+            .map(|e| e.name().to_owned())
             .collect()
     }
 
-    fn take_events(&mut self, conn: ConnId) -> Vec<Value> {
+    /// The events `conn` got since last asked; replies stay.
+    fn take_events(&mut self, conn: ConnId) -> Vec<Event> {
         let inbox = self.inbox.entry(conn).or_default();
-        let (events, rest): (Vec<Value>, Vec<Value>) =
-            inbox.drain(..).partition(|f| f["type"] == "event");
-        *inbox = rest;
+        let mut events = Vec::new();
+        inbox.retain(|f| match f {
+            Got::Event(e) => {
+                events.push(e.clone());
+                false
+            }
+            Got::Reply(_) => true,
+        });
         events
     }
 
@@ -188,10 +219,10 @@ fn timeout_tells_inviter_and_stops_every_ringing_device() {
     h.advance(Duration::from_secs(29));
     assert!(h.events(1).is_empty());
     h.advance(Duration::from_secs(1));
-    let ev = h.take_events(1);
-    assert_eq!(ev.len(), 1);
-    assert_eq!(ev[0]["event"], "onInvitationTimeout");
-    assert_eq!(ev[0]["data"]["opUserID"], "bob");
+    match &h.take_events(1)[..] {
+        [Event::InvitationTimeout(info)] => assert_eq!(info.op_user_id, uid("bob")),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(
         h.events(2),
         ["onReceiveNewInvitation", "onInvitationTimeout"]
@@ -503,8 +534,11 @@ fn a_signal_sent_without_reply_on_success_is_delivered_and_only_a_failure_answer
     let frame = ClientFrame::parse(&quiet(901, &room)).unwrap();
     h.hub.handle(h.now, Input::Request { conn: 3, frame });
     h.collect();
-    let got = &h.inbox[&3];
-    assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0]["requestID"], 901);
-    assert_eq!(got[0]["errCode"], 1002, "{got:?}");
+    match &h.inbox[&3][..] {
+        [Got::Reply(r)] => {
+            assert_eq!(r["requestID"], 901);
+            assert_eq!(r["errCode"], 1002, "{r}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

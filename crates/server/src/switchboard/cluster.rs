@@ -72,8 +72,9 @@ impl Inner {
         }
     }
 
-    /// Closes another node's connection over the bus; false when `conn` is this node's.
-    pub(super) fn close_remote(&mut self, conn: ConnId, text: &str, reason: &str) -> bool {
+    /// Closes another node's connection over the bus, after `text` if any; false when
+    /// `conn` is this node's.
+    pub(super) fn close_remote(&mut self, conn: ConnId, text: Option<&str>, reason: &str) -> bool {
         let Some(m) = self
             .cluster
             .as_mut()
@@ -89,7 +90,7 @@ impl Inner {
             ToNode::Close {
                 conn,
                 reason: reason.to_owned(),
-                text: text.to_owned(),
+                text: text.unwrap_or_default().to_owned(),
             },
         );
         true
@@ -257,7 +258,9 @@ impl Switchboard {
             }
             ToNode::Close { conn, reason, text } => {
                 if inner.conns.contains_key(&conn) {
-                    inner.deliver(conn, Outbound::Text(text.into()));
+                    if !text.is_empty() {
+                        inner.deliver(conn, Outbound::Text(text.into()));
+                    }
                     inner.deliver(conn, Outbound::Close(1008, reason.into()));
                     inner.conns.remove(&conn);
                 }

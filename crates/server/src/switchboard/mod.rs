@@ -25,18 +25,18 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
-use tincan_protocol::limits::MAX_SERVER_FRAME;
-use tincan_protocol::{response_json, ClientFrame, ErrCode, Request, WireError};
+use tincan_protocol::{ClientFrame, ErrCode, Request, WireError};
 
 use crate::cluster::role::Role;
 use crate::cluster::wire::{node_of, ToLeader, ToNode};
-use crate::hub::{ConnId, Hub, Input, Now, Output};
+use crate::hub::{ConnId, Hub, Input, Now, Output, Reply};
 use crate::metrics::Metrics;
 use crate::queries;
 use crate::records::Records;
 use crate::store::Store;
 
 mod cluster;
+pub(crate) mod render;
 
 use cluster::Membership;
 pub use cluster::LEADER_CHANGED_REASON;
@@ -358,25 +358,7 @@ impl Switchboard {
         if let Err(e) = &result {
             self.metrics.error(e.code);
         }
-        let mut text = response_json(
-            Some(&frame.request_id),
-            &frame.operation_id,
-            result.as_ref().map(|b| &**b),
-        );
-        if text.len() > MAX_SERVER_FRAME {
-            // Pages keep replies far below this; a user in very large groups could still
-            // get a first contacts page this big.
-            warn!(
-                conn,
-                bytes = text.len(),
-                "reply larger than any client accepts; answering with an error instead"
-            );
-            let e = WireError::new(
-                ErrCode::Internal,
-                "the answer is too large to send; ask for less (a smaller page or limit)",
-            );
-            text = response_json::<RawValue>(Some(&frame.request_id), &frame.operation_id, Err(&e));
-        }
+        let text = render::reply(&Reply::to(frame, result));
         let mut inner = self.lock();
         inner.deliver(conn, Outbound::Text(text.into()));
     }
@@ -393,18 +375,29 @@ impl Inner {
         }
         for out in self.hub.take_outputs() {
             match out {
-                Output::Send { mut to, text } => {
+                Output::Event { mut to, event } => {
+                    let Some(text) = render::event(&event) else {
+                        continue;
+                    };
                     self.send_remote(&mut to, &text);
+                    // One text, shared by every recipient's queue.
                     let text = Utf8Bytes::from(text);
                     for conn in to {
                         self.deliver(conn, Outbound::Text(text.clone()));
                     }
                 }
-                Output::Close { conn, text, reason } => {
-                    if self.close_remote(conn, &text, reason) {
+                Output::Reply { conn, reply } => {
+                    let text = render::reply(&reply);
+                    self.deliver(conn, Outbound::Text(text.into()));
+                }
+                Output::Close { conn, last, reason } => {
+                    let text = render::frame(&last);
+                    if self.close_remote(conn, text.as_deref(), reason) {
                         continue;
                     }
-                    self.deliver(conn, Outbound::Text(text.into()));
+                    if let Some(text) = text {
+                        self.deliver(conn, Outbound::Text(text.into()));
+                    }
                     self.deliver(conn, Outbound::Close(1008, reason.into()));
                     self.conns.remove(&conn);
                 }

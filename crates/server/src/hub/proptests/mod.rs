@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use tincan_protocol::{ClientFrame, GroupId, UserId};
 
-use super::{ConnId, Hub, HubConfig, Input, Now, Output};
+use super::{ConnId, Frame, Hub, HubConfig, Input, Now, Output};
 use crate::auth::TokenSigner;
 use crate::store::{SqliteStore, Store};
 
@@ -239,13 +239,18 @@ impl World {
         let mut frames = Vec::new();
         let mut closed = Vec::new();
         for out in self.hub.take_outputs() {
-            let (to, text) = match out {
-                Output::Send { to, text } => (to, text),
-                Output::Close { conn, text, .. } => {
+            let (to, frame) = match out {
+                Output::Event { to, event } => (to, Frame::Event(Box::new(event))),
+                Output::Reply { conn, reply } => (vec![conn], Frame::Reply(reply)),
+                Output::Close { conn, last, .. } => {
                     closed.push(conn);
-                    (vec![conn], text)
+                    (vec![conn], last)
                 }
             };
+            // The properties are about what clients get: frames as the switchboard
+            // renders them.
+            let text = crate::switchboard::render::frame(&frame)
+                .ok_or_else(|| TestCaseError::fail(format!("an event too large to send: {frame:?}")))?;
             let v: Value = serde_json::from_str(&text)
                 .map_err(|e| TestCaseError::fail(format!("not JSON: {e}: {text}")))?;
             prop_assert!(v.is_object(), "not an object: {text}");

@@ -2,24 +2,27 @@
 
 use serde_json::{json, Value};
 
+use tincan_protocol::PresenceStatus::{self, InCall, Offline, Online};
+use tincan_protocol::{Event, UserPresence};
+
 use super::{action, uid, H};
 
-/// The `(userID, status)` pairs of the presence events `conn` got since last asked.
-fn presence_events(h: &mut H, conn: u64) -> Vec<(String, String)> {
+/// The presence events `conn` got since last asked.
+fn presence_events(h: &mut H, conn: u64) -> Vec<UserPresence> {
     h.take_events(conn)
         .into_iter()
-        .filter(|e| e["event"] == "onPresenceChanged")
-        .map(|e| {
-            (
-                e["data"]["userID"].as_str().unwrap().to_owned(),
-                e["data"]["status"].as_str().unwrap().to_owned(),
-            )
+        .filter_map(|e| match e {
+            Event::PresenceChanged(p) => Some(p),
+            _ => None,
         })
         .collect()
 }
 
-fn pair(user: &str, status: &str) -> (String, String) {
-    (user.to_owned(), status.to_owned())
+fn pair(user: &str, status: PresenceStatus) -> UserPresence {
+    UserPresence {
+        user_id: uid(user),
+        status,
+    }
 }
 
 fn subscribe(h: &mut H, conn: u64, users: &[&str]) -> Value {
@@ -38,13 +41,13 @@ fn a_follower_is_told_when_a_contact_signs_in_and_out() {
         json!([{"userID": "alice", "status": "offline"}, {"userID": "bob", "status": "offline"}])
     );
     h.login(1, "alice", "a1");
-    assert_eq!(presence_events(&mut h, 3), [pair("alice", "online")]);
+    assert_eq!(presence_events(&mut h, 3), [pair("alice", Online)]);
     // A second device changes nothing others can see; neither does closing one of two.
     h.login(2, "alice", "a2");
     h.close(1);
     assert_eq!(presence_events(&mut h, 3), []);
     h.close(2);
-    assert_eq!(presence_events(&mut h, 3), [pair("alice", "offline")]);
+    assert_eq!(presence_events(&mut h, 3), [pair("alice", Offline)]);
 }
 
 #[test]
@@ -60,9 +63,9 @@ fn a_call_shows_as_in_call_until_it_ends() {
     let room = h.invite(1, "bob");
     // The caller is busy from the moment the call is placed; the callee only once it
     // answers (ringing is not a call).
-    assert_eq!(presence_events(&mut h, 3), [pair("alice", "inCall")]);
+    assert_eq!(presence_events(&mut h, 3), [pair("alice", InCall)]);
     assert_eq!(h.req(2, "signalingAccept", action(&room))["errCode"], 0);
-    assert_eq!(presence_events(&mut h, 3), [pair("bob", "inCall")]);
+    assert_eq!(presence_events(&mut h, 3), [pair("bob", InCall)]);
     // A late follower hears the state as it is now.
     h.login(4, "dave", "d1");
     assert_eq!(
@@ -71,9 +74,9 @@ fn a_call_shows_as_in_call_until_it_ends() {
     );
     assert_eq!(h.req(2, "signalingHungUp", action(&room))["errCode"], 0);
     let mut told = presence_events(&mut h, 3);
-    told.sort();
-    assert_eq!(told, [pair("alice", "online"), pair("bob", "online")]);
-    assert_eq!(presence_events(&mut h, 4), [pair("bob", "online")]);
+    told.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    assert_eq!(told, [pair("alice", Online), pair("bob", Online)]);
+    assert_eq!(presence_events(&mut h, 4), [pair("bob", Online)]);
 }
 
 #[test]
@@ -85,13 +88,13 @@ fn a_dropped_device_in_a_call_stays_in_call_until_its_grace_ends() {
     subscribe(&mut h, 3, &["bob"]);
     let room = h.invite(1, "bob");
     assert_eq!(h.req(2, "signalingAccept", action(&room))["errCode"], 0);
-    assert_eq!(presence_events(&mut h, 3), [pair("bob", "inCall")]);
+    assert_eq!(presence_events(&mut h, 3), [pair("bob", InCall)]);
     // Bob's connection drops: he may come back within the grace period, and a call to
     // him would still find him busy.
     h.close(2);
     assert_eq!(presence_events(&mut h, 3), []);
     h.advance(super::super::HubConfig::default().participant_grace);
-    assert_eq!(presence_events(&mut h, 3), [pair("bob", "offline")]);
+    assert_eq!(presence_events(&mut h, 3), [pair("bob", Offline)]);
 }
 
 #[test]
@@ -106,13 +109,13 @@ fn only_followers_are_told_and_a_new_list_replaces_the_old() {
         "duplicates count once"
     );
     h.login(1, "alice", "a1");
-    assert_eq!(presence_events(&mut h, 3), [pair("alice", "online")]);
+    assert_eq!(presence_events(&mut h, 3), [pair("alice", Online)]);
     assert_eq!(presence_events(&mut h, 4), [], "dave follows nobody");
     // Carol now follows bob only.
     subscribe(&mut h, 3, &["bob"]);
     h.close(1);
     h.login(2, "bob", "b1");
-    assert_eq!(presence_events(&mut h, 3), [pair("bob", "online")]);
+    assert_eq!(presence_events(&mut h, 3), [pair("bob", Online)]);
     // An empty list follows nobody.
     subscribe(&mut h, 3, &[]);
     h.close(2);
