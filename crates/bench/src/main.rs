@@ -134,9 +134,14 @@ impl Raw {
     }
 }
 
+/// A request frame with its keys in the documented order (docs/protocol.md §1), as the
+/// SDK writes them: `method` before `data`, which lets the server read a relayed signal
+/// in one pass. (`json!` would sort the keys, putting `data` first.)
 fn req(id: u64, method: &str, data: Value) -> String {
-    json!({"requestID": id, "operationID": format!("bench-{id}"), "method": method, "data": data})
-        .to_string()
+    format!(
+        r#"{{"requestID":{id},"operationID":"bench-{id}","method":{},"data":{data}}}"#,
+        Value::from(method)
+    )
 }
 
 fn invite_frame(id: u64, to: &str) -> String {
@@ -591,9 +596,10 @@ fn custom_frame(id: u64, room: &str) -> String {
 /// The same signal with `noReplyOnSuccess` (docs/protocol.md §1.2): no response when it
 /// is delivered.
 fn quiet_custom_frame(id: u64, room: &str) -> String {
-    json!({"requestID": id, "operationID": format!("bench-{id}"), "method": "signalingSendCustomSignal",
-        "noReplyOnSuccess": true, "data": {"roomID": room, "customInfo": PAYLOAD.get().unwrap()}})
-    .to_string()
+    let data = json!({"roomID": room, "customInfo": PAYLOAD.get().unwrap()});
+    format!(
+        r#"{{"requestID":{id},"operationID":"bench-{id}","method":"signalingSendCustomSignal","noReplyOnSuccess":true,"data":{data}}}"#
+    )
 }
 
 async fn signaling(pairs: usize, rounds: usize, msg_bytes: usize, secs: u64, window: u64) {

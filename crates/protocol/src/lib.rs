@@ -26,6 +26,7 @@ pub mod ids;
 pub mod json_text;
 pub mod limits;
 pub mod model;
+mod one_pass;
 pub mod presence;
 pub mod request;
 

@@ -13,6 +13,7 @@ use crate::error::{ErrCode, WireError};
 use crate::event::SignalingInfo;
 use crate::ids::{DeviceId, GroupId, PlatformId, RoomId, UserId};
 use crate::json_text::JsonText;
+use crate::one_pass::{Data, Envelope};
 use crate::model::{
     CallRecord, CurrentCall, GroupInfo, IceServer, Invitation, OfflinePushInfo, ParticipantInfo,
     PublicUserInfo,
@@ -382,9 +383,30 @@ impl ClientFrame {
     /// Parses one text frame. Every failure carries an error code and, when the frame
     /// had a readable `requestID`, that id, so that the server can answer it.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        let raw: RawFrame<'_> = match serde_json::from_str(text) {
-            Ok(raw) => raw,
-            Err(e) => return Err(envelope_error(text, e)),
+        // A relayed signal in one pass when it can be (`one_pass.rs`); every other frame,
+        // and every frame with something wrong, the general way.
+        Self::parse_from(text, crate::one_pass::read(text))
+    }
+
+    /// The general way only (tests compare it with the one-pass reader).
+    #[cfg(test)]
+    pub(crate) fn parse_general(text: &str) -> Result<ClientFrame, FrameError> {
+        Self::parse_from(text, None)
+    }
+
+    fn parse_from(text: &str, read: Option<Envelope<'_>>) -> Result<ClientFrame, FrameError> {
+        let raw = match read {
+            Some(envelope) => envelope,
+            None => match serde_json::from_str::<RawFrame<'_>>(text) {
+                Ok(raw) => Envelope {
+                    request_id: raw.request_id,
+                    operation_id: raw.operation_id,
+                    method: raw.method,
+                    data: Data::Raw(raw.data),
+                    no_reply_on_success: raw.no_reply_on_success,
+                },
+                Err(e) => return Err(envelope_error(text, e)),
+            },
         };
         let operation_id = raw.operation_id.unwrap_or_default();
         if let Err(why) = crate::limits::check_envelope(raw.request_id.as_ref(), &operation_id) {
@@ -429,7 +451,11 @@ impl ClientFrame {
                 ),
             ));
         }
-        match Request::parse_data(&method, raw.data).and_then(|request| {
+        let data = match raw.data {
+            Data::Read(request) => Ok(request),
+            Data::Raw(data) => Request::parse_data(&method, data),
+        };
+        match data.and_then(|request| {
             request
                 .check_bounds()
                 .map_err(|why| WireError::new(ErrCode::Args, why))?;
