@@ -225,3 +225,57 @@ async fn register_and_sign_in_over_http() {
         1001
     );
 }
+
+/// The connection task reads a peer's frames before it writes what is queued (so replies
+/// to a burst leave together), but looks at its deadlines before both: a peer that never
+/// stops sending is still closed when its time to sign in runs out.
+#[tokio::test]
+async fn a_connection_that_keeps_sending_without_signing_in_is_closed_at_its_deadline() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut config = ServerConfig::default();
+    config.limits.login_timeout = std::time::Duration::from_millis(500);
+    config.limits.rate_per_sec = 1e9;
+    config.limits.rate_burst = 1e9;
+    let s = TestServer::start_with(config).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.addr))
+        .await
+        .expect("ws connect");
+    let (mut tx, mut rx) = ws.split();
+    // As fast as the socket takes them, until the server closes (bounded all the same).
+    let writer = tokio::spawn(async move {
+        for i in 0..2_000_000u32 {
+            let frame = format!(r#"{{"requestID":{i},"method":"ping"}}"#);
+            if tx.send(Message::text(frame)).await.is_err() {
+                return i;
+            }
+        }
+        panic!("the server never closed the connection");
+    });
+    let close = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut answered = 0u32;
+        while let Some(msg) = rx.next().await {
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    assert_eq!(v["errCode"], 1007, "{v}");
+                    answered += 1;
+                }
+                Ok(Message::Close(frame)) => return (frame, answered),
+                Ok(_) => {}
+                Err(e) => panic!("the connection failed instead of closing: {e}"),
+            }
+        }
+        panic!("the connection ended without a close frame");
+    })
+    .await
+    .expect("closed within 20 s");
+    let (frame, answered) = close;
+    let frame = frame.expect("a close frame with a reason");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert!(frame.reason.contains("sign in"), "{}", frame.reason);
+    assert!(answered > 0, "frames before the deadline were answered");
+    let sent = writer.await.unwrap();
+    assert!(sent >= answered, "{sent} sent, {answered} answered");
+}

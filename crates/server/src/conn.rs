@@ -62,6 +62,10 @@ impl Default for ConnLimits {
     }
 }
 
+/// Frames read from the peer in a row before the outbound queue gets a turn (see
+/// `Task::run`).
+const READ_BURST: u32 = 16;
+
 /// Frames above this are refused by tungstenite itself, which closes the connection
 /// (code 1009): reading them at all would let one client make the server buffer them.
 pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
@@ -204,14 +208,34 @@ impl Task {
         // whether to ping, give up, or sleep again.
         let live_timer = sleep_until(self.live.next_check());
         tokio::pin!(live_timer);
+        // Frames read in a row since the outbound queue last had a turn.
+        let mut streak = 0;
         loop {
-            let wake = tokio::select! {
-                out = rx.next() => Wake::Out(out),
-                msg = self.socket.next() => Wake::In(msg),
-                _ = async { self.login_deadline.as_mut().expect("branch enabled only while set").await },
-                    if self.login_deadline.is_some() => Wake::LoginLate,
-                _ = &mut live_timer => Wake::LiveCheck,
+            // In this order: the deadlines first (a peer that never stops sending must not
+            // outrun them), then the peer's frames, so that the replies to a burst of
+            // requests queue up and leave in one write, then what is queued — first
+            // after READ_BURST frames in a row, so the queue is drained at least that
+            // often and never overflows because its own peer keeps sending.
+            let wake = if streak < READ_BURST {
+                tokio::select! {
+                    biased;
+                    _ = async { self.login_deadline.as_mut().expect("branch enabled only while set").await },
+                        if self.login_deadline.is_some() => Wake::LoginLate,
+                    _ = &mut live_timer => Wake::LiveCheck,
+                    msg = self.socket.next() => Wake::In(msg),
+                    out = rx.next() => Wake::Out(out),
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = async { self.login_deadline.as_mut().expect("branch enabled only while set").await },
+                        if self.login_deadline.is_some() => Wake::LoginLate,
+                    _ = &mut live_timer => Wake::LiveCheck,
+                    out = rx.next() => Wake::Out(out),
+                    msg = self.socket.next() => Wake::In(msg),
+                }
             };
+            streak = if matches!(wake, Wake::In(_)) { streak + 1 } else { 0 };
             let act = match wake {
                 Wake::Out(Some(out)) => Act::Deliver(out),
                 // Our queue was dropped: too slow, replaced, or the server stopped.
