@@ -225,7 +225,8 @@ mod tests {
             // data before method (what serde_json's json! writes: keys sorted).
             format!(r#"{{{data},{CUSTOM},"requestID":1}}"#),
             // Not a relayed signal.
-            r#"{"requestID":1,"method":"signalingHungUp","data":{"invitation":{"roomID":"r1"}}}"#.to_owned(),
+            r#"{"requestID":1,"method":"signalingHungUp","data":{"invitation":{"roomID":"r1"}}}"#
+                .to_owned(),
             // No data, null data, data not an object, bad or missing fields.
             format!(r#"{{"requestID":1,{CUSTOM}}}"#),
             format!(r#"{{"requestID":1,{CUSTOM},"data":null}}"#),
@@ -243,9 +244,15 @@ mod tests {
             format!(r#"{{{CUSTOM},{data}}}"#),
             format!(r#"{{"requestID":null,{CUSTOM},{data}}}"#),
             format!(r#"{{"requestID":1,"method":null,{data}}}"#),
-            format!(r#"{{"requestID":1,"operationID":"{}",{CUSTOM},{data}}}"#, "o".repeat(10_000)),
+            format!(
+                r#"{{"requestID":1,"operationID":"{}",{CUSTOM},{data}}}"#,
+                "o".repeat(10_000)
+            ),
             format!(r#"{{"requestID":1,{CUSTOM},{data}}} trailing"#),
-            format!(r#"{{"requestID":1,{CUSTOM},"data":{{"roomID":"r1","customInfo":"{}"}}}}"#, "x".repeat(70_000)),
+            format!(
+                r#"{{"requestID":1,{CUSTOM},"data":{{"roomID":"r1","customInfo":"{}"}}}}"#,
+                "x".repeat(70_000)
+            ),
         ] {
             same(&text);
         }
@@ -271,10 +278,7 @@ mod tests {
                             if (0..5).any(|i| !order.contains(&i)) {
                                 continue;
                             }
-                            let text = format!(
-                                "{{{}}}",
-                                order.map(|i| parts[i]).join(",")
-                            );
+                            let text = format!("{{{}}}", order.map(|i| parts[i]).join(","));
                             same(&text);
                             let method_first = order.iter().position(|&i| i == 2)
                                 < order.iter().position(|&i| i == 4);

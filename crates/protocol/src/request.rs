@@ -13,11 +13,11 @@ use crate::error::{ErrCode, WireError};
 use crate::event::SignalingInfo;
 use crate::ids::{DeviceId, GroupId, PlatformId, RoomId, UserId};
 use crate::json_text::JsonText;
-use crate::one_pass::{Data, Envelope};
 use crate::model::{
     CallRecord, CurrentCall, GroupInfo, IceServer, Invitation, OfflinePushInfo, ParticipantInfo,
     PublicUserInfo,
 };
+use crate::one_pass::{Data, Envelope};
 use crate::presence::SubscribePresenceParams;
 
 /// A request's correlation id, echoed back as given (string or number).

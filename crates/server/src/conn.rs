@@ -235,12 +235,19 @@ impl Task {
                     msg = self.socket.next() => Wake::In(msg),
                 }
             };
-            streak = if matches!(wake, Wake::In(_)) { streak + 1 } else { 0 };
+            streak = if matches!(wake, Wake::In(_)) {
+                streak + 1
+            } else {
+                0
+            };
             let act = match wake {
                 Wake::Out(Some(out)) => Act::Deliver(out),
                 // Our queue was dropped: too slow, replaced, or the server stopped.
                 Wake::Out(None) => {
-                    info!(conn = self.conn, "connection too slow to keep up with its frames; dropping it");
+                    info!(
+                        conn = self.conn,
+                        "connection too slow to keep up with its frames; dropping it"
+                    );
                     Act::Close(1008, "connection too slow to keep up".into())
                 }
                 Wake::In(msg) => self.heard(msg),
@@ -258,7 +265,10 @@ impl Task {
                         Act::Send(Message::Ping(Default::default()))
                     }
                     Due::Dead => {
-                        info!(conn = self.conn, "no answer to a ping; dropping the connection");
+                        info!(
+                            conn = self.conn,
+                            "no answer to a ping; dropping the connection"
+                        );
                         Act::Close(1001, "no answer to ping".into())
                     }
                 },
@@ -502,7 +512,8 @@ mod tests {
             ..ConnLimits::default()
         };
         let mut b = TokenBucket::new(1.0, 1.0, Instant::now());
-        let (code, reply) = check_frame(&"x".repeat(11), &limits, &mut b, Instant::now()).unwrap_err();
+        let (code, reply) =
+            check_frame(&"x".repeat(11), &limits, &mut b, Instant::now()).unwrap_err();
         assert_eq!(code, ErrCode::FrameTooLarge);
         assert!(reply.contains("\"errCode\":1005"), "{reply}");
     }

@@ -3,8 +3,8 @@
 use tracing::{debug, info};
 
 use tincan_protocol::{
-    ClientFrame, CurrentCall, ErrCode, Event, KickedInfo, LoginParams, LoginReply,
-    RoomId, SignalingInfo, UserId, WireError, PROTOCOL_VERSION,
+    ClientFrame, CurrentCall, ErrCode, Event, KickedInfo, LoginParams, LoginReply, RoomId,
+    SignalingInfo, UserId, WireError, PROTOCOL_VERSION,
 };
 
 use super::call::Link;

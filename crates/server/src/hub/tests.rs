@@ -88,10 +88,7 @@ impl H {
                 Output::Close { conn, last, .. } => (vec![conn], last),
             };
             for c in to {
-                self.inbox
-                    .entry(c)
-                    .or_default()
-                    .push(Got::of(got.clone()));
+                self.inbox.entry(c).or_default().push(Got::of(got.clone()));
             }
         }
     }

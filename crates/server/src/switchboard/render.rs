@@ -80,7 +80,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["errCode"], ErrCode::Internal.code());
         assert_eq!(v["requestID"], 7);
-        assert_eq!(reply(&answer("{}")), r#"{"type":"response","requestID":7,"operationID":"op","errCode":0,"errMsg":"","data":{}}"#);
+        assert_eq!(
+            reply(&answer("{}")),
+            r#"{"type":"response","requestID":7,"operationID":"op","errCode":0,"errMsg":"","data":{}}"#
+        );
     }
 
     #[test]

@@ -249,8 +249,9 @@ impl World {
             };
             // The properties are about what clients get: frames as the switchboard
             // renders them.
-            let text = crate::switchboard::render::frame(&frame)
-                .ok_or_else(|| TestCaseError::fail(format!("an event too large to send: {frame:?}")))?;
+            let text = crate::switchboard::render::frame(&frame).ok_or_else(|| {
+                TestCaseError::fail(format!("an event too large to send: {frame:?}"))
+            })?;
             let v: Value = serde_json::from_str(&text)
                 .map_err(|e| TestCaseError::fail(format!("not JSON: {e}: {text}")))?;
             prop_assert!(v.is_object(), "not an object: {text}");
