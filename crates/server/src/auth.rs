@@ -187,16 +187,8 @@ impl IceConfig {
 /// use 19 MiB; a larger one is not ours and is refused rather than allocated.
 const MAX_ARGON2_BLOCKS: usize = 256 * 1024;
 
-thread_local! {
-    /// This thread's Argon2 working memory, kept between hashes. Allocating the 19 MiB
-    /// block per hash let glibc keep every freed block (its mmap threshold rises after
-    /// the first free): RSS grew by 19 MiB per sign-in. Password hashing runs on the
-    /// few threads of `hashing::HashPool`, so this is a few blocks in all.
-    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs Argon2 with this thread's reusable memory; `None` if the parameters are refused.
+/// Runs Argon2 in this thread's scratch memory (`hashing.rs`); `None` if the parameters
+/// are refused.
 fn argon2_into(
     argon: &argon2::Argon2<'_>,
     blocks: usize,
@@ -207,15 +199,11 @@ fn argon2_into(
     if blocks > MAX_ARGON2_BLOCKS {
         return None;
     }
-    ARGON2_MEMORY.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() < blocks {
-            m.resize(blocks, argon2::Block::default());
-        }
+    crate::hashing::with_scratch(blocks, |memory| {
         argon
-            .hash_password_into_with_memory(password, salt, out, &mut m[..blocks])
+            .hash_password_into_with_memory(password, salt, out, memory)
             .ok()
-    })
+    })?
 }
 
 /// Hashes a password for storage (Argon2id with the crate's default parameters, PHC
