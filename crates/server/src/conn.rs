@@ -275,7 +275,11 @@ impl Task {
             };
             // Boxed: a write in flight (a timeout around the sink's future) is most of
             // what the task would otherwise keep between frames; one allocation per
-            // wake costs far less than that memory on every idle connection.
+            // write costs far less than that memory on every idle connection. Most
+            // requests write nothing here (their replies come through the queue).
+            if matches!(act, Act::Nothing) {
+                continue;
+            }
             if Box::pin(self.perform(act, &mut rx)).await == Then::Stop {
                 break;
             }
