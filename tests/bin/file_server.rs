@@ -8,15 +8,28 @@
 //! It prints `listening <addr>` on stdout once it accepts connections; tokens are signed
 //! with `TINCAN_SECRET` from the environment. With `TINCAN_REDIS` it is a cluster node
 //! (the database must then be PostgreSQL); `TINCAN_PARTICIPANT_GRACE` (seconds) sets the
-//! grace a dropped participant gets.
+//! grace a dropped participant gets. It logs to stderr as `tincan-server` does, at
+//! `RUST_LOG`'s level (`warn` when unset), plain text.
 
 use std::io::Write;
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use tincan_server::store::Database;
 use tincan_server::ServerConfig;
 
 #[tokio::main]
 async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .finish()
+        .with(tincan_server::logging::frames_never_logged())
+        .init();
     let db = std::env::args()
         .nth(1)
         .expect("usage: tincan-test-server <database>");

@@ -31,6 +31,8 @@ const GRACE_SECS: u64 = 8;
 /// Three nodes on one Redis and one PostgreSQL database. Node 0 leads (started first).
 struct Cluster {
     _pg: TestPostgres,
+    /// The database's URL.
+    db: String,
     redis: TestRedis,
     nodes: Vec<Option<ServerProcess>>,
     addrs: Vec<SocketAddr>,
@@ -52,6 +54,7 @@ impl Cluster {
         let addrs = nodes.iter().map(|n| n.as_ref().unwrap().addr).collect();
         Cluster {
             _pg: pg,
+            db,
             redis,
             nodes,
             addrs,
@@ -356,6 +359,43 @@ async fn killing_the_leader_resumes_answered_calls_and_cancels_what_rang() {
     let rang = records_of(&dave, &rung).await;
     assert_eq!(rang.len(), 1, "{rang:?}");
     assert_eq!(rang[0].end_reason, EndReason::ServerRestart);
+}
+
+/// A leader that stands still (SIGSTOP) past its lease is replaced; when it goes on, it
+/// still holds the calls as they were and, stepping down, saves them — but the store
+/// refuses every write from its passed term, so a call the new leader ended is not
+/// reopened (the next leader would have resumed it: a call back from the dead).
+#[tokio::test]
+async fn a_leader_paused_past_its_lease_cannot_overwrite_the_calls_when_it_wakes() {
+    let mut c = Cluster::start().await;
+    let (mut alice, _ra) = c.roaming(1, "alice", "a1").await;
+    let (mut bob, _rb) = c.roaming(2, "bob", "b1").await;
+    let room = answered_call(&mut alice, &mut bob).await;
+    c.node(0).pause();
+    let (login, _, _) = resynced(&mut alice).await;
+    resynced(&mut bob).await;
+    assert_eq!(login.current_call.expect("still in the call").room_id, room);
+    alice.hang_up(room.as_str()).await.unwrap();
+    bob.expect("onHangUp").await;
+    let records = records_of(&bob, &room).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+
+    c.node(0).resume();
+    let stale = c.nodes[0].as_mut().expect("the old leader");
+    stale.logs("no longer leading", RESYNC_LIMIT).await;
+    stale.logs("no longer written", RESYNC_LIMIT).await;
+    let store = Database::parse(&c.db).open().expect("open");
+    assert!(
+        store.live_calls().unwrap().is_empty(),
+        "no call is left for a next leader to resume"
+    );
+    let records = records_of(&bob, &room).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        records[0].end_reason,
+        EndReason::HungUp,
+        "as the new leader wrote it"
+    );
 }
 
 #[tokio::test]

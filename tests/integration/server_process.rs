@@ -13,11 +13,15 @@ use tincan_server::TokenSigner;
 use tincan_tests::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
 
 pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     pub database: String,
+    /// Its log lines (warnings and errors), as they come; they are also passed on to
+    /// the test's own output.
+    log: mpsc::UnboundedReceiver<String>,
 }
 
 impl ServerProcess {
@@ -57,6 +61,7 @@ impl ServerProcess {
             .env("TINCAN_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start tincan-test-server");
@@ -72,11 +77,56 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .expect("an address");
+        let (lines, log) = mpsc::unbounded_channel();
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped")).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                eprintln!("[server {addr}] {line}");
+                let _ = lines.send(line);
+            }
+        });
         ServerProcess {
             child,
             addr,
             database: database.to_owned(),
+            log,
         }
+    }
+
+    /// Waits (at most `limit`) for a log line that contains `text`; the lines before it
+    /// are passed over.
+    pub async fn logs(&mut self, text: &str, limit: Duration) -> String {
+        let found = tokio::time::timeout(limit, async {
+            while let Some(line) = self.log.recv().await {
+                if line.contains(text) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("the server ended without logging {text:?}"),
+            Err(_) => panic!("the server did not log {text:?} within {limit:?}"),
+        }
+    }
+
+    /// SIGSTOP: the process stands still, its sockets open, as in a long pause (a VM
+    /// migrated, a swap storm); [`ServerProcess::resume`] lets it go on.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`ServerProcess::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id().expect("running") as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
     pub fn url(&self) -> String {
@@ -94,9 +144,7 @@ impl ServerProcess {
     /// SIGTERM: the clean stop of `tincan-server` (systemd, Ctrl-C); waits for its exit,
     /// at most `limit`.
     pub async fn sigterm(mut self, limit: Duration) -> (String, SocketAddr) {
-        let pid = self.child.id().expect("running") as libc::pid_t;
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        self.signal(libc::SIGTERM);
         let status = tokio::time::timeout(limit, self.child.wait())
             .await
             .expect("it stops within the limit")

@@ -249,8 +249,12 @@ fn recovered_hub(
     records: &records::Records,
     floor: u64,
 ) -> Result<hub::Hub, ServerError> {
+    // The term first: from here on nothing an earlier hub (a stale leader, a server
+    // before this one on the same file) queued can land after the read below.
+    let term = store.claim_term()?;
+    records.fence(term);
     let saved = store.live_calls()?;
-    let cut = store.close_open_calls(tincan_protocol::EndReason::ServerRestart)?;
+    let cut = store.close_open_calls(tincan_protocol::EndReason::ServerRestart, term)?;
     let mut hub = hub::Hub::new(config.clone(), store.clone(), signer.clone()).numbered_from(floor);
     let resumed = resume_saved_calls(&mut hub, saved, records);
     if cut.len() > resumed.len() {

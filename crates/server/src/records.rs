@@ -10,6 +10,12 @@
 //! `getCallHistory` is answered through the same queue, after every update queued
 //! before it, so a call that just ended is in the history asked for next.
 //!
+//! Fencing: each write carries the [`Term`] of the hub that decided it (set by
+//! [`Records::fence`] when a hub takes over, before its first update). Once another hub
+//! has claimed a later term, the store refuses the write and it is dropped: it is stale,
+//! and the hub that replaced this one wrote (or will write) that call's record from what
+//! it restored.
+//!
 //! Backpressure: [`Records::push`] never blocks (its caller holds the hub's lock) and
 //! never refuses. The queue is bounded instead where new work enters: once
 //! [`RECORD_BACKLOG_LIMIT`] updates wait, new invitations are refused ("try again") until
@@ -28,7 +34,7 @@ use tracing::{debug, error, info, warn};
 use tincan_protocol::{CallRecord, UserId};
 
 use crate::hub::RecordUpdate;
-use crate::store::{CallRowId, Store, StoreError};
+use crate::store::{CallRowId, Store, StoreError, Term};
 
 /// Updates waiting to be written above which new invitations are refused.
 pub const RECORD_BACKLOG_LIMIT: usize = 10_000;
@@ -41,6 +47,8 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 enum Job {
     Write(RecordUpdate),
+    /// Updates queued from now on are the hub's of term `Term`.
+    Term(Term),
     /// The hub's call `call` continues the stored row `row` (a call resumed at start-up).
     Adopt {
         call: u64,
@@ -107,6 +115,8 @@ impl Records {
             .spawn(move || {
                 Writer {
                     store,
+                    term: 0,
+                    fenced: None,
                     rows: HashMap::new(),
                     backlog: b,
                     write_seconds: timer,
@@ -139,6 +149,12 @@ impl Records {
     /// call's first update, it arrives first.
     pub fn adopt(&self, call: u64, row: CallRowId) {
         let _ = self.tx.send(Job::Adopt { call, row });
+    }
+
+    /// The updates queued after this one come from a hub that claimed `term`
+    /// ([`Store::claim_term`]); those queued before keep the term they had.
+    pub fn fence(&self, term: Term) {
+        let _ = self.tx.send(Job::Term(term));
     }
 
     /// Whether so many updates wait that new calls should be refused for now.
@@ -205,6 +221,10 @@ pub enum HistoryError {
 
 struct Writer {
     store: Arc<dyn Store>,
+    /// The term of the hub whose updates are being written.
+    term: Term,
+    /// The term whose writes the store refused, once it did (logged once per term).
+    fenced: Option<Term>,
     /// The store's row of each call in progress, by the hub's number for it.
     rows: HashMap<u64, CallRowId>,
     backlog: Arc<AtomicUsize>,
@@ -227,6 +247,10 @@ impl Writer {
                     self.write(u);
                     self.write_seconds.observe(started.elapsed().as_secs_f64());
                     self.backlog.fetch_sub(1, Ordering::Relaxed);
+                }
+                Job::Term(term) => {
+                    self.term = term;
+                    self.rows.clear();
                 }
                 Job::Adopt { call, row } => {
                     self.rows.insert(call, row);
@@ -262,8 +286,8 @@ impl Writer {
         loop {
             let row = self.rows.get(&u.call).copied();
             let written = match &saved {
-                Some(state) => self.store.put_live_call(row, &u.record, state),
-                None => self.store.put_call(row, &u.record, u.open),
+                Some(state) => self.store.put_live_call(row, &u.record, state, self.term),
+                None => self.store.put_call(row, &u.record, u.open, self.term),
             };
             match written {
                 Ok(id) => {
@@ -274,6 +298,14 @@ impl Writer {
                     }
                     if waited {
                         info!(room = %u.record.room_id, "call record saved after waiting for the database");
+                    }
+                    return;
+                }
+                Err(StoreError::Fenced { ours, current }) => {
+                    if self.fenced != Some(ours) {
+                        warn!(room = %u.record.room_id, term = ours, current,
+                            "call records from this node's turn at running the calls are no longer written: another node took the calls over");
+                        self.fenced = Some(ours);
                     }
                     return;
                 }
@@ -354,31 +386,36 @@ mod tests {
         fn groups_of(&self, u: &UserId) -> Result<Vec<GroupRow>, StoreError> {
             self.inner.groups_of(u)
         }
+        fn claim_term(&self) -> Result<Term, StoreError> {
+            self.inner.claim_term()
+        }
         fn put_call(
             &self,
             row: Option<CallRowId>,
             record: &CallRecord,
             open: bool,
+            term: Term,
         ) -> Result<CallRowId, StoreError> {
             if *self.locked.lock().unwrap() {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(busy());
             }
-            self.inner.put_call(row, record, open)
+            self.inner.put_call(row, record, open, term)
         }
         fn put_live_call(
             &self,
             row: Option<CallRowId>,
             record: &CallRecord,
             state: &str,
+            term: Term,
         ) -> Result<CallRowId, StoreError> {
-            self.inner.put_live_call(row, record, state)
+            self.inner.put_live_call(row, record, state, term)
         }
         fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {
             self.inner.live_calls()
         }
-        fn close_open_calls(&self, r: EndReason) -> Result<Vec<RoomId>, StoreError> {
-            self.inner.close_open_calls(r)
+        fn close_open_calls(&self, r: EndReason, t: Term) -> Result<Vec<RoomId>, StoreError> {
+            self.inner.close_open_calls(r, t)
         }
         fn recent_ended_rooms(&self, l: usize) -> Result<Vec<(RoomId, EndReason)>, StoreError> {
             self.inner.recent_ended_rooms(l)
@@ -464,7 +501,7 @@ mod tests {
         assert_eq!(
             store
                 .inner
-                .close_open_calls(EndReason::ServerRestart)
+                .close_open_calls(EndReason::ServerRestart, 0)
                 .unwrap()
                 .len(),
             RECORD_BACKLOG_LIMIT - CLOSED as usize,
@@ -474,5 +511,41 @@ mod tests {
             store.inner.recent_ended_rooms(usize::MAX).unwrap().len(),
             RECORD_BACKLOG_LIMIT
         );
+    }
+
+    /// A writer whose term has passed drops its updates (they are stale) without
+    /// waiting or retrying, and a writer told its new term writes again.
+    #[test]
+    fn updates_from_a_passed_term_are_dropped_and_the_queue_moves_on() {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let (records, _finished) = Records::start(store.clone());
+        let mine = store.claim_term().unwrap();
+        records.fence(mine);
+        records.push(update(1, true));
+        records.flush_blocking();
+        let theirs = store.claim_term().unwrap();
+        for _ in 0..100 {
+            records.push(update(1, false));
+        }
+        records.push(update(2, false));
+        records.flush_blocking();
+        assert_eq!(records.backlog(), 0, "the queue moved on");
+        let bob = UserId::new("bob").unwrap();
+        assert!(
+            store.call_history(&bob, 10, None).unwrap().is_empty(),
+            "no stale write landed"
+        );
+        // The call is still open, as the later term found it.
+        assert_eq!(
+            store
+                .close_open_calls(EndReason::ServerRestart, theirs)
+                .unwrap()
+                .len(),
+            1
+        );
+        records.fence(store.claim_term().unwrap());
+        records.push(update(3, false));
+        records.flush_blocking();
+        assert_eq!(store.call_history(&bob, 10, None).unwrap().len(), 2);
     }
 }

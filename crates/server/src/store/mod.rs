@@ -60,6 +60,17 @@ pub enum StoreError {
     /// A stored record did not decode. Not retryable.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A call record write from a hub whose term has passed: another hub claimed a later
+    /// one ([`Term`]). Not retryable: the write is stale.
+    #[error(
+        "call records are now written by term {current}; this writer's term {ours} has passed"
+    )]
+    Fenced {
+        /// The writer's term.
+        ours: Term,
+        /// The store's term.
+        current: Term,
+    },
     /// A file beside the database (its key, its modes) could not be read or written.
     /// Not retryable without the operator.
     #[error("{path}: {source}")]
@@ -185,6 +196,15 @@ pub struct GroupRow {
 /// The store's own id of one call's record (room ids may repeat).
 pub type CallRowId = i64;
 
+/// A fencing token: the number of one hub's turn at running the calls, handed out by
+/// [`Store::claim_term`], one more than the last. Every write of call records carries
+/// the term of the hub that decided it, and the store refuses it once a later term has
+/// been claimed. So a hub that no longer runs the calls — a cluster leader cut off from
+/// Redis, or paused, after the next leader took over; a second server started on the
+/// same file — cannot overwrite what the hub that replaced it restored and writes.
+/// A store that was never claimed is at term 0.
+pub type Term = i64;
+
 /// What the server keeps.
 pub trait Store: Send + Sync + 'static {
     /// Adds a user; `Conflict` if the id is taken.
@@ -218,14 +238,20 @@ pub trait Store: Send + Sync + 'static {
     fn groups(&self) -> Result<Vec<GroupRow>, StoreError>;
     /// Groups `user` belongs to.
     fn groups_of(&self, user: &UserId) -> Result<Vec<GroupRow>, StoreError>;
+    /// Starts a new term of running the calls: raises the stored [`Term`] by one and
+    /// returns it. A hub claims its term before it reads the calls to resume, so that
+    /// nothing an earlier term writes lands after that read.
+    fn claim_term(&self) -> Result<Term, StoreError>;
     /// Writes a call's record: a new row when `row` is `None`, else replaces that row.
     /// `open` marks a call still in progress (left out of history; closed at the next
     /// start-up by [`Store::close_open_calls`] if the server never got to end it).
+    /// `Fenced` (and nothing written) when a term later than `term` has been claimed.
     fn put_call(
         &self,
         row: Option<CallRowId>,
         record: &CallRecord,
         open: bool,
+        term: Term,
     ) -> Result<CallRowId, StoreError>;
     /// Writes the record of a call in progress (as [`Store::put_call`] with `open`)
     /// together with `state`: what a restarted server resumes the call from (JSON, the
@@ -235,17 +261,14 @@ pub trait Store: Send + Sync + 'static {
         row: Option<CallRowId>,
         record: &CallRecord,
         state: &str,
+        term: Term,
     ) -> Result<CallRowId, StoreError>;
     /// The calls still marked open that carry a saved state, oldest first: read at
     /// start-up, before [`Store::close_open_calls`].
     fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError>;
-    /// Saves a finished call.
-    fn save_call(&self, record: &CallRecord) -> Result<(), StoreError> {
-        self.put_call(None, record, false).map(|_| ())
-    }
     /// Ends every call still marked open with `reason` (their end time is the last time
-    /// the server wrote them), returning their rooms.
-    fn close_open_calls(&self, reason: EndReason) -> Result<Vec<RoomId>, StoreError>;
+    /// the server wrote them), returning their rooms. Fenced as [`Store::put_call`].
+    fn close_open_calls(&self, reason: EndReason, term: Term) -> Result<Vec<RoomId>, StoreError>;
     /// The rooms of the `limit` calls that ended last, oldest first, with why they ended.
     fn recent_ended_rooms(&self, limit: usize) -> Result<Vec<(RoomId, EndReason)>, StoreError>;
     /// Finished calls `user` placed or was invited to, newest first.

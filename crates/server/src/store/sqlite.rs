@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tincan_protocol::{CallRecord, EndReason, GroupId, RoomId, UserId};
 
 use super::files;
-use super::{CallRowId, GroupRow, Store, StoreError, UserRow};
+use super::{CallRowId, GroupRow, Store, StoreError, Term, UserRow};
 
 /// How long a write waits for another connection's write lock before failing with
 /// "busy". Writers that must not fail (the record writer) retry on top of it.
@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS settings (
 /// The newest schema version this build knows (kept in SQLite's `user_version`).
 /// Version 1 is `SCHEMA` plus the changes below; databases made before versions were
 /// kept are at 0 and come up to 1 through the same, repeatable, steps.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// One step of the schema, run in the transaction that records its version.
 type Migration = fn(&Connection) -> Result<(), StoreError>;
@@ -84,7 +84,7 @@ fn migrate(c: &Connection) -> Result<(), StoreError> {
             "the database is at schema version {at}, newer than this server's {SCHEMA_VERSION}; run a newer tincan-server"
         )));
     }
-    let steps: [Migration; SCHEMA_VERSION as usize] = [migration_1, migration_2];
+    let steps: [Migration; SCHEMA_VERSION as usize] = [migration_1, migration_2, migration_3];
     for (i, step) in steps.iter().enumerate().skip(at as usize) {
         let version = i as i32 + 1;
         let tx = c.unchecked_transaction()?;
@@ -118,6 +118,40 @@ fn migration_1(c: &Connection) -> Result<(), StoreError> {
 /// resume it (`hub/saved.rs`); NULL once the call is closed.
 fn migration_2(c: &Connection) -> Result<(), StoreError> {
     c.execute_batch("ALTER TABLE calls ADD COLUMN live TEXT")?;
+    Ok(())
+}
+
+/// Migration 3: the fencing term of call record writes (`Term`), one row, from 0.
+fn migration_3(c: &Connection) -> Result<(), StoreError> {
+    c.execute_batch(
+        "CREATE TABLE fence (id INTEGER PRIMARY KEY CHECK (id = 1), term INTEGER NOT NULL);
+         INSERT INTO fence (id, term) VALUES (1, 0);",
+    )?;
+    Ok(())
+}
+
+/// A transaction that holds the write lock from its first statement, so what it reads
+/// (the term) stays true until it commits.
+fn begin_write(c: &Connection) -> Result<Transaction<'_>, StoreError> {
+    Ok(Transaction::new_unchecked(
+        c,
+        TransactionBehavior::Immediate,
+    )?)
+}
+
+/// Refuses a write from `term` when a later one has been claimed. Called first in the
+/// write's transaction: SQLite runs one writer at a time, so a claim cannot come
+/// between this check and the commit.
+fn check_term(tx: &Connection, term: Term) -> Result<(), StoreError> {
+    let current: Term = tx
+        .prepare_cached("SELECT term FROM fence WHERE id = 1")?
+        .query_row([], |r| r.get(0))?;
+    if current > term {
+        return Err(StoreError::Fenced {
+            ours: term,
+            current,
+        });
+    }
     Ok(())
 }
 
@@ -263,10 +297,12 @@ impl SqliteStore {
         record: &CallRecord,
         open: bool,
         live: Option<&str>,
+        term: Term,
     ) -> Result<CallRowId, StoreError> {
         let json = serde_json::to_string(record).expect("records serialize");
         self.writing(|c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = begin_write(c)?;
+            check_term(&tx, term)?;
             let updated = match row {
                 Some(id) => tx
                     .prepare_cached(
@@ -317,9 +353,10 @@ impl SqliteStore {
     }
 
     /// [`Store::close_open_calls`].
-    fn close_open(&self, reason: EndReason) -> Result<Vec<RoomId>, StoreError> {
+    fn close_open(&self, reason: EndReason, term: Term) -> Result<Vec<RoomId>, StoreError> {
         self.writing(|c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = begin_write(c)?;
+            check_term(&tx, term)?;
             let open: Vec<(i64, String)> = tx
                 .prepare("SELECT call_id, record FROM calls WHERE open = 1 ORDER BY call_id")?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -490,13 +527,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn claim_term(&self) -> Result<Term, StoreError> {
+        self.writing(|c| {
+            c.prepare_cached("UPDATE fence SET term = term + 1 WHERE id = 1 RETURNING term")?
+                .query_row([], |r| r.get(0))
+                .map_err(Into::into)
+        })
+    }
+
     fn put_call(
         &self,
         row: Option<CallRowId>,
         record: &CallRecord,
         open: bool,
+        term: Term,
     ) -> Result<CallRowId, StoreError> {
-        self.write_call(row, record, open, None)
+        self.write_call(row, record, open, None, term)
     }
 
     fn put_live_call(
@@ -504,8 +550,9 @@ impl Store for SqliteStore {
         row: Option<CallRowId>,
         record: &CallRecord,
         state: &str,
+        term: Term,
     ) -> Result<CallRowId, StoreError> {
-        self.write_call(row, record, true, Some(state))
+        self.write_call(row, record, true, Some(state), term)
     }
 
     fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {
@@ -519,8 +566,8 @@ impl Store for SqliteStore {
         })
     }
 
-    fn close_open_calls(&self, reason: EndReason) -> Result<Vec<RoomId>, StoreError> {
-        self.close_open(reason)
+    fn close_open_calls(&self, reason: EndReason, term: Term) -> Result<Vec<RoomId>, StoreError> {
+        self.close_open(reason, term)
     }
 
     fn recent_ended_rooms(&self, limit: usize) -> Result<Vec<(RoomId, EndReason)>, StoreError> {

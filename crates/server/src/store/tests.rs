@@ -49,8 +49,129 @@ on_every_engine!(
     a_final_write_for_an_unknown_row_is_a_new_row,
     users_come_in_pages_after_a_cursor,
     saved_calls_are_read_back_until_closed,
-    a_setting_is_inserted_once_and_then_kept
+    a_setting_is_inserted_once_and_then_kept,
+    a_write_from_a_passed_term_is_refused
 );
+
+/// Once a later term is claimed, nothing from an earlier one is written: not an update
+/// of a call in progress, not its end, not the closing of open calls.
+fn a_write_from_a_passed_term_is_refused(s: &dyn Store) {
+    let first = s.claim_term().unwrap();
+    assert!(first > 0);
+    let open = record("r1", 100, EndReason::ServerRestart);
+    let row = s.put_live_call(None, &open, r#"{"v":1}"#, first).unwrap();
+    let second = s.claim_term().unwrap();
+    assert_eq!(second, first + 1);
+    let fenced = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Fenced { ours, current }) if ours == first && current == second);
+    assert!(fenced(s.put_live_call(
+        Some(row),
+        &open,
+        r#"{"v":2}"#,
+        first
+    )));
+    assert!(fenced(s.put_call(
+        Some(row),
+        &record("r1", 120, EndReason::HungUp),
+        false,
+        first
+    )));
+    assert!(fenced(s.put_call(
+        None,
+        &record("r2", 120, EndReason::HungUp),
+        false,
+        first
+    )));
+    assert!(fenced(
+        s.close_open_calls(EndReason::ServerRestart, first)
+            .map(|_| 0)
+    ));
+    assert_eq!(
+        s.live_calls().unwrap(),
+        [(row, r#"{"v":1}"#.to_owned())],
+        "what the later term reads is what the earlier wrote before the claim"
+    );
+    assert!(s.call_history(&uid("bob"), 10, None).unwrap().is_empty());
+    // The later term writes.
+    s.put_live_call(Some(row), &open, r#"{"v":3}"#, second)
+        .unwrap();
+    assert_eq!(
+        s.close_open_calls(EndReason::ServerRestart, second)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(s.call_history(&uid("bob"), 10, None).unwrap().len(), 1);
+}
+
+/// A hub keeps writing while another, on a connection (a process) of its own, claims
+/// the next term and reads the calls: what the claimant reads is exactly the earlier
+/// hub's last write that was accepted, and every write after it was refused.
+fn a_claim_cuts_a_running_writer_cleanly(writer: &dyn Store, claimant: &dyn Store) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const MOST: u64 = 20_000;
+    let old = writer.claim_term().unwrap();
+    let open = record("r1", 100, EndReason::ServerRestart);
+    let row = writer.put_live_call(None, &open, "0", old).unwrap();
+    let written = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        let w = scope.spawn(|| {
+            for v in 1..=MOST {
+                match writer.put_live_call(Some(row), &open, &v.to_string(), old) {
+                    Ok(_) => written.store(v, Ordering::SeqCst),
+                    Err(StoreError::Fenced { .. }) => return Some(v),
+                    Err(e) if e.is_busy() => {}
+                    Err(e) => panic!("write failed: {e}"),
+                }
+            }
+            None
+        });
+        // Claim while the writer is busy writing (or after it finished: the same holds).
+        while written.load(Ordering::SeqCst) < 20 && !w.is_finished() {
+            std::thread::yield_now();
+        }
+        let new = claimant.claim_term().unwrap();
+        assert!(new > old);
+        let read = claimant.live_calls().unwrap();
+        let refused_at = w.join().unwrap();
+        let last = written.load(Ordering::SeqCst);
+        assert_eq!(
+            read,
+            [(row, last.to_string())],
+            "the last accepted write is what the claimant reads"
+        );
+        if let Some(v) = refused_at {
+            assert_eq!(v, last + 1, "nothing was accepted after the first refusal");
+        }
+        assert_eq!(
+            claimant.live_calls().unwrap(),
+            read,
+            "nothing the earlier hub wrote landed after the claim"
+        );
+    });
+}
+
+#[test]
+fn a_claim_cuts_a_running_writer_cleanly_on_one_sqlite_file() {
+    let dir = std::env::temp_dir().join(format!("tincan-store-fence-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("shared.db");
+    let (a, b) = (
+        SqliteStore::open(&db).unwrap(),
+        SqliteStore::open(&db).unwrap(),
+    );
+    a_claim_cuts_a_running_writer_cleanly(&a, &b);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_claim_cuts_a_running_writer_cleanly_on_one_postgres_database() {
+    let pg = postgres();
+    let url = format!("postgres://postgres@127.0.0.1:{}/tincan", pg._server.port());
+    let other = PostgresStore::connect(&url).unwrap();
+    a_claim_cuts_a_running_writer_cleanly(&pg.store, &other);
+}
 
 /// Servers starting together on one database agree on the signing key: the first value
 /// written is the one every later caller gets.
@@ -104,9 +225,9 @@ fn call_history_is_per_user_newest_first(s: &dyn Store) {
         end_time: end,
         end_reason: EndReason::Rejected,
     };
-    s.save_call(&rec("r1", 100)).unwrap();
-    s.save_call(&rec("r2", 200)).unwrap();
-    s.save_call(&rec("r2", 300)).unwrap();
+    s.put_call(None, &rec("r1", 100), false, 0).unwrap();
+    s.put_call(None, &rec("r2", 200), false, 0).unwrap();
+    s.put_call(None, &rec("r2", 300), false, 0).unwrap();
     assert_eq!(
         s.call_history(&uid("bob"), 10, None).unwrap().len(),
         3,
@@ -143,7 +264,7 @@ fn record(room: &str, end: i64, reason: EndReason) -> CallRecord {
 
 fn open_calls_stay_out_of_history_until_closed_at_start_up(s: &dyn Store) {
     let row = s
-        .put_call(None, &record("r1", 100, EndReason::ServerRestart), true)
+        .put_call(None, &record("r1", 100, EndReason::ServerRestart), true, 0)
         .unwrap();
     assert!(s.call_history(&uid("bob"), 10, None).unwrap().is_empty());
     // Updated in place while it goes on: still one row.
@@ -152,12 +273,14 @@ fn open_calls_stay_out_of_history_until_closed_at_start_up(s: &dyn Store) {
             Some(row),
             &record("r1", 150, EndReason::ServerRestart),
             true,
+            0,
         )
         .unwrap();
     assert_eq!(row, row2);
-    s.save_call(&record("r0", 50, EndReason::Rejected)).unwrap();
+    s.put_call(None, &record("r0", 50, EndReason::Rejected), false, 0)
+        .unwrap();
     assert_eq!(
-        s.close_open_calls(EndReason::ServerRestart).unwrap(),
+        s.close_open_calls(EndReason::ServerRestart, 0).unwrap(),
         [RoomId::new("r1").unwrap()]
     );
     let h = s.call_history(&uid("bob"), 10, None).unwrap();
@@ -165,7 +288,7 @@ fn open_calls_stay_out_of_history_until_closed_at_start_up(s: &dyn Store) {
     assert_eq!(h[0].end_reason, EndReason::ServerRestart);
     assert_eq!(h[0].end_time, 150, "the last time the server wrote it");
     assert!(s
-        .close_open_calls(EndReason::ServerRestart)
+        .close_open_calls(EndReason::ServerRestart, 0)
         .unwrap()
         .is_empty());
     assert_eq!(
@@ -181,11 +304,11 @@ fn open_calls_stay_out_of_history_until_closed_at_start_up(s: &dyn Store) {
 
 fn saved_calls_are_read_back_until_closed(s: &dyn Store) {
     let open = record("r1", 100, EndReason::ServerRestart);
-    let row = s.put_live_call(None, &open, r#"{"v":1}"#).unwrap();
-    let other = s.put_live_call(None, &open, r#"{"v":2}"#).unwrap();
-    let row2 = s.put_live_call(Some(row), &open, r#"{"v":3}"#).unwrap();
+    let row = s.put_live_call(None, &open, r#"{"v":1}"#, 0).unwrap();
+    let other = s.put_live_call(None, &open, r#"{"v":2}"#, 0).unwrap();
+    let row2 = s.put_live_call(Some(row), &open, r#"{"v":3}"#, 0).unwrap();
     assert_eq!(row, row2, "updated in place");
-    s.put_call(Some(other), &record("r1", 120, EndReason::HungUp), false)
+    s.put_call(Some(other), &record("r1", 120, EndReason::HungUp), false, 0)
         .unwrap();
     assert_eq!(
         s.live_calls().unwrap(),
@@ -197,16 +320,16 @@ fn saved_calls_are_read_back_until_closed(s: &dyn Store) {
         "the open call stays out of history"
     );
     // Read at start-up, then closed with every open call: nothing to resume twice.
-    s.close_open_calls(EndReason::ServerRestart).unwrap();
+    s.close_open_calls(EndReason::ServerRestart, 0).unwrap();
     assert!(s.live_calls().unwrap().is_empty());
     // Taken back by the new run: the same row, open again with its state.
-    s.put_live_call(Some(row), &open, r#"{"v":4}"#).unwrap();
+    s.put_live_call(Some(row), &open, r#"{"v":4}"#, 0).unwrap();
     assert_eq!(s.live_calls().unwrap(), [(row, r#"{"v":4}"#.to_owned())]);
     assert_eq!(s.call_history(&uid("bob"), 10, None).unwrap().len(), 1);
 }
 
 fn a_final_write_for_an_unknown_row_is_a_new_row(s: &dyn Store) {
-    s.put_call(Some(42), &record("r1", 100, EndReason::HungUp), false)
+    s.put_call(Some(42), &record("r1", 100, EndReason::HungUp), false, 0)
         .unwrap();
     assert_eq!(s.call_history(&uid("alice"), 10, None).unwrap().len(), 1);
 }
@@ -338,7 +461,7 @@ fn a_sqlite_file_made_before_versions_is_migrated_and_a_newer_one_refused() {
     }
     let s = SqliteStore::open(&db).unwrap();
     assert!(s.user(&uid("alice")).unwrap().is_some(), "rows are kept");
-    s.put_call(None, &record("r1", 100, EndReason::HungUp), true)
+    s.put_call(None, &record("r1", 100, EndReason::HungUp), true, 0)
         .unwrap();
     drop(s);
     let version = |db: &std::path::Path| -> i32 {
@@ -421,7 +544,7 @@ fn the_store_rides_out_a_postgres_restart() {
     // Reads, writes and records work again on new connections.
     assert_eq!(retried(|| store.users()).len(), 1);
     retried(|| store.add_user(&uid("bob"), "Bob", None));
-    retried(|| store.put_call(None, &record("r1", 100, EndReason::HungUp), false));
+    retried(|| store.put_call(None, &record("r1", 100, EndReason::HungUp), false, 0));
     assert_eq!(store.call_history(&uid("bob"), 10, None).unwrap().len(), 1);
     // And the mirror follows the database's notifications again.
     let url = format!("postgres://postgres@127.0.0.1:{}/tincan", _server.port());

@@ -29,7 +29,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config};
 use tracing::info;
 
-use super::{CallRowId, GroupRow, Store, StoreError, UserRow};
+use super::{CallRowId, GroupRow, Store, StoreError, Term, UserRow};
 use follow::{group_rows, is_unique_violation, parse_record, reload_group, reload_user, user_rows};
 use link::{Link, Links};
 use mirror::Mirror;
@@ -172,6 +172,7 @@ impl PostgresStore {
         record: &CallRecord,
         open: bool,
         live: Option<&str>,
+        term: Term,
     ) -> Result<CallRowId, StoreError> {
         let json = serde_json::to_string(record).expect("records serialize");
         let room = record.room_id.as_str();
@@ -183,6 +184,7 @@ impl PostgresStore {
         self.writing(|c| {
             block_on(async {
                 let tx = c.transaction().await?;
+                check_term(&tx, term).await?;
                 let updated = match row {
                     Some(id) => {
                         let n = tx
@@ -222,6 +224,25 @@ impl PostgresStore {
             })
         })
     }
+}
+
+/// Refuses a write from `term` when a later one has been claimed. Called first in the
+/// write's transaction: the row lock it takes (`FOR SHARE`) makes a claim on another
+/// connection (`UPDATE fence`) wait for this transaction to end, and a transaction that
+/// starts after a claim reads the claimed term, so a write either lands before the new
+/// term's hub reads the calls or not at all.
+async fn check_term(tx: &tokio_postgres::Transaction<'_>, term: Term) -> Result<(), StoreError> {
+    let current: Term = tx
+        .query_one("SELECT term FROM fence WHERE id = 1 FOR SHARE", &[])
+        .await?
+        .get(0);
+    if current > term {
+        return Err(StoreError::Fenced {
+            ours: term,
+            current,
+        });
+    }
+    Ok(())
 }
 
 impl Store for PostgresStore {
@@ -378,13 +399,24 @@ impl Store for PostgresStore {
         ))
     }
 
+    fn claim_term(&self) -> Result<Term, StoreError> {
+        self.writing(|c| {
+            let row = block_on(c.query_one(
+                "UPDATE fence SET term = term + 1 WHERE id = 1 RETURNING term",
+                &[],
+            ))?;
+            Ok(row.get(0))
+        })
+    }
+
     fn put_call(
         &self,
         row: Option<CallRowId>,
         record: &CallRecord,
         open: bool,
+        term: Term,
     ) -> Result<CallRowId, StoreError> {
-        self.write_call(row, record, open, None)
+        self.write_call(row, record, open, None, term)
     }
 
     fn put_live_call(
@@ -392,8 +424,9 @@ impl Store for PostgresStore {
         row: Option<CallRowId>,
         record: &CallRecord,
         state: &str,
+        term: Term,
     ) -> Result<CallRowId, StoreError> {
-        self.write_call(row, record, true, Some(state))
+        self.write_call(row, record, true, Some(state), term)
     }
 
     fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {
@@ -404,10 +437,11 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    fn close_open_calls(&self, reason: EndReason) -> Result<Vec<RoomId>, StoreError> {
+    fn close_open_calls(&self, reason: EndReason, term: Term) -> Result<Vec<RoomId>, StoreError> {
         self.writing(|c| {
             block_on(async {
                 let tx = c.transaction().await?;
+                check_term(&tx, term).await?;
                 let open = tx
                     .query(
                         "SELECT call_id, record FROM calls WHERE open ORDER BY call_id FOR UPDATE",

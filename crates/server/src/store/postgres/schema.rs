@@ -83,6 +83,9 @@ CREATE TRIGGER group_members_changed AFTER INSERT OR UPDATE OR DELETE ON group_m
     // 2: the saved state of each call in progress, so a restarted server can resume it
     // (`hub/saved.rs`); NULL once the call is closed.
     "ALTER TABLE calls ADD COLUMN live TEXT;",
+    // 3: the fencing term of call record writes (`store::Term`), one row, from 0.
+    "CREATE TABLE fence (id INT PRIMARY KEY CHECK (id = 1), term BIGINT NOT NULL);
+     INSERT INTO fence (id, term) VALUES (1, 0);",
 ];
 
 /// The newest migration this build knows.
