@@ -100,7 +100,7 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-enum Channel {
+pub(crate) enum Channel {
     Hub,
     Node(NodeNo),
 }
@@ -127,7 +127,20 @@ impl Bus {
 
     /// Queues `msg` for node `n`.
     pub fn to_node(&self, n: NodeNo, msg: ToNode) {
-        self.queue(Channel::Node(n), msg.encode());
+        self.queue(Channel::Node(n), msg.encode(self.node));
+    }
+
+    /// A bus for node `node` whose messages go to the returned receiver instead of
+    /// Redis (tests of what the switchboard sends and takes).
+    #[cfg(test)]
+    pub(crate) fn detached(node: NodeNo) -> (Bus, mpsc::Receiver<(Channel, String)>) {
+        let (outbox, rx) = mpsc::channel(BUS_QUEUE);
+        let bus = Bus {
+            node,
+            outbox,
+            dropped: Counter::default(),
+        };
+        (bus, rx)
     }
 
     /// Counts dropped messages in `counter` (the server's metrics).
@@ -539,7 +552,7 @@ async fn read_channels(
                     }
                 } else {
                     match ToNode::decode(text) {
-                        Ok(m) => board.from_leader(m),
+                        Ok((leader, m)) => board.from_leader(leader, m),
                         Err(e) => warn!(error = %e, "dropped"),
                     }
                 }

@@ -9,6 +9,10 @@
 //!
 //! Redis is shared infrastructure, so a message that does not read is logged and
 //! dropped by the caller, never trusted further.
+//!
+//! A message to a node names the leader that sent it: a node takes frames for its
+//! clients only from the leader it follows, so a leader that stood still past its lease
+//! and goes on for a moment before it learns it was replaced reaches no client.
 
 use super::role::NodeNo;
 use crate::hub::ConnId;
@@ -119,38 +123,50 @@ impl ToLeader {
 }
 
 impl ToNode {
-    /// `S <conn>,<conn>…\n<text>` or `X <conn> <reason>\n<text>`.
-    pub fn encode(&self) -> String {
+    /// From leader `leader`: `S <leader> <conn>,<conn>…\n<text>` or
+    /// `X <leader> <conn> <reason>\n<text>`.
+    pub fn encode(&self, leader: NodeNo) -> String {
         match self {
             ToNode::Send { to, text } => {
                 let list: Vec<String> = to.iter().map(|c| c.to_string()).collect();
-                format!("S {}\n{text}", list.join(","))
+                format!("S {leader} {}\n{text}", list.join(","))
             }
             ToNode::Close { conn, reason, text } => {
-                format!("X {conn} {}\n{text}", reason.replace('\n', " "))
+                format!("X {leader} {conn} {}\n{text}", reason.replace('\n', " "))
             }
         }
     }
 
-    /// The inverse of [`ToNode::encode`].
-    pub fn decode(msg: &str) -> Result<ToNode, BadMessage> {
+    /// The inverse of [`ToNode::encode`]: the sending leader and the message.
+    pub fn decode(msg: &str) -> Result<(NodeNo, ToNode), BadMessage> {
         let (head, body) = split_header(msg)?;
-        if let Some(list) = head.strip_prefix("S ") {
-            let to = list.split(',').map(number).collect::<Result<Vec<_>, _>>()?;
-            return Ok(ToNode::Send {
-                to,
-                text: body.to_owned(),
-            });
+        let (kind, rest) = head.split_once(' ').ok_or(BadMessage("unknown header"))?;
+        let (leader, rest) = rest.split_once(' ').ok_or(BadMessage("no sender"))?;
+        let leader = number(leader)?;
+        match kind {
+            "S" => {
+                let to = rest.split(',').map(number).collect::<Result<Vec<_>, _>>()?;
+                Ok((
+                    leader,
+                    ToNode::Send {
+                        to,
+                        text: body.to_owned(),
+                    },
+                ))
+            }
+            "X" => {
+                let (conn, reason) = rest.split_once(' ').ok_or(BadMessage("no close reason"))?;
+                Ok((
+                    leader,
+                    ToNode::Close {
+                        conn: number(conn)?,
+                        reason: reason.to_owned(),
+                        text: body.to_owned(),
+                    },
+                ))
+            }
+            _ => Err(BadMessage("unknown header")),
         }
-        if let Some(rest) = head.strip_prefix("X ") {
-            let (conn, reason) = rest.split_once(' ').ok_or(BadMessage("no close reason"))?;
-            return Ok(ToNode::Close {
-                conn: number(conn)?,
-                reason: reason.to_owned(),
-                text: body.to_owned(),
-            });
-        }
-        Err(BadMessage("unknown header"))
     }
 }
 
@@ -184,7 +200,7 @@ mod tests {
                 text,
             },
         ] {
-            assert_eq!(ToNode::decode(&m.encode()), Ok(m));
+            assert_eq!(ToNode::decode(&m.encode(4)), Ok((4, m)));
         }
     }
 
@@ -198,7 +214,11 @@ mod tests {
             "C 1 2\nextra",
             "Z 1\n",
             "S 1,,2\n{}",
+            "S 3 1,,2\n{}",
+            "S 1\n{}",
+            "S x 1\n{}",
             "X 1\n",
+            "X 3 1\n",
         ] {
             assert!(
                 ToLeader::decode(bad).is_err() && ToNode::decode(bad).is_err(),
@@ -206,7 +226,7 @@ mod tests {
             );
         }
         assert!(ToLeader::decode("S 1\n{}").is_err());
-        assert!(ToNode::decode("R 1\n{}").is_err());
+        assert!(ToNode::decode("R 1 2\n{}").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use tincan_protocol::ClientFrame;
 
@@ -244,9 +244,20 @@ impl Switchboard {
         }
     }
 
-    /// A message for this node's clients from the leader.
-    pub fn from_leader(&self, msg: ToNode) {
+    /// A message for this node's clients from node `leader`; dropped unless this node
+    /// follows that node (a leader replaced while it stood still may send for a moment
+    /// before it learns so; its frames would contradict the new leader's).
+    pub fn from_leader(&self, leader: NodeNo, msg: ToNode) {
         let mut inner = self.lock();
+        let followed = inner.cluster.as_ref().map(|m| m.role);
+        if followed != Some(Role::Following(leader)) {
+            debug!(
+                from = leader,
+                role = ?followed,
+                "frames from a node this one does not follow; dropped"
+            );
+            return;
+        }
         match msg {
             ToNode::Send { to, text } => {
                 let text = Utf8Bytes::from(text);
@@ -266,5 +277,53 @@ impl Switchboard {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cluster::wire::first_conn;
+    use crate::hub::HubConfig;
+    use crate::records::Records;
+    use crate::store::SqliteStore;
+    use crate::TokenSigner;
+
+    #[test]
+    fn a_follower_takes_frames_only_from_the_leader_it_follows() {
+        let store = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let (records, _finished) = Records::start(store.clone());
+        let hub = Hub::new(HubConfig::default(), store.clone(), TokenSigner::new(b"k"));
+        let board = Switchboard::new(hub, store, records);
+        let (bus, _outbox) = Bus::detached(5);
+        board.join_cluster(bus);
+        board.follow(Some(1));
+        let conn = first_conn(5);
+        let mut rx = board.open(conn).unwrap();
+        let send = |text: &str| ToNode::Send {
+            to: vec![conn],
+            text: text.into(),
+        };
+        // Node 2 led before node 1 and has not learned it was replaced.
+        board.from_leader(2, send("stale"));
+        board.from_leader(1, send("fresh"));
+        board.from_leader(
+            2,
+            ToNode::Close {
+                conn,
+                reason: "stale".into(),
+                text: String::new(),
+            },
+        );
+        let mut got = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            got.push(match frame {
+                Outbound::Text(t) => t.to_string(),
+                Outbound::Close(code, reason) => format!("close {code} {reason}"),
+            });
+        }
+        assert_eq!(got, ["fresh"]);
     }
 }
