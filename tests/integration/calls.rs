@@ -187,6 +187,65 @@ async fn custom_signal_reaches_the_other_participants_only() {
     );
 }
 
+/// Signals sent without waiting (`noReplyOnSuccess`) arrive in order, and only a failure
+/// comes back: as an event with the signal's operation id.
+#[tokio::test]
+async fn signals_sent_unanswered_arrive_in_order_and_only_failures_come_back() {
+    let s = TestServer::start().await;
+    let mut alice = s.peer("alice", "a1").await;
+    let mut bob = s.peer("bob", "b1").await;
+    let room = answered_call(&mut alice, &mut bob).await;
+    // Within the per-connection rate limit's burst (a refused one would come back).
+    const SIGNALS: usize = 10;
+    for i in 0..SIGNALS {
+        let p = tincan_protocol::CustomSignalParams {
+            room_id: room.clone(),
+            custom_info: format!("cursor {i}").into(),
+        };
+        alice
+            .client
+            .signaling_send_custom_signal_unanswered(&op(&format!("cursor-{i}")), p)
+            .await
+            .unwrap();
+    }
+    for i in 0..SIGNALS {
+        let got = bob.expect("onReceiveCustomSignal").await;
+        assert_eq!(got["customInfo"], format!("cursor {i}"));
+    }
+    // A signal for a room that does not exist fails at the server.
+    let elsewhere = tincan_protocol::CustomSignalParams {
+        room_id: RoomId::new("no-such-room").unwrap(),
+        custom_info: "lost".into(),
+    };
+    alice
+        .client
+        .signaling_send_custom_signal_unanswered("op-elsewhere", elsewhere)
+        .await
+        .unwrap();
+    // A ping's answer comes after every answer to what was sent before it.
+    alice.client.ping(&op("after")).await.unwrap();
+    let mut failed = Vec::new();
+    while let Ok(e) = alice.events.try_recv() {
+        match e {
+            tincan_sdk::SdkEvent::SignalFailed {
+                operation_id,
+                error,
+            } => failed.push((operation_id, error.code)),
+            tincan_sdk::SdkEvent::Signaling(e) => panic!("unexpected {e:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        failed,
+        [(
+            "op-elsewhere".to_owned(),
+            tincan_protocol::ErrCode::NotFound
+        )],
+        "only the failure came back"
+    );
+    bob.quiet().await;
+}
+
 #[tokio::test]
 async fn media_negotiation_is_relayed_between_participants_only() {
     let s = TestServer::start().await;

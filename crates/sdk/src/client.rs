@@ -218,10 +218,22 @@ impl Client {
                 "login is sent by connect(); a connection signs in once".into(),
             ));
         }
+        self.exchange(operation_id, request, false).await
+    }
+
+    /// Sends `request` to the driver and waits (at most the request timeout) for its
+    /// answer: the server's reply, or for an `unanswered` one, the moment it is written.
+    async fn exchange(
+        &self,
+        operation_id: &str,
+        request: Request,
+        unanswered: bool,
+    ) -> Result<Box<RawValue>, SdkError> {
         let (reply, answer) = oneshot::channel();
         let command = Command::Request {
             operation_id: operation_id.to_owned(),
             request: Box::new(request),
+            unanswered,
             reply,
         };
         let exchange = async {
@@ -355,6 +367,35 @@ impl Client {
     ) -> Result<Empty, SdkError> {
         self.call(operation_id, Request::SendMediaSignal(params))
             .await
+    }
+
+    /// [`Client::signaling_send_custom_signal`] without waiting for the server: the
+    /// signal is sent with `noReplyOnSuccess` (docs/protocol.md), and this returns once
+    /// it is written to the connection. The server answers only a failure, which arrives
+    /// as [`crate::SdkEvent::SignalFailed`] with this `operation_id`. For signals sent
+    /// often and not worth a round trip each (cursor positions, live reactions): it
+    /// saves the server a write and this client a frame per signal. Fails with
+    /// `Disconnected` while there is no connection, as any request.
+    pub async fn signaling_send_custom_signal_unanswered(
+        &self,
+        operation_id: &str,
+        params: CustomSignalParams,
+    ) -> Result<(), SdkError> {
+        self.exchange(operation_id, Request::SendCustomSignal(params), true)
+            .await
+            .map(drop)
+    }
+
+    /// [`Client::signaling_send_media_signal`] without waiting for the server, as
+    /// [`Client::signaling_send_custom_signal_unanswered`].
+    pub async fn signaling_send_media_signal_unanswered(
+        &self,
+        operation_id: &str,
+        params: MediaSignalParams,
+    ) -> Result<(), SdkError> {
+        self.exchange(operation_id, Request::SendMediaSignal(params), true)
+            .await
+            .map(drop)
     }
 
     /// `getCallHistory`: this user's calls, newest first.

@@ -44,6 +44,10 @@ const MAX_MISSED_PONGS: u32 = 2;
 /// How long a graceful close waits for the server to answer the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The request ids of signals sent with `noReplyOnSuccess` start with this (their own
+/// namespace: the server answers them only when they fail, and no caller waits).
+const UNANSWERED_ID_PREFIX: &str = "unanswered-";
+
 /// Past this many waiting requests, sweep out those whose callers gave up.
 const SWEEP_THRESHOLD: usize = 256;
 
@@ -52,11 +56,14 @@ pub(crate) type Reply = Result<Box<RawValue>, SdkError>;
 
 /// What client handles ask of the driver.
 pub(crate) enum Command {
-    /// Send a request and answer `reply` with its result.
+    /// Send a request and answer `reply` with its result. An `unanswered` one (a
+    /// relayed signal sent with `noReplyOnSuccess`) is answered `null` once written; if
+    /// it fails, the server's error arrives as [`SdkEvent::SignalFailed`].
     Request {
         operation_id: String,
         // Boxed: requests are large and the channel's slots are sized for them.
         request: Box<Request>,
+        unanswered: bool,
         reply: oneshot::Sender<Reply>,
     },
     /// Close gracefully; `done` is dropped once the driver has stopped.
@@ -228,7 +235,12 @@ impl Driver {
                         self.close_acks.push(done);
                         return ConnEnd::Close;
                     }
-                    Some(Command::Request { operation_id, request, reply }) => {
+                    Some(Command::Request { operation_id, request, unanswered: true, reply }) => {
+                        if let Err(why) = self.send_unanswered(conn, operation_id, *request, reply).await {
+                            return ConnEnd::Lost(why);
+                        }
+                    }
+                    Some(Command::Request { operation_id, request, reply, .. }) => {
                         let changes = note_request(&self.view, &request);
                         self.emit_calls(changes).await;
                         if let Err(why) = self.send_request(conn, operation_id, request, reply).await {
@@ -327,8 +339,49 @@ impl Driver {
             .map_err(|_| "write failed".to_owned())
     }
 
+    /// Writes a relayed signal with `noReplyOnSuccess` and answers `reply` with `null`
+    /// once it is written. Nothing waits for the server: it answers only a failure, under
+    /// an id of [`UNANSWERED_ID_PREFIX`], which [`Driver::on_text`] turns into an event.
+    async fn send_unanswered(
+        &mut self,
+        conn: &mut Connection,
+        operation_id: String,
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+    ) -> Result<(), String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        debug!(%operation_id, method = request.method(), id, "unanswered request");
+        let text = ClientFrame {
+            request_id: RequestId::Str(format!("{UNANSWERED_ID_PREFIX}{id}")),
+            operation_id,
+            request,
+            no_reply_on_success: true,
+        }
+        .to_json();
+        conn.writer
+            .send(Message::text(text))
+            .await
+            .map_err(|_| "write failed".to_owned())?;
+        let _ = reply.send(Ok(null_value()));
+        Ok(())
+    }
+
     async fn on_text(&mut self, text: &str) -> Option<ConnEnd> {
         match ServerFrame::parse(text) {
+            Ok(ServerFrame::Response {
+                request_id: Some(RequestId::Str(id)),
+                operation_id,
+                result: Err(error),
+            }) if id.starts_with(UNANSWERED_ID_PREFIX) => {
+                debug!(%operation_id, %error, "an unanswered signal failed");
+                self.emit(SdkEvent::SignalFailed {
+                    operation_id,
+                    error,
+                })
+                .await;
+                None
+            }
             Ok(ServerFrame::Response {
                 request_id,
                 operation_id,
@@ -601,6 +654,11 @@ async fn while_offline<F: Future>(
             },
         }
     }
+}
+
+/// `null`, the answer to a request that has none.
+fn null_value() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).expect("null is JSON")
 }
 
 /// Tells the call model about a request of ours; returns the call states it led to.

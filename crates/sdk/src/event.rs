@@ -24,6 +24,17 @@ pub enum SdkEvent {
     /// after the event, request or reconnect that changed it. Serialized for a page as
     /// `callStateChanged`.
     CallStateChanged(crate::CallState),
+    /// A signal sent without waiting for its answer
+    /// ([`crate::Client::signaling_send_custom_signal_unanswered`],
+    /// [`crate::Client::signaling_send_media_signal_unanswered`]) failed at the server
+    /// (the room is over, its token expired, a rate limit…). `operation_id` is the one
+    /// it was sent with.
+    SignalFailed {
+        /// The operation id the signal was sent with.
+        operation_id: String,
+        /// The server's error.
+        error: WireError,
+    },
 }
 
 /// The connection's state, as the app sees it.

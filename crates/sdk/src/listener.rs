@@ -3,7 +3,7 @@
 
 use tincan_protocol::{
     CustomSignalInfo, Event, KickedInfo, MediaSignalInfo, RoomParticipantInfo, SignalingInfo,
-    UserPresence,
+    UserPresence, WireError,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -49,6 +49,9 @@ pub trait SignalingListener: Send + Sync + 'static {
     fn on_connection_state(&self, state: ConnectionState) {}
     /// This device's current call changed (Tincan; see [`crate::CallModel`]).
     fn on_call_state_changed(&self, state: crate::CallState) {}
+    /// A signal sent without waiting for its answer failed at the server (Tincan; see
+    /// [`crate::SdkEvent::SignalFailed`]).
+    fn on_signal_failed(&self, operation_id: String, error: WireError) {}
 }
 
 /// Calls the listener method for one event.
@@ -56,6 +59,10 @@ pub fn dispatch(listener: &dyn SignalingListener, event: SdkEvent) {
     match event {
         SdkEvent::Connection(state) => listener.on_connection_state(state),
         SdkEvent::CallStateChanged(state) => listener.on_call_state_changed(state),
+        SdkEvent::SignalFailed {
+            operation_id,
+            error,
+        } => listener.on_signal_failed(operation_id, error),
         SdkEvent::Signaling(event) => match event {
             Event::ReceiveNewInvitation(i) => listener.on_receive_new_invitation(i),
             Event::InviteeAccepted(i) => listener.on_invitee_accepted(i),
