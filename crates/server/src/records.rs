@@ -3,7 +3,9 @@
 //! The hub decides what a call's record says (when it starts ringing, as it changes,
 //! when it ends) and the switchboard hands each [`RecordUpdate`] to [`Records::push`],
 //! under the hub's lock, so updates arrive here in the order the hub made them. This
-//! thread writes them one by one. When the database is busy (another process holds its
+//! thread writes them in that order, those queued together in one transaction (at most
+//! [`WRITE_BATCH`]; of several updates of one call in a batch only the last is written,
+//! as the others would be overwritten in the same transaction). When the database is busy (another process holds its
 //! write lock) or full, it waits and tries again with backoff, for as long as it takes:
 //! a record is never dropped for being late, and nobody else waits for it.
 //!
@@ -34,7 +36,7 @@ use tracing::{debug, error, info, warn};
 use tincan_protocol::{CallRecord, UserId};
 
 use crate::hub::RecordUpdate;
-use crate::store::{CallRowId, Store, StoreError, Term};
+use crate::store::{CallRowId, CallWrite, Store, StoreError, Term};
 
 /// Updates waiting to be written above which new invitations are refused.
 pub const RECORD_BACKLOG_LIMIT: usize = 10_000;
@@ -44,6 +46,16 @@ pub const RECORD_BACKLOG_LIMIT: usize = 10_000;
 const RETRY_FIRST: Duration = Duration::from_millis(20);
 /// Longest wait between two attempts.
 const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Most updates written in one transaction. Under load the queue holds many (thousands
+/// of call set-ups a second, a few updates each); one transaction for the lot costs
+/// little more than one for a single record.
+const WRITE_BATCH: usize = 256;
+
+/// How long the writer, woken by an update, lets more gather before it writes: records
+/// reach the database this much later, and a busy server writes at most one
+/// transaction per this period instead of one per update.
+const GATHER: Duration = Duration::from_millis(2);
 
 enum Job {
     Write(RecordUpdate),
@@ -240,70 +252,118 @@ fn is_transient(e: &StoreError) -> bool {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
-        while let Some(job) = rx.blocking_recv() {
-            match job {
-                Job::Write(u) => {
-                    let started = std::time::Instant::now();
-                    self.write(u);
-                    self.write_seconds.observe(started.elapsed().as_secs_f64());
-                    self.backlog.fetch_sub(1, Ordering::Relaxed);
+        let mut batch = Vec::new();
+        while let Some(mut job) = rx.blocking_recv() {
+            // Woken by an update, wait a moment for the ones right behind it (an invitation
+            // is answered or declined within milliseconds), so that under load many are
+            // written in one transaction instead of each in its own.
+            if matches!(job, Job::Write(_)) {
+                std::thread::sleep(GATHER);
+            }
+            // The updates queued behind this one are written with it, in one
+            // transaction; any other job first has the updates before it written.
+            loop {
+                match job {
+                    Job::Write(u) => batch.push(u),
+                    other => {
+                        self.write_all(&mut batch);
+                        self.handle(other, &mut rx);
+                    }
                 }
-                Job::Term(term) => {
-                    self.term = term;
-                    self.rows.clear();
+                if batch.len() >= WRITE_BATCH {
+                    self.write_all(&mut batch);
                 }
-                Job::Adopt { call, row } => {
-                    self.rows.insert(call, row);
-                }
-                Job::History {
-                    user,
-                    limit,
-                    before,
-                    reply,
-                } => {
-                    let _ = reply.send(self.store.call_history(&user, limit, before));
-                }
-                Job::Flush(done) => {
-                    let _ = done.send(());
-                }
-                Job::Stop => {
-                    // Whatever is queued still arrives; nothing new can be queued.
-                    rx.close();
+                match rx.try_recv() {
+                    Ok(next) => job = next,
+                    Err(_) => break,
                 }
             }
+            self.write_all(&mut batch);
         }
         debug!("record writer ends");
     }
 
-    fn write(&mut self, u: RecordUpdate) {
+    /// Every job but a write.
+    fn handle(&mut self, job: Job, rx: &mut mpsc::UnboundedReceiver<Job>) {
+        match job {
+            Job::Write(_) => unreachable!("writes are batched by run"),
+            Job::Term(term) => {
+                self.term = term;
+                self.rows.clear();
+            }
+            Job::Adopt { call, row } => {
+                self.rows.insert(call, row);
+            }
+            Job::History {
+                user,
+                limit,
+                before,
+                reply,
+            } => {
+                let _ = reply.send(self.store.call_history(&user, limit, before));
+            }
+            Job::Flush(done) => {
+                let _ = done.send(());
+            }
+            Job::Stop => {
+                // Whatever is queued still arrives; nothing new can be queued.
+                rx.close();
+            }
+        }
+    }
+
+    /// Writes the queued updates `batch` (emptying it) in one transaction.
+    fn write_all(&mut self, batch: &mut Vec<RecordUpdate>) {
+        if batch.is_empty() {
+            return;
+        }
+        let queued = batch.len();
+        let started = std::time::Instant::now();
+        self.write(&latest_per_call(std::mem::take(batch)));
+        self.write_seconds.observe(started.elapsed().as_secs_f64());
+        self.backlog.fetch_sub(queued, Ordering::Relaxed);
+    }
+
+    fn write(&mut self, updates: &[RecordUpdate]) {
         let mut delay = RETRY_FIRST;
         let mut waited = false;
         // Serialised here, on the writer's thread: the hub's lock is not held for it.
-        let saved = match (&u.saved, u.open) {
-            (Some(s), true) => Some(serde_json::to_string(s).expect("saved calls serialize")),
-            _ => None,
-        };
+        let states: Vec<Option<String>> = updates
+            .iter()
+            .map(|u| match (&u.saved, u.open) {
+                (Some(s), true) => Some(serde_json::to_string(s).expect("saved calls serialize")),
+                _ => None,
+            })
+            .collect();
+        let first = &updates[0].record.room_id;
         loop {
-            let row = self.rows.get(&u.call).copied();
-            let written = match &saved {
-                Some(state) => self.store.put_live_call(row, &u.record, state, self.term),
-                None => self.store.put_call(row, &u.record, u.open, self.term),
-            };
-            match written {
-                Ok(id) => {
-                    if u.open {
-                        self.rows.insert(u.call, id);
-                    } else {
-                        self.rows.remove(&u.call);
+            let writes: Vec<CallWrite<'_>> = updates
+                .iter()
+                .zip(&states)
+                .map(|(u, state)| CallWrite {
+                    row: self.rows.get(&u.call).copied(),
+                    record: &u.record,
+                    open: u.open,
+                    live: state.as_deref(),
+                })
+                .collect();
+            match self.store.put_calls(&writes, self.term) {
+                Ok(rows) => {
+                    for (u, id) in updates.iter().zip(rows) {
+                        if u.open {
+                            self.rows.insert(u.call, id);
+                        } else {
+                            self.rows.remove(&u.call);
+                        }
                     }
                     if waited {
-                        info!(room = %u.record.room_id, "call record saved after waiting for the database");
+                        info!(room = %first, records = updates.len(), "call records saved after waiting for the database");
                     }
                     return;
                 }
                 Err(StoreError::Fenced { ours, current }) => {
                     if self.fenced != Some(ours) {
-                        warn!(room = %u.record.room_id, term = ours, current,
+                        warn!(room = %first, term = ours, current,
                             "call records from this node's turn at running the calls are no longer written: another node took the calls over");
                         self.fenced = Some(ours);
                     }
@@ -311,20 +371,44 @@ impl Writer {
                 }
                 Err(e) if is_transient(&e) => {
                     if !waited {
-                        warn!(room = %u.record.room_id, error = %e, backlog = self.backlog.load(Ordering::Relaxed),
-                            "cannot save the call record yet; retrying until the database lets us");
+                        warn!(room = %first, error = %e, backlog = self.backlog.load(Ordering::Relaxed),
+                            "cannot save call records yet; retrying until the database lets us");
                     }
                     waited = true;
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(RETRY_MAX);
                 }
+                Err(e) if updates.len() > 1 => {
+                    // One record the database refuses must not cost the others.
+                    warn!(error = %e, records = updates.len(), "a batch of call records was refused; writing them one at a time");
+                    for u in updates {
+                        self.write(std::slice::from_ref(u));
+                    }
+                    return;
+                }
                 Err(e) => {
-                    error!(room = %u.record.room_id, error = %e, "could not save the call record");
+                    error!(room = %first, error = %e, "could not save the call record");
                     return;
                 }
             }
         }
     }
+}
+
+/// The last update of each call in `batch`, in the order of those last updates. The
+/// batch is written in one transaction, so an earlier update of the same call could
+/// never be read: a call that rang and was declined within one batch is written once.
+fn latest_per_call(batch: Vec<RecordUpdate>) -> Vec<RecordUpdate> {
+    let mut last = HashMap::with_capacity(batch.len());
+    for (i, u) in batch.iter().enumerate() {
+        last.insert(u.call, i);
+    }
+    batch
+        .into_iter()
+        .enumerate()
+        .filter(|(i, u)| last[&u.call] == *i)
+        .map(|(_, u)| u)
+        .collect()
 }
 
 #[cfg(test)]
@@ -336,10 +420,13 @@ mod tests {
     use tincan_protocol::{EndReason, GroupId, InviteeOutcome, InviteeRecord, MediaType, RoomId};
 
     /// An in-memory store whose call writes fail "database is locked" while `locked`.
+    /// An in-memory store whose call writes fail "database is locked" while `locked`,
+    /// and for good when they hold a record of room `poison`.
     struct Flaky {
         inner: SqliteStore,
         locked: Mutex<bool>,
         refused: AtomicUsize,
+        poison: Option<&'static str>,
     }
 
     fn busy() -> StoreError {
@@ -389,27 +476,22 @@ mod tests {
         fn claim_term(&self) -> Result<Term, StoreError> {
             self.inner.claim_term()
         }
-        fn put_call(
+        fn put_calls(
             &self,
-            row: Option<CallRowId>,
-            record: &CallRecord,
-            open: bool,
+            writes: &[CallWrite<'_>],
             term: Term,
-        ) -> Result<CallRowId, StoreError> {
+        ) -> Result<Vec<CallRowId>, StoreError> {
             if *self.locked.lock().unwrap() {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(busy());
             }
-            self.inner.put_call(row, record, open, term)
-        }
-        fn put_live_call(
-            &self,
-            row: Option<CallRowId>,
-            record: &CallRecord,
-            state: &str,
-            term: Term,
-        ) -> Result<CallRowId, StoreError> {
-            self.inner.put_live_call(row, record, state, term)
+            if writes
+                .iter()
+                .any(|w| Some(w.record.room_id.as_str()) == self.poison)
+            {
+                return Err(StoreError::Corrupt("a record the database refuses".into()));
+            }
+            self.inner.put_calls(writes, term)
         }
         fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {
             self.inner.live_calls()
@@ -474,6 +556,7 @@ mod tests {
             inner: SqliteStore::open_in_memory().unwrap(),
             locked: Mutex::new(true),
             refused: AtomicUsize::new(0),
+            poison: None,
         });
         let (records, _finished) = Records::start(store.clone());
         for call in 0..RECORD_BACKLOG_LIMIT as u64 {
@@ -547,5 +630,50 @@ mod tests {
         records.push(update(3, false));
         records.flush_blocking();
         assert_eq!(store.call_history(&bob, 10, None).unwrap().len(), 2);
+    }
+
+    /// A record the database refuses costs only itself, not the others written in the
+    /// same batch.
+    #[test]
+    fn a_refused_record_does_not_take_its_batch_with_it() {
+        let store = Arc::new(Flaky {
+            inner: SqliteStore::open_in_memory().unwrap(),
+            locked: Mutex::new(true),
+            refused: AtomicUsize::new(0),
+            poison: Some("room3"),
+        });
+        let (records, _finished) = Records::start(store.clone());
+        // Held back by the lock so that they are written as one batch.
+        for call in 0..10 {
+            records.push(update(call, false));
+        }
+        while store.refused.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        *store.locked.lock().unwrap() = false;
+        records.flush_blocking();
+        let history = store
+            .inner
+            .call_history(&UserId::new("bob").unwrap(), 100, None)
+            .unwrap();
+        assert_eq!(history.len(), 9);
+        assert!(history.iter().all(|r| r.room_id.as_str() != "room3"));
+        assert_eq!(records.backlog(), 0);
+    }
+
+    #[test]
+    fn of_several_updates_of_a_call_in_a_batch_the_last_is_kept() {
+        let batch = vec![
+            update(1, true),
+            update(2, true),
+            update(1, false),
+            update(3, true),
+            update(2, false),
+        ];
+        let kept: Vec<(u64, bool)> = latest_per_call(batch)
+            .iter()
+            .map(|u| (u.call, u.open))
+            .collect();
+        assert_eq!(kept, [(1, false), (3, true), (2, false)]);
     }
 }

@@ -205,6 +205,21 @@ pub type CallRowId = i64;
 /// A store that was never claimed is at term 0.
 pub type Term = i64;
 
+/// One call record to write ([`Store::put_calls`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CallWrite<'a> {
+    /// The row to replace, or `None` for a new row (as is a row that is not there).
+    pub row: Option<CallRowId>,
+    /// The record.
+    pub record: &'a CallRecord,
+    /// A call still in progress (left out of history; closed at the next start-up by
+    /// [`Store::close_open_calls`] if the server never got to end it).
+    pub open: bool,
+    /// With `open`: what a restarted server resumes the call from (JSON, the hub's
+    /// `SavedCall`); dropped when the call is written closed.
+    pub live: Option<&'a str>,
+}
+
 /// What the server keeps.
 pub trait Store: Send + Sync + 'static {
     /// Adds a user; `Conflict` if the id is taken.
@@ -242,27 +257,47 @@ pub trait Store: Send + Sync + 'static {
     /// returns it. A hub claims its term before it reads the calls to resume, so that
     /// nothing an earlier term writes lands after that read.
     fn claim_term(&self) -> Result<Term, StoreError>;
-    /// Writes a call's record: a new row when `row` is `None`, else replaces that row.
-    /// `open` marks a call still in progress (left out of history; closed at the next
-    /// start-up by [`Store::close_open_calls`] if the server never got to end it).
-    /// `Fenced` (and nothing written) when a term later than `term` has been claimed.
+    /// Writes call records in one transaction, returning each one's row in order: all
+    /// or none. `Fenced` (and nothing written) when a term later than `term` has been
+    /// claimed. One transaction for many records is what lets the record writer keep up
+    /// with thousands of call set-ups a second (`records.rs`).
+    fn put_calls(&self, writes: &[CallWrite<'_>], term: Term)
+        -> Result<Vec<CallRowId>, StoreError>;
+    /// Writes one call's record: a new row when `row` is `None`, else replaces that row
+    /// ([`CallWrite`] says what `open` means).
     fn put_call(
         &self,
         row: Option<CallRowId>,
         record: &CallRecord,
         open: bool,
         term: Term,
-    ) -> Result<CallRowId, StoreError>;
+    ) -> Result<CallRowId, StoreError> {
+        let write = CallWrite {
+            row,
+            record,
+            open,
+            live: None,
+        };
+        Ok(self.put_calls(&[write], term)?[0])
+    }
     /// Writes the record of a call in progress (as [`Store::put_call`] with `open`)
-    /// together with `state`: what a restarted server resumes the call from (JSON, the
-    /// hub's `SavedCall`). [`Store::put_call`] and [`Store::close_open_calls`] drop it.
+    /// together with `state`: what a restarted server resumes the call from.
+    /// [`Store::put_call`] and [`Store::close_open_calls`] drop it.
     fn put_live_call(
         &self,
         row: Option<CallRowId>,
         record: &CallRecord,
         state: &str,
         term: Term,
-    ) -> Result<CallRowId, StoreError>;
+    ) -> Result<CallRowId, StoreError> {
+        let write = CallWrite {
+            row,
+            record,
+            open: true,
+            live: Some(state),
+        };
+        Ok(self.put_calls(&[write], term)?[0])
+    }
     /// The calls still marked open that carry a saved state, oldest first: read at
     /// start-up, before [`Store::close_open_calls`].
     fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError>;

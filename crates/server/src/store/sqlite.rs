@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use tincan_protocol::{CallRecord, EndReason, GroupId, RoomId, UserId};
 
 use super::files;
-use super::{CallRowId, GroupRow, Store, StoreError, Term, UserRow};
+use super::{CallRowId, CallWrite, GroupRow, Store, StoreError, Term, UserRow};
 
 /// How long a write waits for another connection's write lock before failing with
 /// "busy". Writers that must not fail (the record writer) retry on top of it.
@@ -290,66 +290,59 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// [`Store::put_call`], keeping `live` (the saved state) beside an open record.
-    fn write_call(
-        &self,
-        row: Option<CallRowId>,
-        record: &CallRecord,
-        open: bool,
-        live: Option<&str>,
-        term: Term,
-    ) -> Result<CallRowId, StoreError> {
+    /// One record of [`Store::put_calls`], in its transaction `tx`.
+    fn write_call(tx: &Connection, w: &CallWrite<'_>) -> Result<CallRowId, StoreError> {
+        let CallWrite {
+            row,
+            record,
+            open,
+            live,
+        } = *w;
         let json = serde_json::to_string(record).expect("records serialize");
-        self.writing(|c| {
-            let tx = begin_write(c)?;
-            check_term(&tx, term)?;
-            let updated = match row {
-                Some(id) => tx
-                    .prepare_cached(
-                        "UPDATE calls SET room_id = ?2, end_ms = ?3, record = ?4, open = ?5, live = ?6
-                         WHERE call_id = ?1",
-                    )?
-                    .execute(params![
-                        id,
-                        record.room_id.as_str(),
-                        record.end_time,
-                        json,
-                        open,
-                        live
-                    ])?
-                    .eq(&1)
-                    .then_some(id),
-                None => None,
-            };
-            let call_id =
-                match updated {
-                    Some(id) => {
-                        tx.prepare_cached("DELETE FROM call_users WHERE call_id = ?1")?
-                            .execute([id])?;
-                        id
-                    }
-                    None => {
-                        tx.prepare_cached(
-                        "INSERT INTO calls (room_id, end_ms, record, open, live) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![record.room_id.as_str(), record.end_time, json, open, live])?;
-                        tx.last_insert_rowid()
-                    }
-                };
-            let mut users: Vec<&UserId> = record.invitees.iter().map(|i| &i.user_id).collect();
-            users.extend(&record.participant_user_id_list);
-            users.push(&record.inviter_user_id);
-            users.sort();
-            users.dedup();
-            for u in users {
-                tx.prepare_cached(
-                    "INSERT INTO call_users (call_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
+        let updated = match row {
+            Some(id) => tx
+                .prepare_cached(
+                    "UPDATE calls SET room_id = ?2, end_ms = ?3, record = ?4, open = ?5, live = ?6
+                     WHERE call_id = ?1",
                 )?
-                .execute(params![call_id, u.as_str(), record.end_time])?;
+                .execute(params![
+                    id,
+                    record.room_id.as_str(),
+                    record.end_time,
+                    json,
+                    open,
+                    live
+                ])?
+                .eq(&1)
+                .then_some(id),
+            None => None,
+        };
+        let call_id = match updated {
+            Some(id) => {
+                tx.prepare_cached("DELETE FROM call_users WHERE call_id = ?1")?
+                    .execute([id])?;
+                id
             }
-            tx.commit()?;
-            Ok(call_id)
-        })
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO calls (room_id, end_ms, record, open, live) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![record.room_id.as_str(), record.end_time, json, open, live])?;
+                tx.last_insert_rowid()
+            }
+        };
+        let mut users: Vec<&UserId> = record.invitees.iter().map(|i| &i.user_id).collect();
+        users.extend(&record.participant_user_id_list);
+        users.push(&record.inviter_user_id);
+        users.sort();
+        users.dedup();
+        for u in users {
+            tx.prepare_cached(
+                "INSERT INTO call_users (call_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![call_id, u.as_str(), record.end_time])?;
+        }
+        Ok(call_id)
     }
 
     /// [`Store::close_open_calls`].
@@ -535,24 +528,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn put_call(
+    fn put_calls(
         &self,
-        row: Option<CallRowId>,
-        record: &CallRecord,
-        open: bool,
+        writes: &[CallWrite<'_>],
         term: Term,
-    ) -> Result<CallRowId, StoreError> {
-        self.write_call(row, record, open, None, term)
-    }
-
-    fn put_live_call(
-        &self,
-        row: Option<CallRowId>,
-        record: &CallRecord,
-        state: &str,
-        term: Term,
-    ) -> Result<CallRowId, StoreError> {
-        self.write_call(row, record, true, Some(state), term)
+    ) -> Result<Vec<CallRowId>, StoreError> {
+        self.writing(|c| {
+            let tx = begin_write(c)?;
+            check_term(&tx, term)?;
+            let rows = writes
+                .iter()
+                .map(|w| Self::write_call(&tx, w))
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.commit()?;
+            Ok(rows)
+        })
     }
 
     fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {

@@ -29,7 +29,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config};
 use tracing::info;
 
-use super::{CallRowId, GroupRow, Store, StoreError, Term, UserRow};
+use super::{CallRowId, CallWrite, GroupRow, Store, StoreError, Term, UserRow};
 use follow::{group_rows, is_unique_violation, parse_record, reload_group, reload_user, user_rows};
 use link::{Link, Links};
 use mirror::Mirror;
@@ -164,66 +164,59 @@ impl PostgresStore {
     }
 }
 
-impl PostgresStore {
-    /// [`Store::put_call`], keeping `live` (the saved state) beside an open record.
-    fn write_call(
-        &self,
-        row: Option<CallRowId>,
-        record: &CallRecord,
-        open: bool,
-        live: Option<&str>,
-        term: Term,
-    ) -> Result<CallRowId, StoreError> {
-        let json = serde_json::to_string(record).expect("records serialize");
-        let room = record.room_id.as_str();
-        let mut users: Vec<&str> = record.invitees.iter().map(|i| i.user_id.as_str()).collect();
-        users.extend(record.participant_user_id_list.iter().map(UserId::as_str));
-        users.push(record.inviter_user_id.as_str());
-        users.sort_unstable();
-        users.dedup();
-        self.writing(|c| {
-            block_on(async {
-                let tx = c.transaction().await?;
-                check_term(&tx, term).await?;
-                let updated = match row {
-                    Some(id) => {
-                        let n = tx
-                            .execute(
-                                "UPDATE calls SET room_id = $2, end_ms = $3, record = $4, open = $5, live = $6
-                                 WHERE call_id = $1",
-                                &[&id, &room, &record.end_time, &json, &open, &live],
-                            )
-                            .await?;
-                        (n == 1).then_some(id)
-                    }
-                    None => None,
-                };
-                let call_id: i64 = match updated {
-                    Some(id) => {
-                        tx.execute("DELETE FROM call_users WHERE call_id = $1", &[&id])
-                            .await?;
-                        id
-                    }
-                    None => tx
-                        .query_one(
-                            "INSERT INTO calls (room_id, end_ms, record, open, live)
-                             VALUES ($1, $2, $3, $4, $5) RETURNING call_id",
-                            &[&room, &record.end_time, &json, &open, &live],
-                        )
-                        .await?
-                        .get(0),
-                };
-                tx.execute(
-                    "INSERT INTO call_users (call_id, user_id, end_ms)
-                     SELECT $1, u, $3 FROM unnest($2::text[]) AS u",
-                    &[&call_id, &users, &record.end_time],
+/// One record of [`Store::put_calls`], in its transaction `tx`.
+async fn write_call(
+    tx: &tokio_postgres::Transaction<'_>,
+    w: &CallWrite<'_>,
+) -> Result<CallRowId, StoreError> {
+    let CallWrite {
+        row,
+        record,
+        open,
+        live,
+    } = *w;
+    let json = serde_json::to_string(record).expect("records serialize");
+    let room = record.room_id.as_str();
+    let mut users: Vec<&str> = record.invitees.iter().map(|i| i.user_id.as_str()).collect();
+    users.extend(record.participant_user_id_list.iter().map(UserId::as_str));
+    users.push(record.inviter_user_id.as_str());
+    users.sort_unstable();
+    users.dedup();
+    let updated = match row {
+        Some(id) => {
+            let n = tx
+                .execute(
+                    "UPDATE calls SET room_id = $2, end_ms = $3, record = $4, open = $5, live = $6
+                     WHERE call_id = $1",
+                    &[&id, &room, &record.end_time, &json, &open, &live],
                 )
                 .await?;
-                tx.commit().await?;
-                Ok(call_id)
-            })
-        })
-    }
+            (n == 1).then_some(id)
+        }
+        None => None,
+    };
+    let call_id: i64 = match updated {
+        Some(id) => {
+            tx.execute("DELETE FROM call_users WHERE call_id = $1", &[&id])
+                .await?;
+            id
+        }
+        None => tx
+            .query_one(
+                "INSERT INTO calls (room_id, end_ms, record, open, live)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING call_id",
+                &[&room, &record.end_time, &json, &open, &live],
+            )
+            .await?
+            .get(0),
+    };
+    tx.execute(
+        "INSERT INTO call_users (call_id, user_id, end_ms)
+         SELECT $1, u, $3 FROM unnest($2::text[]) AS u",
+        &[&call_id, &users, &record.end_time],
+    )
+    .await?;
+    Ok(call_id)
 }
 
 /// Refuses a write from `term` when a later one has been claimed. Called first in the
@@ -409,24 +402,23 @@ impl Store for PostgresStore {
         })
     }
 
-    fn put_call(
+    fn put_calls(
         &self,
-        row: Option<CallRowId>,
-        record: &CallRecord,
-        open: bool,
+        writes: &[CallWrite<'_>],
         term: Term,
-    ) -> Result<CallRowId, StoreError> {
-        self.write_call(row, record, open, None, term)
-    }
-
-    fn put_live_call(
-        &self,
-        row: Option<CallRowId>,
-        record: &CallRecord,
-        state: &str,
-        term: Term,
-    ) -> Result<CallRowId, StoreError> {
-        self.write_call(row, record, true, Some(state), term)
+    ) -> Result<Vec<CallRowId>, StoreError> {
+        self.writing(|c| {
+            block_on(async {
+                let tx = c.transaction().await?;
+                check_term(&tx, term).await?;
+                let mut rows = Vec::with_capacity(writes.len());
+                for w in writes {
+                    rows.push(write_call(&tx, w).await?);
+                }
+                tx.commit().await?;
+                Ok(rows)
+            })
+        })
     }
 
     fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError> {
