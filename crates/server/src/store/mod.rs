@@ -220,6 +220,20 @@ pub struct CallWrite<'a> {
     pub live: Option<&'a str>,
 }
 
+impl CallWrite<'_> {
+    /// Whose history the record is in: the inviter, the invitees and the participants,
+    /// sorted, each once.
+    pub fn people(&self) -> Vec<&str> {
+        let r = self.record;
+        let mut users: Vec<&str> = r.invitees.iter().map(|i| i.user_id.as_str()).collect();
+        users.extend(r.participant_user_id_list.iter().map(UserId::as_str));
+        users.push(r.inviter_user_id.as_str());
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+}
+
 /// What the server keeps.
 pub trait Store: Send + Sync + 'static {
     /// Adds a user; `Conflict` if the id is taken.

@@ -292,12 +292,7 @@ impl SqliteStore {
 impl SqliteStore {
     /// One record of [`Store::put_calls`], in its transaction `tx`.
     fn write_call(tx: &Connection, w: &CallWrite<'_>) -> Result<CallRowId, StoreError> {
-        let CallWrite {
-            row,
-            record,
-            open,
-            live,
-        } = *w;
+        let (row, record, open, live) = (w.row, w.record, w.open, w.live);
         let json = serde_json::to_string(record).expect("records serialize");
         let updated = match row {
             Some(id) => tx
@@ -331,16 +326,11 @@ impl SqliteStore {
                 tx.last_insert_rowid()
             }
         };
-        let mut users: Vec<&UserId> = record.invitees.iter().map(|i| &i.user_id).collect();
-        users.extend(&record.participant_user_id_list);
-        users.push(&record.inviter_user_id);
-        users.sort();
-        users.dedup();
-        for u in users {
+        for u in w.people() {
             tx.prepare_cached(
                 "INSERT INTO call_users (call_id, user_id, end_ms) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![call_id, u.as_str(), record.end_time])?;
+            .execute(params![call_id, u, record.end_time])?;
         }
         Ok(call_id)
     }

@@ -169,19 +169,10 @@ async fn write_call(
     tx: &tokio_postgres::Transaction<'_>,
     w: &CallWrite<'_>,
 ) -> Result<CallRowId, StoreError> {
-    let CallWrite {
-        row,
-        record,
-        open,
-        live,
-    } = *w;
+    let (row, record, open, live) = (w.row, w.record, w.open, w.live);
     let json = serde_json::to_string(record).expect("records serialize");
     let room = record.room_id.as_str();
-    let mut users: Vec<&str> = record.invitees.iter().map(|i| i.user_id.as_str()).collect();
-    users.extend(record.participant_user_id_list.iter().map(UserId::as_str));
-    users.push(record.inviter_user_id.as_str());
-    users.sort_unstable();
-    users.dedup();
+    let users = w.people();
     let updated = match row {
         Some(id) => {
             let n = tx
