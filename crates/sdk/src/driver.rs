@@ -359,10 +359,11 @@ impl Driver {
             no_reply_on_success: true,
         }
         .to_json();
-        conn.writer
-            .send(Message::text(text))
-            .await
-            .map_err(|_| "write failed".to_owned())?;
+        if conn.writer.send(Message::text(text)).await.is_err() {
+            // As a waiting request fails with its connection.
+            let _ = reply.send(Err(SdkError::Disconnected));
+            return Err("write failed".to_owned());
+        }
         let _ = reply.send(Ok(null_value()));
         Ok(())
     }
