@@ -429,6 +429,18 @@ mod tests {
         poison: Option<&'static str>,
     }
 
+    impl Flaky {
+        /// Locked until the test unlocks it.
+        fn locked(poison: Option<&'static str>) -> Arc<Flaky> {
+            Arc::new(Flaky {
+                inner: SqliteStore::open_in_memory().unwrap(),
+                locked: Mutex::new(true),
+                refused: AtomicUsize::new(0),
+                poison,
+            })
+        }
+    }
+
     fn busy() -> StoreError {
         StoreError::Db(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
@@ -552,12 +564,7 @@ mod tests {
 
     #[test]
     fn records_wait_out_a_locked_database_and_none_is_lost() {
-        let store = Arc::new(Flaky {
-            inner: SqliteStore::open_in_memory().unwrap(),
-            locked: Mutex::new(true),
-            refused: AtomicUsize::new(0),
-            poison: None,
-        });
+        let store = Flaky::locked(None);
         let (records, _finished) = Records::start(store.clone());
         for call in 0..RECORD_BACKLOG_LIMIT as u64 {
             records.push(update(call, true));
@@ -636,12 +643,7 @@ mod tests {
     /// same batch.
     #[test]
     fn a_refused_record_does_not_take_its_batch_with_it() {
-        let store = Arc::new(Flaky {
-            inner: SqliteStore::open_in_memory().unwrap(),
-            locked: Mutex::new(true),
-            refused: AtomicUsize::new(0),
-            poison: Some("room3"),
-        });
+        let store = Flaky::locked(Some("room3"));
         let (records, _finished) = Records::start(store.clone());
         // Held back by the lock so that they are written as one batch.
         for call in 0..10 {

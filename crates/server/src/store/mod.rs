@@ -277,46 +277,11 @@ pub trait Store: Send + Sync + 'static {
     /// with thousands of call set-ups a second (`records.rs`).
     fn put_calls(&self, writes: &[CallWrite<'_>], term: Term)
         -> Result<Vec<CallRowId>, StoreError>;
-    /// Writes one call's record: a new row when `row` is `None`, else replaces that row
-    /// ([`CallWrite`] says what `open` means).
-    fn put_call(
-        &self,
-        row: Option<CallRowId>,
-        record: &CallRecord,
-        open: bool,
-        term: Term,
-    ) -> Result<CallRowId, StoreError> {
-        let write = CallWrite {
-            row,
-            record,
-            open,
-            live: None,
-        };
-        Ok(self.put_calls(&[write], term)?[0])
-    }
-    /// Writes the record of a call in progress (as [`Store::put_call`] with `open`)
-    /// together with `state`: what a restarted server resumes the call from.
-    /// [`Store::put_call`] and [`Store::close_open_calls`] drop it.
-    fn put_live_call(
-        &self,
-        row: Option<CallRowId>,
-        record: &CallRecord,
-        state: &str,
-        term: Term,
-    ) -> Result<CallRowId, StoreError> {
-        let write = CallWrite {
-            row,
-            record,
-            open: true,
-            live: Some(state),
-        };
-        Ok(self.put_calls(&[write], term)?[0])
-    }
     /// The calls still marked open that carry a saved state, oldest first: read at
     /// start-up, before [`Store::close_open_calls`].
     fn live_calls(&self) -> Result<Vec<(CallRowId, String)>, StoreError>;
     /// Ends every call still marked open with `reason` (their end time is the last time
-    /// the server wrote them), returning their rooms. Fenced as [`Store::put_call`].
+    /// the server wrote them), returning their rooms. Fenced as [`Store::put_calls`].
     fn close_open_calls(&self, reason: EndReason, term: Term) -> Result<Vec<RoomId>, StoreError>;
     /// The rooms of the `limit` calls that ended last, oldest first, with why they ended.
     fn recent_ended_rooms(&self, limit: usize) -> Result<Vec<(RoomId, EndReason)>, StoreError>;

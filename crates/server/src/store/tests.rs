@@ -6,6 +6,46 @@ use super::test_postgres::TestPostgres;
 use super::*;
 use tincan_protocol::{InviteeOutcome, InviteeRecord, MediaType};
 
+/// One record at a time, as the tests write them (the server writes batches:
+/// [`Store::put_calls`]).
+trait OneWrite: Store {
+    /// A record: a new row when `row` is `None`, else that row.
+    fn put_call(
+        &self,
+        row: Option<CallRowId>,
+        record: &CallRecord,
+        open: bool,
+        term: Term,
+    ) -> Result<CallRowId, StoreError> {
+        let write = CallWrite {
+            row,
+            record,
+            open,
+            live: None,
+        };
+        Ok(self.put_calls(&[write], term)?[0])
+    }
+
+    /// The record of a call in progress with its saved state.
+    fn put_live_call(
+        &self,
+        row: Option<CallRowId>,
+        record: &CallRecord,
+        state: &str,
+        term: Term,
+    ) -> Result<CallRowId, StoreError> {
+        let write = CallWrite {
+            row,
+            record,
+            open: true,
+            live: Some(state),
+        };
+        Ok(self.put_calls(&[write], term)?[0])
+    }
+}
+
+impl<S: Store + ?Sized> OneWrite for S {}
+
 fn uid(s: &str) -> UserId {
     UserId::new(s).unwrap()
 }
