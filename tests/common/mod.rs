@@ -6,6 +6,7 @@
 //! that nothing more arrived: it round-trips a `ping`, and since the server writes each
 //! connection's frames in order, any event sent before the pong is already here.
 
+pub mod certs;
 pub mod media;
 pub mod netlab;
 pub mod turn;

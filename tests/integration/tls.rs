@@ -5,41 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tincan_sdk::{Accounts, DeviceInfo, SdkError};
 use tincan_server::{ServerConfig, TlsFiles, TransportConfig};
+use tincan_tests::certs::TestCa;
 use tincan_tests::*;
-
-/// A CA that signs server certificates.
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl TestCa {
-    fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        TestCa {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A server certificate for `names`: (chain PEM, key PEM).
-    fn leaf(&self, names: &[&str]) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let params = CertificateParams::new(names).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// A fresh folder for one test's files.
 fn folder(test: &str) -> PathBuf {
