@@ -209,6 +209,7 @@ pub fn start(
         relay_only: false,
         bind: vec![bind],
         ice_check_interval: Duration::from_millis(10),
+        turn_tls: None,
     };
     let mut config = MediaConfig::new(client.user_id().as_str(), settings);
     config.video = VideoSettings::default();

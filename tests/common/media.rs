@@ -89,6 +89,7 @@ pub fn loopback(ice: &[WireIceServer], relay_only: bool) -> PeerSettings {
         relay_only,
         bind: vec!["127.0.0.1:0".to_owned()],
         ice_check_interval: Duration::from_millis(10),
+        turn_tls: None,
     }
 }
 

@@ -17,7 +17,19 @@ pub struct Placement {
     pub ip: Ipv4Addr,
     /// Whether it also takes TURN over TCP (same port).
     pub tcp: bool,
+    /// TURN over TLS too, on [`TLS_PORT`], with this certificate (lab only).
+    pub tls: Option<TurnTls>,
 }
+
+/// coturn's certificate and key files (PEM).
+#[derive(Debug, Clone)]
+pub struct TurnTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// TURN over TLS's standard port, free in a lab namespace of its own.
+pub const TLS_PORT: u16 = 5349;
 
 impl Placement {
     fn loopback() -> Placement {
@@ -25,6 +37,7 @@ impl Placement {
             netns: None,
             ip: Ipv4Addr::LOCALHOST,
             tcp: false,
+            tls: None,
         }
     }
 }
@@ -51,6 +64,10 @@ impl Coturn {
     /// Starts coturn as `placement` says. In a namespace of its own (the lab's) the
     /// standard port 3478 is free; on loopback a free port is picked.
     pub fn start_at(placement: Placement) -> Coturn {
+        assert!(
+            placement.tls.is_none() || placement.netns.is_some(),
+            "TURN over TLS takes a fixed port: only in a lab namespace"
+        );
         const ATTEMPTS: usize = 3;
         let mut logs = Vec::new();
         for _ in 0..ATTEMPTS {
@@ -110,6 +127,14 @@ impl Coturn {
     /// The URL the Tincan server hands to clients.
     pub fn url(&self) -> String {
         format!("turn:{}:{}", self.placement.ip, self.port)
+    }
+
+    /// The URL of its TURN over TLS service, if it has one.
+    pub fn turns_url(&self) -> Option<String> {
+        self.placement
+            .tls
+            .as_ref()
+            .map(|_| format!("turns:{}:{TLS_PORT}", self.placement.ip))
     }
 
     /// The URL of its STUN service (the same port).
@@ -172,8 +197,19 @@ fn spawn(placement: &Placement, port: u16, secret: &str, dir: &std::path::Path) 
         }
     };
     command
-        .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--simple-log"])
+        .args(["-n", "--no-cli", "--no-dtls", "--simple-log"])
         .arg("--fingerprint");
+    match &placement.tls {
+        None => {
+            command.arg("--no-tls");
+        }
+        Some(tls) => {
+            command
+                .arg(format!("--tls-listening-port={TLS_PORT}"))
+                .arg(format!("--cert={}", tls.cert.display()))
+                .arg(format!("--pkey={}", tls.key.display()));
+        }
+    }
     if !placement.tcp {
         // UDP only: the tests speak TURN over UDP, and a TCP listener on the same
         // port number can collide with some other connection's ephemeral port —

@@ -7,14 +7,16 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use tincan_media::{MediaConfig, PeerState};
+use tincan_sdk::ConnectOptions;
 use tincan_server::IceConfig;
+use tincan_tests::certs::TestCa;
 use tincan_tests::media::{exclusive, FromPeer, MediaSide, Received};
 use tincan_tests::netlab::{
     call, frame_figures, in_netns, lab_or_skip, report, HomeSpec, Impairment, Lab, Nat, NsRuntime,
     PUBLIC_IP,
 };
-use tincan_tests::turn::Coturn;
-use tincan_tests::{action, op};
+use tincan_tests::turn::{Coturn, TurnTls};
+use tincan_tests::{action, op, TempDir};
 
 /// Pictures and sound each side must get before a call counts as carrying media.
 const MEDIA: usize = 30;
@@ -148,30 +150,56 @@ async fn lab_call(
 ) -> Option<LabCall> {
     let lab = lab_or_skip(case, &homes)?;
     let turn = lab.coturn(homes.iter().any(|h| h.block_udp));
-    let server = lab.server(ice(&turn)).await;
-    let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
-    let alice = a_rt.peer(&server, "alice").await;
-    let bob = b_rt.peer(&server, "bob").await;
-    let (a, b, room, placed) = call(
-        &lab,
-        (&a_rt, alice),
-        (&b_rt, bob),
-        (0, 1),
-        relay_only,
-        configure,
+    let ice = ice(&turn);
+    Some(
+        LabCall::start(
+            lab,
+            turn,
+            ice,
+            ConnectOptions::default(),
+            relay_only,
+            configure,
+        )
+        .await,
     )
-    .await;
-    Some(LabCall {
-        a,
-        b,
-        room,
-        placed,
-        a_rt,
-        b_rt,
-        _server: server,
-        _turn: turn,
-        lab,
-    })
+}
+
+impl LabCall {
+    /// Starts the server in `lab` handing out `ice`, signs alice and bob in with
+    /// `options`, and has alice call bob.
+    async fn start(
+        lab: Lab,
+        turn: Coturn,
+        ice: IceConfig,
+        options: ConnectOptions,
+        relay_only: bool,
+        configure: fn(&mut MediaConfig),
+    ) -> LabCall {
+        let server = lab.server(ice).await;
+        let (a_rt, b_rt) = (lab.runtime(0), lab.runtime(1));
+        let alice = a_rt.peer_with(&server, "alice", options.clone()).await;
+        let bob = b_rt.peer_with(&server, "bob", options).await;
+        let (a, b, room, placed) = call(
+            &lab,
+            (&a_rt, alice),
+            (&b_rt, bob),
+            (0, 1),
+            relay_only,
+            configure,
+        )
+        .await;
+        LabCall {
+            a,
+            b,
+            room,
+            placed,
+            a_rt,
+            b_rt,
+            _server: server,
+            _turn: turn,
+            lab,
+        }
+    }
 }
 
 /// Media settings as the lab gives them.
@@ -304,17 +332,50 @@ async fn behind_a_symmetric_nat_without_turn_no_path_is_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "webrtc-rs 0.21.1 gathers no relay candidate from a TURN URL with \
-            ?transport=tcp: its turn_relayer.rs skips it (\"Skipping unsupported non-UDP \
-            TURN url\"), so with UDP blocked no candidate pair exists"]
 async fn with_udp_blocked_a_call_connects_through_turn_over_tcp() {
     let case = "(c) TURN over TCP, UDP blocked";
     let _turn = exclusive().await;
     let mut spec = HomeSpec::new(Nat::Cone);
     spec.block_udp = true;
-    let Some(mut call) = lab_call(case, [spec, spec], stun_and_turn_tcp, true, as_is).await else {
+    let Some(call) = lab_call(case, [spec, spec], stun_and_turn_tcp, true, as_is).await else {
         return;
     };
+    relayed_both_ways(case, call).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_udp_blocked_a_call_connects_through_turn_over_tls() {
+    let case = "(c2) TURN over TLS, UDP blocked";
+    let _turn = exclusive().await;
+    let mut spec = HomeSpec::new(Nat::Cone);
+    spec.block_udp = true;
+    let Some(lab) = lab_or_skip(case, &[spec, spec]) else {
+        return;
+    };
+    // coturn's certificate names the address in the URL; the clients trust its CA as
+    // the app does a self-hosted deployment's (`--ca-file`), for signaling and TURN.
+    let dir = TempDir::new("lab-turns");
+    let ca = TestCa::new("lab CA");
+    let (chain, key) = ca.leaf(&[&PUBLIC_IP.to_string()]);
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write a certificate file");
+        path
+    };
+    let tls = TurnTls {
+        cert: file("cert.pem", &chain),
+        key: file("key.pem", &key),
+    };
+    let mut options = ConnectOptions::default();
+    options.ca_file = Some(file("ca.pem", &ca.pem));
+    let turn = lab.coturn_tls(tls);
+    let ice = stun_and_turn(&turn, turn.turns_url().expect("coturn takes TLS"));
+    let call = LabCall::start(lab, turn, ice, options, true, as_is).await;
+    relayed_both_ways(case, call).await;
+}
+
+/// Media flows both ways on a relay pair; reports it and hangs up.
+async fn relayed_both_ways(case: &str, mut call: LabCall) {
     let (got_a, got_b) = call.media_both_ways().await;
     let now = Instant::now();
     assert_eq!(got_a.of("bob").path, "relay");

@@ -134,6 +134,7 @@ impl CliMedia {
             relay_only: opts.relay_only,
             bind: vec![opts.media_bind.clone()],
             ice_check_interval: std::time::Duration::from_millis(10),
+            turn_tls: None,
         };
         let mut config = MediaConfig::new(client.user_id().as_str(), peer);
         config.video = opts.video;

@@ -55,6 +55,13 @@ impl CallMedia {
         mut config: MediaConfig,
     ) -> (CallMedia, mpsc::Receiver<MediaEvent>) {
         config.room = room.to_string();
+        if config.peer.turn_tls.is_none() {
+            // `turns:` servers are trusted as the signaling server is.
+            match client.tls_config() {
+                Ok(tls) => config.peer.turn_tls = Some(tls),
+                Err(e) => tracing::warn!(error = %e, "no TLS for turns: servers"),
+            }
+        }
         let (signal_tx, signal_rx) = mpsc::unbounded_channel();
         let (session, events) = MediaSession::start(config, signal_tx);
         let relay = tokio::spawn(census::task(relay_signals(

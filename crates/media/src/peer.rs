@@ -32,7 +32,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     configure_rtcp_reports, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
-    RTCIceServer, RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCIceTransportPolicy, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
     RTCSessionDescription, RTCStatsReportEntry, Registry, SettingEngineBuilder, StatsSelector,
 };
 use webrtc::rtp_transceiver::RtpSender;
@@ -49,6 +49,7 @@ mod assembly;
 mod key_frame_requests;
 pub mod resends;
 mod retransmission;
+mod turn_tcp;
 
 /// How every peer connection of a session is set up.
 #[derive(Debug, Clone)]
@@ -63,6 +64,10 @@ pub struct PeerSettings {
     /// How often ICE sends connectivity checks while it looks for a path. The stack's
     /// default (200 ms) costs ~400 ms of call setup; see docs/decisions.md.
     pub ice_check_interval: Duration,
+    /// Whom `turns:` TURN servers are trusted as (turn_tcp.rs). `CallMedia::start` sets
+    /// it from the signaling client, so it trusts what the connection to the server
+    /// trusts; `None` leaves `turns:` URLs out.
+    pub turn_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// One STUN or TURN server.
@@ -456,6 +461,8 @@ pub struct Peer {
     mid: Arc<Mutex<Option<String>>>,
     /// The congestion controller's latest figures.
     bandwidth: BandwidthHandle,
+    /// TURN over TCP for the stack (turn_tcp.rs): stopped with the peer.
+    _turn_bridges: turn_tcp::Bridges,
     _live: census::PeerGuard,
 }
 
@@ -521,15 +528,8 @@ impl Peer {
             setting = setting.with_relay_acceptance_min_wait(Some(Duration::ZERO));
         }
 
-        let ice_servers = settings
-            .ice_servers
-            .iter()
-            .map(|s| RTCIceServer {
-                urls: s.urls.clone(),
-                username: s.username.clone(),
-                credential: s.credential.clone(),
-            })
-            .collect();
+        let (ice_servers, turn_bridges) =
+            turn_tcp::bridged(&settings.ice_servers, settings.turn_tls.as_ref()).await;
         let policy = if settings.relay_only {
             RTCIceTransportPolicy::Relay
         } else {
@@ -602,6 +602,7 @@ impl Peer {
             readers,
             mid,
             bandwidth,
+            _turn_bridges: turn_bridges,
             _live: live,
         })
     }

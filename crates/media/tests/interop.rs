@@ -66,6 +66,7 @@ async fn aiortc_and_we_decode_each_others_pictures() {
         // Every interface but loopback: aiortc gathers no loopback candidates.
         bind: vec!["0.0.0.0:0".to_owned()],
         ice_check_interval: Duration::from_millis(10),
+        turn_tls: None,
     };
     let mut peer = Peer::new(
         &settings,

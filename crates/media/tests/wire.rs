@@ -25,6 +25,7 @@ fn loopback() -> PeerSettings {
         relay_only: false,
         bind: vec!["127.0.0.1:0".to_owned()],
         ice_check_interval: Duration::from_millis(10),
+        turn_tls: None,
     }
 }
 

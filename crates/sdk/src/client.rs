@@ -97,6 +97,7 @@ pub async fn connect_with(
     }
     let (command_tx, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let request_timeout = options.request_timeout;
+    let ca_file = options.ca_file.clone();
     let driver = Driver::new(
         endpoint.clone(),
         login,
@@ -115,6 +116,7 @@ pub async fn connect_with(
             device,
             endpoint,
             request_timeout,
+            ca_file,
         }),
     };
     Ok((client, event_rx))
@@ -139,6 +141,8 @@ struct Inner {
     device: DeviceInfo,
     endpoint: Endpoint,
     request_timeout: Duration,
+    /// From the options: TLS elsewhere trusts what the connection trusts.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Client {
@@ -160,6 +164,13 @@ impl Client {
     /// This device.
     pub fn device(&self) -> &DeviceInfo {
         &self.inner.device
+    }
+
+    /// TLS client settings trusting what this client's own connection trusts: the
+    /// system's root certificates and the CA file of its options. For other servers
+    /// the same deployment runs, such as `turns:` TURN servers (the media layer).
+    pub fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, SdkError> {
+        crate::tls::client_config(self.inner.ca_file.as_deref())
     }
 
     /// The server's addresses.

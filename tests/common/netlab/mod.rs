@@ -281,6 +281,18 @@ impl Lab {
             netns: Some(self.public_ns.clone()),
             ip: PUBLIC_IP,
             tcp,
+            tls: None,
+        })
+    }
+
+    /// coturn as [`Lab::coturn`] with TCP, and TURN over TLS with `tls`'s certificate
+    /// on [`crate::turn::TLS_PORT`].
+    pub fn coturn_tls(&self, tls: crate::turn::TurnTls) -> Coturn {
+        Coturn::start_at(Placement {
+            netns: Some(self.public_ns.clone()),
+            ip: PUBLIC_IP,
+            tcp: true,
+            tls: Some(tls),
         })
     }
 
@@ -549,16 +561,26 @@ impl NsRuntime {
     /// Signs `user` in to `server` from this namespace, reconnecting after a drop as the
     /// app does (a network change breaks the signaling connection too).
     pub async fn peer(&self, server: &TestServer, user: &str) -> Peer {
+        self.peer_with(server, user, tincan_sdk::ConnectOptions::default())
+            .await
+    }
+
+    /// [`NsRuntime::peer`] with `options` (a CA file to trust, say).
+    pub async fn peer_with(
+        &self,
+        server: &TestServer,
+        user: &str,
+        options: tincan_sdk::ConnectOptions,
+    ) -> Peer {
         let (url, token, user) = (server.url.clone(), server.token(user), user.to_owned());
         self.spawn(async move {
             let dev = DeviceInfo::new(
                 DeviceId::new(format!("{user}-lab")).unwrap(),
                 PlatformId::LINUX,
             );
-            let (client, events) =
-                tincan_sdk::connect_with(&url, &token, dev, tincan_sdk::ConnectOptions::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("{user} signs in from the lab: {e}"));
+            let (client, events) = tincan_sdk::connect_with(&url, &token, dev, options)
+                .await
+                .unwrap_or_else(|e| panic!("{user} signs in from the lab: {e}"));
             Peer {
                 client,
                 events,

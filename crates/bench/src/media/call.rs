@@ -340,6 +340,7 @@ pub(super) fn media_config_sharing(
         relay_only: false,
         bind: vec!["127.0.0.1:0".to_owned()],
         ice_check_interval: ice_check,
+        turn_tls: None,
     };
     let mut config = MediaConfig::new(me, peer);
     config.video = video;
