@@ -25,9 +25,9 @@ use crate::throttle::Refused;
 use crate::AppState;
 
 /// tungstenite reads into a buffer of this size; it is allocated for every connection,
-/// so it is a large part of an idle one (tungstenite's default is 128 KiB). A frame
-/// longer than this costs no extra reads: once its header is in, tungstenite makes room
-/// for the whole frame.
+/// so it is a large part of an idle one (tungstenite's default is 128 KiB). tungstenite
+/// also reads at most this much per call; on plain TCP `read_ahead.rs` serves those
+/// small reads from one large `recv`, so a longer frame costs no extra system calls.
 pub const WS_READ_BUFFER: usize = 512;
 /// Writes are flushed once this much is buffered.
 pub const WS_WRITE_BUFFER: usize = 0;

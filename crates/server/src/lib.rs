@@ -33,6 +33,7 @@ pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod queries;
+mod read_ahead;
 pub mod records;
 pub mod serve;
 pub mod store;

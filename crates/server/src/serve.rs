@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use tincan_protocol::ErrCode;
 
 use crate::gate::{Gate, Refusal, Ticket};
+use crate::read_ahead::ReadAhead;
 use crate::tls::TlsFiles;
 
 /// Default deadline for a request's headers, and for a TLS handshake.
@@ -172,7 +173,7 @@ async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     match &t.tls {
-        None => http(tcp, ticket, &t, app, stop).await,
+        None => http(ReadAhead::new(tcp), ticket, &t, app, stop).await,
         Some(acceptor) => {
             match tokio::time::timeout(t.header_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => http(tls, ticket, &t, app, stop).await,
