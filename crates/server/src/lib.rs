@@ -21,6 +21,7 @@
 
 mod accounts;
 pub mod auth;
+mod batched_io;
 pub mod cluster;
 pub mod config;
 pub mod conn;
@@ -33,7 +34,6 @@ pub mod logging;
 pub mod metrics;
 pub mod origin;
 pub mod queries;
-mod read_ahead;
 pub mod records;
 pub mod serve;
 pub mod store;

@@ -21,8 +21,8 @@ use tracing::{debug, info, warn};
 
 use tincan_protocol::ErrCode;
 
+use crate::batched_io::BatchedIo;
 use crate::gate::{Gate, Refusal, Ticket};
-use crate::read_ahead::ReadAhead;
 use crate::tls::TlsFiles;
 
 /// Default deadline for a request's headers, and for a TLS handshake.
@@ -173,7 +173,7 @@ async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     match &t.tls {
-        None => http(ReadAhead::new(tcp), ticket, &t, app, stop).await,
+        None => http(BatchedIo::new(tcp), ticket, &t, app, stop).await,
         Some(acceptor) => {
             match tokio::time::timeout(t.header_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => http(tls, ticket, &t, app, stop).await,
