@@ -1,10 +1,9 @@
-//! Reads and writes a plain TCP connection in large pieces, keeping nothing for an idle
+//! Reads and writes a TCP connection in large pieces, keeping nothing for an idle
 //! one.
 //!
-//! **Reads.**
-//! tungstenite reads at most its `read_buffer_size` per `read` call (tungstenite 0.29,
-//! `FrameCodec::read_in`), and that size is also the buffer every connection allocates
-//! when it opens. We keep it small (`http::WS_READ_BUFFER`, 512 bytes) because it is a
+//! **Reads.** tungstenite reads at most its `read_buffer_size` per `read` call
+//! (tungstenite 0.29, `FrameCodec::read_in`), and that size is also the buffer every
+//! connection allocates when it opens. We keep it small (`http::WS_READ_BUFFER`, 512 bytes) because it is a
 //! large part of an idle connection's memory; but then a 2.5 KB frame took five or six
 //! `recv` calls, where the bare relay (4 KiB) takes one, and the receive path was a
 //! quarter of the server's CPU under a flood.
@@ -21,8 +20,8 @@
 //! lone frame costs no copy) and the writes after it wait, copied into one buffer, until
 //! the flush sends them in one piece and frees the buffer.
 //!
-//! TLS connections do not use it: rustls reads whole records into its own buffer and
-//! writes what it has encrypted at the flush.
+//! Under TLS it sits below rustls (which writes one record per frame as it is queued,
+//! and flushes its socket whenever it is flushed), so the same holds there.
 
 use std::cell::RefCell;
 use std::io;

@@ -26,7 +26,7 @@ use crate::AppState;
 
 /// tungstenite reads into a buffer of this size; it is allocated for every connection,
 /// so it is a large part of an idle one (tungstenite's default is 128 KiB). tungstenite
-/// also reads at most this much per call; on plain TCP `batched_io.rs` serves those
+/// also reads at most this much per call; `batched_io.rs` serves those
 /// small reads from one large `recv`, so a longer frame costs no extra system calls.
 pub const WS_READ_BUFFER: usize = 512;
 /// Writes are flushed once this much is buffered.

@@ -175,6 +175,9 @@ async fn connection(
     match &t.tls {
         None => http(BatchedIo::new(tcp), ticket, &t, app, stop).await,
         Some(acceptor) => {
+            // Under TLS too: rustls writes a record per frame, so the batching matters
+            // as much; its reads then come from one large `recv` as well.
+            let tcp = BatchedIo::new(tcp);
             match tokio::time::timeout(t.header_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => http(tls, ticket, &t, app, stop).await,
                 Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
