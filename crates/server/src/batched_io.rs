@@ -302,4 +302,52 @@ mod tests {
         assert_eq!(stream.inner.bytes.len(), 250_000, "everything, in order");
         assert!(stream.inner.writes < 10, "{} writes", stream.inner.writes);
     }
+
+    /// A socket that takes at most 1,000 bytes a call and says "not now" every other call,
+    /// as a slow peer's full send buffer does.
+    #[derive(Default)]
+    struct Slow {
+        bytes: Vec<u8>,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Slow {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let me = self.get_mut();
+            me.calls += 1;
+            if me.calls.is_multiple_of(2) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = buf.len().min(1000);
+            me.bytes.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_socket_gets_every_byte_in_order() {
+        let mut stream = BatchedIo::new(Slow::default());
+        let mut sent = Vec::new();
+        for batch in 0..20u32 {
+            for frame in 0..(batch % 7 + 1) {
+                let bytes: Vec<u8> = (0..(700 + 900 * frame)).map(|i| (i % 253) as u8).collect();
+                stream.write_all(&bytes).await.unwrap();
+                sent.extend_from_slice(&bytes);
+            }
+            stream.flush().await.unwrap();
+            assert_eq!(stream.inner.bytes, sent, "after batch {batch}");
+        }
+        assert_eq!(stream.behind.capacity(), 0);
+    }
 }
