@@ -26,19 +26,18 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::adaptation::{Adaptation, Estimate};
+use crate::adaptation::Adaptation;
 use crate::audio::{Microphone, SpeakerSlot, Speakers};
-use crate::bandwidth::{self, Reading};
+use crate::bandwidth;
 use crate::census;
 use crate::codec::{AudioEncoder, Tone};
 use crate::config::{AudioInput, AudioOutput, MediaConfig, VideoInput};
-use crate::event::{MediaEvent, OutSignal, Quality};
+use crate::event::{MediaEvent, OutSignal};
 use crate::freeze::Pictures;
 use crate::inbound::{inbound_sink, spawn_decoder};
 use crate::keyframe::DecoderLoss;
 use crate::negotiation::{Negotiation, Signal, Step};
 use crate::path::{PathChange, PathWatch};
-use crate::peer::resends::RESEND_SHARE;
 use crate::peer::{Counters, Peer, PeerEvent, PeerState};
 use crate::processing::{AudioProcessing, AudioProcessor};
 use crate::source::{self, CaptureCommand, EncodedVideo};
@@ -55,6 +54,9 @@ const DECODE_CAPACITY: usize = 8;
 /// an encoder kept its old rate for up to a quarter second after a cut, into a queue
 /// already full (the network lab's case (e)); a look at the readings is cheap.
 const ADAPT_EVERY: Duration = Duration::from_millis(100);
+
+mod quality;
+mod sound;
 
 enum Command {
     AddPeer(String),
@@ -662,169 +664,6 @@ impl Driver {
         let any = self.peers.values().any(|r| r.path.is_up());
         if let Some(capture) = &self.capture {
             let _ = capture.send(CaptureCommand::Audience(any));
-        }
-    }
-
-    /// Every 20 ms: what the speakers played goes to the echo canceller, the microphone's
-    /// next frame through it (also while muted or alone, so the canceller stays adapted),
-    /// and that frame (or the tone) to everyone connected.
-    async fn send_audio(&mut self) {
-        let captured = self.capture_processed();
-        let Some(encoder) = self.audio.as_mut() else {
-            return;
-        };
-        if !self.mic || !self.peers.values().any(|r| r.path.is_up()) {
-            return;
-        }
-        let frame = match (&self.microphone, captured) {
-            (Some(_), Some(frame)) => frame,
-            (Some(_), None) => return,
-            (None, _) => self.tone.next_frame(),
-        };
-        let packet = match encoder.encode(&frame) {
-            Ok(p) => Bytes::from(p),
-            Err(e) => {
-                tracing::warn!(error = %e, "audio not encoded");
-                return;
-            }
-        };
-        for remote in self.peers.values_mut().filter(|r| r.path.is_up()) {
-            if let Err(e) = remote.peer.send_audio(packet.clone()).await {
-                tracing::debug!(error = %e, "audio not sent");
-            }
-        }
-    }
-
-    /// Feeds the echo canceller what was played since the last tick, then processes the
-    /// microphone's next frame, if there is a microphone and it has one.
-    fn capture_processed(&mut self) -> Option<Vec<i16>> {
-        let (played, delay) = {
-            let speakers = self.speakers.lock().expect("speakers slot");
-            let speakers = speakers.as_ref();
-            let delay = speakers.zip(self.microphone.as_ref());
-            (
-                speakers.map(|s| s.take_played()),
-                delay.and_then(|(s, mic)| mic.echo_delay(s)),
-            )
-        };
-        let mic = self.microphone.as_ref()?;
-        if let Some(played) = played {
-            self.processor.analyze_render(&played);
-        }
-        // The delay the devices report, if they do; otherwise the processor's default.
-        if let Some(delay) = delay {
-            self.processor.set_delay_ms(delay.as_millis() as u32);
-        }
-        let mut frame = mic.next_frame()?;
-        self.processor.process_capture(&mut frame);
-        Some(frame)
-    }
-
-    /// Every [`ADAPT_EVERY`]: the encoders follow the bandwidth estimate. One encoder
-    /// serves every participant, so the thinnest path (and the worst loss) decides.
-    async fn adapt(&mut self) {
-        let readings: Vec<Reading> = self
-            .peers
-            .values()
-            .filter(|r| r.path.is_up())
-            .map(|r| r.peer.bandwidth())
-            .collect();
-        if readings.is_empty() {
-            return;
-        }
-        let congested = readings.iter().any(|r| r.overused);
-        if congested != self.congested {
-            self.congested = congested;
-            if let Some(capture) = &self.capture {
-                let _ = capture.send(CaptureCommand::Congested(congested));
-            }
-        }
-        // What new media may use: the target less what resends take now (libwebrtc
-        // likewise gives the encoder the target less its protection overhead), at most
-        // their share of the target as it is now. Resends are counted over the last
-        // second, and right after a cap they are those of the rate before it: in the
-        // network lab's case (e) they came to 150-250 kbit/s of a 385 kbit/s estimate,
-        // and the picture dropped to a quarter of its size for nothing.
-        let for_media = |r: &Reading| {
-            let resends = r.resend_bps.min(r.target_bps * RESEND_SHARE);
-            (r.target_bps - resends).max(0.0)
-        };
-        let estimate = readings.iter().fold(
-            Estimate {
-                target_bps: f64::INFINITY,
-                loss: 0.0,
-            },
-            |e, r| Estimate {
-                target_bps: e.target_bps.min(for_media(r)),
-                loss: e.loss.max(r.loss),
-            },
-        );
-        let was_audio_only = self.adaptation.plan().audio_only();
-        let Some(plan) = self.adaptation.update(Instant::now(), estimate) else {
-            return;
-        };
-        tracing::debug!(
-            target_bps = estimate.target_bps as u64,
-            loss = estimate.loss,
-            ?plan,
-            "encoders follow the bandwidth estimate"
-        );
-        if let Some(capture) = &self.capture {
-            let _ = capture.send(CaptureCommand::Target(plan.video));
-        }
-        if let Some(audio) = self.audio.as_mut() {
-            if let Err(e) = audio.set_protection(plan.audio_bps, plan.expected_loss_pct) {
-                tracing::warn!(error = %e, "audio bitrate not changed");
-            }
-        }
-        if plan.audio_only() != was_audio_only {
-            let on = plan.audio_only();
-            tracing::info!(
-                on,
-                target_kbps = estimate.target_bps / 1000.0,
-                "audio only (the link is too thin for video)"
-            );
-            let _ = self
-                .events
-                .send(MediaEvent::AudioOnly {
-                    on,
-                    target_kbps: estimate.target_bps / 1000.0,
-                })
-                .await;
-            self.broadcast_state();
-        }
-    }
-
-    /// Once a second: quality per participant, and giving up on paths lost too long.
-    async fn check_quality(&mut self) {
-        let mut lost = Vec::new();
-        for (user, remote) in &mut self.peers {
-            let given_up = remote.path.given_up(
-                Instant::now(),
-                self.config.connect_within,
-                self.config.recover_within,
-            );
-            if let Some(why) = given_up {
-                lost.push((user.clone(), why));
-                continue;
-            }
-            if !remote.path.is_up() {
-                continue;
-            }
-            let now = remote.peer.counters().await;
-            let prev = std::mem::replace(&mut remote.last, now.clone());
-            let (fps_in, freezes) = remote.pictures.lock().expect("pictures").take_second();
-            let quality = Quality::between(&prev, &now, fps_in, freezes);
-            let _ = self
-                .events
-                .send(MediaEvent::Quality {
-                    user: user.clone(),
-                    quality,
-                })
-                .await;
-        }
-        for (user, why) in lost {
-            self.give_up(&user, why.reason().into(), true).await;
         }
     }
 
