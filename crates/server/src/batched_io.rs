@@ -98,6 +98,13 @@ impl<S: AsyncWrite + Unpin> BatchedIo<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Sends what waits, so the next write starts a batch.
+    fn end_batch(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.push_behind(cx))?;
+        self.wrote = false;
+        Poll::Ready(Ok(()))
+    }
+
     /// Whether this write goes straight to the socket: the batch's first.
     fn straight(&self) -> bool {
         !self.wrote && self.behind.is_empty()
@@ -144,17 +151,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let me = self.get_mut();
-        if me.straight() {
-            let n = ready!(Pin::new(&mut me.inner).poll_write(cx, buf))?;
-            me.wrote = true;
-            return Poll::Ready(Ok(n));
-        }
-        if me.behind.len() >= MAX_BEHIND {
-            ready!(me.push_behind(cx))?;
-        }
-        me.behind.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -185,15 +182,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedIo<S> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let me = self.get_mut();
-        ready!(me.push_behind(cx))?;
-        me.wrote = false;
+        ready!(me.end_batch(cx))?;
         Pin::new(&mut me.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let me = self.get_mut();
-        ready!(me.push_behind(cx))?;
-        me.wrote = false;
+        ready!(me.end_batch(cx))?;
         Pin::new(&mut me.inner).poll_shutdown(cx)
     }
 }
@@ -243,23 +238,46 @@ mod tests {
         assert_eq!(stream.ahead.capacity(), 0);
     }
 
-    /// A socket stand-in that counts the writes that reach it.
+    /// A socket stand-in that keeps what reaches it and counts the writes. A slow one
+    /// takes at most 1,000 bytes a call and says "not now" every other call, as a slow
+    /// peer's full send buffer does.
     #[derive(Default)]
-    struct Counted {
+    struct Socket {
+        slow: bool,
+        calls: usize,
         writes: usize,
         bytes: Vec<u8>,
     }
 
-    impl AsyncWrite for Counted {
+    impl Socket {
+        fn slow() -> Socket {
+            Socket {
+                slow: true,
+                ..Socket::default()
+            }
+        }
+    }
+
+    impl AsyncWrite for Socket {
         fn poll_write(
             self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
             let me = self.get_mut();
+            me.calls += 1;
+            if me.slow && me.calls.is_multiple_of(2) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = if me.slow {
+                buf.len().min(1000)
+            } else {
+                buf.len()
+            };
             me.writes += 1;
-            me.bytes.extend_from_slice(buf);
-            Poll::Ready(Ok(buf.len()))
+            me.bytes.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
@@ -271,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writes_between_two_flushes_reach_the_socket_in_two_pieces() {
-        let mut stream = BatchedIo::new(Counted::default());
+        let mut stream = BatchedIo::new(Socket::default());
         // A lone frame goes straight out.
         stream.write_all(b"one").await.unwrap();
         stream.flush().await.unwrap();
@@ -292,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_batch_goes_out_before_it_grows_past_its_bound() {
-        let mut stream = BatchedIo::new(Counted::default());
+        let mut stream = BatchedIo::new(Socket::default());
         let frame = vec![1u8; 2500];
         for _ in 0..100 {
             stream.write_all(&frame).await.unwrap();
@@ -303,41 +321,9 @@ mod tests {
         assert!(stream.inner.writes < 10, "{} writes", stream.inner.writes);
     }
 
-    /// A socket that takes at most 1,000 bytes a call and says "not now" every other call,
-    /// as a slow peer's full send buffer does.
-    #[derive(Default)]
-    struct Slow {
-        bytes: Vec<u8>,
-        calls: usize,
-    }
-
-    impl AsyncWrite for Slow {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            let me = self.get_mut();
-            me.calls += 1;
-            if me.calls.is_multiple_of(2) {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let n = buf.len().min(1000);
-            me.bytes.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
     #[tokio::test]
     async fn a_slow_socket_gets_every_byte_in_order() {
-        let mut stream = BatchedIo::new(Slow::default());
+        let mut stream = BatchedIo::new(Socket::slow());
         let mut sent = Vec::new();
         for batch in 0..20u32 {
             for frame in 0..(batch % 7 + 1) {
