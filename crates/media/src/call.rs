@@ -55,7 +55,7 @@ impl CallMedia {
         mut config: MediaConfig,
     ) -> (CallMedia, mpsc::Receiver<MediaEvent>) {
         config.room = room.to_string();
-        if config.peer.turn_tls.is_none() {
+        if config.peer.turn_tls.is_none() && config.peer.has_turns() {
             // `turns:` servers are trusted as the signaling server is.
             match client.tls_config() {
                 Ok(tls) => config.peer.turn_tls = Some(tls),

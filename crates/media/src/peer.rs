@@ -65,9 +65,20 @@ pub struct PeerSettings {
     /// default (200 ms) costs ~400 ms of call setup; see docs/decisions.md.
     pub ice_check_interval: Duration,
     /// Whom `turns:` TURN servers are trusted as (turn_tcp.rs). `CallMedia::start` sets
-    /// it from the signaling client, so it trusts what the connection to the server
-    /// trusts; `None` leaves `turns:` URLs out.
+    /// it from the signaling client when there are `turns:` URLs, so it trusts what the
+    /// connection to the server trusts; `None` leaves `turns:` URLs out.
     pub turn_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl PeerSettings {
+    /// Whether a TURN server is to be reached over TLS (`turns:`), so [`Self::turn_tls`]
+    /// is needed.
+    pub fn has_turns(&self) -> bool {
+        self.ice_servers
+            .iter()
+            .flat_map(|s| &s.urls)
+            .any(|url| turn_tcp::StreamTurn::from_url(url).is_some_and(|t| t.tls))
+    }
 }
 
 /// One STUN or TURN server.

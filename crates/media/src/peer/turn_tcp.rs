@@ -181,7 +181,7 @@ pub(crate) struct StreamTurn {
     host: String,
     port: u16,
     /// `turns:`: TLS over the TCP connection, the server's certificate checked for `host`.
-    tls: bool,
+    pub(super) tls: bool,
 }
 
 impl StreamTurn {
