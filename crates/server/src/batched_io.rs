@@ -98,6 +98,20 @@ impl<S: AsyncWrite + Unpin> BatchedIo<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// Keeps `bufs` for the flush, sending what already waits first if it is at its
+    /// bound.
+    fn hold(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        if self.behind.len() >= MAX_BEHIND {
+            ready!(self.push_behind(cx))?;
+        }
+        let mut n = 0;
+        for buf in bufs {
+            self.behind.extend_from_slice(buf);
+            n += buf.len();
+        }
+        Poll::Ready(Ok(n))
+    }
+
     /// Sends what waits, so the next write starts a batch.
     fn end_batch(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.push_behind(cx))?;
@@ -151,7 +165,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        let me = self.get_mut();
+        if me.straight() {
+            let n = ready!(Pin::new(&mut me.inner).poll_write(cx, buf))?;
+            me.wrote = true;
+            return Poll::Ready(Ok(n));
+        }
+        me.hold(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -165,15 +185,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BatchedIo<S> {
             me.wrote = true;
             return Poll::Ready(Ok(n));
         }
-        if me.behind.len() >= MAX_BEHIND {
-            ready!(me.push_behind(cx))?;
-        }
-        let mut n = 0;
-        for buf in bufs {
-            me.behind.extend_from_slice(buf);
-            n += buf.len();
-        }
-        Poll::Ready(Ok(n))
+        me.hold(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
