@@ -335,8 +335,7 @@ async fn behind_a_symmetric_nat_without_turn_no_path_is_found() {
 async fn with_udp_blocked_a_call_connects_through_turn_over_tcp() {
     let case = "(c) TURN over TCP, UDP blocked";
     let _turn = exclusive().await;
-    let mut spec = HomeSpec::new(Nat::Cone);
-    spec.block_udp = true;
+    let spec = udp_blocked();
     let Some(call) = lab_call(case, [spec, spec], stun_and_turn_tcp, true, as_is).await else {
         return;
     };
@@ -347,8 +346,7 @@ async fn with_udp_blocked_a_call_connects_through_turn_over_tcp() {
 async fn with_udp_blocked_a_call_connects_through_turn_over_tls() {
     let case = "(c2) TURN over TLS, UDP blocked";
     let _turn = exclusive().await;
-    let mut spec = HomeSpec::new(Nat::Cone);
-    spec.block_udp = true;
+    let spec = udp_blocked();
     let Some(lab) = lab_or_skip(case, &[spec, spec]) else {
         return;
     };
@@ -372,6 +370,13 @@ async fn with_udp_blocked_a_call_connects_through_turn_over_tls() {
     let ice = stun_and_turn(&turn, turn.turns_url().expect("coturn takes TLS"));
     let call = LabCall::start(lab, turn, ice, options, true, as_is).await;
     relayed_both_ways(case, call).await;
+}
+
+/// A home behind a cone NAT whose router lets no UDP out.
+fn udp_blocked() -> HomeSpec {
+    let mut spec = HomeSpec::new(Nat::Cone);
+    spec.block_udp = true;
+    spec
 }
 
 /// Media flows both ways on a relay pair; reports it and hangs up.
